@@ -1,0 +1,220 @@
+//! Per-request context kept in request extensions: who is calling, with what metadata, under
+//! which trace, along which target path, on which attempt.
+//!
+//! ```
+//! use portcullis_core::context::{TargetPath, TraceId};
+//!
+//! let mut path = TargetPath::root();
+//! path.push(1);
+//! path.push(0);
+//! assert_eq!(path.to_string(), "targets[1].targets[0]");
+//! assert_eq!(TraceId::generate().as_str().len(), 32);
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+/// The trace id of a request: from `x-portkey-trace-id` or `traceparent`, else generated.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TraceId(Arc<str>);
+
+/// The longest trace id accepted from a client.
+pub const MAX_TRACE_ID_LEN: usize = 128;
+
+impl TraceId {
+    /// A trace id from a client-supplied value: 1 to 128 visible ASCII characters, else `None`.
+    pub fn parse(value: &str) -> Option<Self> {
+        let ok = !value.is_empty()
+            && value.len() <= MAX_TRACE_ID_LEN
+            && value.bytes().all(|b| b.is_ascii_graphic());
+        ok.then(|| Self(value.into()))
+    }
+
+    /// A fresh random id: 32 lowercase hex digits (a W3C trace id).
+    pub fn generate() -> Self {
+        // A zero trace id is invalid in W3C trace context.
+        let id = fastrand::u128(1..);
+        Self(format!("{id:032x}").into())
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Request metadata (Portkey's `x-portkey-metadata`): string keys to string values.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Metadata(Arc<BTreeMap<String, String>>);
+
+impl Metadata {
+    /// Metadata from a map.
+    pub fn new(map: BTreeMap<String, String>) -> Self {
+        Self(Arc::new(map))
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    /// Every entry, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// The number of entries.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Who is calling, recorded once for every layer to use (budgets, cache namespaces, limits).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Caller {
+    /// The name of the gateway API key the request presented.
+    pub api_key: Option<Arc<str>>,
+    /// The virtual key (provider credential) the request named.
+    pub virtual_key: Option<Arc<str>>,
+    /// The end user (`metadata._user`, or the body's `user`).
+    pub user: Option<Arc<str>>,
+    /// The team, from metadata.
+    pub team: Option<Arc<str>>,
+}
+
+/// The path through a tree of targets, e.g. `targets[1].targets[0]`.
+///
+/// Multi-target layers push the index they chose onto the request's path before calling the
+/// target, and prepend it to the response's path on the way out. It is `Copy` and never
+/// allocates; paths deeper than [`TargetPath::MAX_DEPTH`] keep their first levels.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct TargetPath {
+    len: u8,
+    indices: [u16; TargetPath::MAX_DEPTH],
+}
+
+impl TargetPath {
+    /// How many levels a path records.
+    pub const MAX_DEPTH: usize = 15;
+
+    /// The empty path: the root of the tree.
+    pub fn root() -> Self {
+        Self::default()
+    }
+
+    /// Descends into target `index`.
+    pub fn push(&mut self, index: u16) {
+        if (self.len as usize) < Self::MAX_DEPTH {
+            self.indices[self.len as usize] = index;
+            self.len += 1;
+        }
+    }
+
+    /// Records that this path was reached through target `index` of an outer level.
+    pub fn push_front(&mut self, index: u16) {
+        let len = (self.len as usize).min(Self::MAX_DEPTH - 1);
+        self.indices.copy_within(0..len, 1);
+        self.indices[0] = index;
+        self.len = len as u8 + 1;
+    }
+
+    /// The indices, outermost first.
+    pub fn indices(&self) -> &[u16] {
+        &self.indices[..self.len as usize]
+    }
+
+    /// Whether this is the root.
+    pub fn is_root(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl fmt::Display for TargetPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, index) in self.indices().iter().enumerate() {
+            if i > 0 {
+                f.write_str(".")?;
+            }
+            write!(f, "targets[{index}]")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for TargetPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TargetPath({self})")
+    }
+}
+
+/// Which attempt at the request this call is: 0 for the first try, 1 for the first retry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Attempt(pub u32);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_id_accepts_visible_ascii_only() {
+        assert_eq!(TraceId::parse("abc-123").unwrap().as_str(), "abc-123");
+        assert!(TraceId::parse("").is_none());
+        assert!(TraceId::parse("has space").is_none());
+        assert!(TraceId::parse("caf\u{e9}").is_none());
+        assert!(TraceId::parse(&"x".repeat(129)).is_none());
+        assert!(TraceId::parse(&"x".repeat(128)).is_some());
+    }
+
+    #[test]
+    fn generated_ids_are_hex_and_differ() {
+        let a = TraceId::generate();
+        let b = TraceId::generate();
+        assert_ne!(a, b);
+        assert!(a.as_str().bytes().all(|c| c.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn target_path_pushes_both_ways() {
+        let mut p = TargetPath::root();
+        assert!(p.is_root());
+        assert_eq!(p.to_string(), "");
+        p.push(2);
+        p.push_front(1);
+        assert_eq!(p.indices(), &[1, 2]);
+        assert_eq!(p.to_string(), "targets[1].targets[2]");
+    }
+
+    #[test]
+    fn target_path_keeps_the_first_levels_when_too_deep() {
+        let mut p = TargetPath::root();
+        for i in 0..20 {
+            p.push(i);
+        }
+        assert_eq!(p.indices().len(), TargetPath::MAX_DEPTH);
+        assert_eq!(p.indices()[14], 14);
+        p.push_front(99);
+        assert_eq!(p.indices()[0], 99);
+        assert_eq!(p.indices()[14], 13);
+    }
+
+    #[test]
+    fn metadata_reads_back() {
+        let m = Metadata::new([("plan".to_string(), "paid".to_string())].into());
+        assert_eq!(m.get("plan"), Some("paid"));
+        assert_eq!(m.len(), 1);
+        assert_eq!(m.iter().next(), Some(("plan", "paid")));
+    }
+}

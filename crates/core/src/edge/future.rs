@@ -1,0 +1,216 @@
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::request::Parts;
+use http::{Method, Request, Response, header};
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use crate::error::{BodyTooLarge, InvalidRequest, error_response};
+use crate::{Body, BoxError, BufferedBody, RequestView};
+
+pin_project! {
+    /// The response future of [`Edge`](super::Edge).
+    pub struct ResponseFuture<B, S, F> {
+        #[pin]
+        state: State<B, S, F>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<B, S, F> {
+        Reading {
+            #[pin]
+            body: B,
+            head: Option<(Parts, S)>,
+            collected: Collected,
+            limit: usize,
+        },
+        Calling {
+            #[pin]
+            future: F,
+        },
+        Answered {
+            response: Option<Response<Body>>,
+        },
+    }
+}
+
+impl<B, S, F> ResponseFuture<B, S, F> {
+    pub(super) fn reading(parts: Parts, body: B, inner: S, limit: usize) -> Self {
+        Self {
+            state: State::Reading {
+                body,
+                head: Some((parts, inner)),
+                collected: Collected::default(),
+                limit,
+            },
+        }
+    }
+
+    pub(super) fn answered(response: Response<Body>) -> Self {
+        Self {
+            state: State::Answered {
+                response: Some(response),
+            },
+        }
+    }
+}
+
+impl<B, S, F> std::fmt::Debug for ResponseFuture<B, S, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("edge::ResponseFuture")
+    }
+}
+
+impl<B, S, E> Future for ResponseFuture<B, S, S::Future>
+where
+    B: http_body::Body,
+    B::Error: Into<BoxError>,
+    S: Service<Request<BufferedBody>, Response = Response<Body>, Error = E>,
+    E: Into<BoxError>,
+{
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        loop {
+            let next = match state.as_mut().project() {
+                StateProj::Reading {
+                    mut body,
+                    head,
+                    collected,
+                    limit,
+                } => {
+                    let frame = if body.is_end_stream() {
+                        None
+                    } else {
+                        ready!(body.as_mut().poll_frame(cx))
+                    };
+                    match frame {
+                        Some(Ok(frame)) => {
+                            if let Ok(mut data) = frame.into_data() {
+                                let len = data.remaining();
+                                if collected.len + len > *limit {
+                                    let err: BoxError = BodyTooLarge { limit: *limit }.into();
+                                    State::answer(error_response(&err))
+                                } else {
+                                    collected.push(data.copy_to_bytes(len));
+                                    continue;
+                                }
+                            } else {
+                                // Trailers carry nothing an LLM request needs.
+                                continue;
+                            }
+                        }
+                        Some(Err(err)) => {
+                            let err: BoxError = InvalidRequest::new(format!(
+                                "could not read the request body: {}",
+                                err.into()
+                            ))
+                            .into();
+                            State::answer(error_response(&err))
+                        }
+                        None => {
+                            let (parts, mut inner) = head.take().expect("body read once");
+                            match prepare(parts, collected.take()) {
+                                Ok(req) => State::Calling {
+                                    future: inner.call(req),
+                                },
+                                Err(err) => State::answer(error_response(&err.into())),
+                            }
+                        }
+                    }
+                }
+                StateProj::Calling { future } => {
+                    let response = match ready!(future.poll(cx)) {
+                        Ok(response) => response,
+                        Err(err) => error_response(&err.into()),
+                    };
+                    return Poll::Ready(Ok(response));
+                }
+                StateProj::Answered { response } => {
+                    return Poll::Ready(Ok(response.take().expect("polled after completion")));
+                }
+            };
+            state.set(next);
+        }
+    }
+}
+
+impl<B, S, F> State<B, S, F> {
+    fn answer(response: Response<Body>) -> Self {
+        State::Answered {
+            response: Some(response),
+        }
+    }
+}
+
+/// Builds the buffered request and parses a JSON body into its view.
+fn prepare(parts: Parts, bytes: Bytes) -> Result<Request<BufferedBody>, InvalidRequest> {
+    let mut req = Request::from_parts(parts, BufferedBody::new(bytes.clone()));
+    if bytes.is_empty() {
+        if req.method() == Method::POST {
+            return Err(InvalidRequest::new(
+                "request body is empty; expected a JSON object",
+            ));
+        }
+        return Ok(req);
+    }
+    if is_json(req.headers()) {
+        let view = RequestView::parse(bytes)?;
+        req.extensions_mut().insert(Arc::new(view));
+    }
+    Ok(req)
+}
+
+/// Whether a body should be read as JSON: a JSON content type, or none at all (OpenAI's
+/// clients always send one, but curl users often forget).
+fn is_json(headers: &http::HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return true;
+    };
+    let Ok(value) = value.to_str() else {
+        return false;
+    };
+    let mime = value.split(';').next().unwrap_or("").trim();
+    mime.eq_ignore_ascii_case("application/json")
+        || mime.len() > 5 && mime[mime.len() - 5..].eq_ignore_ascii_case("+json")
+}
+
+/// The body as it arrives: one chunk is kept as it is, more are joined.
+#[derive(Default)]
+struct Collected {
+    first: Option<Bytes>,
+    joined: Option<BytesMut>,
+    len: usize,
+}
+
+impl Collected {
+    fn push(&mut self, chunk: Bytes) {
+        self.len += chunk.len();
+        if let Some(joined) = &mut self.joined {
+            joined.extend_from_slice(&chunk);
+        } else if let Some(first) = self.first.take() {
+            let mut joined = BytesMut::with_capacity(first.len() + chunk.len());
+            joined.extend_from_slice(&first);
+            joined.extend_from_slice(&chunk);
+            self.joined = Some(joined);
+        } else {
+            self.first = Some(chunk);
+        }
+    }
+
+    fn take(&mut self) -> Bytes {
+        match (self.first.take(), self.joined.take()) {
+            (_, Some(joined)) => joined.freeze(),
+            (Some(first), None) => first,
+            (None, None) => Bytes::new(),
+        }
+    }
+}

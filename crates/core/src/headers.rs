@@ -1,0 +1,243 @@
+//! Response facts as response headers, Portkey's names by default.
+//!
+//! [`FactHeaders`] gives every request a [`TraceId`] (the client's `x-portkey-trace-id` when
+//! it sends a usable one, else a fresh one) before the stack below sees it, and on the way
+//! out writes the trace id and the [`ResponseFacts`] as headers:
+//!
+//! | fact | header (Portkey) |
+//! |---|---|
+//! | trace id | `x-portkey-trace-id` |
+//! | retries | `x-portkey-retry-attempt-count` (0, n, or -1 when exhausted) |
+//! | target path | `x-portkey-last-used-option-index` (`config.targets[1]`) |
+//! | cache status | `x-portkey-cache-status` |
+//! | provider | `x-portkey-provider` |
+//!
+//! ```
+//! use portcullis_core::{Body, BoxError, FactHeadersLayer};
+//! use portcullis_core::facts::{ResponseFacts, Retries};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let stack = ServiceBuilder::new()
+//!     .layer(FactHeadersLayer::new())
+//!     .service(service_fn(|_req: http::Request<()>| async {
+//!         let mut res = http::Response::new(Body::empty());
+//!         ResponseFacts::get_mut(&mut res).retries = Some(Retries::Made(1));
+//!         Ok::<_, BoxError>(res)
+//!     }));
+//! let req = http::Request::get("/").header("x-portkey-trace-id", "abc").body(()).unwrap();
+//! let res = stack.oneshot(req).await.unwrap();
+//! assert_eq!(res.headers()["x-portkey-trace-id"], "abc");
+//! assert_eq!(res.headers()["x-portkey-retry-attempt-count"], "1");
+//! # }
+//! ```
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use http::{HeaderName, HeaderValue, Request, Response};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::context::TraceId;
+use crate::facts::ResponseFacts;
+
+/// The header names [`FactHeaders`] reads and writes.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct FactHeaderNames {
+    /// The trace id, read from the request and written to the response.
+    pub trace_id: HeaderName,
+    /// Retries made.
+    pub retries: HeaderName,
+    /// The path of the target that answered.
+    pub target: HeaderName,
+    /// The cache status.
+    pub cache: HeaderName,
+    /// The provider that answered.
+    pub provider: HeaderName,
+}
+
+impl FactHeaderNames {
+    /// Portkey's names.
+    pub fn portkey() -> Self {
+        Self {
+            trace_id: HeaderName::from_static("x-portkey-trace-id"),
+            retries: HeaderName::from_static("x-portkey-retry-attempt-count"),
+            target: HeaderName::from_static("x-portkey-last-used-option-index"),
+            cache: HeaderName::from_static("x-portkey-cache-status"),
+            provider: HeaderName::from_static("x-portkey-provider"),
+        }
+    }
+}
+
+impl Default for FactHeaderNames {
+    fn default() -> Self {
+        Self::portkey()
+    }
+}
+
+/// Applies [`FactHeaders`] to a service.
+#[derive(Clone, Debug, Default)]
+pub struct FactHeadersLayer {
+    names: Arc<FactHeaderNames>,
+}
+
+impl FactHeadersLayer {
+    /// A layer with Portkey's header names.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A layer with other header names.
+    pub fn with_names(names: FactHeaderNames) -> Self {
+        Self {
+            names: Arc::new(names),
+        }
+    }
+}
+
+impl<S> Layer<S> for FactHeadersLayer {
+    type Service = FactHeaders<S>;
+
+    fn layer(&self, inner: S) -> FactHeaders<S> {
+        FactHeaders {
+            inner,
+            names: self.names.clone(),
+        }
+    }
+}
+
+/// Assigns trace ids and writes response facts as headers (see the [module docs](self)).
+#[derive(Clone, Debug)]
+pub struct FactHeaders<S> {
+    inner: S,
+    names: Arc<FactHeaderNames>,
+}
+
+impl<S> FactHeaders<S> {
+    /// Wraps `inner` with Portkey's header names.
+    pub fn new(inner: S) -> Self {
+        FactHeadersLayer::new().layer(inner)
+    }
+
+    /// A layer with Portkey's header names.
+    pub fn layer() -> FactHeadersLayer {
+        FactHeadersLayer::new()
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The wrapped service, by value.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, ReqB, ResB> Service<Request<ReqB>> for FactHeaders<S>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+{
+    type Response = Response<ResB>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
+        let trace = match req.extensions().get::<TraceId>() {
+            Some(trace) => trace.clone(),
+            None => {
+                let trace = req
+                    .headers()
+                    .get(&self.names.trace_id)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(TraceId::parse)
+                    .unwrap_or_else(TraceId::generate);
+                req.extensions_mut().insert(trace.clone());
+                trace
+            }
+        };
+        ResponseFuture {
+            inner: self.inner.call(req),
+            trace: Some(trace),
+            names: self.names.clone(),
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`FactHeaders`].
+    #[derive(Debug)]
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        trace: Option<TraceId>,
+        names: Arc<FactHeaderNames>,
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut response = ready!(this.inner.poll(cx))?;
+        let names = &**this.names;
+        let facts = response.extensions_mut().remove::<ResponseFacts>();
+        let headers = response.headers_mut();
+        if let Some(trace) = this.trace.take()
+            && let Ok(value) = HeaderValue::from_str(trace.as_str())
+        {
+            headers.insert(names.trace_id.clone(), value);
+        }
+        if let Some(facts) = &facts {
+            if let Some(retries) = facts.retries {
+                headers.insert(
+                    names.retries.clone(),
+                    HeaderValue::from(retries.header_value()),
+                );
+            }
+            if let Some(target) = facts.target
+                && let Ok(value) = HeaderValue::try_from(if target.is_root() {
+                    "config".to_owned()
+                } else {
+                    format!("config.{target}")
+                })
+            {
+                headers.insert(names.target.clone(), value);
+            }
+            if let Some(cache) = facts.cache {
+                headers.insert(
+                    names.cache.clone(),
+                    HeaderValue::from_static(cache.as_str()),
+                );
+            }
+            if let Some(provider) = &facts.provider
+                && let Ok(value) = HeaderValue::from_str(provider)
+            {
+                headers.insert(names.provider.clone(), value);
+            }
+        }
+        if let Some(facts) = facts {
+            response.extensions_mut().insert(facts);
+        }
+        Poll::Ready(Ok(response))
+    }
+}

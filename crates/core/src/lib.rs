@@ -1,0 +1,51 @@
+//! The shared vocabulary of Portcullis.
+//!
+//! Every Portcullis layer is a [`tower`](https://docs.rs/tower) layer over `http` types. This
+//! crate holds what they share, so that no layer depends on another:
+//!
+//! - [`BufferedBody`]: a request body read once, cheap to clone, replayed by every clone;
+//!   [`Body`]: the response body every layer returns.
+//! - [`Edge`]: the edge step that reads the body once (413 past a limit), parses it once into
+//!   a [`RequestView`] kept in extensions behind an `Arc` (400 when malformed), and answers
+//!   every error of the stack as an OpenAI-style error response.
+//! - [`context`]: per-request facts in request extensions (trace id, metadata, caller, target
+//!   path, attempt); [`facts`]: per-response facts in response extensions (target used,
+//!   retries, cache status, provider, guard verdicts; usage and cost types).
+//! - [`observe`]: the body observer that lets chunks through as they arrive, reads usage and
+//!   assembles streamed text, and reports once at the end or on cancellation.
+//! - [`error`]: the OpenAI error body and the typed errors, with their statuses.
+//! - [`FactHeaders`]: trace ids in, response facts out as Portkey's headers.
+//!
+//! A typical stack, outside in: `FactHeaders` → `Edge` → layers → a provider.
+//!
+//! ```
+//! use portcullis_core::{Body, BoxError, BufferedBody, EdgeLayer, FactHeadersLayer};
+//! use tower::{ServiceBuilder, service_fn};
+//!
+//! let stack = ServiceBuilder::new()
+//!     .layer(FactHeadersLayer::new())
+//!     .layer(EdgeLayer::new())
+//!     .service(service_fn(|_req: http::Request<BufferedBody>| async {
+//!         Ok::<_, BoxError>(http::Response::new(Body::from("{}")))
+//!     }));
+//! # let _ = stack;
+//! ```
+
+#![forbid(unsafe_code)]
+
+pub mod body;
+pub mod context;
+pub mod edge;
+pub mod error;
+pub mod facts;
+pub mod headers;
+pub mod observe;
+pub mod view;
+
+pub use self::body::{Body, BufferedBody};
+pub use self::edge::{Edge, EdgeLayer};
+pub use self::headers::{FactHeaders, FactHeadersLayer};
+pub use self::view::RequestView;
+
+/// The error type that flows through a stack: any error, boxed, that callers can downcast.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -1,0 +1,224 @@
+//! The parse-once view of a JSON request.
+//!
+//! The edge parses the body once into a [`RequestView`] and stores it in the request's
+//! extensions behind an `Arc`; every later layer reads it from there instead of parsing again.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use portcullis_core::RequestView;
+//!
+//! let view = RequestView::parse(Bytes::from_static(
+//!     br#"{"model":"gpt-4o-mini","stream":true,"response_format":{"type":"json_object"},
+//!         "messages":[{"role":"user","content":"hi"}]}"#,
+//! ))
+//! .unwrap();
+//! assert_eq!(view.model(), Some("gpt-4o-mini"));
+//! assert!(view.stream());
+//! assert_eq!(view.param(&["response_format", "type"]).unwrap(), "json_object");
+//! assert_eq!(view.messages().unwrap().len(), 1);
+//! ```
+
+use bytes::Bytes;
+use serde_json::{Map, Value};
+
+use crate::error::InvalidRequest;
+
+/// A JSON request body, parsed once, with typed access to the fields layers use.
+///
+/// Field types are checked when parsing, so a view never holds a `model` that is not a
+/// string or a `stream` that is not a boolean.
+#[derive(Clone, Debug)]
+pub struct RequestView {
+    bytes: Bytes,
+    object: Map<String, Value>,
+    stream: bool,
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn expect(
+    object: &Map<String, Value>,
+    field: &str,
+    what: &str,
+    ok: fn(&Value) -> bool,
+) -> Result<(), InvalidRequest> {
+    match object.get(field) {
+        Some(v) if !v.is_null() && !ok(v) => Err(InvalidRequest::param(
+            field,
+            format!("`{field}` must be {what}, got {}", json_type(v)),
+        )),
+        _ => Ok(()),
+    }
+}
+
+impl RequestView {
+    /// Parses a request body. Fails, with a message for the client, when the body is not
+    /// JSON, not an object, or has `model`, `user`, `stream`, `messages` or `stream_options`
+    /// of the wrong type.
+    pub fn parse(bytes: Bytes) -> Result<Self, InvalidRequest> {
+        let value: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| InvalidRequest::new(format!("request body is not valid JSON: {e}")))?;
+        let object = match value {
+            Value::Object(object) => object,
+            other => {
+                return Err(InvalidRequest::new(format!(
+                    "request body must be a JSON object, got {}",
+                    json_type(&other)
+                )));
+            }
+        };
+        expect(&object, "model", "a string", Value::is_string)?;
+        expect(&object, "user", "a string", Value::is_string)?;
+        expect(&object, "stream", "a boolean", Value::is_boolean)?;
+        expect(&object, "messages", "an array", Value::is_array)?;
+        expect(&object, "stream_options", "an object", Value::is_object)?;
+        let stream = object
+            .get("stream")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        Ok(Self {
+            bytes,
+            object,
+            stream,
+        })
+    }
+
+    /// The raw body the view was parsed from.
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// The parsed top-level object.
+    pub fn object(&self) -> &Map<String, Value> {
+        &self.object
+    }
+
+    /// `model`, if present.
+    pub fn model(&self) -> Option<&str> {
+        self.object.get("model").and_then(Value::as_str)
+    }
+
+    /// `stream`, `false` when absent.
+    pub fn stream(&self) -> bool {
+        self.stream
+    }
+
+    /// `stream_options.include_usage`, `false` when absent.
+    pub fn include_usage(&self) -> bool {
+        self.object
+            .get("stream_options")
+            .and_then(|o| o.get("include_usage"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+
+    /// `user`, if present.
+    pub fn user(&self) -> Option<&str> {
+        self.object.get("user").and_then(Value::as_str)
+    }
+
+    /// `messages`, if present.
+    pub fn messages(&self) -> Option<&[Value]> {
+        self.object
+            .get("messages")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+    }
+
+    /// The value at a path of keys below the top level; a segment that is a number indexes
+    /// into an array (`["messages", "0", "role"]`). This is what `params.*` conditions read.
+    pub fn param<S: AsRef<str>>(&self, path: &[S]) -> Option<&Value> {
+        let (first, rest) = path.split_first()?;
+        let mut value = self.object.get(first.as_ref())?;
+        for segment in rest {
+            let segment = segment.as_ref();
+            value = match value {
+                Value::Object(map) => map.get(segment)?,
+                Value::Array(items) => items.get(segment.parse::<usize>().ok()?)?,
+                _ => return None,
+            };
+        }
+        Some(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &'static str) -> Result<RequestView, InvalidRequest> {
+        RequestView::parse(Bytes::from_static(s.as_bytes()))
+    }
+
+    #[test]
+    fn reads_the_fields_layers_use() {
+        let v = parse(
+            r#"{"model":"m","user":"u","stream":true,"stream_options":{"include_usage":true},
+                "messages":[{"role":"user","content":"hi"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(v.model(), Some("m"));
+        assert_eq!(v.user(), Some("u"));
+        assert!(v.stream());
+        assert!(v.include_usage());
+        assert_eq!(v.param(&["messages", "0", "role"]).unwrap(), "user");
+        assert_eq!(v.param(&["messages", "x"]), None);
+        assert_eq!(v.param(&["model", "deeper"]), None);
+        assert_eq!(v.param::<&str>(&[]), None);
+    }
+
+    #[test]
+    fn absent_fields_have_defaults() {
+        let v = parse(r#"{"stream":null}"#).unwrap();
+        assert_eq!(v.model(), None);
+        assert!(!v.stream());
+        assert!(!v.include_usage());
+        assert!(v.messages().is_none());
+    }
+
+    #[test]
+    fn malformed_json_says_where() {
+        let e = parse(r#"{"model": "#).unwrap_err();
+        assert!(
+            e.message.starts_with("request body is not valid JSON"),
+            "{e}"
+        );
+        assert!(e.message.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn non_object_names_the_type() {
+        assert_eq!(
+            parse("[1,2]").unwrap_err().message,
+            "request body must be a JSON object, got an array"
+        );
+        assert_eq!(
+            parse("\"x\"").unwrap_err().message,
+            "request body must be a JSON object, got a string"
+        );
+    }
+
+    #[test]
+    fn wrong_types_name_the_field() {
+        for (body, param) in [
+            (r#"{"model":1}"#, "model"),
+            (r#"{"stream":"yes"}"#, "stream"),
+            (r#"{"user":{}}"#, "user"),
+            (r#"{"messages":"hi"}"#, "messages"),
+            (r#"{"stream_options":true}"#, "stream_options"),
+        ] {
+            let e = parse(body).unwrap_err();
+            assert_eq!(e.param.as_deref(), Some(param), "{body}");
+            assert!(e.message.starts_with(&format!("`{param}` must be")), "{e}");
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! The edge step and the fact headers: limits, parse errors, readiness.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use portcullis_core::context::{TargetPath, TraceId};
+use portcullis_core::error::{RateLimited, UpstreamError, UpstreamErrorKind};
+use portcullis_core::facts::{CacheStatus, ResponseFacts, Retries};
+use portcullis_core::{Body, BoxError, BufferedBody, Edge, EdgeLayer, FactHeadersLayer, RequestView};
+use tower::{Layer, ServiceExt, service_fn};
+use tower_test::mock;
+
+async fn error_json(r: Response<Body>) -> serde_json::Value {
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let bytes = r.into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+fn echo_model() -> Edge<
+    impl tower::Service<
+        Request<BufferedBody>,
+        Response = Response<Body>,
+        Error = BoxError,
+        Future = impl Send,
+    > + Clone,
+> {
+    EdgeLayer::new().limit(64).layer(service_fn(|req: Request<BufferedBody>| async move {
+        let view = req.extensions().get::<Arc<RequestView>>().cloned();
+        let body = match view {
+            Some(v) => format!("model={}", v.model().unwrap_or("-")),
+            None => format!("raw={}", String::from_utf8_lossy(req.body().bytes())),
+        };
+        Ok::<_, BoxError>(Response::new(Body::from(body)))
+    }))
+}
+
+fn post(body: &'static str) -> Request<Full<Bytes>> {
+    Request::post("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn parses_once_and_passes_the_view() {
+    let r = echo_model().oneshot(post(r#"{"model":"gpt"}"#)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.into_body().collect().await.unwrap().to_bytes(), "model=gpt");
+}
+
+#[tokio::test]
+async fn malformed_json_is_400_with_the_reason() {
+    let r = echo_model().oneshot(post(r#"{"model":"#)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let v = error_json(r).await;
+    assert_eq!(v["error"]["type"], "invalid_request_error");
+    assert!(v["error"]["message"].as_str().unwrap().contains("not valid JSON"));
+}
+
+#[tokio::test]
+async fn wrong_field_type_is_400_naming_the_field() {
+    let r = echo_model().oneshot(post(r#"{"stream":"yes"}"#)).await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(error_json(r).await["error"]["param"], "stream");
+}
+
+#[tokio::test]
+async fn empty_post_is_400() {
+    let r = echo_model().oneshot(post("")).await.unwrap();
+    assert_eq!(r.status(), 400);
+    let v = error_json(r).await;
+    assert!(v["error"]["message"].as_str().unwrap().contains("empty"));
+}
+
+#[tokio::test]
+async fn non_json_content_is_buffered_not_parsed() {
+    let req = Request::post("/v1/audio")
+        .header("content-type", "text/plain")
+        .body(Full::new(Bytes::from_static(b"not json")))
+        .unwrap();
+    let r = echo_model().oneshot(req).await.unwrap();
+    assert_eq!(r.into_body().collect().await.unwrap().to_bytes(), "raw=not json");
+}
+
+#[tokio::test]
+async fn declared_oversized_body_is_413_before_reading() {
+    let req = Request::post("/v1/chat/completions")
+        .header("content-length", "65")
+        .body(Full::new(Bytes::from(vec![b' '; 65])))
+        .unwrap();
+    let r = echo_model().oneshot(req).await.unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let v = error_json(r).await;
+    assert_eq!(v["error"]["code"], "request_too_large");
+}
+
+#[tokio::test]
+async fn streamed_oversized_body_is_413() {
+    // No content-length: the limit is enforced while reading, chunk by chunk.
+    let body = Chunks((0..10).map(|_| Ok(Bytes::from(vec![b' '; 10]))).collect());
+    let req = Request::post("/v1/chat/completions").body(body).unwrap();
+    let r = echo_model().oneshot(req).await.unwrap();
+    assert_eq!(r.status(), 413);
+}
+
+#[tokio::test]
+async fn multi_chunk_body_within_limit_is_joined() {
+    let parts = [r#"{"mo"#, r#"del":"#, r#""x"}"#];
+    let body = Chunks(parts.iter().map(|p| Ok(Bytes::from_static(p.as_bytes()))).collect());
+    let req = Request::post("/v1/chat/completions").body(body).unwrap();
+    let r = echo_model().oneshot(req).await.unwrap();
+    assert_eq!(r.into_body().collect().await.unwrap().to_bytes(), "model=x");
+}
+
+#[tokio::test]
+async fn body_read_error_is_400() {
+    let body = Chunks(vec![Ok(Bytes::from_static(b"{")), Err("client went away".into())].into());
+    let req = Request::post("/v1/chat/completions").body(body).unwrap();
+    let r = echo_model().oneshot(req).await.unwrap();
+    assert_eq!(r.status(), 400);
+    let v = error_json(r).await;
+    assert!(v["error"]["message"].as_str().unwrap().contains("client went away"));
+}
+
+#[tokio::test]
+async fn inner_errors_become_responses() {
+    let svc = EdgeLayer::new().layer(service_fn(|_req: Request<BufferedBody>| async {
+        Err::<Response<Body>, BoxError>(
+            UpstreamError::new(UpstreamErrorKind::Connect, "connection refused").into(),
+        )
+    }));
+    let r = svc.oneshot(post("{}")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+    let v = error_json(r).await;
+    assert_eq!(v["error"]["code"], "upstream_connect_failed");
+    assert!(v["error"]["message"].as_str().unwrap().contains("connection refused"));
+}
+
+#[tokio::test]
+async fn edge_calls_only_the_service_it_readied() {
+    let (mut svc, mut handle) =
+        mock::spawn_with::<Request<BufferedBody>, Response<Body>, _, _>(|m| EdgeLayer::new().layer(m));
+    handle.allow(0);
+    assert!(svc.poll_ready::<Request<Full<Bytes>>>().is_pending());
+    handle.allow(1);
+    assert!(svc.poll_ready::<Request<Full<Bytes>>>().is_ready());
+    // The mock panics if a clone that was not readied is called.
+    let fut = tokio::spawn(svc.call(post(r#"{"model":"a"}"#)));
+    let (req, send) = handle.next_request().await.unwrap();
+    assert_eq!(req.extensions().get::<Arc<RequestView>>().unwrap().model(), Some("a"));
+    send.send_response(Response::new(Body::from("ok")));
+    assert_eq!(fut.await.unwrap().unwrap().status(), 200);
+    // The next call needs readiness again.
+    assert!(svc.poll_ready::<Request<Full<Bytes>>>().is_pending());
+}
+
+#[tokio::test]
+async fn poll_ready_error_is_answered_as_a_response() {
+    let (mut svc, mut handle) =
+        mock::spawn_with::<Request<BufferedBody>, Response<Body>, _, _>(|m| EdgeLayer::new().layer(m));
+    handle.send_error(RateLimited {
+        message: "slow down".into(),
+        retry_after: std::time::Duration::from_secs(3),
+    });
+    assert!(svc.poll_ready::<Request<Full<Bytes>>>().is_ready());
+    let r = svc.call(post("{}")).await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "3");
+}
+
+#[tokio::test]
+async fn fact_headers_write_portkey_headers() {
+    let svc = FactHeadersLayer::new().layer(service_fn(|req: Request<()>| async move {
+        let trace = req.extensions().get::<TraceId>().unwrap().clone();
+        let mut r = Response::new(Body::from(trace.to_string()));
+        let facts = ResponseFacts::get_mut(&mut r);
+        let mut path = TargetPath::root();
+        path.push(1);
+        path.push(0);
+        facts.target = Some(path);
+        facts.retries = Some(Retries::Exhausted);
+        facts.cache = Some(CacheStatus::Miss);
+        facts.provider = Some("openai".into());
+        Ok::<_, BoxError>(r)
+    }));
+    let r = svc.clone().oneshot(Request::new(())).await.unwrap();
+    let generated = r.headers()["x-portkey-trace-id"].to_str().unwrap().to_owned();
+    assert_eq!(generated.len(), 32);
+    assert_eq!(r.headers()["x-portkey-retry-attempt-count"], "-1");
+    assert_eq!(r.headers()["x-portkey-last-used-option-index"], "config.targets[1].targets[0]");
+    assert_eq!(r.headers()["x-portkey-cache-status"], "MISS");
+    assert_eq!(r.headers()["x-portkey-provider"], "openai");
+    assert!(ResponseFacts::get(&r).is_some(), "facts stay for outer layers");
+    assert_eq!(r.into_body().collect().await.unwrap().to_bytes(), generated);
+
+    let req = Request::get("/").header("x-portkey-trace-id", "my-trace").body(()).unwrap();
+    let r = svc.clone().oneshot(req).await.unwrap();
+    assert_eq!(r.headers()["x-portkey-trace-id"], "my-trace");
+
+    let req = Request::get("/").header("x-portkey-trace-id", "bad id").body(()).unwrap();
+    let r = svc.oneshot(req).await.unwrap();
+    assert_ne!(r.headers()["x-portkey-trace-id"], "bad id");
+}
+
+#[tokio::test]
+async fn fact_headers_keep_readiness() {
+    let (mut svc, mut handle) =
+        mock::spawn_with::<Request<()>, Response<Body>, _, _>(|m| FactHeadersLayer::new().layer(m));
+    handle.allow(0);
+    assert!(svc.poll_ready::<Request<()>>().is_pending());
+    handle.allow(1);
+    assert!(svc.poll_ready::<Request<()>>().is_ready());
+    let fut = tokio::spawn(svc.call(Request::new(())));
+    let (req, send) = handle.next_request().await.unwrap();
+    assert!(req.extensions().get::<TraceId>().is_some());
+    send.send_response(Response::new(Body::empty()));
+    let r = fut.await.unwrap().unwrap();
+    assert!(r.headers().contains_key("x-portkey-trace-id"));
+}
+
+/// A body of scripted frames with no declared length.
+struct Chunks(VecDeque<Result<Bytes, BoxError>>);
+
+impl http_body::Body for Chunks {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        Poll::Ready(self.0.pop_front().map(|c| c.map(http_body::Frame::data)))
+    }
+}
