@@ -11,7 +11,9 @@ use http_body_util::{BodyExt, Full};
 use portcullis_core::context::{TargetPath, TraceId};
 use portcullis_core::error::{RateLimited, UpstreamError, UpstreamErrorKind};
 use portcullis_core::facts::{CacheStatus, ResponseFacts, Retries};
-use portcullis_core::{Body, BoxError, BufferedBody, Edge, EdgeLayer, FactHeadersLayer, RequestView};
+use portcullis_core::{
+    Body, BoxError, BufferedBody, Edge, EdgeLayer, FactHeadersLayer, RequestView,
+};
 use tower::{Layer, ServiceExt, service_fn};
 use tower_test::mock;
 
@@ -29,14 +31,16 @@ fn echo_model() -> Edge<
         Future = impl Send,
     > + Clone,
 > {
-    EdgeLayer::new().limit(64).layer(service_fn(|req: Request<BufferedBody>| async move {
-        let view = req.extensions().get::<Arc<RequestView>>().cloned();
-        let body = match view {
-            Some(v) => format!("model={}", v.model().unwrap_or("-")),
-            None => format!("raw={}", String::from_utf8_lossy(req.body().bytes())),
-        };
-        Ok::<_, BoxError>(Response::new(Body::from(body)))
-    }))
+    EdgeLayer::new()
+        .limit(64)
+        .layer(service_fn(|req: Request<BufferedBody>| async move {
+            let view = req.extensions().get::<Arc<RequestView>>().cloned();
+            let body = match view {
+                Some(v) => format!("model={}", v.model().unwrap_or("-")),
+                None => format!("raw={}", String::from_utf8_lossy(req.body().bytes())),
+            };
+            Ok::<_, BoxError>(Response::new(Body::from(body)))
+        }))
 }
 
 fn post(body: &'static str) -> Request<Full<Bytes>> {
@@ -48,9 +52,15 @@ fn post(body: &'static str) -> Request<Full<Bytes>> {
 
 #[tokio::test]
 async fn parses_once_and_passes_the_view() {
-    let r = echo_model().oneshot(post(r#"{"model":"gpt"}"#)).await.unwrap();
+    let r = echo_model()
+        .oneshot(post(r#"{"model":"gpt"}"#))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(r.into_body().collect().await.unwrap().to_bytes(), "model=gpt");
+    assert_eq!(
+        r.into_body().collect().await.unwrap().to_bytes(),
+        "model=gpt"
+    );
 }
 
 #[tokio::test]
@@ -59,12 +69,20 @@ async fn malformed_json_is_400_with_the_reason() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let v = error_json(r).await;
     assert_eq!(v["error"]["type"], "invalid_request_error");
-    assert!(v["error"]["message"].as_str().unwrap().contains("not valid JSON"));
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not valid JSON")
+    );
 }
 
 #[tokio::test]
 async fn wrong_field_type_is_400_naming_the_field() {
-    let r = echo_model().oneshot(post(r#"{"stream":"yes"}"#)).await.unwrap();
+    let r = echo_model()
+        .oneshot(post(r#"{"stream":"yes"}"#))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     assert_eq!(error_json(r).await["error"]["param"], "stream");
 }
@@ -84,7 +102,10 @@ async fn non_json_content_is_buffered_not_parsed() {
         .body(Full::new(Bytes::from_static(b"not json")))
         .unwrap();
     let r = echo_model().oneshot(req).await.unwrap();
-    assert_eq!(r.into_body().collect().await.unwrap().to_bytes(), "raw=not json");
+    assert_eq!(
+        r.into_body().collect().await.unwrap().to_bytes(),
+        "raw=not json"
+    );
 }
 
 #[tokio::test]
@@ -111,7 +132,12 @@ async fn streamed_oversized_body_is_413() {
 #[tokio::test]
 async fn multi_chunk_body_within_limit_is_joined() {
     let parts = [r#"{"mo"#, r#"del":"#, r#""x"}"#];
-    let body = Chunks(parts.iter().map(|p| Ok(Bytes::from_static(p.as_bytes()))).collect());
+    let body = Chunks(
+        parts
+            .iter()
+            .map(|p| Ok(Bytes::from_static(p.as_bytes())))
+            .collect(),
+    );
     let req = Request::post("/v1/chat/completions").body(body).unwrap();
     let r = echo_model().oneshot(req).await.unwrap();
     assert_eq!(r.into_body().collect().await.unwrap().to_bytes(), "model=x");
@@ -124,7 +150,12 @@ async fn body_read_error_is_400() {
     let r = echo_model().oneshot(req).await.unwrap();
     assert_eq!(r.status(), 400);
     let v = error_json(r).await;
-    assert!(v["error"]["message"].as_str().unwrap().contains("client went away"));
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("client went away")
+    );
 }
 
 #[tokio::test]
@@ -138,13 +169,20 @@ async fn inner_errors_become_responses() {
     assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
     let v = error_json(r).await;
     assert_eq!(v["error"]["code"], "upstream_connect_failed");
-    assert!(v["error"]["message"].as_str().unwrap().contains("connection refused"));
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("connection refused")
+    );
 }
 
 #[tokio::test]
 async fn edge_calls_only_the_service_it_readied() {
     let (mut svc, mut handle) =
-        mock::spawn_with::<Request<BufferedBody>, Response<Body>, _, _>(|m| EdgeLayer::new().layer(m));
+        mock::spawn_with::<Request<BufferedBody>, Response<Body>, _, _>(|m| {
+            EdgeLayer::new().layer(m)
+        });
     handle.allow(0);
     assert!(svc.poll_ready::<Request<Full<Bytes>>>().is_pending());
     handle.allow(1);
@@ -152,7 +190,10 @@ async fn edge_calls_only_the_service_it_readied() {
     // The mock panics if a clone that was not readied is called.
     let fut = tokio::spawn(svc.call(post(r#"{"model":"a"}"#)));
     let (req, send) = handle.next_request().await.unwrap();
-    assert_eq!(req.extensions().get::<Arc<RequestView>>().unwrap().model(), Some("a"));
+    assert_eq!(
+        req.extensions().get::<Arc<RequestView>>().unwrap().model(),
+        Some("a")
+    );
     send.send_response(Response::new(Body::from("ok")));
     assert_eq!(fut.await.unwrap().unwrap().status(), 200);
     // The next call needs readiness again.
@@ -162,7 +203,9 @@ async fn edge_calls_only_the_service_it_readied() {
 #[tokio::test]
 async fn poll_ready_error_is_answered_as_a_response() {
     let (mut svc, mut handle) =
-        mock::spawn_with::<Request<BufferedBody>, Response<Body>, _, _>(|m| EdgeLayer::new().layer(m));
+        mock::spawn_with::<Request<BufferedBody>, Response<Body>, _, _>(|m| {
+            EdgeLayer::new().layer(m)
+        });
     handle.send_error(RateLimited {
         message: "slow down".into(),
         retry_after: std::time::Duration::from_secs(3),
@@ -189,20 +232,35 @@ async fn fact_headers_write_portkey_headers() {
         Ok::<_, BoxError>(r)
     }));
     let r = svc.clone().oneshot(Request::new(())).await.unwrap();
-    let generated = r.headers()["x-portkey-trace-id"].to_str().unwrap().to_owned();
+    let generated = r.headers()["x-portkey-trace-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(generated.len(), 32);
     assert_eq!(r.headers()["x-portkey-retry-attempt-count"], "-1");
-    assert_eq!(r.headers()["x-portkey-last-used-option-index"], "config.targets[1].targets[0]");
+    assert_eq!(
+        r.headers()["x-portkey-last-used-option-index"],
+        "config.targets[1].targets[0]"
+    );
     assert_eq!(r.headers()["x-portkey-cache-status"], "MISS");
     assert_eq!(r.headers()["x-portkey-provider"], "openai");
-    assert!(ResponseFacts::get(&r).is_some(), "facts stay for outer layers");
+    assert!(
+        ResponseFacts::get(&r).is_some(),
+        "facts stay for outer layers"
+    );
     assert_eq!(r.into_body().collect().await.unwrap().to_bytes(), generated);
 
-    let req = Request::get("/").header("x-portkey-trace-id", "my-trace").body(()).unwrap();
+    let req = Request::get("/")
+        .header("x-portkey-trace-id", "my-trace")
+        .body(())
+        .unwrap();
     let r = svc.clone().oneshot(req).await.unwrap();
     assert_eq!(r.headers()["x-portkey-trace-id"], "my-trace");
 
-    let req = Request::get("/").header("x-portkey-trace-id", "bad id").body(()).unwrap();
+    let req = Request::get("/")
+        .header("x-portkey-trace-id", "bad id")
+        .body(())
+        .unwrap();
     let r = svc.oneshot(req).await.unwrap();
     assert_ne!(r.headers()["x-portkey-trace-id"], "bad id");
 }

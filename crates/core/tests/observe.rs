@@ -68,7 +68,8 @@ async fn drain(r: Response<Body>) -> (String, Option<String>) {
 const ROLE: &str = "data: {\"model\":\"m-1\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n";
 const HEL: &str = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"},\"finish_reason\":null}]}\n\n";
 const LO: &str = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo \\\"x\\\"\"},\"finish_reason\":null}]}\n\n";
-const STOP: &str = "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n";
+const STOP: &str =
+    "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n";
 const USAGE: &str = "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2,\"total_tokens\":7}}\n\n";
 const DONE: &str = "data: [DONE]\n\n";
 
@@ -78,7 +79,14 @@ fn report(o: &Observation) -> Arc<Report> {
 
 #[tokio::test]
 async fn stream_with_usage_passes_through_and_reports() {
-    let r = sse(vec![Ok(ROLE), Ok(HEL), Ok(LO), Ok(STOP), Ok(USAGE), Ok(DONE)]);
+    let r = sse(vec![
+        Ok(ROLE),
+        Ok(HEL),
+        Ok(LO),
+        Ok(STOP),
+        Ok(USAGE),
+        Ok(DONE),
+    ]);
     assert!(r.headers().get("content-length").is_none());
     let o = observation(&r);
     assert!(o.report().is_none());
@@ -148,7 +156,12 @@ async fn transport_error_mid_stream_ends_with_an_error_event() {
     let v: serde_json::Value = serde_json::from_str(data).unwrap();
     assert_eq!(v["error"]["type"], "upstream_error");
     assert_eq!(v["error"]["code"], "stream_interrupted");
-    assert!(v["error"]["message"].as_str().unwrap().contains("connection reset"));
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("connection reset")
+    );
     let rep = report(&o);
     assert!(matches!(&rep.outcome, Outcome::Failed(m) if m.contains("connection reset")));
     assert_eq!(rep.text, "Hel");
@@ -230,10 +243,18 @@ async fn injected_usage_event_is_stripped_but_reported() {
 #[tokio::test]
 async fn json_body_reports_usage_text_and_body() {
     let r = json(vec![
-        Ok("{\"model\":\"m-2\",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"Hi"),
-        Ok(" there\"},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":2,\"total_tokens\":11}}"),
+        Ok(
+            "{\"model\":\"m-2\",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"Hi",
+        ),
+        Ok(
+            " there\"},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":2,\"total_tokens\":11}}",
+        ),
     ]);
-    assert_eq!(r.headers()["content-length"], "999", "JSON bodies keep their length");
+    assert_eq!(
+        r.headers()["content-length"],
+        "999",
+        "JSON bodies keep their length"
+    );
     let o = observation(&r);
     let (client, err) = drain(r).await;
     assert_eq!(err, None);

@@ -1,1 +1,41 @@
-//! placeholder
+//! Provider services for Portcullis: the tower services at the bottom of a stack that answer
+//! LLM requests.
+//!
+//! - [`OpenAi`]: an OpenAI-compatible API over a pooled hyper client with rustls.
+//! - [`Mock`]: a deterministic in-process OpenAI-compatible responder (latency, failure rate,
+//!   status, streams, usage) for trying configs and load tests without a key.
+//!
+//! Both take `http::Request<BufferedBody>` (put [`portcullis_core::Edge`] in front of them)
+//! and return `http::Response<portcullis_core::Body>` with an
+//! [`Observation`](portcullis_core::observe::Observation) of the body and the provider name
+//! in the [`ResponseFacts`](portcullis_core::facts::ResponseFacts).
+//!
+//! ```
+//! use http_body_util::{BodyExt, Full};
+//! use portcullis_core::EdgeLayer;
+//! use portcullis_provider::Mock;
+//! use tower::{Layer, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let stack = EdgeLayer::new().layer(Mock::builder().content("Hi there").build());
+//! let req = http::Request::post("/v1/chat/completions")
+//!     .body(Full::new(bytes::Bytes::from_static(br#"{"model":"m","messages":[]}"#)))
+//!     .unwrap();
+//! let res = stack.oneshot(req).await.unwrap();
+//! let body = res.into_body().collect().await.unwrap().to_bytes();
+//! let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+//! assert_eq!(json["choices"][0]["message"]["content"], "Hi there");
+//! # }
+//! ```
+
+#![forbid(unsafe_code)]
+
+mod client;
+mod endpoint;
+pub mod mock;
+pub mod openai;
+
+pub use self::client::{DEFAULT_CONNECT_TIMEOUT, HttpClient};
+pub use self::endpoint::Endpoint;
+pub use self::mock::Mock;
+pub use self::openai::OpenAi;

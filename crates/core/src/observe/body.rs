@@ -27,11 +27,38 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
+    observe_response_with(response, Options::default())
+}
+
+/// Options of an observer.
+#[derive(Clone, Copy, Debug, Default)]
+#[non_exhaustive]
+pub struct Options {
+    /// Leave the usage-only event out of the client's stream (see
+    /// [`ObservedBody::strip_usage_event`]).
+    pub strip_usage_event: bool,
+}
+
+impl Options {
+    /// Sets [`Options::strip_usage_event`].
+    pub fn strip_usage_event(mut self, strip: bool) -> Self {
+        self.strip_usage_event = strip;
+        self
+    }
+}
+
+/// [`observe_response`] with options.
+pub fn observe_response_with<B>(response: Response<B>, options: Options) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     if response.extensions().get::<Observation>().is_some() {
         return response.map(Body::new);
     }
     let (mut parts, body) = response.into_parts();
-    let body = ObservedBody::new(body, parts.status, &parts.headers);
+    let body = ObservedBody::new(body, parts.status, &parts.headers)
+        .strip_usage_event(options.strip_usage_event);
     if body.observer.sse.is_some() {
         parts.headers.remove(header::CONTENT_LENGTH);
     }

@@ -50,7 +50,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use http::StatusCode;
 
-pub use self::body::{ObservedBody, observe_response};
+pub use self::body::{ObservedBody, Options, observe_response, observe_response_with};
 pub use self::layer::{Observe, ObserveLayer, ResponseFuture};
 
 use crate::facts::Usage;

@@ -1,0 +1,71 @@
+//! The pooled HTTP client providers share.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use portcullis_core::BufferedBody;
+
+/// A pooled HTTP/1.1 and HTTP/2 client with TLS through rustls (webpki roots, ring).
+///
+/// Cloning shares the pool. Providers built from one client share its connections, so a
+/// gateway with many providers on one host keeps one pool.
+#[derive(Clone)]
+pub struct HttpClient {
+    pub(crate) inner: Client<HttpsConnector<HttpConnector>, BufferedBody>,
+    pub(crate) connect_timeout: Duration,
+}
+
+/// The default time allowed to open a connection (TCP and TLS).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl HttpClient {
+    /// A client with the default connect timeout.
+    pub fn new() -> Self {
+        Self::with_connect_timeout(DEFAULT_CONNECT_TIMEOUT)
+    }
+
+    /// A client that gives up opening a connection after `timeout` (504).
+    pub fn with_connect_timeout(timeout: Duration) -> Self {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(timeout));
+        http.set_keepalive(Some(Duration::from_secs(60)));
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(provider)
+            .expect("ring supports the default TLS versions")
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let inner = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(https);
+        Self {
+            inner,
+            connect_timeout: timeout,
+        }
+    }
+}
+
+impl Default for HttpClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpClient")
+            .field("connect_timeout", &self.connect_timeout)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,161 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use http::{HeaderMap, Response, header};
+use hyper::body::Incoming;
+use pin_project_lite::pin_project;
+use portcullis_core::error::{TimeoutPhase, UpstreamError, UpstreamErrorKind, UpstreamTimeout};
+use portcullis_core::facts::ResponseFacts;
+use portcullis_core::observe::{self, observe_response_with};
+use portcullis_core::{Body, BoxError};
+use tokio::time::Sleep;
+
+use super::idle::IdleTimeout;
+
+type ClientFuture = hyper_util::client::legacy::ResponseFuture;
+
+/// What a call needs once the response arrives.
+pub(super) struct Call {
+    pub(super) name: Arc<str>,
+    pub(super) strip_usage: bool,
+    pub(super) connect_timeout: Duration,
+    pub(super) response_timeout: Duration,
+    pub(super) idle_timeout: Option<Duration>,
+}
+
+pin_project! {
+    /// The response future of [`OpenAi`](super::OpenAi).
+    pub struct ResponseFuture {
+        #[pin]
+        state: State,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State {
+        Calling {
+            #[pin]
+            future: ClientFuture,
+            #[pin]
+            deadline: Sleep,
+            call: Option<Call>,
+        },
+        Answered {
+            response: Option<Response<Body>>,
+        },
+    }
+}
+
+impl ResponseFuture {
+    pub(super) fn calling(future: ClientFuture, call: Call) -> Self {
+        Self {
+            state: State::Calling {
+                future,
+                deadline: tokio::time::sleep(call.response_timeout),
+                call: Some(call),
+            },
+        }
+    }
+
+    pub(super) fn answered(response: Response<Body>) -> Self {
+        Self {
+            state: State::Answered {
+                response: Some(response),
+            },
+        }
+    }
+}
+
+impl std::fmt::Debug for ResponseFuture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("openai::ResponseFuture")
+    }
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<Response<Body>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Answered { response } => {
+                Poll::Ready(Ok(response.take().expect("polled after completion")))
+            }
+            StateProj::Calling {
+                future,
+                deadline,
+                call,
+            } => {
+                let result = match future.poll(cx) {
+                    Poll::Ready(result) => result,
+                    Poll::Pending => {
+                        ready!(deadline.poll(cx));
+                        let call = call.take().expect("polled after completion");
+                        return Poll::Ready(Err(UpstreamTimeout::new(
+                            TimeoutPhase::Response,
+                            call.response_timeout,
+                        )
+                        .into()));
+                    }
+                };
+                let call = call.take().expect("polled after completion");
+                Poll::Ready(match result {
+                    Ok(response) => Ok(into_response(response, call)),
+                    Err(err) => Err(classify(err, call.connect_timeout)),
+                })
+            }
+        }
+    }
+}
+
+/// Headers that describe one connection, not the message.
+const HOP_BY_HOP: [header::HeaderName; 6] = [
+    header::CONNECTION,
+    header::TRANSFER_ENCODING,
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
+    header::PROXY_AUTHENTICATE,
+];
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
+}
+
+fn into_response(response: Response<Incoming>, call: Call) -> Response<Body> {
+    let (mut parts, body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    let options = observe::Options::default().strip_usage_event(call.strip_usage);
+    let mut response = match call.idle_timeout {
+        Some(after) => observe_response_with(
+            Response::from_parts(parts, IdleTimeout::new(body, after)),
+            options,
+        ),
+        None => observe_response_with(Response::from_parts(parts, body), options),
+    };
+    ResponseFacts::get_mut(&mut response).provider = Some(call.name);
+    response
+}
+
+fn classify(err: hyper_util::client::legacy::Error, connect_timeout: Duration) -> BoxError {
+    if err.is_connect() {
+        let mut source = std::error::Error::source(&err);
+        while let Some(cause) = source {
+            if let Some(io) = cause.downcast_ref::<std::io::Error>()
+                && io.kind() == std::io::ErrorKind::TimedOut
+            {
+                return UpstreamTimeout::new(TimeoutPhase::Connect, connect_timeout).into();
+            }
+            source = cause.source();
+        }
+        return UpstreamError::new(UpstreamErrorKind::Connect, err).into();
+    }
+    UpstreamError::new(UpstreamErrorKind::Protocol, err).into()
+}

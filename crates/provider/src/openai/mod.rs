@@ -1,0 +1,45 @@
+//! The OpenAI-compatible provider: any API that speaks OpenAI's wire format (OpenAI itself,
+//! Azure-style gateways, vLLM, Ollama, and the OpenAI-compatible endpoints of Anthropic and
+//! Gemini) behind a base URL and an API key.
+//!
+//! [`OpenAi`] is a `tower::Service<http::Request<BufferedBody>>` that:
+//!
+//! - serves `/chat/completions`, `/completions`, `/embeddings` and `/models` (with or without
+//!   the `/v1` prefix) and answers anything else with 404 (405 for the wrong method), so a
+//!   client can reach no path of the upstream that was not meant to be reached;
+//! - sends only what the upstream needs: its own `authorization: Bearer KEY`, `content-type`,
+//!   `accept`, `user-agent` and the headers configured for the provider. **No header of the
+//!   client is forwarded**: not its `authorization`, not `x-portkey-*`, not cookies;
+//! - sends the client's body bytes untouched, except that a stream request without
+//!   `stream_options.include_usage` gets it added (when [`OpenAiBuilder::stream_usage`] is on,
+//!   the default), so usage is always known; the usage-only event it brings is then left out
+//!   of the client's stream;
+//! - passes streams through chunk by chunk, observed (see
+//!   [`portcullis_core::observe`]), and records the provider name in the response facts;
+//! - times out opening a connection, waiting for response headers, and (optionally) waiting
+//!   between body chunks: 504 before the response starts, an SSE error event after;
+//! - maps transport failures to typed errors: [`UpstreamError`](portcullis_core::error::UpstreamError)
+//!   (502) and [`UpstreamTimeout`](portcullis_core::error::UpstreamTimeout) (504).
+//!
+//! ```
+//! use portcullis_provider::OpenAi;
+//! use std::time::Duration;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let openai = OpenAi::builder("https://api.openai.com/v1")
+//!     .api_key("sk-test")
+//!     .name("openai")
+//!     .response_timeout(Duration::from_secs(120))
+//!     .build()
+//!     .unwrap();
+//! # let _ = openai;
+//! assert!(OpenAi::builder("ftp://example.com").build().is_err());
+//! # }
+//! ```
+
+mod future;
+mod idle;
+mod service;
+
+pub use self::future::ResponseFuture;
+pub use self::service::{BuildError, DEFAULT_RESPONSE_TIMEOUT, OpenAi, OpenAiBuilder};

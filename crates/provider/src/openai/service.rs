@@ -1,0 +1,376 @@
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
+use portcullis_core::error::{self as core_error, ErrorBody};
+use portcullis_core::{Body, BoxError, BufferedBody, RequestView};
+use serde_json::Value;
+use tower_service::Service;
+
+use super::future::{Call, ResponseFuture};
+use crate::client::HttpClient;
+use crate::endpoint::Endpoint;
+
+/// The default time allowed for the response headers to arrive.
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Why a provider could not be built.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuildError(String);
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+/// Builds an [`OpenAi`] provider.
+pub struct OpenAiBuilder {
+    base_url: String,
+    api_key: Option<String>,
+    headers: Vec<(String, String)>,
+    name: Option<String>,
+    client: Option<HttpClient>,
+    response_timeout: Duration,
+    idle_timeout: Option<Duration>,
+    stream_usage: bool,
+}
+
+impl fmt::Debug for OpenAiBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenAiBuilder")
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field(
+                "headers",
+                &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .field("name", &self.name)
+            .field("response_timeout", &self.response_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("stream_usage", &self.stream_usage)
+            .finish()
+    }
+}
+
+/// Headers the provider sets itself or that describe one connection only; configuring them
+/// is a build error.
+const RESERVED: [&str; 11] = [
+    "authorization",
+    "host",
+    "content-length",
+    "content-type",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+impl OpenAiBuilder {
+    /// Sets the API key, sent as `authorization: Bearer KEY`.
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(key.into());
+        self
+    }
+
+    /// Adds a header sent on every upstream request (e.g. `openai-organization`).
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sets the name recorded as the provider in response facts (default: the URL's host).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Shares a pooled client (and its connect timeout) with other providers.
+    pub fn client(mut self, client: HttpClient) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    /// Sets how long to wait for the response headers (default 600 s): 504 past it.
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// Sets how long a response body may go without a chunk (default: no limit). Past it a
+    /// stream ends with an SSE error event.
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Whether to ask the upstream for usage on streams that did not (default on). Turn it
+    /// off for upstreams that reject `stream_options`.
+    pub fn stream_usage(mut self, on: bool) -> Self {
+        self.stream_usage = on;
+        self
+    }
+
+    /// Builds the provider, checking the base URL and headers.
+    pub fn build(self) -> Result<OpenAi, BuildError> {
+        let base: Uri = self
+            .base_url
+            .parse()
+            .map_err(|e| BuildError(format!("base_url `{}` is not a URL: {e}", self.base_url)))?;
+        let scheme = base.scheme_str().unwrap_or("");
+        if scheme != "http" && scheme != "https" {
+            return Err(BuildError(format!(
+                "base_url `{}` must start with http:// or https://",
+                self.base_url
+            )));
+        }
+        let authority = base
+            .authority()
+            .ok_or_else(|| BuildError(format!("base_url `{}` has no host", self.base_url)))?
+            .clone();
+        if base.query().is_some() {
+            return Err(BuildError(format!(
+                "base_url `{}` must not have a query",
+                self.base_url
+            )));
+        }
+        let prefix = base.path().trim_end_matches('/');
+        let uris = Endpoint::ALL.map(|e| {
+            Uri::builder()
+                .scheme(scheme)
+                .authority(authority.clone())
+                .path_and_query(format!("{prefix}{}", e.path()))
+                .build()
+                .expect("parts of a valid URI")
+        });
+
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::USER_AGENT,
+            HeaderValue::from_static(concat!("portcullis/", env!("CARGO_PKG_VERSION"))),
+        );
+        if let Some(key) = &self.api_key {
+            let mut value = HeaderValue::try_from(format!("Bearer {key}"))
+                .map_err(|_| BuildError("api_key has characters not allowed in a header".into()))?;
+            value.set_sensitive(true);
+            headers.insert(header::AUTHORIZATION, value);
+        }
+        for (name, value) in &self.headers {
+            let header_name = HeaderName::try_from(name.as_str())
+                .map_err(|_| BuildError(format!("headers: `{name}` is not a header name")))?;
+            if RESERVED.contains(&header_name.as_str()) {
+                return Err(BuildError(format!(
+                    "headers: `{name}` is set by the provider and cannot be configured"
+                )));
+            }
+            let value = HeaderValue::try_from(value.as_str())
+                .map_err(|_| BuildError(format!("headers.{name}: not a valid header value")))?;
+            headers.append(header_name, value);
+        }
+        let name = self.name.unwrap_or_else(|| authority.host().to_owned());
+        Ok(OpenAi {
+            shared: Arc::new(Shared {
+                client: self.client.unwrap_or_default(),
+                name: name.into(),
+                uris,
+                headers,
+                response_timeout: self.response_timeout,
+                idle_timeout: self.idle_timeout,
+                stream_usage: self.stream_usage,
+            }),
+        })
+    }
+}
+
+/// An OpenAI-compatible provider (see the [module docs](super)).
+#[derive(Clone)]
+pub struct OpenAi {
+    shared: Arc<Shared>,
+}
+
+pub(super) struct Shared {
+    pub(super) client: HttpClient,
+    pub(super) name: Arc<str>,
+    uris: [Uri; 4],
+    headers: HeaderMap,
+    pub(super) response_timeout: Duration,
+    pub(super) idle_timeout: Option<Duration>,
+    stream_usage: bool,
+}
+
+impl fmt::Debug for OpenAi {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenAi")
+            .field("name", &self.shared.name)
+            .field("base", &self.shared.uris[0])
+            .finish_non_exhaustive()
+    }
+}
+
+impl OpenAi {
+    /// Starts building a provider for the API at `base_url` (e.g.
+    /// `https://api.openai.com/v1`).
+    pub fn builder(base_url: impl Into<String>) -> OpenAiBuilder {
+        OpenAiBuilder {
+            base_url: base_url.into(),
+            api_key: None,
+            headers: Vec::new(),
+            name: None,
+            client: None,
+            response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+            idle_timeout: None,
+            stream_usage: true,
+        }
+    }
+
+    /// The provider's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The upstream URL of `endpoint`.
+    pub fn uri(&self, endpoint: Endpoint) -> &Uri {
+        &self.shared.uris[endpoint.index()]
+    }
+
+    /// Builds the upstream request, or the answer when there is none to make.
+    fn upstream_request(&self, req: Request<BufferedBody>) -> Prepared {
+        let shared = &*self.shared;
+        let Some(endpoint) = Endpoint::from_path(req.uri().path()) else {
+            return Prepared::Answer(core_error::response(
+                StatusCode::NOT_FOUND,
+                ErrorBody::new(
+                    "invalid_request_error",
+                    format!("unknown endpoint {} {}", req.method(), req.uri().path()),
+                )
+                .code("unknown_endpoint"),
+            ));
+        };
+        if req.method() != endpoint.method() {
+            return Prepared::Answer(core_error::response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                ErrorBody::new(
+                    "invalid_request_error",
+                    format!(
+                        "{} takes {}, not {}",
+                        endpoint.path(),
+                        endpoint.method(),
+                        req.method()
+                    ),
+                )
+                .code("method_not_allowed"),
+            ));
+        }
+        let view = req.extensions().get::<Arc<RequestView>>().cloned();
+        let (parts, body) = req.into_parts();
+        let stream = view.as_ref().is_some_and(|v| v.stream());
+        let mut strip_usage = false;
+        let body = match &view {
+            Some(view) if shared.stream_usage && stream && !view.include_usage() => {
+                strip_usage = true;
+                BufferedBody::new(with_usage_requested(view))
+            }
+            _ => body,
+        };
+
+        let mut uri = shared.uris[endpoint.index()].clone();
+        if let Some(query) = parts.uri.query() {
+            let mut with_query = uri.into_parts();
+            with_query.path_and_query = format!(
+                "{}?{query}",
+                with_query.path_and_query.as_ref().map_or("", |p| p.path())
+            )
+            .parse()
+            .ok();
+            uri = Uri::from_parts(with_query)
+                .unwrap_or_else(|_| shared.uris[endpoint.index()].clone());
+        }
+        let mut upstream = Request::new(body);
+        *upstream.method_mut() = parts.method;
+        *upstream.uri_mut() = uri;
+        let headers = upstream.headers_mut();
+        headers.clone_from(&shared.headers);
+        if endpoint.method() == Method::POST {
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+        }
+        headers.insert(
+            header::ACCEPT,
+            HeaderValue::from_static(if stream {
+                "text/event-stream"
+            } else {
+                "application/json"
+            }),
+        );
+        // The request's extensions (trace id, metadata, caller) stay with it: the client
+        // ignores them and nothing of them goes on the wire.
+        *upstream.extensions_mut() = parts.extensions;
+        Prepared::Send(upstream, strip_usage)
+    }
+}
+
+enum Prepared {
+    /// Send this request upstream; `true` when usage was asked for on the client's behalf.
+    Send(Request<BufferedBody>, bool),
+    /// Answer this without calling the upstream.
+    Answer(Response<Body>),
+}
+
+/// The request body with `stream_options.include_usage` set: the one re-serialisation.
+fn with_usage_requested(view: &RequestView) -> Bytes {
+    let mut object = view.object().clone();
+    let options = object
+        .entry("stream_options")
+        .or_insert_with(|| Value::Object(Default::default()));
+    if !options.is_object() {
+        *options = Value::Object(Default::default());
+    }
+    if let Value::Object(options) = options {
+        options.insert("include_usage".into(), Value::Bool(true));
+    }
+    serde_json::to_vec(&object)
+        .expect("a JSON object serialises")
+        .into()
+}
+
+impl Service<Request<BufferedBody>> for OpenAi {
+    type Response = Response<Body>;
+    type Error = BoxError;
+    type Future = ResponseFuture;
+
+    /// Always ready: the pooled client opens connections as calls need them.
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<BufferedBody>) -> ResponseFuture {
+        match self.upstream_request(req) {
+            Prepared::Send(upstream, strip_usage) => {
+                let shared = &*self.shared;
+                let future = shared.client.inner.request(upstream);
+                ResponseFuture::calling(
+                    future,
+                    Call {
+                        name: shared.name.clone(),
+                        strip_usage,
+                        connect_timeout: shared.client.connect_timeout,
+                        response_timeout: shared.response_timeout,
+                        idle_timeout: shared.idle_timeout,
+                    },
+                )
+            }
+            Prepared::Answer(answer) => ResponseFuture::answered(answer),
+        }
+    }
+}
