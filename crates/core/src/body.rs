@@ -92,6 +92,29 @@ impl http_body::Body for BufferedBody {
     }
 }
 
+/// A copy of a buffered request, to send again (a retry, the next fallback target): method,
+/// URI, version, headers, extensions and the body bytes, all shared or cheaply cloned.
+///
+/// ```
+/// use portcullis_core::{clone_request, BufferedBody};
+///
+/// let mut req = http::Request::post("/v1/chat/completions").body(BufferedBody::new("{}")).unwrap();
+/// req.extensions_mut().insert(7u32);
+/// let copy = clone_request(&req);
+/// assert_eq!(copy.uri(), "/v1/chat/completions");
+/// assert_eq!(copy.extensions().get::<u32>(), Some(&7));
+/// assert_eq!(copy.body().bytes(), "{}");
+/// ```
+pub fn clone_request(req: &http::Request<BufferedBody>) -> http::Request<BufferedBody> {
+    let mut copy = http::Request::new(req.body().clone());
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    *copy.extensions_mut() = req.extensions().clone();
+    copy
+}
+
 type BoxBody = Pin<Box<dyn http_body::Body<Data = Bytes, Error = BoxError> + Send + 'static>>;
 
 /// The response body every Portcullis layer returns: either bytes in memory (a layer's own

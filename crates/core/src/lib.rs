@@ -15,6 +15,7 @@
 //!   assembles streamed text, and reports once at the end or on cancellation.
 //! - [`error`]: the OpenAI error body and the typed errors, with their statuses.
 //! - [`FactHeaders`]: trace ids in, response facts out as Portkey's headers.
+//! - [`OverrideParams`]: a target's `override_params` merged into the request body.
 //!
 //! A typical stack, outside in: `FactHeaders` → `Edge` → layers → a provider.
 //!
@@ -40,11 +41,14 @@ pub mod error;
 pub mod facts;
 pub mod headers;
 pub mod observe;
+pub mod params;
+pub mod util;
 pub mod view;
 
-pub use self::body::{Body, BufferedBody};
+pub use self::body::{Body, BufferedBody, clone_request};
 pub use self::edge::{Edge, EdgeLayer};
 pub use self::headers::{FactHeaders, FactHeadersLayer};
+pub use self::params::{OverrideParams, OverrideParamsLayer};
 pub use self::view::RequestView;
 
 /// The error type that flows through a stack: any error, boxed, that callers can downcast.

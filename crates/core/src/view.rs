@@ -76,6 +76,10 @@ impl RequestView {
                 )));
             }
         };
+        Self::checked(bytes, object)
+    }
+
+    fn checked(bytes: Bytes, object: Map<String, Value>) -> Result<Self, InvalidRequest> {
         expect(&object, "model", "a string", Value::is_string)?;
         expect(&object, "user", "a string", Value::is_string)?;
         expect(&object, "stream", "a boolean", Value::is_boolean)?;
@@ -90,6 +94,13 @@ impl RequestView {
             object,
             stream,
         })
+    }
+
+    /// A view over a body built from `object` (serialised once), with the same type checks
+    /// as [`RequestView::parse`].
+    pub fn from_object(object: Map<String, Value>) -> Result<Self, InvalidRequest> {
+        let bytes = Bytes::from(serde_json::to_vec(&object).expect("a JSON object serialises"));
+        Self::checked(bytes, object)
     }
 
     /// The raw body the view was parsed from.

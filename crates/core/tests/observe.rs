@@ -312,3 +312,48 @@ async fn observing_twice_keeps_the_first_observer() {
     assert!(first.report().is_some());
     assert_eq!(first.report(), second.report());
 }
+
+#[tokio::test]
+async fn started_keeps_the_first_frame() {
+    let r = sse(vec![Ok(HEL), Ok(DONE)]);
+    let o = observation(&r);
+    let r = portcullis_core::observe::started(r).await.unwrap();
+    let (client, _) = drain(r).await;
+    assert_eq!(client, [HEL, DONE].concat());
+    assert_eq!(report(&o).outcome, Outcome::Complete);
+}
+
+#[tokio::test]
+async fn started_sees_a_stream_that_broke_before_its_first_event() {
+    let r = sse(vec![Err("reset before anything")]);
+    let not = portcullis_core::observe::started(r).await.unwrap_err();
+    assert!(
+        not.reason.contains("reset before anything"),
+        "{}",
+        not.reason
+    );
+    let (client, _) = drain(not.response).await;
+    assert!(
+        client.contains("stream_interrupted"),
+        "the client-facing answer is kept"
+    );
+
+    let r = sse(vec![Ok("data: {\"choi"), Err("reset mid event")]);
+    assert!(portcullis_core::observe::started(r).await.is_err());
+}
+
+#[tokio::test]
+async fn started_passes_a_stream_that_breaks_later() {
+    let r = sse(vec![Ok(HEL), Err("later")]);
+    let r = portcullis_core::observe::started(r).await.unwrap();
+    let (client, _) = drain(r).await;
+    assert!(client.starts_with(HEL));
+    assert!(client.contains("stream_interrupted"));
+}
+
+#[tokio::test]
+async fn started_sees_a_json_body_error() {
+    let r = json(vec![Err("gone")]);
+    let not = portcullis_core::observe::started(r).await.unwrap_err();
+    assert_eq!(not.reason, "gone");
+}

@@ -43,6 +43,7 @@
 mod body;
 mod layer;
 mod sse;
+mod start;
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -52,6 +53,7 @@ use http::StatusCode;
 
 pub use self::body::{ObservedBody, Options, observe_response, observe_response_with};
 pub use self::layer::{Observe, ObserveLayer, ResponseFuture};
+pub use self::start::{NotStarted, Started, started};
 
 use crate::facts::Usage;
 
