@@ -179,6 +179,7 @@ typed_errors!(
     UpstreamTimeout,
     UpstreamError,
     RateLimited,
+    Unavailable,
     BudgetExceeded,
     GuardDenied,
 );
@@ -429,6 +430,40 @@ impl From<&RateLimited> for HttpError {
             ErrorBody::new("rate_limit_error", e.message.clone()).code("rate_limited"),
         )
         .with_retry_after(e.retry_after)
+    }
+}
+
+/// No target can take the request now, e.g. its circuit breaker is open (503, with
+/// `Retry-After` when it is known when one will).
+///
+/// It is answered without calling the upstream, so multi-target layers move on from it at no
+/// cost: fallback tries the next target, a balancer draws another.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unavailable {
+    /// Why, for the client.
+    pub message: String,
+    /// When a target may take requests again.
+    pub retry_after: Option<Duration>,
+}
+
+impl fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl StdError for Unavailable {}
+
+impl From<&Unavailable> for HttpError {
+    fn from(e: &Unavailable) -> Self {
+        let err = HttpError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorBody::new("service_unavailable", e.message.clone()).code("target_unavailable"),
+        );
+        match e.retry_after {
+            Some(wait) => err.with_retry_after(wait),
+            None => err,
+        }
     }
 }
 
