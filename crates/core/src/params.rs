@@ -142,7 +142,7 @@ where
 {
     type Response = Response<Body>;
     type Error = BoxError;
-    type Future = crate::util::EitherResponse<S::Future>;
+    type Future = crate::util::EitherResponse<S::Future, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx).map_err(Into::into)

@@ -15,9 +15,14 @@ use crate::{Body, BoxError, BufferedBody, RequestView};
 
 pin_project! {
     /// The response future of [`Edge`](super::Edge).
-    pub struct ResponseFuture<B, S, F> {
+    ///
+    /// `E` is the inner service's error; its conversion to [`BoxError`] is fixed when the
+    /// future is made, so the future's `Future` impl carries no `Into` bound (such bounds make
+    /// rustc fail to prove `Send` for async blocks that hold the future, rust-lang/rust#102211).
+    pub struct ResponseFuture<B, S, F, E> {
         #[pin]
         state: State<B, S, F>,
+        into_box: fn(E) -> BoxError,
     }
 }
 
@@ -41,8 +46,14 @@ pin_project! {
     }
 }
 
-impl<B, S, F> ResponseFuture<B, S, F> {
-    pub(super) fn reading(parts: Parts, body: B, inner: S, limit: usize) -> Self {
+impl<B, S, F, E> ResponseFuture<B, S, F, E> {
+    pub(super) fn reading(
+        parts: Parts,
+        body: B,
+        inner: S,
+        limit: usize,
+        into_box: fn(E) -> BoxError,
+    ) -> Self {
         Self {
             state: State::Reading {
                 body,
@@ -50,35 +61,38 @@ impl<B, S, F> ResponseFuture<B, S, F> {
                 collected: Collected::default(),
                 limit,
             },
+            into_box,
         }
     }
 
-    pub(super) fn answered(response: Response<Body>) -> Self {
+    pub(super) fn answered(response: Response<Body>, into_box: fn(E) -> BoxError) -> Self {
         Self {
             state: State::Answered {
                 response: Some(response),
             },
+            into_box,
         }
     }
 }
 
-impl<B, S, F> std::fmt::Debug for ResponseFuture<B, S, F> {
+impl<B, S, F, E> std::fmt::Debug for ResponseFuture<B, S, F, E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("edge::ResponseFuture")
     }
 }
 
-impl<B, S, E> Future for ResponseFuture<B, S, S::Future>
+impl<B, S, E> Future for ResponseFuture<B, S, S::Future, E>
 where
     B: http_body::Body,
     B::Error: Into<BoxError>,
     S: Service<Request<BufferedBody>, Response = Response<Body>, Error = E>,
-    E: Into<BoxError>,
 {
     type Output = Result<Response<Body>, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut state = self.project().state;
+        let this = self.project();
+        let into_box = *this.into_box;
+        let mut state = this.state;
         loop {
             let next = match state.as_mut().project() {
                 StateProj::Reading {
@@ -130,7 +144,7 @@ where
                 StateProj::Calling { future } => {
                     let response = match ready!(future.poll(cx)) {
                         Ok(response) => response,
-                        Err(err) => error_response(&err.into()),
+                        Err(err) => error_response(&into_box(err)),
                     };
                     return Poll::Ready(Ok(response));
                 }

@@ -73,7 +73,7 @@ where
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = ResponseFuture<B, S, S::Future>;
+    type Future = ResponseFuture<B, S, S::Future, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         if self.ready_error.is_some() {
@@ -91,7 +91,7 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         if let Some(err) = self.ready_error.take() {
-            return ResponseFuture::answered(to_http_error(&err).to_response());
+            return ResponseFuture::answered(to_http_error(&err).to_response(), Into::into);
         }
         let declared = req
             .headers()
@@ -100,12 +100,12 @@ where
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|len| len > self.limit as u64) {
             let err: BoxError = BodyTooLarge { limit: self.limit }.into();
-            return ResponseFuture::answered(to_http_error(&err).to_response());
+            return ResponseFuture::answered(to_http_error(&err).to_response(), Into::into);
         }
         // The readied service goes into the future; the clone stays to be readied next time.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let (parts, body) = req.into_parts();
-        ResponseFuture::reading(parts, body, inner, self.limit)
+        ResponseFuture::reading(parts, body, inner, self.limit, Into::into)
     }
 }

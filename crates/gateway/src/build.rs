@@ -1,0 +1,262 @@
+//! Compiling a config into tower services: providers once, then one stack per routing tree.
+//!
+//! A leaf is, outside in: circuit breaker → retry → per-attempt timeout → override_params →
+//! provider. Inheritance follows Portkey: `override_params` merge shallowly down the tree
+//! (child keys win), a child's `retry` replaces its parent's, `request_timeout` and
+//! `circuit_breaker` are inherited unless set, credentials never travel (they live in the
+//! providers).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use portcullis_core::error::RequestTimeout;
+use portcullis_core::{Body, BoxError, BufferedBody, OverrideParamsLayer};
+use portcullis_provider::openai::OpenAiBuilder;
+use portcullis_provider::{HttpClient, Mock, OpenAi};
+use serde_json::{Map, Value};
+use tower::util::BoxCloneSyncService;
+use tower::{Layer, ServiceExt};
+
+use crate::config::{
+    BreakerSpec, Config, ConfigError, Mode, Node, NodeKind, OpenAiSpec, ProviderKind, RetrySpec,
+};
+
+/// A compiled stack: any tree of layers over providers, behind one type.
+pub type Stack = BoxCloneSyncService<Request<BufferedBody>, Response<Body>, BoxError>;
+
+/// The builder of an OpenAI-compatible provider from its spec.
+pub(crate) fn openai_builder(
+    name: &str,
+    spec: &OpenAiSpec,
+    client: Option<HttpClient>,
+) -> OpenAiBuilder {
+    let mut b = OpenAi::builder(spec.base_url.clone())
+        .name(name)
+        .stream_usage(spec.stream_usage)
+        .idle_timeout(spec.idle_timeout);
+    if let Some(key) = &spec.api_key {
+        b = b.api_key(key.clone());
+    }
+    for (k, v) in &spec.headers {
+        b = b.header(k.clone(), v.clone());
+    }
+    if let Some(t) = spec.response_timeout {
+        b = b.response_timeout(t);
+    }
+    let client = match (client, spec.connect_timeout) {
+        (_, Some(t)) => HttpClient::with_connect_timeout(t),
+        (Some(c), None) => c,
+        (None, None) => HttpClient::new(),
+    };
+    b.client(client)
+}
+
+/// Every provider of a config, built once and shared by all stacks that name it.
+#[derive(Clone, Debug)]
+pub struct Providers {
+    services: BTreeMap<String, Stack>,
+}
+
+impl Providers {
+    /// Builds the providers of `config` (one pooled client shared by all that use the default
+    /// connect timeout).
+    pub fn build(config: &Config) -> Result<Self, ConfigError> {
+        let client = HttpClient::new();
+        let mut services = BTreeMap::new();
+        for (name, provider) in &config.providers {
+            let service: Stack = match &provider.kind {
+                ProviderKind::OpenAi(spec) => BoxCloneSyncService::new(
+                    openai_builder(name, spec, Some(client.clone()))
+                        .build()
+                        .map_err(|e| {
+                            ConfigError::new(format!("providers.{name}"), e.to_string())
+                        })?,
+                ),
+                ProviderKind::Mock(spec) => {
+                    let mut b = Mock::builder()
+                        .name(name)
+                        .latency(spec.latency)
+                        .chunk_delay(spec.chunk_delay)
+                        .failure_rate(spec.failure_rate);
+                    if let Some(s) = spec.failure_status {
+                        b = b.failure_status(s);
+                    }
+                    if let Some(s) = spec.status {
+                        b = b.status(s);
+                    }
+                    if let Some(c) = &spec.content {
+                        b = b.content(c.clone());
+                    }
+                    if let Some((p, c)) = spec.usage {
+                        b = b.usage(p, c);
+                    }
+                    if !provider.models.is_empty() {
+                        b = b.models(provider.models.clone());
+                    }
+                    BoxCloneSyncService::new(b.build())
+                }
+            };
+            services.insert(name.clone(), service);
+        }
+        Ok(Self { services })
+    }
+
+    /// The provider named `name`.
+    pub fn get(&self, name: &str) -> Option<&Stack> {
+        self.services.get(name)
+    }
+
+    /// Provider names.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.services.keys().map(String::as_str)
+    }
+}
+
+/// What a node inherits from its ancestors.
+#[derive(Clone, Debug, Default)]
+struct Inherited {
+    params: Map<String, Value>,
+    retry: Option<RetrySpec>,
+    timeout: Option<Duration>,
+    breaker: Option<BreakerSpec>,
+}
+
+impl Inherited {
+    fn child(&self, node: &Node) -> Self {
+        let mut params = self.params.clone();
+        for (k, v) in &node.override_params {
+            params.insert(k.clone(), v.clone());
+        }
+        Self {
+            params,
+            retry: node.retry.clone().or_else(|| self.retry.clone()),
+            timeout: node.request_timeout.or(self.timeout),
+            breaker: node.breaker.clone().or_else(|| self.breaker.clone()),
+        }
+    }
+}
+
+/// Compiles a routing tree into a stack over `providers`.
+pub fn compile(node: &Node, providers: &Providers) -> Result<Stack, ConfigError> {
+    compile_node(node, providers, &Inherited::default())
+}
+
+fn compile_node(
+    node: &Node,
+    providers: &Providers,
+    parent: &Inherited,
+) -> Result<Stack, ConfigError> {
+    let inherited = parent.child(node);
+    match &node.kind {
+        NodeKind::Leaf { provider } => {
+            let service = providers
+                .get(provider)
+                .ok_or_else(|| {
+                    ConfigError::new(&node.path, format!("unknown provider `{provider}`"))
+                })?
+                .clone();
+            Ok(leaf(service, &inherited))
+        }
+        NodeKind::Group { mode, targets, .. } => {
+            let children = targets
+                .iter()
+                .map(|t| compile_node(t, providers, &inherited))
+                .collect::<Result<Vec<_>, _>>()?;
+            match mode {
+                Mode::Single => Ok(single(children.into_iter().next().expect("one target"))),
+                other => Err(ConfigError::new(
+                    format!("{}.strategy.mode", node.path),
+                    format!(
+                        "mode `{}` is not built into this gateway yet",
+                        other.as_str()
+                    ),
+                )),
+            }
+        }
+    }
+}
+
+/// `single`: the one target, recorded as `targets[0]`.
+fn single(target: Stack) -> Stack {
+    BoxCloneSyncService::new(target.map_response(|mut r: Response<Body>| {
+        let facts = portcullis_core::facts::ResponseFacts::get_mut(&mut r);
+        let mut path = facts.target.unwrap_or_default();
+        path.push_front(0);
+        facts.target = Some(path);
+        r
+    }))
+}
+
+fn leaf(provider: Stack, inherited: &Inherited) -> Stack {
+    let mut stack = provider;
+    if !inherited.params.is_empty() {
+        stack = BoxCloneSyncService::new(
+            OverrideParamsLayer::new(inherited.params.clone()).layer(stack),
+        );
+    }
+    if let Some(after) = inherited.timeout {
+        stack = BoxCloneSyncService::new(AttemptTimeout {
+            inner: stack,
+            after,
+        });
+    }
+    stack
+}
+
+/// Bounds one attempt at a leaf: 408 `timeout_error` past `after` (Portkey's
+/// `request_timeout`).
+#[derive(Clone, Debug)]
+struct AttemptTimeout {
+    inner: Stack,
+    after: Duration,
+}
+
+impl tower_service::Service<Request<BufferedBody>> for AttemptTimeout {
+    type Response = Response<Body>;
+    type Error = BoxError;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Response<Body>, BoxError>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<BufferedBody>) -> Self::Future {
+        let future = self.inner.call(req);
+        let after = self.after;
+        Box::pin(async move {
+            match tokio::time::timeout(after, future).await {
+                Ok(result) => result,
+                Err(_) => Err(RequestTimeout { after }.into()),
+            }
+        })
+    }
+}
+
+/// Shared, compiled routing: the file's tree and the providers it was built over.
+#[derive(Clone, Debug)]
+pub struct Compiled {
+    /// The providers.
+    pub providers: Arc<Providers>,
+    /// The file's routing tree, compiled.
+    pub default: Option<Stack>,
+}
+
+impl Compiled {
+    /// Builds the providers and the file's tree.
+    pub fn new(config: &Config) -> Result<Self, ConfigError> {
+        let providers = Arc::new(Providers::build(config)?);
+        let default = config
+            .routing
+            .as_ref()
+            .map(|node| compile(node, &providers))
+            .transpose()?;
+        Ok(Self { providers, default })
+    }
+}

@@ -1,0 +1,689 @@
+//! The routing tree: Portkey's config schema, read strictly.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::Provider;
+use super::reader::{ConfigError, Obj, Result, index, join, status_codes};
+
+/// Where a routing tree came from: the server's file, or a client's `x-portkey-config`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// The config file.
+    File,
+    /// A request header: it may only name providers the file defines.
+    Header,
+}
+
+/// A strategy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// `targets[0]` only.
+    Single,
+    /// In order, moving on after a failure.
+    Fallback,
+    /// Weighted random choice.
+    LoadBalance,
+    /// By conditions on metadata, params and path.
+    Conditional,
+}
+
+impl Mode {
+    /// The config's name of the mode.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Single => "single",
+            Mode::Fallback => "fallback",
+            Mode::LoadBalance => "loadbalance",
+            Mode::Conditional => "conditional",
+        }
+    }
+}
+
+/// `retry`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetrySpec {
+    /// Retries after the first try (0 to 10).
+    pub attempts: u32,
+    /// Statuses that are retried (default: 429, 500, 502, 503, 504).
+    pub on_status_codes: Option<Vec<u16>>,
+    /// Honour `Retry-After` and its relatives.
+    pub use_retry_after_header: bool,
+}
+
+/// `circuit_breaker` (a Portcullis extension).
+#[derive(Clone, Debug, PartialEq)]
+pub struct BreakerSpec {
+    /// Open after this many failures in a row.
+    pub consecutive_failures: Option<u32>,
+    /// Open when this share of requests failed ...
+    pub failure_rate: Option<f64>,
+    /// ... over at least this many requests ...
+    pub minimum_requests: Option<u32>,
+    /// ... in this window.
+    pub window: Option<Duration>,
+    /// Stay open this long (unless the upstream said how long).
+    pub cooldown: Option<Duration>,
+}
+
+/// A node of the tree.
+#[derive(Clone, Debug)]
+pub struct Node {
+    /// Its path, e.g. `config.targets[1]`.
+    pub path: String,
+    /// `name`, how conditions refer to it.
+    pub name: Option<String>,
+    /// `weight` in a load-balanced parent (default 1).
+    pub weight: f64,
+    /// Its own `override_params` (merged with its ancestors' when built).
+    pub override_params: Map<String, Value>,
+    /// Its own `retry` (a child's replaces its parent's).
+    pub retry: Option<RetrySpec>,
+    /// Its own `request_timeout` (inherited unless set).
+    pub request_timeout: Option<Duration>,
+    /// Its own `circuit_breaker` (inherited unless set; each leaf has its own state).
+    pub breaker: Option<BreakerSpec>,
+    /// A provider, or a strategy over targets.
+    pub kind: NodeKind,
+}
+
+/// What a node is.
+#[derive(Clone, Debug)]
+pub enum NodeKind {
+    /// A provider.
+    Leaf {
+        /// The provider's name.
+        provider: String,
+    },
+    /// A strategy over targets.
+    Group {
+        /// The strategy.
+        mode: Mode,
+        /// `strategy.on_status_codes`.
+        on_status_codes: Option<Vec<u16>>,
+        /// `strategy.conditions`, checked, compiled when built.
+        conditions: Vec<Value>,
+        /// `strategy.default`.
+        default: Option<String>,
+        /// The targets.
+        targets: Vec<Node>,
+    },
+}
+
+const NOT_YET: [&str; 6] = [
+    "cache",
+    "before_request_hooks",
+    "after_request_hooks",
+    "input_guardrails",
+    "output_guardrails",
+    "forward_headers",
+];
+
+const MAX_DEPTH: usize = 12;
+
+impl Node {
+    /// Reads a routing tree rooted at `path` whose leaves must name one of `providers`.
+    pub fn parse(
+        v: &Value,
+        path: &str,
+        providers: &BTreeMap<String, Provider>,
+        origin: Origin,
+    ) -> Result<Node> {
+        parse_node(v, path, providers, origin, 0)
+    }
+
+    /// The leaves' provider names, in order.
+    pub fn providers(&self) -> Vec<&str> {
+        let mut out = Vec::new();
+        self.walk(&mut |n| {
+            if let NodeKind::Leaf { provider } = &n.kind {
+                out.push(provider.as_str());
+            }
+        });
+        out
+    }
+
+    fn walk<'a>(&'a self, f: &mut dyn FnMut(&'a Node)) {
+        f(self);
+        if let NodeKind::Group { targets, .. } = &self.kind {
+            for t in targets {
+                t.walk(f);
+            }
+        }
+    }
+}
+
+fn parse_node(
+    v: &Value,
+    path: &str,
+    providers: &BTreeMap<String, Provider>,
+    origin: Origin,
+    depth: usize,
+) -> Result<Node> {
+    if depth > MAX_DEPTH {
+        return Err(ConfigError::new(
+            path,
+            format!("targets nest deeper than {MAX_DEPTH} levels"),
+        ));
+    }
+    let mut obj = Obj::new(v, path)?;
+    for key in NOT_YET {
+        if obj.has(key)? {
+            return Err(ConfigError::new(
+                join(path, key),
+                "not supported yet by this gateway (refused rather than ignored)",
+            ));
+        }
+    }
+    if obj.has("custom_host")? {
+        return Err(ConfigError::new(
+            join(path, "custom_host"),
+            "custom hosts are not allowed: name a provider the server defines with `virtual_key`",
+        ));
+    }
+    for key in ["api_key", "base_url", "provider_key"] {
+        if obj.has(key)? {
+            return Err(ConfigError::new(
+                join(path, key),
+                "credentials and hosts come from the server's providers: name one with `virtual_key`",
+            ));
+        }
+    }
+    let name = match obj.str("name")? {
+        Some(("", npath)) => return Err(ConfigError::new(npath, "must not be empty")),
+        other => other.map(|(s, _)| s.to_owned()),
+    };
+    let weight = match obj.f64("weight")? {
+        None => 1.0,
+        Some((w, wpath)) if !w.is_finite() || w < 0.0 => {
+            return Err(ConfigError::new(wpath, "must be >= 0"));
+        }
+        Some((w, _)) => w,
+    };
+    let override_params = obj
+        .object("override_params")?
+        .map(|(m, _)| m.clone())
+        .unwrap_or_default();
+    let retry = match obj.get("retry")? {
+        None | Some((Value::Null, _)) => None,
+        Some((rv, rpath)) => Some(parse_retry(rv, &rpath)?),
+    };
+    let request_timeout = match obj.u64("request_timeout")? {
+        None => None,
+        Some((0, tpath)) => return Err(ConfigError::new(tpath, "must be > 0 (milliseconds)")),
+        Some((n, _)) => Some(Duration::from_millis(n)),
+    };
+    let breaker = match obj.get("circuit_breaker")? {
+        None | Some((Value::Null, _)) => None,
+        Some((_, bpath)) if origin == Origin::Header => {
+            return Err(ConfigError::new(
+                bpath,
+                "circuit breakers keep state across requests: configure them in the server's file",
+            ));
+        }
+        Some((bv, bpath)) => Some(parse_breaker(bv, &bpath)?),
+    };
+
+    // A leaf names a provider with `virtual_key` (Portkey's) or `provider`.
+    let leaf = match (obj.str("virtual_key")?, obj.str("provider")?) {
+        (Some(_), Some((_, ppath))) => {
+            return Err(ConfigError::new(
+                ppath,
+                "give `virtual_key` or `provider`, not both",
+            ));
+        }
+        (Some(hit), None) | (None, Some(hit)) => Some(hit),
+        (None, None) => None,
+    };
+    let strategy = obj.get("strategy")?;
+    let targets = obj.array("targets")?;
+    let kind = match (leaf, strategy, targets) {
+        (Some((provider, ppath)), None, None) => {
+            if !providers.contains_key(provider) {
+                let known = providers
+                    .keys()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return Err(ConfigError::new(
+                    ppath,
+                    format!("unknown provider `{provider}` (the server defines: {known})"),
+                ));
+            }
+            NodeKind::Leaf {
+                provider: provider.to_owned(),
+            }
+        }
+        (Some((_, ppath)), _, _) => {
+            return Err(ConfigError::new(
+                ppath,
+                "a target names a provider or has `strategy` and `targets`, not both",
+            ));
+        }
+        (None, strategy, targets) => {
+            let Some((targets, tpath)) = targets else {
+                return Err(ConfigError::new(
+                    path,
+                    "a target needs `virtual_key` (a provider) or `strategy` and `targets`",
+                ));
+            };
+            if targets.is_empty() {
+                return Err(ConfigError::new(tpath, "must list at least one target"));
+            }
+            let targets = targets
+                .iter()
+                .enumerate()
+                .map(|(i, t)| parse_node(t, &index(&tpath, i), providers, origin, depth + 1))
+                .collect::<Result<Vec<_>>>()?;
+            let Some((sv, spath)) = strategy else {
+                return Err(ConfigError::new(
+                    join(path, "strategy"),
+                    "missing (with `targets`)",
+                ));
+            };
+            parse_strategy(sv, &spath, targets)?
+        }
+    };
+    obj.finish("")?;
+    Ok(Node {
+        path: path.to_owned(),
+        name,
+        weight,
+        override_params,
+        retry,
+        request_timeout,
+        breaker,
+        kind,
+    })
+}
+
+fn parse_strategy(v: &Value, path: &str, targets: Vec<Node>) -> Result<NodeKind> {
+    let mut obj = Obj::new(v, path)?;
+    let (mode, mpath) = obj.str("mode")?.ok_or_else(|| {
+        ConfigError::new(
+            join(path, "mode"),
+            "missing (single, fallback, loadbalance or conditional)",
+        )
+    })?;
+    let mode = match mode {
+        "single" => Mode::Single,
+        "fallback" => Mode::Fallback,
+        "loadbalance" => Mode::LoadBalance,
+        "conditional" => Mode::Conditional,
+        other => {
+            return Err(ConfigError::new(
+                mpath,
+                format!("unknown mode `{other}` (single, fallback, loadbalance or conditional)"),
+            ));
+        }
+    };
+    let on_status_codes = match obj.array("on_status_codes")? {
+        None => None,
+        Some((codes, cpath)) => Some(status_codes(codes, &cpath)?),
+    };
+    let conditions = obj.array("conditions")?;
+    let default = obj.str("default")?;
+    obj.finish(" (expected mode, on_status_codes, conditions, default)")?;
+    let targets_path = path
+        .strip_suffix(".strategy")
+        .map_or_else(|| "targets".to_owned(), |p| join(p, "targets"));
+
+    if on_status_codes.is_some() && mode != Mode::Fallback {
+        return Err(ConfigError::new(
+            join(path, "on_status_codes"),
+            "only applies to mode `fallback`",
+        ));
+    }
+    match mode {
+        Mode::Single if targets.len() > 1 => {
+            return Err(ConfigError::new(
+                targets_path,
+                format!("mode `single` uses one target; found {}", targets.len()),
+            ));
+        }
+        Mode::LoadBalance if targets.iter().all(|t| t.weight == 0.0) => {
+            return Err(ConfigError::new(
+                targets_path,
+                "every weight is 0: at least one target must have weight > 0",
+            ));
+        }
+        _ => {}
+    }
+    let (conditions, default) = if mode == Mode::Conditional {
+        let (conditions, cpath) = conditions.ok_or_else(|| {
+            ConfigError::new(join(path, "conditions"), "missing (mode `conditional`)")
+        })?;
+        let (default, dpath) = default.ok_or_else(|| {
+            ConfigError::new(
+                join(path, "default"),
+                "missing: a conditional strategy needs a default target",
+            )
+        })?;
+        let names: Vec<&str> = targets.iter().filter_map(|t| t.name.as_deref()).collect();
+        for (i, t) in targets.iter().enumerate() {
+            if t.name.is_none() {
+                return Err(ConfigError::new(
+                    join(&index(&targets_path, i), "name"),
+                    "missing: conditions refer to targets by name",
+                ));
+            }
+        }
+        for (i, name) in names.iter().enumerate() {
+            if names[..i].contains(name) {
+                return Err(ConfigError::new(
+                    join(&index(&targets_path, i), "name"),
+                    format!("`{name}` names two targets"),
+                ));
+            }
+        }
+        if !names.contains(&default) {
+            return Err(ConfigError::new(
+                dpath,
+                format!("no target is named `{default}`"),
+            ));
+        }
+        for (i, c) in conditions.iter().enumerate() {
+            let cp = index(&cpath, i);
+            let then = c.get("then").and_then(Value::as_str).ok_or_else(|| {
+                ConfigError::new(join(&cp, "then"), "missing: the name of a target")
+            })?;
+            if !names.contains(&then) {
+                return Err(ConfigError::new(
+                    join(&cp, "then"),
+                    format!("no target is named `{then}`"),
+                ));
+            }
+        }
+        (conditions.clone(), Some(default.to_owned()))
+    } else {
+        if let Some((_, cpath)) = conditions {
+            return Err(ConfigError::new(
+                cpath,
+                "only applies to mode `conditional`",
+            ));
+        }
+        if let Some((_, dpath)) = default {
+            return Err(ConfigError::new(
+                dpath,
+                "only applies to mode `conditional`",
+            ));
+        }
+        (Vec::new(), None)
+    };
+    Ok(NodeKind::Group {
+        mode,
+        on_status_codes,
+        conditions,
+        default,
+        targets,
+    })
+}
+
+fn parse_retry(v: &Value, path: &str) -> Result<RetrySpec> {
+    let mut obj = Obj::new(v, path)?;
+    let attempts = match obj.u64("attempts")? {
+        None => 0,
+        Some((n @ 0..=10, _)) => n as u32,
+        Some((n, apath)) => {
+            return Err(ConfigError::new(apath, format!("must be 0 to 10, got {n}")));
+        }
+    };
+    let on_status_codes = match obj.array("on_status_codes")? {
+        None => None,
+        Some((codes, cpath)) => Some(status_codes(codes, &cpath)?),
+    };
+    // Portkey documents both spellings.
+    let single = obj.bool("use_retry_after_header")?;
+    let plural = obj.bool("use_retry_after_headers")?;
+    let use_retry_after_header = single.or(plural).is_some_and(|(b, _)| b);
+    obj.finish(" (expected attempts, on_status_codes, use_retry_after_header)")?;
+    Ok(RetrySpec {
+        attempts,
+        on_status_codes,
+        use_retry_after_header,
+    })
+}
+
+fn parse_breaker(v: &Value, path: &str) -> Result<BreakerSpec> {
+    let mut obj = Obj::new(v, path)?;
+    let ms = |o: Option<(u64, String)>| -> Result<Option<Duration>> {
+        match o {
+            None => Ok(None),
+            Some((0, p)) => Err(ConfigError::new(p, "must be > 0 (milliseconds)")),
+            Some((n, _)) => Ok(Some(Duration::from_millis(n))),
+        }
+    };
+    let count = |o: Option<(u64, String)>| -> Result<Option<u32>> {
+        match o {
+            None => Ok(None),
+            Some((n @ 1..=1_000_000, _)) => Ok(Some(n as u32)),
+            Some((_, p)) => Err(ConfigError::new(p, "must be 1 to 1000000")),
+        }
+    };
+    let spec = BreakerSpec {
+        consecutive_failures: count(obj.u64("consecutive_failures")?)?,
+        failure_rate: match obj.f64("failure_rate")? {
+            None => None,
+            Some((r, _)) if r > 0.0 && r <= 1.0 => Some(r),
+            Some((_, p)) => return Err(ConfigError::new(p, "must be > 0 and <= 1")),
+        },
+        minimum_requests: count(obj.u64("minimum_requests")?)?,
+        window: ms(obj.u64("window_ms")?)?,
+        cooldown: ms(obj.u64("cooldown_ms")?)?,
+    };
+    obj.finish(
+        " (expected consecutive_failures, failure_rate, minimum_requests, window_ms, cooldown_ms)",
+    )?;
+    Ok(spec)
+}
+
+impl fmt::Display for Node {
+    /// The resolved tree, one target a line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fn line(n: &Node, depth: usize, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            let pad = "  ".repeat(depth);
+            let label = n
+                .name
+                .as_deref()
+                .map(|s| format!(" \"{s}\""))
+                .unwrap_or_default();
+            match &n.kind {
+                NodeKind::Leaf { provider } => {
+                    write!(f, "{pad}{}{label}: provider {provider}", n.path)?
+                }
+                NodeKind::Group { mode, .. } => {
+                    write!(f, "{pad}{}{label}: {}", n.path, mode.as_str())?
+                }
+            }
+            if n.weight != 1.0 {
+                write!(f, ", weight {}", n.weight)?;
+            }
+            if let Some(r) = &n.retry {
+                write!(f, ", retry {}", r.attempts)?;
+            }
+            if let Some(t) = n.request_timeout {
+                write!(f, ", timeout {} ms", t.as_millis())?;
+            }
+            if !n.override_params.is_empty() {
+                write!(
+                    f,
+                    ", override_params {}",
+                    Value::Object(n.override_params.clone())
+                )?;
+            }
+            writeln!(f)?;
+            if let NodeKind::Group { targets, .. } = &n.kind {
+                for t in targets {
+                    line(t, depth + 1, f)?;
+                }
+            }
+            Ok(())
+        }
+        line(self, 0, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{MockSpec, ProviderKind};
+    use serde_json::json;
+
+    fn providers() -> BTreeMap<String, Provider> {
+        ["a", "b"]
+            .into_iter()
+            .map(|n| {
+                (
+                    n.to_owned(),
+                    Provider {
+                        name: n.to_owned(),
+                        kind: ProviderKind::Mock(MockSpec::default()),
+                        models: vec![],
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn parse(v: Value) -> Result<Node> {
+        Node::parse(&v, "config", &providers(), Origin::File)
+    }
+
+    fn err(v: Value) -> String {
+        parse(v).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn reads_nested_trees_in_both_spellings() {
+        let n = parse(json!({
+            "strategy": {"mode": "fallback", "onStatusCodes": [429, 503]},
+            "retry": {"attempts": 3, "useRetryAfterHeaders": true},
+            "overrideParams": {"temperature": 0},
+            "targets": [
+                {"virtual_key": "a", "request_timeout": 5000},
+                {"strategy": {"mode": "loadbalance"}, "targets": [
+                    {"provider": "a", "weight": 0.7}, {"virtualKey": "b", "weight": 0.3}
+                ]}
+            ]
+        }))
+        .unwrap();
+        assert_eq!(n.retry.as_ref().unwrap().attempts, 3);
+        assert!(n.retry.as_ref().unwrap().use_retry_after_header);
+        let NodeKind::Group {
+            mode,
+            on_status_codes,
+            targets,
+            ..
+        } = &n.kind
+        else {
+            panic!()
+        };
+        assert_eq!(*mode, Mode::Fallback);
+        assert_eq!(on_status_codes.as_deref(), Some(&[429, 503][..]));
+        assert_eq!(targets[1].path, "config.targets[1]");
+        assert_eq!(n.providers(), ["a", "a", "b"]);
+        let shown = n.to_string();
+        assert!(
+            shown.contains("config.targets[1].targets[0]: provider a, weight 0.7"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn errors_name_their_path() {
+        let lb = |w: Value| json!({"strategy": {"mode": "loadbalance"}, "targets": [{"virtual_key": "a"}, {"virtual_key": "b", "weight": w}]});
+        assert_eq!(err(lb(json!(-1))), "config.targets[1].weight: must be >= 0");
+        assert_eq!(
+            err(lb(json!("x"))),
+            "config.targets[1].weight: must be a number, got a string"
+        );
+        assert_eq!(
+            err(
+                json!({"strategy": {"mode": "loadbalance"}, "targets": [{"virtual_key": "a", "weight": 0}]})
+            ),
+            "config.targets: every weight is 0: at least one target must have weight > 0"
+        );
+        assert_eq!(
+            err(json!({"virtual_key": "zzz"})),
+            "config.virtual_key: unknown provider `zzz` (the server defines: a, b)"
+        );
+        assert!(
+            err(json!({"virtual_key": "a", "custom_host": "http://evil"}))
+                .starts_with("config.custom_host: custom hosts are not allowed")
+        );
+        assert!(
+            err(json!({"virtual_key": "a", "api_key": "sk"}))
+                .starts_with("config.api_key: credentials")
+        );
+        assert!(
+            err(json!({"virtual_key": "a", "cache": {"mode": "simple"}}))
+                .starts_with("config.cache: not supported yet")
+        );
+        assert!(
+            err(json!({"virtual_key": "a", "retry": {"attempts": 11}}))
+                .starts_with("config.retry.attempts: must be 0 to 10")
+        );
+        assert!(
+            err(json!({"virtual_key": "a", "retry": {"attempts": 1, "on_status_codes": [999]}}))
+                .starts_with("config.retry.on_status_codes[0]")
+        );
+        assert!(
+            err(json!({"virtual_key": "a", "colour": 1})).starts_with("config.colour: unknown key")
+        );
+        assert!(
+            err(json!({"strategy": {"mode": "race"}, "targets": [{"virtual_key": "a"}]}))
+                .starts_with("config.strategy.mode: unknown mode `race`")
+        );
+        assert!(
+            err(json!({"strategy": {"mode": "fallback"}, "targets": []}))
+                .starts_with("config.targets: must list")
+        );
+        assert!(
+            err(json!({"targets": [{"virtual_key": "a"}]})).starts_with("config.strategy: missing")
+        );
+        assert!(
+            err(json!({"strategy": {"mode": "fallback"}})).starts_with("config: a target needs")
+        );
+        assert!(err(json!({"strategy": {"mode": "single"}, "targets": [{"virtual_key": "a"}, {"virtual_key": "b"}]})).starts_with("config.targets: mode `single` uses one target"));
+        assert!(err(json!({"strategy": {"mode": "loadbalance", "on_status_codes": [500]}, "targets": [{"virtual_key": "a"}]})).starts_with("config.strategy.on_status_codes: only applies"));
+    }
+
+    #[test]
+    fn conditional_needs_names_default_and_known_targets() {
+        let base = |conditions: Value, default: Value| {
+            json!({
+                "strategy": {"mode": "conditional", "conditions": conditions, "default": default},
+                "targets": [{"name": "paid", "virtual_key": "a"}, {"name": "free", "virtual_key": "b"}]
+            })
+        };
+        let ok = base(
+            json!([{"query": {"metadata.user_plan": {"$eq": "paid"}}, "then": "paid"}]),
+            json!("free"),
+        );
+        assert!(parse(ok).is_ok());
+        assert_eq!(
+            err(base(json!([{"query": {}, "then": "gold"}]), json!("free"))),
+            "config.strategy.conditions[0].then: no target is named `gold`"
+        );
+        assert_eq!(
+            err(base(json!([]), json!("nope"))),
+            "config.strategy.default: no target is named `nope`"
+        );
+        assert!(err(json!({"strategy": {"mode": "conditional", "conditions": []}, "targets": [{"name": "x", "virtual_key": "a"}]}))
+            .starts_with("config.strategy.default: missing"));
+        assert!(err(json!({"strategy": {"mode": "conditional", "conditions": [], "default": "x"}, "targets": [{"virtual_key": "a"}]}))
+            .starts_with("config.targets[0].name: missing"));
+    }
+
+    #[test]
+    fn depth_is_bounded() {
+        let mut v = json!({"virtual_key": "a"});
+        for _ in 0..14 {
+            v = json!({"strategy": {"mode": "fallback"}, "targets": [v]});
+        }
+        assert!(err(v).contains("nest deeper"));
+    }
+}

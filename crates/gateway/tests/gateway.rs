@@ -1,0 +1,384 @@
+//! The gateway end to end: a config file's tree, Portkey's headers, keys, endpoints and
+//! shutdown, over real loopback HTTP against fake upstreams.
+
+mod support;
+
+use std::time::Duration;
+
+use portcullis_testkit::{FakeUpstream, Plan};
+use support::{CHAT, CHAT_STREAM, post, request, send, start};
+
+fn providers(a: &FakeUpstream, b: &FakeUpstream) -> String {
+    format!(
+        r#""providers": {{
+            "a": {{"provider": "openai-compatible", "base_url": "{}", "api_key": "sk-a"}},
+            "b": {{"provider": "openai-compatible", "base_url": "{}", "api_key": "sk-b"}},
+            "m": {{"provider": "mock", "models": ["mock-1"]}}
+        }}"#,
+        a.base_url(),
+        b.base_url()
+    )
+}
+
+#[tokio::test]
+async fn a_single_provider_answers_with_portkey_headers() {
+    let (a, b) = (FakeUpstream::start().await, FakeUpstream::start().await);
+    let gw = start(&format!(
+        r#"{{{}, "config": {{"virtual_key": "a"}}}}"#,
+        providers(&a, &b)
+    ))
+    .await;
+    let res = post(
+        gw.addr,
+        "/v1/chat/completions",
+        &[("x-portkey-trace-id", "t-1")],
+        CHAT,
+    )
+    .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(res.header("x-portkey-trace-id"), Some("t-1"));
+    assert_eq!(res.header("x-portkey-provider"), Some("a"));
+    assert_eq!(a.hits(), 1);
+    assert_eq!(b.hits(), 0);
+    assert_eq!(a.requests()[0].header("authorization"), Some("Bearer sk-a"));
+}
+
+#[tokio::test]
+async fn single_mode_and_inheritance_of_override_params() {
+    let (a, b) = (FakeUpstream::start().await, FakeUpstream::start().await);
+    let gw = start(&format!(
+        r#"{{{}, "config": {{
+            "strategy": {{"mode": "single"}},
+            "override_params": {{"temperature": 0, "model": "parent-model"}},
+            "targets": [{{"virtual_key": "b", "override_params": {{"model": "child-model"}}}}]
+        }}}}"#,
+        providers(&a, &b)
+    ))
+    .await;
+    let res = post(gw.addr, "/v1/chat/completions", &[], CHAT).await;
+    assert_eq!(res.status, 200);
+    assert_eq!(
+        res.header("x-portkey-last-used-option-index"),
+        Some("config.targets[0]")
+    );
+    let sent = b.requests()[0].json();
+    assert_eq!(sent["model"], "child-model");
+    assert_eq!(sent["temperature"], 0);
+    assert_eq!(sent["messages"][0]["content"], "Say hello");
+}
+
+#[tokio::test]
+async fn gateway_keys_are_required_when_configured() {
+    let (a, b) = (FakeUpstream::start().await, FakeUpstream::start().await);
+    let gw = start(&format!(
+        r#"{{"server": {{"api_keys": {{"team-a": "key-aaaa-1111"}}}}, {}, "config": {{"virtual_key": "a"}}}}"#,
+        providers(&a, &b)
+    ))
+    .await;
+    let none = post(gw.addr, "/v1/chat/completions", &[], CHAT).await;
+    assert_eq!(none.status, 401);
+    assert_eq!(none.json()["error"]["type"], "authentication_error");
+    let wrong = post(
+        gw.addr,
+        "/v1/chat/completions",
+        &[("authorization", "Bearer key-aaaa-1112")],
+        CHAT,
+    )
+    .await;
+    assert_eq!(wrong.status, 401);
+    // The Portkey SDK: its key in x-portkey-api-key, a placeholder in authorization.
+    let sdk = post(
+        gw.addr,
+        "/v1/chat/completions",
+        &[
+            ("x-portkey-api-key", "key-aaaa-1111"),
+            ("authorization", "Bearer OPENAI_API_KEY"),
+        ],
+        CHAT,
+    )
+    .await;
+    assert_eq!(sdk.status, 200);
+    let bearer = post(
+        gw.addr,
+        "/v1/chat/completions",
+        &[("authorization", "Bearer key-aaaa-1111")],
+        CHAT,
+    )
+    .await;
+    assert_eq!(bearer.status, 200);
+    assert_eq!(a.hits(), 2, "refused requests never reach the upstream");
+    for seen in a.requests() {
+        assert_eq!(seen.header("authorization"), Some("Bearer sk-a"));
+        assert_eq!(seen.header("x-portkey-api-key"), None);
+    }
+    let models = send(gw.addr, &request("GET", "/v1/models", &[], "")).await;
+    assert_eq!(models.status, 401);
+}
+
+#[tokio::test]
+async fn header_config_may_only_name_server_providers() {
+    let (a, b) = (FakeUpstream::start().await, FakeUpstream::start().await);
+    let gw = start(&format!(
+        r#"{{{}, "config": {{"virtual_key": "a"}}}}"#,
+        providers(&a, &b)
+    ))
+    .await;
+
+    let to_b = post(
+        gw.addr,
+        "/v1/chat/completions",
+        &[(
+            "x-portkey-config",
+            r#"{"virtual_key": "b", "override_params": {"model": "from-header"}}"#,
+        )],
+        CHAT,
+    )
+    .await;
+    assert_eq!(to_b.status, 200);
+    assert_eq!(b.requests()[0].json()["model"], "from-header");
+
+    for (config, needle) in [
+        (
+            r#"{"virtual_key": "evil"}"#,
+            "x-portkey-config.virtual_key: unknown provider `evil`",
+        ),
+        (
+            r#"{"provider": "openai", "api_key": "sk-x"}"#,
+            "x-portkey-config.api_key: credentials",
+        ),
+        (
+            r#"{"virtual_key": "a", "custom_host": "http://169.254.169.254"}"#,
+            "x-portkey-config.custom_host: custom hosts are not allowed",
+        ),
+        (
+            r#"{"strategy": {"mode": "fallback"}, "targets": [{"virtual_key": "a"}, {"virtual_key": "x"}]}"#,
+            "x-portkey-config.targets[1].virtual_key",
+        ),
+        ("pc-saved-123", "saved config ids are not supported"),
+        ("{nope", "not valid JSON"),
+    ] {
+        let res = post(
+            gw.addr,
+            "/v1/chat/completions",
+            &[("x-portkey-config", config)],
+            CHAT,
+        )
+        .await;
+        assert_eq!(res.status, 400, "{config}");
+        let msg = res.json()["error"]["message"].as_str().unwrap().to_owned();
+        assert!(msg.contains(needle), "{config}: {msg}");
+    }
+    let res = post(
+        gw.addr,
+        "/v1/chat/completions",
+        &[("x-portkey-custom-host", "http://evil.example")],
+        CHAT,
+    )
+    .await;
+    assert_eq!(res.status, 400);
+    assert_eq!(a.hits(), 0);
+    assert_eq!(b.hits(), 1);
+}
+
+#[tokio::test]
+async fn virtual_key_header_names_a_provider() {
+    let (a, b) = (FakeUpstream::start().await, FakeUpstream::start().await);
+    let gw = start(&format!(r#"{{{}}}"#, providers(&a, &b))).await;
+    let res = post(
+        gw.addr,
+        "/v1/chat/completions",
+        &[("x-portkey-virtual-key", "b")],
+        CHAT,
+    )
+    .await;
+    assert_eq!(res.status, 200);
+    assert_eq!(b.hits(), 1);
+    let res = post(
+        gw.addr,
+        "/v1/chat/completions",
+        &[("x-portkey-virtual-key", "zz")],
+        CHAT,
+    )
+    .await;
+    assert_eq!(res.status, 400);
+    let res = post(gw.addr, "/v1/chat/completions", &[], CHAT).await;
+    assert_eq!(res.status, 400, "no routing tree and no header");
+    assert!(
+        res.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("no routing")
+    );
+}
+
+#[tokio::test]
+async fn endpoints_models_health_and_unknown_paths() {
+    let (a, b) = (FakeUpstream::start().await, FakeUpstream::start().await);
+    let gw = start(&format!(
+        r#"{{{}, "config": {{"virtual_key": "a", "override_params": {{"model": "gpt-4o"}}}}}}"#,
+        providers(&a, &b)
+    ))
+    .await;
+    let health = send(gw.addr, &request("GET", "/health", &[], "")).await;
+    assert_eq!(
+        (health.status, health.json()["status"].as_str()),
+        (200, Some("ok"))
+    );
+    let models = send(gw.addr, &request("GET", "/v1/models", &[], "")).await;
+    let ids: Vec<String> = models.json()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, ["gpt-4o", "mock-1"]);
+    assert_eq!(
+        send(gw.addr, &request("GET", "/v1/chat/completions", &[], ""))
+            .await
+            .status,
+        405
+    );
+    let unknown = send(gw.addr, &request("POST", "/v1/files", &[], "{}")).await;
+    assert_eq!(unknown.status, 404);
+    assert!(unknown.header("x-portkey-trace-id").is_some());
+    let emb = post(
+        gw.addr,
+        "/v1/embeddings",
+        &[],
+        r#"{"model":"e","input":"x"}"#,
+    )
+    .await;
+    assert_eq!(emb.status, 200);
+    let cmp = post(
+        gw.addr,
+        "/v1/completions",
+        &[],
+        r#"{"model":"c","prompt":"x"}"#,
+    )
+    .await;
+    assert_eq!(cmp.status, 200);
+    assert_eq!(a.hits(), 2);
+}
+
+#[tokio::test]
+async fn bad_metadata_and_bodies_are_400() {
+    let (a, b) = (FakeUpstream::start().await, FakeUpstream::start().await);
+    let gw = start(&format!(
+        r#"{{{}, "config": {{"virtual_key": "a"}}}}"#,
+        providers(&a, &b)
+    ))
+    .await;
+    let res = post(
+        gw.addr,
+        "/v1/chat/completions",
+        &[("x-portkey-metadata", r#"{"n": 1}"#)],
+        CHAT,
+    )
+    .await;
+    assert_eq!(res.status, 400);
+    assert!(
+        res.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`n` must be a string")
+    );
+    let res = post(
+        gw.addr,
+        "/v1/chat/completions",
+        &[("x-portkey-metadata", "[1]")],
+        CHAT,
+    )
+    .await;
+    assert_eq!(res.status, 400);
+    let res = post(gw.addr, "/v1/chat/completions", &[], "{\"model\":").await;
+    assert_eq!(res.status, 400);
+    let res = post(
+        gw.addr,
+        "/v1/chat/completions",
+        &[("x-portkey-request-timeout", "soon")],
+        CHAT,
+    )
+    .await;
+    assert_eq!(res.status, 400);
+    assert_eq!(a.hits(), 0);
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_413() {
+    let (a, b) = (FakeUpstream::start().await, FakeUpstream::start().await);
+    let gw = start(&format!(
+        r#"{{"server": {{"body_limit": 1000}}, {}, "config": {{"virtual_key": "a"}}}}"#,
+        providers(&a, &b)
+    ))
+    .await;
+    let big = format!(
+        r#"{{"model":"m","messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "x".repeat(2000)
+    );
+    let res = post(gw.addr, "/v1/chat/completions", &[], &big).await;
+    assert_eq!(res.status, 413);
+    assert_eq!(a.hits(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn request_timeouts_are_408() {
+    let (a, b) = (FakeUpstream::start().await, FakeUpstream::start().await);
+    a.set(Plan::ok().delay(Duration::from_secs(60)));
+    let gw = start(&format!(
+        r#"{{{}, "config": {{"strategy": {{"mode": "single"}}, "targets": [{{"virtual_key": "a", "request_timeout": 2000}}]}}}}"#,
+        providers(&a, &b)
+    ))
+    .await;
+    let res = post(gw.addr, "/v1/chat/completions", &[], CHAT).await;
+    assert_eq!(res.status, 408);
+    assert_eq!(res.json()["error"]["type"], "timeout_error");
+    // The client's own deadline, tighter than the config's.
+    let res = post(
+        gw.addr,
+        "/v1/chat/completions",
+        &[("x-portkey-request-timeout", "500")],
+        CHAT,
+    )
+    .await;
+    assert_eq!(res.status, 408);
+    assert!(
+        res.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("500 ms")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_lets_an_in_flight_stream_finish() {
+    let (a, b) = (FakeUpstream::start().await, FakeUpstream::start().await);
+    a.set(
+        Plan::ok()
+            .content(&"word ".repeat(20))
+            .chunk_delay(Duration::from_millis(100)),
+    );
+    let gw = start(&format!(
+        r#"{{{}, "config": {{"virtual_key": "a"}}}}"#,
+        providers(&a, &b)
+    ))
+    .await;
+    let addr = gw.addr;
+    let stream =
+        tokio::spawn(async move { post(addr, "/v1/chat/completions", &[], CHAT_STREAM).await });
+    // Let the stream start, then ask the server to stop.
+    while a.hits() == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    gw.shutdown().await;
+    let res = stream.await.unwrap();
+    assert_eq!(res.status, 200);
+    assert!(
+        res.text().ends_with("data: [DONE]\n\n"),
+        "the stream finished: {}",
+        res.text()
+    );
+    assert_eq!(res.text().matches("word").count(), 20);
+    // No new connections after shutdown.
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
