@@ -357,3 +357,17 @@ async fn started_sees_a_json_body_error() {
     let not = portcullis_core::observe::started(r).await.unwrap_err();
     assert_eq!(not.reason, "gone");
 }
+
+#[tokio::test]
+async fn started_holds_an_empty_opening_event_until_content() {
+    // Broke after the role-only event: nothing useful reached the client, so not started.
+    let r = sse(vec![Ok(ROLE), Err("reset after role")]);
+    let not = portcullis_core::observe::started(r).await.unwrap_err();
+    assert!(not.reason.contains("reset after role"));
+
+    // Role then content: started, and the role event is sent first.
+    let r = sse(vec![Ok(ROLE), Ok(HEL), Ok(DONE)]);
+    let r = portcullis_core::observe::started(r).await.unwrap();
+    let (client, _) = drain(r).await;
+    assert_eq!(client, [ROLE, HEL, DONE].concat());
+}
