@@ -11,10 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
-use portcullis_core::error::RequestTimeout;
+use portcullis_breaker::{CircuitBreakerLayer, Policy as BreakerPolicy};
 use portcullis_core::{Body, BoxError, BufferedBody, OverrideParamsLayer};
 use portcullis_provider::openai::OpenAiBuilder;
 use portcullis_provider::{HttpClient, Mock, OpenAi};
+use portcullis_retry::{RetryLayer, RetryPolicy};
 use serde_json::{Map, Value};
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, ServiceExt};
@@ -157,7 +158,7 @@ fn compile_node(
                     ConfigError::new(&node.path, format!("unknown provider `{provider}`"))
                 })?
                 .clone();
-            Ok(leaf(service, &inherited))
+            leaf(service, provider, node, &inherited)
         }
         NodeKind::Group { mode, targets, .. } => {
             let children = targets
@@ -189,54 +190,65 @@ fn single(target: Stack) -> Stack {
     }))
 }
 
-fn leaf(provider: Stack, inherited: &Inherited) -> Stack {
+fn leaf(
+    provider: Stack,
+    name: &str,
+    node: &Node,
+    inherited: &Inherited,
+) -> Result<Stack, ConfigError> {
     let mut stack = provider;
     if !inherited.params.is_empty() {
         stack = BoxCloneSyncService::new(
             OverrideParamsLayer::new(inherited.params.clone()).layer(stack),
         );
     }
-    if let Some(after) = inherited.timeout {
-        stack = BoxCloneSyncService::new(AttemptTimeout {
-            inner: stack,
-            after,
+    if inherited.retry.is_some() || inherited.timeout.is_some() {
+        let spec = inherited.retry.clone().unwrap_or(RetrySpec {
+            attempts: 0,
+            on_status_codes: None,
+            use_retry_after_header: false,
         });
+        let mut policy =
+            RetryPolicy::builder(spec.attempts).use_retry_after_header(spec.use_retry_after_header);
+        if let Some(codes) = spec.on_status_codes {
+            policy = policy.on_status_codes(codes);
+        }
+        if let Some(after) = inherited.timeout {
+            policy = policy.attempt_timeout(after);
+        }
+        let policy = policy.build().map_err(|e| {
+            ConfigError::new(
+                format!("{}.retry.{}", node.path, e.field()),
+                e.message().to_owned(),
+            )
+        })?;
+        stack = BoxCloneSyncService::new(RetryLayer::new(policy).layer(stack));
     }
-    stack
-}
-
-/// Bounds one attempt at a leaf: 408 `timeout_error` past `after` (Portkey's
-/// `request_timeout`).
-#[derive(Clone, Debug)]
-struct AttemptTimeout {
-    inner: Stack,
-    after: Duration,
-}
-
-impl tower_service::Service<Request<BufferedBody>> for AttemptTimeout {
-    type Response = Response<Body>;
-    type Error = BoxError;
-    type Future = std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<Response<Body>, BoxError>> + Send>,
-    >;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx)
+    if let Some(spec) = &inherited.breaker {
+        let mut policy = BreakerPolicy::new();
+        if let Some(n) = spec.consecutive_failures {
+            policy = policy.consecutive_failures(n);
+        }
+        if let Some(r) = spec.failure_rate {
+            policy = policy.failure_rate(r);
+        }
+        if let Some(n) = spec.minimum_requests {
+            policy = policy.minimum_requests(n);
+        }
+        if let Some(w) = spec.window {
+            policy = policy.window(w);
+        }
+        if let Some(c) = spec.cooldown {
+            policy = policy.cooldown(c);
+        }
+        // One circuit per leaf: the same provider at two places in the tree fails separately.
+        let breaker = CircuitBreakerLayer::builder()
+            .name(format!("{name} ({})", node.path))
+            .policy(policy)
+            .build();
+        stack = BoxCloneSyncService::new(breaker.layer(stack));
     }
-
-    fn call(&mut self, req: Request<BufferedBody>) -> Self::Future {
-        let future = self.inner.call(req);
-        let after = self.after;
-        Box::pin(async move {
-            match tokio::time::timeout(after, future).await {
-                Ok(result) => result,
-                Err(_) => Err(RequestTimeout { after }.into()),
-            }
-        })
-    }
+    Ok(stack)
 }
 
 /// Shared, compiled routing: the file's tree and the providers it was built over.

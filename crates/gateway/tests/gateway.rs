@@ -382,3 +382,66 @@ async fn shutdown_lets_an_in_flight_stream_finish() {
     // No new connections after shutdown.
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+#[tokio::test(start_paused = true)]
+async fn retry_inherits_down_the_tree_and_reports_attempts() {
+    let (a, b) = (FakeUpstream::start().await, FakeUpstream::start().await);
+    a.set(Plan::ok().fail_first(2, 503));
+    let gw = start(&format!(
+        r#"{{{}, "config": {{"strategy": {{"mode": "single"}}, "retry": {{"attempts": 3}}, "targets": [{{"virtual_key": "a"}}]}}}}"#,
+        providers(&a, &b)
+    ))
+    .await;
+    let res = post(gw.addr, "/v1/chat/completions", &[], CHAT).await;
+    assert_eq!(res.status, 200);
+    assert_eq!(res.header("x-portkey-retry-attempt-count"), Some("2"));
+    assert_eq!(a.hits(), 3);
+
+    // A child's retry replaces the parent's: attempts 0 here means one call.
+    let (c, d) = (FakeUpstream::start().await, FakeUpstream::start().await);
+    c.set(Plan::ok().status(503));
+    let gw = start(&format!(
+        r#"{{{}, "config": {{"strategy": {{"mode": "single"}}, "retry": {{"attempts": 3}}, "targets": [{{"virtual_key": "a", "retry": {{"attempts": 0}}}}]}}}}"#,
+        providers(&c, &d)
+    ))
+    .await;
+    let res = post(gw.addr, "/v1/chat/completions", &[], CHAT).await;
+    assert_eq!(res.status, 503);
+    assert_eq!(c.hits(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn circuit_breaker_opens_and_fails_fast() {
+    let (a, b) = (FakeUpstream::start().await, FakeUpstream::start().await);
+    a.set(Plan::ok().status(500));
+    let gw = start(&format!(
+        r#"{{{}, "config": {{"virtual_key": "a", "circuit_breaker": {{"consecutive_failures": 2, "cooldown_ms": 20000}}}}}}"#,
+        providers(&a, &b)
+    ))
+    .await;
+    for _ in 0..2 {
+        assert_eq!(
+            post(gw.addr, "/v1/chat/completions", &[], CHAT)
+                .await
+                .status,
+            500
+        );
+    }
+    let res = post(gw.addr, "/v1/chat/completions", &[], CHAT).await;
+    assert_eq!(res.status, 503);
+    assert_eq!(res.header("retry-after"), Some("20"));
+    assert_eq!(res.json()["error"]["code"], "target_unavailable");
+    assert_eq!(a.hits(), 2, "an open circuit does not call the upstream");
+    // Clients may not configure breakers.
+    let res = post(
+        gw.addr,
+        "/v1/chat/completions",
+        &[(
+            "x-portkey-config",
+            r#"{"virtual_key": "b", "circuit_breaker": {"consecutive_failures": 1}}"#,
+        )],
+        CHAT,
+    )
+    .await;
+    assert_eq!(res.status, 400);
+}
