@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
+use portcullis_balance::{Balance, PeakEwma, Sticky, Strategy, Target};
 use portcullis_breaker::{CircuitBreakerLayer, Policy as BreakerPolicy};
 use portcullis_core::{Body, BoxError, BufferedBody, OverrideParamsLayer};
 use portcullis_provider::openai::OpenAiBuilder;
@@ -21,7 +22,8 @@ use tower::util::BoxCloneSyncService;
 use tower::{Layer, ServiceExt};
 
 use crate::config::{
-    BreakerSpec, Config, ConfigError, Mode, Node, NodeKind, OpenAiSpec, ProviderKind, RetrySpec,
+    Balancer, BreakerSpec, Config, ConfigError, Mode, Node, NodeKind, OpenAiSpec, ProviderKind,
+    RetrySpec, StickyKey,
 };
 
 /// A compiled stack: any tree of layers over providers, behind one type.
@@ -160,13 +162,19 @@ fn compile_node(
                 .clone();
             leaf(service, provider, node, &inherited)
         }
-        NodeKind::Group { mode, targets, .. } => {
+        NodeKind::Group {
+            mode,
+            targets,
+            balancer,
+            ..
+        } => {
             let children = targets
                 .iter()
                 .map(|t| compile_node(t, providers, &inherited))
                 .collect::<Result<Vec<_>, _>>()?;
             match mode {
                 Mode::Single => Ok(single(children.into_iter().next().expect("one target"))),
+                Mode::LoadBalance => loadbalance(node, targets, children, balancer),
                 other => Err(ConfigError::new(
                     format!("{}.strategy.mode", node.path),
                     format!(
@@ -177,6 +185,40 @@ fn compile_node(
             }
         }
     }
+}
+
+/// `loadbalance`: a weighted choice among ready targets (or another balancer).
+fn loadbalance(
+    node: &Node,
+    targets: &[Node],
+    children: Vec<Stack>,
+    balancer: &Balancer,
+) -> Result<Stack, ConfigError> {
+    let strategy = match balancer {
+        Balancer::Weighted => Strategy::Weighted,
+        Balancer::LeastInFlight => Strategy::LeastInFlight,
+        Balancer::PeakEwma => Strategy::PeakEwma(PeakEwma::new()),
+        Balancer::Sticky(StickyKey::Metadata(field)) => Strategy::Sticky(Sticky::metadata(field)),
+        Balancer::Sticky(StickyKey::Header(name)) => Strategy::Sticky(Sticky::header(
+            http::HeaderName::try_from(name.as_str()).expect("checked when parsed"),
+        )),
+    };
+    let mut builder = Balance::builder().strategy(strategy);
+    for (i, (target, service)) in targets.iter().zip(children).enumerate() {
+        // Names key sticky choices: a target's own name, else its place.
+        let name = target
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("targets[{i}]"));
+        builder = builder.target(Target::new(name, service).weight(target.weight));
+    }
+    let balance = builder.build().map_err(|e| {
+        ConfigError::new(
+            format!("{}.{}", node.path, e.path()),
+            e.message().to_owned(),
+        )
+    })?;
+    Ok(BoxCloneSyncService::new(balance))
 }
 
 /// `single`: the one target, recorded as `targets[0]`.

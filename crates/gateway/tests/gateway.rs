@@ -445,3 +445,69 @@ async fn circuit_breaker_opens_and_fails_fast() {
     .await;
     assert_eq!(res.status, 400);
 }
+
+#[tokio::test]
+async fn loadbalance_splits_by_weight_and_reports_the_target() {
+    let (a, b) = (FakeUpstream::start().await, FakeUpstream::start().await);
+    let gw = start(&format!(
+        r#"{{{}, "config": {{"strategy": {{"mode": "loadbalance"}}, "targets": [
+            {{"virtual_key": "a", "weight": 0.7}}, {{"virtual_key": "b", "weight": 0.3}}, {{"virtual_key": "m", "weight": 0}}
+        ]}}}}"#,
+        providers(&a, &b)
+    ))
+    .await;
+    let mut to_a = 0;
+    for _ in 0..300 {
+        let res = post(gw.addr, "/v1/chat/completions", &[], CHAT).await;
+        assert_eq!(res.status, 200);
+        match res.header("x-portkey-last-used-option-index") {
+            Some("config.targets[0]") => to_a += 1,
+            Some("config.targets[1]") => {}
+            other => panic!("weight 0 chosen or no index: {other:?}"),
+        }
+    }
+    assert_eq!(a.hits(), to_a);
+    assert_eq!(a.hits() + b.hits(), 300);
+    // 0.7 of 300 is 210; sd ~7.9: five sd either side.
+    assert!((170..=250).contains(&to_a), "{to_a}");
+}
+
+#[tokio::test]
+async fn sticky_balancing_keeps_a_user_on_one_target() {
+    let (a, b) = (FakeUpstream::start().await, FakeUpstream::start().await);
+    let gw = start(&format!(
+        r#"{{{}, "config": {{"strategy": {{"mode": "loadbalance", "sticky": "metadata._user"}}, "targets": [
+            {{"virtual_key": "a"}}, {{"virtual_key": "b"}}
+        ]}}}}"#,
+        providers(&a, &b)
+    ))
+    .await;
+    for user in ["ana", "bo", "cy", "di"] {
+        let meta = format!(r#"{{"_user": "{user}"}}"#);
+        let first = post(
+            gw.addr,
+            "/v1/chat/completions",
+            &[("x-portkey-metadata", &meta)],
+            CHAT,
+        )
+        .await;
+        let index = first
+            .header("x-portkey-last-used-option-index")
+            .unwrap()
+            .to_owned();
+        for _ in 0..5 {
+            let again = post(
+                gw.addr,
+                "/v1/chat/completions",
+                &[("x-portkey-metadata", &meta)],
+                CHAT,
+            )
+            .await;
+            assert_eq!(
+                again.header("x-portkey-last-used-option-index"),
+                Some(index.as_str()),
+                "{user}"
+            );
+        }
+    }
+}

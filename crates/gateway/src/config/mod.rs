@@ -28,7 +28,7 @@ use serde_json::Value;
 
 pub use self::reader::ConfigError;
 use self::reader::{Obj, Result, join, type_name};
-pub use self::tree::{BreakerSpec, Mode, Node, NodeKind, Origin, RetrySpec};
+pub use self::tree::{Balancer, BreakerSpec, Mode, Node, NodeKind, Origin, RetrySpec, StickyKey};
 
 /// The default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";

@@ -43,6 +43,29 @@ impl Mode {
     }
 }
 
+/// How a `loadbalance` strategy chooses (Portcullis extensions: `strategy.balancer` and
+/// `strategy.sticky`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Balancer {
+    /// A weighted random choice per request (Portkey's behaviour; the default).
+    Weighted,
+    /// The same target for the same key: `metadata.KEY` or `header.NAME`.
+    Sticky(StickyKey),
+    /// The target with the fewest requests in flight.
+    LeastInFlight,
+    /// The target with the lowest latency estimate (peak EWMA).
+    PeakEwma,
+}
+
+/// Where a sticky key comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StickyKey {
+    /// A metadata field, e.g. `_user`.
+    Metadata(String),
+    /// A request header.
+    Header(String),
+}
+
 /// `retry`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RetrySpec {
@@ -108,6 +131,8 @@ pub enum NodeKind {
         conditions: Vec<Value>,
         /// `strategy.default`.
         default: Option<String>,
+        /// How a `loadbalance` strategy chooses.
+        balancer: Balancer,
         /// The targets.
         targets: Vec<Node>,
     },
@@ -326,7 +351,69 @@ fn parse_strategy(v: &Value, path: &str, targets: Vec<Node>) -> Result<NodeKind>
     };
     let conditions = obj.array("conditions")?;
     let default = obj.str("default")?;
-    obj.finish(" (expected mode, on_status_codes, conditions, default)")?;
+    let balancer_kind = obj.str("balancer")?;
+    let sticky = obj.str("sticky")?;
+    obj.finish(" (expected mode, on_status_codes, conditions, default, balancer, sticky)")?;
+    let balancer = match (balancer_kind, sticky) {
+        (_, Some((key, kpath))) if mode != Mode::LoadBalance => {
+            let _ = key;
+            return Err(ConfigError::new(
+                kpath,
+                "only applies to mode `loadbalance`",
+            ));
+        }
+        (Some((_, bpath)), _) if mode != Mode::LoadBalance => {
+            return Err(ConfigError::new(
+                bpath,
+                "only applies to mode `loadbalance`",
+            ));
+        }
+        (None | Some(("sticky", _)), Some((key, kpath))) => {
+            let key = if let Some(field) = key.strip_prefix("metadata.") {
+                StickyKey::Metadata(field.to_owned())
+            } else if let Some(name) = key.strip_prefix("header.") {
+                if http::HeaderName::try_from(name).is_err() {
+                    return Err(ConfigError::new(
+                        kpath,
+                        format!("`{name}` is not a header name"),
+                    ));
+                }
+                StickyKey::Header(name.to_ascii_lowercase())
+            } else {
+                return Err(ConfigError::new(
+                    kpath,
+                    "must be `metadata.KEY` or `header.NAME`",
+                ));
+            };
+            if matches!(&key, StickyKey::Metadata(k) | StickyKey::Header(k) if k.is_empty()) {
+                return Err(ConfigError::new(kpath, "names no key"));
+            }
+            Balancer::Sticky(key)
+        }
+        (Some((kind, _)), Some((_, kpath))) => {
+            return Err(ConfigError::new(
+                kpath,
+                format!("does not apply to balancer `{kind}`"),
+            ));
+        }
+        (None | Some(("weighted", _)), None) => Balancer::Weighted,
+        (Some(("least_in_flight", _)), None) => Balancer::LeastInFlight,
+        (Some(("peak_ewma", _)), None) => Balancer::PeakEwma,
+        (Some(("sticky", bpath)), None) => {
+            return Err(ConfigError::new(
+                bpath,
+                "`sticky` needs `strategy.sticky` (metadata.KEY or header.NAME)",
+            ));
+        }
+        (Some((other, bpath)), None) => {
+            return Err(ConfigError::new(
+                bpath,
+                format!(
+                    "unknown balancer `{other}` (weighted, sticky, least_in_flight or peak_ewma)"
+                ),
+            ));
+        }
+    };
     let targets_path = path
         .strip_suffix(".strategy")
         .map_or_else(|| "targets".to_owned(), |p| join(p, "targets"));
@@ -418,6 +505,7 @@ fn parse_strategy(v: &Value, path: &str, targets: Vec<Node>) -> Result<NodeKind>
         on_status_codes,
         conditions,
         default,
+        balancer,
         targets,
     })
 }
@@ -649,6 +737,13 @@ mod tests {
         );
         assert!(err(json!({"strategy": {"mode": "single"}, "targets": [{"virtual_key": "a"}, {"virtual_key": "b"}]})).starts_with("config.targets: mode `single` uses one target"));
         assert!(err(json!({"strategy": {"mode": "loadbalance", "on_status_codes": [500]}, "targets": [{"virtual_key": "a"}]})).starts_with("config.strategy.on_status_codes: only applies"));
+        assert!(err(json!({"strategy": {"mode": "loadbalance", "balancer": "round_robin"}, "targets": [{"virtual_key": "a"}]})).starts_with("config.strategy.balancer: unknown balancer"));
+        assert!(err(json!({"strategy": {"mode": "loadbalance", "sticky": "user"}, "targets": [{"virtual_key": "a"}]})).starts_with("config.strategy.sticky: must be"));
+        assert!(err(json!({"strategy": {"mode": "fallback", "sticky": "metadata._user"}, "targets": [{"virtual_key": "a"}]})).starts_with("config.strategy.sticky: only applies"));
+        let sticky = parse(json!({"strategy": {"mode": "loadbalance", "sticky": "metadata._user"}, "targets": [{"virtual_key": "a"}]})).unwrap();
+        assert!(
+            matches!(sticky.kind, NodeKind::Group { balancer: Balancer::Sticky(StickyKey::Metadata(ref k)), .. } if k == "_user")
+        );
     }
 
     #[test]

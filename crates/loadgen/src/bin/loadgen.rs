@@ -1,0 +1,115 @@
+//! `loadgen`: the end-to-end load run. Starts `fake-upstream`, `bare-proxy` and the
+//! `portcullis` gateway (single target and all layers), runs every load on every target and
+//! prints a Markdown section for `BENCHMARKS.md`; `--out FILE` writes it there too.
+//!
+//! ```text
+//! loadgen [--duration 5] [--warmup 1] [--concurrency 1,32] [--modes json,stream]
+//!         [--targets direct,bare,single,all] [--out FILE] [--help for the rest]
+//! ```
+//!
+//! Exits 0 when every target started and no measured request failed, 1 otherwise (the
+//! report is printed either way), 2 on bad arguments.
+
+use std::process::ExitCode;
+
+use portcullis_loadgen::harness::{self, Options, USAGE};
+use portcullis_loadgen::procfs::Machine;
+use portcullis_loadgen::report;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let options = match Options::parse(args.iter().skip(1).cloned()) {
+        Ok(o) => o,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("error: {e}");
+            }
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let machine = Machine::detect();
+    // Before the runtime exists, so every thread it starts inherits the mask.
+    let unpinned = match &options.cpus_loadgen {
+        Some(cpus) => match harness::pin_self(cpus) {
+            Ok(before) => Some(before),
+            Err(e) => {
+                eprintln!("error: --cpus-loadgen: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+    // A script that wraps loadgen (scripts/bench.sh) names itself, so the report shows the
+    // one command that regenerates it.
+    let command = match std::env::var("PORTCULLIS_BENCH_COMMAND") {
+        Ok(outer) => format!("`{outer}` (which ran `{}`)", args.join(" ")),
+        Err(_) => format!("`{}`", args.join(" ")),
+    };
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = options.threads {
+        runtime.worker_threads(n);
+    }
+    let runtime = match runtime.enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let out = options.out.clone();
+    let result = runtime.block_on(async move {
+        // Dropping the run on a signal kills the servers it started.
+        tokio::select! {
+            r = harness::run(options, command, machine, unpinned) => Some(r),
+            () = interrupted() => None,
+        }
+    });
+    let report = match result {
+        None => {
+            eprintln!("loadgen: interrupted; servers stopped");
+            return ExitCode::from(130);
+        }
+        Some(Err(e)) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+        Some(Ok(r)) => r,
+    };
+    let text = report::markdown(&report);
+    print!("{text}");
+    if let Some(path) = out {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        if let Err(e) = std::fs::write(&path, &text) {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+        eprintln!("loadgen: report written to {}", path.display());
+    }
+    if report.clean() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("loadgen: some targets failed or some requests failed: see the notes");
+        ExitCode::FAILURE
+    }
+}
+
+async fn interrupted() {
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        () = term => {},
+    }
+}
