@@ -1,0 +1,164 @@
+//! [`RouterBuilder`]: named targets, conditions and a default, checked once.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::service::Table;
+use crate::{BuildError, Condition, Router};
+
+/// Builds a [`Router`]: targets by name (in order: their index is what
+/// [`TargetPath`](portcullis_core::context::TargetPath) records), conditions in order, and
+/// an optional default.
+///
+/// Conditions are compiled as they are added; target names are resolved by
+/// [`build`](RouterBuilder::build), so targets and conditions may come in any order.
+pub struct RouterBuilder<S> {
+    targets: Vec<(String, S)>,
+    conditions: Vec<(Condition, String)>,
+    default: Option<String>,
+}
+
+impl<S> RouterBuilder<S> {
+    pub(crate) fn new() -> Self {
+        Self {
+            targets: Vec::new(),
+            conditions: Vec::new(),
+            default: None,
+        }
+    }
+
+    /// Adds a target named `name`.
+    pub fn target(mut self, name: impl Into<String>, service: S) -> Self {
+        self.targets.push((name.into(), service));
+        self
+    }
+
+    /// Adds a compiled condition that sends the requests it matches to target `then`.
+    pub fn condition(mut self, condition: Condition, then: impl Into<String>) -> Self {
+        self.conditions.push((condition, then.into()));
+        self
+    }
+
+    /// Adds Portkey's `strategy.conditions`: an array of `{"query": {…}, "then": "name"}`,
+    /// tried in order after any added before. Each query is compiled now; an error names its
+    /// position, e.g. `conditions[1].query."metadata.plan".$in: …`.
+    pub fn conditions(mut self, conditions: &Value) -> Result<Self, BuildError> {
+        let Value::Array(items) = conditions else {
+            return Err(
+                BuildError::new("must be an array of {\"query\": …, \"then\": …}")
+                    .prefixed("conditions"),
+            );
+        };
+        for item in items {
+            let position = self.conditions.len();
+            let (condition, then) =
+                entry(item).map_err(|e| e.in_index(position).prefixed("conditions"))?;
+            self.conditions.push((condition, then));
+        }
+        Ok(self)
+    }
+
+    /// Sets the target for requests no condition matches (Portkey's `strategy.default`).
+    /// Without one, such requests are answered 400.
+    pub fn default(mut self, name: impl Into<String>) -> Self {
+        self.default = Some(name.into());
+        self
+    }
+
+    /// Builds the router: fails when there is no target, two targets share a name, or a
+    /// condition or the default names a target that does not exist.
+    pub fn build(self) -> Result<Router<S>, BuildError> {
+        if self.targets.is_empty() {
+            return Err(BuildError::new("a router needs at least one target").prefixed("targets"));
+        }
+        if self.targets.len() > usize::from(u16::MAX) + 1 {
+            return Err(BuildError::new("a router holds at most 65536 targets").prefixed("targets"));
+        }
+        let mut names: Vec<Box<str>> = Vec::with_capacity(self.targets.len());
+        let mut services = Vec::with_capacity(self.targets.len());
+        for (i, (name, service)) in self.targets.into_iter().enumerate() {
+            if names.iter().any(|n| **n == *name) {
+                return Err(BuildError::new(format!("duplicate target name {name:?}"))
+                    .in_key("name")
+                    .in_index(i)
+                    .prefixed("targets"));
+            }
+            names.push(name.into());
+            services.push(service);
+        }
+        let find = |name: &str| -> Result<u16, BuildError> {
+            match names.iter().position(|n| **n == *name) {
+                Some(index) => Ok(u16::try_from(index).expect("at most 65536 targets")),
+                None => {
+                    let known: Vec<String> = names.iter().map(|n| format!("{n:?}")).collect();
+                    Err(BuildError::new(format!(
+                        "unknown target {name:?}; the targets are {}",
+                        known.join(", ")
+                    )))
+                }
+            }
+        };
+        let mut routes = Vec::with_capacity(self.conditions.len());
+        for (i, (condition, then)) in self.conditions.into_iter().enumerate() {
+            let index =
+                find(&then).map_err(|e| e.in_key("then").in_index(i).prefixed("conditions"))?;
+            routes.push((condition, index));
+        }
+        let default = match self.default {
+            Some(name) => Some(find(&name).map_err(|e| e.prefixed("default"))?),
+            None => None,
+        };
+        Ok(Router::from_parts(
+            services.into(),
+            Arc::new(Table {
+                names: names.into(),
+                routes: routes.into(),
+                default,
+            }),
+        ))
+    }
+}
+
+/// One `{"query": …, "then": …}`.
+fn entry(item: &Value) -> Result<(Condition, String), BuildError> {
+    let Value::Object(object) = item else {
+        return Err(BuildError::new(
+            "a condition is an object {\"query\": …, \"then\": …}",
+        ));
+    };
+    if let Some(key) = object
+        .keys()
+        .find(|k| !matches!(k.as_str(), "query" | "then"))
+    {
+        return Err(
+            BuildError::new("unknown key; a condition has \"query\" and \"then\"").in_key(key),
+        );
+    }
+    let query = object
+        .get("query")
+        .ok_or_else(|| BuildError::new("missing \"query\""))?;
+    let then = match object.get("then") {
+        Some(Value::String(then)) => then.clone(),
+        Some(_) => {
+            return Err(BuildError::new("must be a target name (a string)").in_key("then"));
+        }
+        None => return Err(BuildError::new("missing \"then\"")),
+    };
+    let condition = Condition::compile(query).map_err(|e| e.in_key("query"))?;
+    Ok((condition, then))
+}
+
+impl<S> fmt::Debug for RouterBuilder<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RouterBuilder")
+            .field(
+                "targets",
+                &self.targets.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
+            .field("conditions", &self.conditions.len())
+            .field("default", &self.default)
+            .finish()
+    }
+}

@@ -1,0 +1,168 @@
+//! [`Condition`]: one query of Portkey's condition language, compiled.
+//!
+//! A query is a JSON object. Its keys are fields or the combinators `$and` / `$or` (each an
+//! array of queries); **all keys must hold** (their order never matters). A field maps to a
+//! plain value (equality) or to an object of operators, which must all hold. `{}` holds for
+//! every request, `{"$and": []}` too, `{"$or": []}` for none.
+//!
+//!
+//! | operator | operand | holds when the field… | missing field |
+//! |---|---|---|---|
+//! | `$eq` (or a plain value) | any JSON value | equals the operand (strict, see below) | false |
+//! | `$ne` | any JSON value | does not equal it | **true** |
+//! | `$gt` `$gte` `$lt` `$lte` | a number, or a numeric string | reads as a number and compares so | false |
+//! | `$in` | an array | equals one of its items | false |
+//! | `$nin` | an array | equals none of its items | **true** |
+//! | `$regex` | a pattern ([`regex`] syntax) | is a string the pattern finds a match in | false |
+//!
+//! Fields: `metadata.KEY` (the request's [`Metadata`](portcullis_core::context::Metadata);
+//! everything after `metadata.` is the key), `params.PATH` (the JSON body, `PATH` split on
+//! dots to any depth; a number segment indexes an array: `params.messages.0.role`) and
+//! `url.pathname` (the request's URI path).
+//!
+//! **Equality is strict JSON equality**: same type, same value. `"1"` does not equal `1`,
+//! `true` does not equal `"true"`, `null` equals only `null`; numbers compare by value
+//! (`1` equals `1.0`); arrays and objects compare element by element (key order aside).
+//! Metadata values and the path are always strings, so comparing them for equality with
+//! anything but a string could never hold: the compiler refuses it (`write "3"`).
+//!
+//! **Ordering is numeric**: a JSON number, or a string that reads as a finite number once
+//! trimmed (`"3"`, `"-2.5"`, `"1e3"`), compares as that number (a 64-bit float); anything
+//! else (`"3abc"`, `true`, `null`, arrays, objects, a missing field) makes the comparison
+//! false. So `{"metadata.tier": {"$gt": 2}}` holds for the metadata value `"3"`.
+//!
+//! ```
+//! use portcullis_core::context::Metadata;
+//! use portcullis_core::RequestView;
+//! use portcullis_route::{Condition, RouteInput};
+//! use serde_json::json;
+//!
+//! let condition = Condition::compile(&json!({
+//!     "metadata.tier": {"$gte": 2},
+//!     "$or": [
+//!         {"params.response_format.type": "json_object"},
+//!         {"params.model": {"$regex": "^gpt-4o"}},
+//!     ],
+//! }))
+//! .unwrap();
+//!
+//! let metadata = Metadata::new([("tier".into(), "3".into())].into());
+//! let view = RequestView::parse(r#"{"model":"gpt-4o-mini"}"#.into()).unwrap();
+//! let input = RouteInput::new().metadata(&metadata).view(&view).path("/v1/chat/completions");
+//! assert!(condition.matches(&input));
+//! assert!(!condition.matches(&RouteInput::new().view(&view)));
+//! ```
+
+mod compile;
+mod value;
+
+use regex::Regex;
+use serde_json::Value;
+
+use self::value::Found;
+use crate::{BuildError, RouteInput};
+
+/// One query of Portkey's condition language, compiled: fields resolved, paths split,
+/// operands checked, regexes built (see the [module docs](self) for the semantics).
+#[derive(Clone, Debug)]
+pub struct Condition {
+    query: Query,
+}
+
+impl Condition {
+    /// Compiles a query. Errors name their position in `query`, e.g.
+    /// `$or[0]."params.model".$regex: invalid regex: …`.
+    pub fn compile(query: &Value) -> Result<Self, BuildError> {
+        compile::query(query).map(|query| Self { query })
+    }
+
+    /// Whether the query holds for `input`.
+    pub fn matches(&self, input: &RouteInput<'_>) -> bool {
+        self.query.matches(input)
+    }
+}
+
+/// Clauses that must all hold.
+#[derive(Clone, Debug)]
+struct Query {
+    clauses: Box<[Clause]>,
+}
+
+#[derive(Clone, Debug)]
+enum Clause {
+    /// `$and`: every query holds (true when there are none).
+    All(Box<[Query]>),
+    /// `$or`: some query holds (false when there are none).
+    Any(Box<[Query]>),
+    /// A field and the tests it must pass.
+    Field { field: Field, tests: Box<[Test]> },
+}
+
+#[derive(Clone, Debug)]
+enum Field {
+    Metadata(Box<str>),
+    Params(Box<[Box<str>]>),
+    Pathname,
+}
+
+#[derive(Clone, Debug)]
+enum Test {
+    Eq(Value),
+    Ne(Value),
+    Gt(f64),
+    Gte(f64),
+    Lt(f64),
+    Lte(f64),
+    In(Box<[Value]>),
+    Nin(Box<[Value]>),
+    Regex(Regex),
+}
+
+impl Query {
+    fn matches(&self, input: &RouteInput<'_>) -> bool {
+        self.clauses.iter().all(|clause| clause.matches(input))
+    }
+}
+
+impl Clause {
+    fn matches(&self, input: &RouteInput<'_>) -> bool {
+        match self {
+            Clause::All(queries) => queries.iter().all(|q| q.matches(input)),
+            Clause::Any(queries) => queries.iter().any(|q| q.matches(input)),
+            Clause::Field { field, tests } => {
+                let found = field.read(input);
+                tests.iter().all(|test| test.holds(found))
+            }
+        }
+    }
+}
+
+impl Field {
+    fn read<'a>(&self, input: &RouteInput<'a>) -> Option<Found<'a>> {
+        match self {
+            Field::Metadata(key) => input.metadata?.get(key).map(Found::Text),
+            Field::Params(path) => input.view?.param(path).map(Found::Json),
+            Field::Pathname => input.path.map(Found::Text),
+        }
+    }
+}
+
+impl Test {
+    fn holds(&self, found: Option<Found<'_>>) -> bool {
+        let Some(found) = found else {
+            // A missing field equals nothing: only the negative tests hold.
+            return matches!(self, Test::Ne(_) | Test::Nin(_));
+        };
+        match self {
+            Test::Eq(operand) => found.equals(operand),
+            Test::Ne(operand) => !found.equals(operand),
+            Test::Gt(bound) => found.number().is_some_and(|n| n > *bound),
+            Test::Gte(bound) => found.number().is_some_and(|n| n >= *bound),
+            Test::Lt(bound) => found.number().is_some_and(|n| n < *bound),
+            Test::Lte(bound) => found.number().is_some_and(|n| n <= *bound),
+            Test::In(items) => items.iter().any(|item| found.equals(item)),
+            Test::Nin(items) => !items.iter().any(|item| found.equals(item)),
+            Test::Regex(regex) => found.text().is_some_and(|text| regex.is_match(text)),
+        }
+    }
+}
