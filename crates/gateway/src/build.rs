@@ -17,6 +17,7 @@ use portcullis_core::{Body, BoxError, BufferedBody, OverrideParamsLayer};
 use portcullis_provider::openai::OpenAiBuilder;
 use portcullis_provider::{HttpClient, Mock, OpenAi};
 use portcullis_retry::{RetryLayer, RetryPolicy};
+use portcullis_route::Router;
 use serde_json::{Map, Value};
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, ServiceExt};
@@ -166,6 +167,8 @@ fn compile_node(
             mode,
             targets,
             balancer,
+            conditions,
+            default,
             ..
         } => {
             let children = targets
@@ -175,6 +178,9 @@ fn compile_node(
             match mode {
                 Mode::Single => Ok(single(children.into_iter().next().expect("one target"))),
                 Mode::LoadBalance => loadbalance(node, targets, children, balancer),
+                Mode::Conditional => {
+                    conditional(node, targets, children, conditions, default.as_deref())
+                }
                 other => Err(ConfigError::new(
                     format!("{}.strategy.mode", node.path),
                     format!(
@@ -219,6 +225,38 @@ fn loadbalance(
         )
     })?;
     Ok(BoxCloneSyncService::new(balance))
+}
+
+/// `conditional`: the first condition that matches names the target, else the default.
+fn conditional(
+    node: &Node,
+    targets: &[Node],
+    children: Vec<Stack>,
+    conditions: &[Value],
+    default: Option<&str>,
+) -> Result<Stack, ConfigError> {
+    let strategy_path = format!("{}.strategy", node.path);
+    let err = |e: portcullis_route::BuildError| {
+        ConfigError::new(
+            format!("{strategy_path}.{}", e.path()),
+            e.message().to_owned(),
+        )
+    };
+    let mut builder = Router::builder();
+    for (target, service) in targets.iter().zip(children) {
+        let name = target
+            .name
+            .clone()
+            .expect("conditional targets are named (checked when parsed)");
+        builder = builder.target(name, service);
+    }
+    builder = builder
+        .conditions(&Value::Array(conditions.to_vec()))
+        .map_err(err)?;
+    if let Some(default) = default {
+        builder = builder.default(default);
+    }
+    Ok(BoxCloneSyncService::new(builder.build().map_err(err)?))
 }
 
 /// `single`: the one target, recorded as `targets[0]`.

@@ -511,3 +511,65 @@ async fn sticky_balancing_keeps_a_user_on_one_target() {
         }
     }
 }
+
+#[tokio::test]
+async fn conditional_routing_on_metadata_with_override_params() {
+    let (a, b) = (FakeUpstream::start().await, FakeUpstream::start().await);
+    let gw = start(&format!(
+        r#"{{{}, "config": {{
+            "strategy": {{"mode": "conditional",
+                "conditions": [{{"query": {{"metadata.user_plan": {{"$eq": "paid"}}}}, "then": "paid"}}],
+                "default": "free"}},
+            "targets": [
+                {{"name": "paid", "virtual_key": "a", "override_params": {{"model": "gpt-4o"}}}},
+                {{"name": "free", "virtual_key": "b", "override_params": {{"model": "gpt-4o-mini"}}}}
+            ]
+        }}}}"#,
+        providers(&a, &b)
+    ))
+    .await;
+    let paid = post(
+        gw.addr,
+        "/v1/chat/completions",
+        &[("x-portkey-metadata", r#"{"user_plan": "paid"}"#)],
+        CHAT,
+    )
+    .await;
+    assert_eq!(
+        paid.header("x-portkey-last-used-option-index"),
+        Some("config.targets[0]")
+    );
+    let free = post(
+        gw.addr,
+        "/v1/chat/completions",
+        &[("x-portkey-metadata", r#"{"user_plan": "free"}"#)],
+        CHAT,
+    )
+    .await;
+    assert_eq!(
+        free.header("x-portkey-last-used-option-index"),
+        Some("config.targets[1]")
+    );
+    let none = post(gw.addr, "/v1/chat/completions", &[], CHAT).await;
+    assert_eq!(none.status, 200);
+    assert_eq!(a.requests()[0].json()["model"], "gpt-4o");
+    assert_eq!(b.requests()[0].json()["model"], "gpt-4o-mini");
+    assert_eq!((a.hits(), b.hits()), (1, 2));
+}
+
+#[test]
+fn condition_errors_stop_start_up_with_their_path() {
+    let config = support::config(
+        r#"{"providers": {"m": {"provider": "mock"}}, "config": {
+            "strategy": {"mode": "conditional", "default": "x",
+                "conditions": [{"query": {"params.model": {"$regex": "(unclosed"}}, "then": "x"}]},
+            "targets": [{"name": "x", "virtual_key": "m"}]}}"#,
+    );
+    let err = portcullis_gateway::Gateway::new(config)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with(r#"config.strategy.conditions[0].query."params.model".$regex: "#),
+        "{err}"
+    );
+}
