@@ -10,6 +10,10 @@
 //! |---|---|---|
 //! | (always) | [`portcullis-core`](portcullis_core) | the shared vocabulary: edge, view, context, facts, observer, errors |
 //! | `provider` | [`portcullis-provider`](provider) | the OpenAI-compatible provider and the mock |
+//! | `retry` | `portcullis-retry` | retries: full-jitter backoff, Retry-After, budget |
+//! | `breaker` | `portcullis-breaker` | a per-target circuit breaker |
+//! | `balance` | `portcullis-balance` | weighted, sticky, least-in-flight, peak-EWMA balancing |
+//! | `route` | `portcullis-route` | conditional routing in Portkey's condition language |
 //!
 //! `full` turns every layer on.
 //!
@@ -34,4 +38,28 @@ pub use portcullis_core::*;
 #[cfg(feature = "provider")]
 pub mod provider {
     pub use portcullis_provider::*;
+}
+
+/// Retries ([`portcullis-retry`](portcullis_retry)).
+#[cfg(feature = "retry")]
+pub mod retry {
+    pub use portcullis_retry::*;
+}
+
+/// A per-target circuit breaker ([`portcullis-breaker`](portcullis_breaker)).
+#[cfg(feature = "breaker")]
+pub mod breaker {
+    pub use portcullis_breaker::*;
+}
+
+/// Load balancing ([`portcullis-balance`](portcullis_balance)).
+#[cfg(feature = "balance")]
+pub mod balance {
+    pub use portcullis_balance::*;
+}
+
+/// Conditional routing ([`portcullis-route`](portcullis_route)).
+#[cfg(feature = "route")]
+pub mod route {
+    pub use portcullis_route::*;
 }
