@@ -1,0 +1,224 @@
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use portcullis_core::{Body, BoxError, BufferedBody};
+use tower::util::BoxCloneSyncService;
+use tower_service::Service;
+
+use crate::future::ResponseFuture;
+use crate::policy::Triggers;
+
+/// A fallback target of any type: a boxed service, for fallbacks whose targets differ (a
+/// provider, a retried provider, a nested [`Fallback`]).
+///
+/// It is `Sync` (tower's `BoxCloneSyncService`): the targets are shared by every call behind
+/// an `Arc`, so the fallback and its futures are `Send` only when its targets are `Send +
+/// Sync`. Box with [`box_target`] or [`FallbackBuilder::boxed`], which also turn any error
+/// type into [`BoxError`].
+pub type Target = BoxCloneSyncService<Request<BufferedBody>, Response<Body>, BoxError>;
+
+/// Tries its targets in order until one answers (see the [crate docs](crate)).
+///
+/// Cloning is cheap: the targets and the triggers are shared behind one `Arc`.
+pub struct Fallback<S> {
+    shared: Arc<Shared<S>>,
+}
+
+pub(crate) struct Shared<S> {
+    pub(crate) targets: Vec<S>,
+    pub(crate) triggers: Triggers,
+}
+
+impl<S> Fallback<S> {
+    /// A fallback over `targets`, in order, with the default [`Triggers`].
+    pub fn new(targets: impl IntoIterator<Item = S>) -> Self {
+        Self::builder().targets(targets).build()
+    }
+
+    /// A builder: add targets in order, then set the triggers.
+    pub fn builder() -> FallbackBuilder<S> {
+        FallbackBuilder {
+            targets: Vec::new(),
+            triggers: Triggers::default(),
+        }
+    }
+
+    /// The targets, in order.
+    pub fn get_ref(&self) -> &[S] {
+        &self.shared.targets
+    }
+
+    /// The targets, mutably (copied first if clones of this fallback share them).
+    pub fn get_mut(&mut self) -> &mut Vec<S>
+    where
+        S: Clone,
+    {
+        &mut Arc::make_mut(&mut self.shared).targets
+    }
+
+    /// The targets, by value.
+    pub fn into_inner(self) -> Vec<S>
+    where
+        S: Clone,
+    {
+        match Arc::try_unwrap(self.shared) {
+            Ok(shared) => shared.targets,
+            Err(shared) => shared.targets.clone(),
+        }
+    }
+
+    /// When this fallback moves on.
+    pub fn triggers(&self) -> &Triggers {
+        &self.shared.triggers
+    }
+}
+
+impl<S: Clone> Clone for Shared<S> {
+    fn clone(&self) -> Self {
+        Self {
+            targets: self.targets.clone(),
+            triggers: self.triggers,
+        }
+    }
+}
+
+impl<S> Clone for Fallback<S> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for Fallback<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fallback")
+            .field("targets", &self.shared.targets)
+            .field("triggers", &self.shared.triggers)
+            .finish()
+    }
+}
+
+impl<S> Service<Request<BufferedBody>> for Fallback<S>
+where
+    S: Service<Request<BufferedBody>, Response = Response<Body>> + Clone,
+    S::Error: Into<BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = BoxError;
+    type Future = ResponseFuture<S, S::Future>;
+
+    /// Always ready: each target is a clone readied inside the response future, so that an
+    /// unready target is skipped rather than holding up the whole fallback.
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<BufferedBody>) -> Self::Future {
+        // The targets stay shared; the future clones each one only when its turn comes.
+        ResponseFuture::new(self.shared.clone(), req)
+    }
+}
+
+/// Builds a [`Fallback`]: targets in order, then when to move on.
+///
+/// ```
+/// use portcullis_fallback::{Fallback, Target};
+/// use portcullis_provider::Mock;
+///
+/// let primary = Mock::builder().name("primary").build();
+/// let secondary = Mock::builder().name("secondary").build();
+/// let fallback = Fallback::builder()
+///     .target(Target::new(primary))
+///     .target(Target::new(secondary))
+///     .on_status_codes([429, 500, 503])
+///     .context_window_fallback(true)
+///     .build();
+/// assert_eq!(fallback.get_ref().len(), 2);
+/// ```
+pub struct FallbackBuilder<S> {
+    targets: Vec<S>,
+    triggers: Triggers,
+}
+
+impl<S> FallbackBuilder<S> {
+    /// Adds the next target.
+    pub fn target(mut self, target: S) -> Self {
+        self.targets.push(target);
+        self
+    }
+
+    /// Adds targets, in order, after those already added.
+    pub fn targets(mut self, targets: impl IntoIterator<Item = S>) -> Self {
+        self.targets.extend(targets);
+        self
+    }
+
+    /// Moves on after these statuses only, replacing the default list (408, 409, 429,
+    /// 5xx); Portkey's `strategy.on_status_codes`. Errors still move on (see [`Triggers`]).
+    pub fn on_status_codes(mut self, codes: impl IntoIterator<Item = u16>) -> Self {
+        let context_window = self.triggers.context_window_enabled();
+        self.triggers = Triggers::on_status_codes(codes).context_window(context_window);
+        self
+    }
+
+    /// Also moves on after a 400 that says the context window was exceeded (default off).
+    pub fn context_window_fallback(mut self, on: bool) -> Self {
+        self.triggers = self.triggers.context_window(on);
+        self
+    }
+
+    /// Sets every trigger at once.
+    pub fn triggers(mut self, triggers: Triggers) -> Self {
+        self.triggers = triggers;
+        self
+    }
+
+    /// The fallback. With no target, every call answers
+    /// [`Unavailable`](portcullis_core::error::Unavailable) (503).
+    pub fn build(self) -> Fallback<S> {
+        Fallback {
+            shared: Arc::new(Shared {
+                targets: self.targets,
+                triggers: self.triggers,
+            }),
+        }
+    }
+}
+
+impl FallbackBuilder<Target> {
+    /// Adds the next target, boxed: for targets of different types.
+    pub fn boxed<T>(self, target: T) -> Self
+    where
+        T: Service<Request<BufferedBody>, Response = Response<Body>>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        T::Error: Into<BoxError>,
+        T::Future: Send + 'static,
+    {
+        self.target(box_target(target))
+    }
+}
+
+/// Boxes `target` into a [`Target`], whatever its error type.
+pub fn box_target<T>(target: T) -> Target
+where
+    T: Service<Request<BufferedBody>, Response = Response<Body>> + Clone + Send + Sync + 'static,
+    T::Error: Into<BoxError>,
+    T::Future: Send + 'static,
+{
+    Target::new(tower::ServiceExt::map_err(target, Into::into))
+}
+
+impl<S: fmt::Debug> fmt::Debug for FallbackBuilder<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FallbackBuilder")
+            .field("targets", &self.targets)
+            .field("triggers", &self.triggers)
+            .finish()
+    }
+}
