@@ -11,6 +11,7 @@
 //! | (always) | [`portcullis-core`](portcullis_core) | the shared vocabulary: edge, view, context, facts, observer, errors |
 //! | `provider` | [`portcullis-provider`](provider) | the OpenAI-compatible provider and the mock |
 //! | `retry` | `portcullis-retry` | retries: full-jitter backoff, Retry-After, budget |
+//! | `fallback` | `portcullis-fallback` | ordered fallback, streams included |
 //! | `breaker` | `portcullis-breaker` | a per-target circuit breaker |
 //! | `balance` | `portcullis-balance` | weighted, sticky, least-in-flight, peak-EWMA balancing |
 //! | `route` | `portcullis-route` | conditional routing in Portkey's condition language |
@@ -62,4 +63,10 @@ pub mod balance {
 #[cfg(feature = "route")]
 pub mod route {
     pub use portcullis_route::*;
+}
+
+/// Ordered fallback ([`portcullis-fallback`](portcullis_fallback)).
+#[cfg(feature = "fallback")]
+pub mod fallback {
+    pub use portcullis_fallback::*;
 }

@@ -14,6 +14,7 @@ use http::{Request, Response};
 use portcullis_balance::{Balance, PeakEwma, Sticky, Strategy, Target};
 use portcullis_breaker::{CircuitBreakerLayer, Policy as BreakerPolicy};
 use portcullis_core::{Body, BoxError, BufferedBody, OverrideParamsLayer};
+use portcullis_fallback::Fallback;
 use portcullis_provider::openai::OpenAiBuilder;
 use portcullis_provider::{HttpClient, Mock, OpenAi};
 use portcullis_retry::{RetryLayer, RetryPolicy};
@@ -169,7 +170,7 @@ fn compile_node(
             balancer,
             conditions,
             default,
-            ..
+            on_status_codes,
         } => {
             let children = targets
                 .iter()
@@ -178,16 +179,19 @@ fn compile_node(
             match mode {
                 Mode::Single => Ok(single(children.into_iter().next().expect("one target"))),
                 Mode::LoadBalance => loadbalance(node, targets, children, balancer),
+                Mode::Fallback => {
+                    let mut builder = Fallback::builder();
+                    for child in children {
+                        builder = builder.target(child);
+                    }
+                    if let Some(codes) = on_status_codes {
+                        builder = builder.on_status_codes(codes.iter().copied());
+                    }
+                    Ok(BoxCloneSyncService::new(builder.build()))
+                }
                 Mode::Conditional => {
                     conditional(node, targets, children, conditions, default.as_deref())
                 }
-                other => Err(ConfigError::new(
-                    format!("{}.strategy.mode", node.path),
-                    format!(
-                        "mode `{}` is not built into this gateway yet",
-                        other.as_str()
-                    ),
-                )),
             }
         }
     }

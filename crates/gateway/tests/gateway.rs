@@ -573,3 +573,126 @@ fn condition_errors_stop_start_up_with_their_path() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn fallback_moves_on_and_nests_paths() {
+    let (a, b) = (FakeUpstream::start().await, FakeUpstream::start().await);
+    a.set(Plan::ok().status(500));
+    let gw = start(&format!(
+        r#"{{{}, "config": {{"strategy": {{"mode": "fallback"}}, "targets": [
+            {{"virtual_key": "a"}},
+            {{"strategy": {{"mode": "fallback"}}, "targets": [{{"virtual_key": "a"}}, {{"virtual_key": "b"}}]}}
+        ]}}}}"#,
+        providers(&a, &b)
+    ))
+    .await;
+    let res = post(gw.addr, "/v1/chat/completions", &[], CHAT).await;
+    assert_eq!(res.status, 200);
+    assert_eq!(
+        res.header("x-portkey-last-used-option-index"),
+        Some("config.targets[1].targets[1]")
+    );
+    assert_eq!((a.hits(), b.hits()), (2, 1));
+
+    // on_status_codes replaces the triggers: a 500 not listed is returned at once.
+    let (c, d) = (FakeUpstream::start().await, FakeUpstream::start().await);
+    c.set(Plan::ok().status(500));
+    let gw = start(&format!(
+        r#"{{{}, "config": {{"strategy": {{"mode": "fallback", "on_status_codes": [429]}}, "targets": [
+            {{"virtual_key": "a"}}, {{"virtual_key": "b"}}
+        ]}}}}"#,
+        providers(&c, &d)
+    ))
+    .await;
+    let res = post(gw.addr, "/v1/chat/completions", &[], CHAT).await;
+    assert_eq!(res.status, 500);
+    assert_eq!(
+        res.header("x-portkey-last-used-option-index"),
+        Some("config.targets[0]")
+    );
+    assert_eq!(d.hits(), 0);
+}
+
+#[tokio::test]
+async fn fallback_replaces_a_stream_that_broke_before_content() {
+    let (a, b) = (FakeUpstream::start().await, FakeUpstream::start().await);
+    a.set(Plan::ok().break_after(0));
+    let gw = start(&format!(
+        r#"{{{}, "config": {{"strategy": {{"mode": "fallback"}}, "targets": [{{"virtual_key": "a"}}, {{"virtual_key": "b"}}]}}}}"#,
+        providers(&a, &b)
+    ))
+    .await;
+    let res = post(gw.addr, "/v1/chat/completions", &[], CHAT_STREAM).await;
+    assert_eq!(res.status, 200);
+    assert!(res.text().ends_with("data: [DONE]\n\n"), "{}", res.text());
+    assert!(!res.text().contains("stream_interrupted"));
+    assert_eq!(
+        res.header("x-portkey-last-used-option-index"),
+        Some("config.targets[1]")
+    );
+}
+
+#[test]
+fn the_binary_checks_the_example_configs() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["check", "--config", &format!("{root}gateway.json")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("config.targets[0] \"paid\": fallback"),
+        "{text}"
+    );
+    assert!(
+        text.contains("config.targets[1].targets[0]: provider cheap-a, weight 0.7"),
+        "{text}"
+    );
+
+    // The provider example needs its keys; without them start-up names the variable.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args([
+            "check",
+            "--config",
+            &format!("{root}gateway.providers.json"),
+        ])
+        .env_remove("PORTCULLIS_API_KEY")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "server.api_keys.local-dev: environment variable PORTCULLIS_API_KEY is not set"
+        ),
+        "{err}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args([
+            "check",
+            "--config",
+            &format!("{root}gateway.providers.json"),
+        ])
+        .envs([
+            ("PORTCULLIS_API_KEY", "local-dev-key-1"),
+            ("OPENAI_API_KEY", "sk-x"),
+            ("ANTHROPIC_API_KEY", "sk-y"),
+            ("GEMINI_API_KEY", "g-z"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("sk-x"),
+        "secrets are never printed"
+    );
+}
