@@ -12,6 +12,7 @@
 //! | `provider` | [`portcullis-provider`](provider) | the OpenAI-compatible provider and the mock |
 //! | `retry` | `portcullis-retry` | retries: full-jitter backoff, Retry-After, budget |
 //! | `fallback` | `portcullis-fallback` | ordered fallback, streams included |
+//! | `tag` | `portcullis-tag` | metadata, trace ids, caller identity, metrics (`otlp`: OpenTelemetry export) |
 //! | `breaker` | `portcullis-breaker` | a per-target circuit breaker |
 //! | `balance` | `portcullis-balance` | weighted, sticky, least-in-flight, peak-EWMA balancing |
 //! | `route` | `portcullis-route` | conditional routing in Portkey's condition language |
@@ -69,4 +70,10 @@ pub mod route {
 #[cfg(feature = "fallback")]
 pub mod fallback {
     pub use portcullis_fallback::*;
+}
+
+/// Metadata tagging, trace ids and telemetry ([`portcullis-tag`](portcullis_tag)).
+#[cfg(feature = "tag")]
+pub mod tag {
+    pub use portcullis_tag::*;
 }

@@ -31,6 +31,29 @@ impl TraceId {
         ok.then(|| Self(value.into()))
     }
 
+    /// The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`, lowercase, ids not
+    /// all zero), read strictly: anything else is `None`.
+    pub fn from_traceparent(value: &str) -> Option<Self> {
+        let mut parts = value.trim().split('-');
+        let (version, trace, span, flags) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let hex = |s: &str, n: usize| {
+            s.len() == n
+                && s.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
+        let ok = hex(version, 2)
+            && version != "ff"
+            // Version 00 has exactly four fields; later versions may append more.
+            && (version != "00" || parts.next().is_none())
+            && hex(trace, 32)
+            && trace.bytes().any(|b| b != b'0')
+            && hex(span, 16)
+            && span.bytes().any(|b| b != b'0')
+            && hex(flags, 2);
+        ok.then(|| Self(trace.into()))
+    }
+
     /// A fresh random id: 32 lowercase hex digits (a W3C trace id).
     pub fn generate() -> Self {
         // A zero trace id is invalid in W3C trace context.
@@ -176,6 +199,26 @@ mod tests {
         assert!(TraceId::parse("caf\u{e9}").is_none());
         assert!(TraceId::parse(&"x".repeat(129)).is_none());
         assert!(TraceId::parse(&"x".repeat(128)).is_some());
+    }
+
+    #[test]
+    fn traceparent_is_read_strictly() {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(
+            TraceId::from_traceparent(tp).unwrap().as_str(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        for bad in [
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
+            "garbage",
+        ] {
+            assert!(TraceId::from_traceparent(bad).is_none(), "{bad}");
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Response facts as response headers, Portkey's names by default.
 //!
 //! [`FactHeaders`] gives every request a [`TraceId`] (the client's `x-portkey-trace-id` when
-//! it sends a usable one, else a fresh one) before the stack below sees it, and on the way
+//! it sends a usable one, else the trace id of a W3C `traceparent`, else a fresh one) before the stack below sees it, and on the way
 //! out writes the trace id and the [`ResponseFacts`] as headers:
 //!
 //! | fact | header (Portkey) |
@@ -44,6 +44,8 @@ use tower_service::Service;
 
 use crate::context::TraceId;
 use crate::facts::ResponseFacts;
+
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// The header names [`FactHeaders`] reads and writes.
 #[derive(Clone, Debug)]
@@ -161,11 +163,11 @@ where
         let trace = match req.extensions().get::<TraceId>() {
             Some(trace) => trace.clone(),
             None => {
-                let trace = req
-                    .headers()
-                    .get(&self.names.trace_id)
-                    .and_then(|v| v.to_str().ok())
+                let header =
+                    |name: &HeaderName| req.headers().get(name).and_then(|v| v.to_str().ok());
+                let trace = header(&self.names.trace_id)
                     .and_then(TraceId::parse)
+                    .or_else(|| header(&TRACEPARENT).and_then(TraceId::from_traceparent))
                     .unwrap_or_else(TraceId::generate);
                 req.extensions_mut().insert(trace.clone());
                 trace

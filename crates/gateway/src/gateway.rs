@@ -11,10 +11,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
-use portcullis_core::context::{Caller, Metadata};
+use portcullis_core::context::Caller;
 use portcullis_core::error::{self, ErrorBody, RequestTimeout};
 use portcullis_core::{Body, BoxError, Edge};
+use portcullis_tag::{Prometheus, TagLayer};
 use serde_json::Value;
+use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::build::{Compiled, Stack, compile};
@@ -38,6 +40,8 @@ struct Shared {
     header_configs: Mutex<HashMap<String, Stack>>,
     api_keys: Vec<(Arc<str>, Vec<u8>)>,
     models: Bytes,
+    tag: TagLayer,
+    prometheus: Option<Prometheus>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -54,6 +58,15 @@ impl std::fmt::Debug for Gateway {
 impl Gateway {
     /// Builds the gateway for `config`: providers and the routing tree are compiled now.
     pub fn new(config: Config) -> Result<Self, crate::config::ConfigError> {
+        Self::with_metrics(config, None)
+    }
+
+    /// Builds the gateway, serving `GET /metrics` from `prometheus` (the process's installed
+    /// recorder; see [`Prometheus::install`]).
+    pub fn with_metrics(
+        config: Config,
+        prometheus: Option<Prometheus>,
+    ) -> Result<Self, crate::config::ConfigError> {
         let compiled = Compiled::new(&config)?;
         let api_keys = config
             .server
@@ -62,6 +75,10 @@ impl Gateway {
             .map(|(name, key)| (Arc::from(name.as_str()), key.as_bytes().to_vec()))
             .collect();
         let models = models_document(&config);
+        let mut tag = TagLayer::new();
+        for key in &config.server.metadata_labels {
+            tag = tag.metadata_label(key.clone());
+        }
         Ok(Self {
             shared: Arc::new(Shared {
                 config,
@@ -69,6 +86,8 @@ impl Gateway {
                 header_configs: Mutex::new(HashMap::new()),
                 api_keys,
                 models,
+                tag,
+                prometheus,
             }),
         })
     }
@@ -257,38 +276,6 @@ impl Shared {
     }
 }
 
-fn parse_metadata(headers: &HeaderMap) -> Result<Option<Metadata>, Refusal> {
-    let Some(raw) = headers.get("x-portkey-metadata") else {
-        return Ok(None);
-    };
-    let bad = |msg: &str| {
-        refuse(
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            "invalid_metadata",
-            format!("x-portkey-metadata: {msg}"),
-        )
-    };
-    let value: Value = raw
-        .to_str()
-        .ok()
-        .and_then(|s| serde_json::from_str(s).ok())
-        .ok_or_else(|| bad("not a JSON object"))?;
-    let Value::Object(map) = value else {
-        return Err(bad("not a JSON object"));
-    };
-    let mut out = BTreeMap::new();
-    for (k, v) in map {
-        match v {
-            Value::String(s) => {
-                out.insert(k, s);
-            }
-            _ => return Err(bad(&format!("`{k}` must be a string"))),
-        }
-    }
-    Ok(Some(Metadata::new(out)))
-}
-
 fn request_timeout(
     headers: &HeaderMap,
     default: Option<Duration>,
@@ -342,6 +329,20 @@ where
                     Bytes::from_static(b"{\"status\":\"ok\"}"),
                 ));
             }
+            (&Method::GET, "/metrics") => {
+                if let Err(r) = shared.authenticate(req.headers()) {
+                    return answer(*r);
+                }
+                return answer(match &shared.prometheus {
+                    Some(p) => p.response(),
+                    None => *refuse(
+                        StatusCode::NOT_FOUND,
+                        "invalid_request_error",
+                        "unknown_endpoint",
+                        "metrics are not enabled",
+                    ),
+                });
+            }
             (&Method::GET, "/v1/models") => {
                 if let Err(r) = shared.authenticate(req.headers()) {
                     return answer(*r);
@@ -373,28 +374,20 @@ where
         };
         let prepared = (|| {
             let stack = shared.select(req.headers())?;
-            let metadata = parse_metadata(req.headers())?;
             let timeout = request_timeout(req.headers(), shared.config.server.request_timeout)?;
-            Ok::<_, Refusal>((stack, metadata, timeout))
+            Ok::<_, Refusal>((stack, timeout))
         })();
-        let (stack, metadata, timeout) = match prepared {
+        let (stack, timeout) = match prepared {
             Ok(p) => p,
             Err(r) => return answer(*r),
         };
         let mut req = req;
+        // The tag layer fills in the rest of the caller (virtual key, user, team) and reads the
+        // metadata once the body is parsed.
         let mut identity = Caller::default();
         identity.api_key = caller;
-        identity.virtual_key = header_str(req.headers(), "x-portkey-virtual-key").map(Arc::from);
-        identity.user = metadata
-            .as_ref()
-            .and_then(|m| m.get("_user"))
-            .map(Arc::from);
-        identity.team = metadata.as_ref().and_then(|m| m.get("team")).map(Arc::from);
         req.extensions_mut().insert(identity);
-        if let Some(m) = metadata {
-            req.extensions_mut().insert(m);
-        }
-        let mut edge = Edge::new(stack, shared.config.server.body_limit);
+        let mut edge = Edge::new(shared.tag.layer(stack), shared.config.server.body_limit);
         Box::pin(async move {
             // Not `oneshot`: holding a `Oneshot<Edge<_>, _>` across an await trips
             // rust-lang/rust#102211 when the future must be `Send`.

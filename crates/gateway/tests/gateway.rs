@@ -696,3 +696,58 @@ fn the_binary_checks_the_example_configs() {
         "secrets are never printed"
     );
 }
+
+#[tokio::test]
+async fn metrics_count_requests_and_tokens_from_real_traffic() {
+    static PROMETHEUS: std::sync::OnceLock<portcullis_tag::Prometheus> = std::sync::OnceLock::new();
+    let prometheus = PROMETHEUS
+        .get_or_init(|| {
+            portcullis_tag::Prometheus::install().expect("one recorder per test binary")
+        })
+        .clone();
+    let (a, b) = (FakeUpstream::start().await, FakeUpstream::start().await);
+    a.set(Plan::ok().usage(30, 5).always_stream_usage());
+    let _ = &b;
+    let config = support::config(&format!(
+        r#"{{"providers": {{"metered": {{"provider": "openai-compatible", "base_url": "{}"}}}},
+            "config": {{"virtual_key": "metered"}}}}"#,
+        a.base_url()
+    ));
+    let gateway = portcullis_gateway::Gateway::with_metrics(config, Some(prometheus)).unwrap();
+    let gw = support::start_gateway(gateway).await;
+    assert_eq!(
+        post(gw.addr, "/v1/chat/completions", &[], CHAT)
+            .await
+            .status,
+        200
+    );
+    let stream = post(gw.addr, "/v1/chat/completions", &[], CHAT_STREAM).await;
+    assert!(stream.text().ends_with("data: [DONE]\n\n"));
+    // The stream's report arrives as its body ends; give the server task a moment.
+    let mut text = String::new();
+    for _ in 0..100 {
+        let metrics = send(gw.addr, &request("GET", "/metrics", &[], "")).await;
+        assert_eq!(metrics.status, 200);
+        text = metrics.text();
+        let requests: f64 = text
+            .lines()
+            .filter(|l| {
+                l.starts_with("portcullis_requests_total{") && l.contains("provider=\"metered\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        if requests >= 2.0 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let sum = |name: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(name) && l.contains("provider=\"metered\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert_eq!(sum("portcullis_requests_total{"), 2.0, "{text}");
+    assert_eq!(sum("portcullis_input_tokens_total{"), 60.0, "{text}");
+    assert_eq!(sum("portcullis_output_tokens_total{"), 10.0, "{text}");
+}

@@ -58,6 +58,10 @@ pub struct Server {
     pub shutdown_timeout: Duration,
     /// A deadline for a whole request (default: none).
     pub request_timeout: Option<Duration>,
+    /// Metadata keys that become metric labels (at most 8; others never do).
+    pub metadata_labels: Vec<String>,
+    /// Where to export request spans over OTLP/HTTP (needs the `otlp` feature).
+    pub otlp_endpoint: Option<String>,
 }
 
 /// A provider: what it is and how to reach it.
@@ -254,13 +258,57 @@ fn parse_server(v: &Value, path: &str, env: &dyn Fn(&str) -> Option<String>) -> 
     let shutdown_timeout =
         positive_ms(&mut obj, "shutdown_timeout_ms")?.unwrap_or(Duration::from_secs(30));
     let request_timeout = positive_ms(&mut obj, "request_timeout")?;
-    obj.finish(" (expected listen, body_limit, api_keys, shutdown_timeout_ms, request_timeout)")?;
+    let mut metadata_labels = Vec::new();
+    if let Some((items, lpath)) = obj.array("metadata_labels")? {
+        if items.len() > 8 {
+            return Err(ConfigError::new(
+                lpath,
+                "at most 8 metadata keys can be labels",
+            ));
+        }
+        for (i, item) in items.iter().enumerate() {
+            let key = item
+                .as_str()
+                .filter(|k| {
+                    !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                })
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        reader::index(&lpath, i),
+                        "must be a metadata key of letters, digits and `_`",
+                    )
+                })?;
+            metadata_labels.push(key.to_owned());
+        }
+    }
+    let otlp_endpoint = match obj.str("otlp_endpoint")? {
+        None => None,
+        Some((s, opath)) => {
+            let url = substitute(s, &opath, env)?;
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError::new(
+                    opath,
+                    "must be an http:// or https:// URL",
+                ));
+            }
+            if !cfg!(feature = "otlp") {
+                return Err(ConfigError::new(
+                    opath,
+                    "this build has no OTLP export: build with `--features otlp`",
+                ));
+            }
+            Some(url)
+        }
+    };
+    obj.finish(" (expected listen, body_limit, api_keys, shutdown_timeout_ms, request_timeout, metadata_labels, otlp_endpoint)")?;
     Ok(Server {
         listen,
         body_limit,
         api_keys,
         shutdown_timeout,
         request_timeout,
+        metadata_labels,
+        otlp_endpoint,
     })
 }
 

@@ -34,7 +34,10 @@ pub(crate) async fn start(json: &str) -> Running {
 }
 
 pub(crate) async fn start_config(config: Config) -> Running {
-    let gateway = Gateway::new(config).unwrap_or_else(|e| panic!("{e}"));
+    start_gateway(Gateway::new(config).unwrap_or_else(|e| panic!("{e}"))).await
+}
+
+pub(crate) async fn start_gateway(gateway: Gateway) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();

@@ -1,0 +1,196 @@
+//! [`TagLayer`]: the tag layer's configuration, compiled once and shared by every clone.
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::HeaderName;
+use portcullis_core::context::Metadata;
+use tower_layer::Layer;
+
+use crate::metadata::MetadataLimits;
+use crate::meter::{DEFAULT_LABEL_CAP, Meter};
+use crate::service::Tag;
+
+/// Portkey's metadata header.
+pub const METADATA_HEADER: &str = "x-portkey-metadata";
+/// Portkey's trace id header.
+pub const TRACE_ID_HEADER: &str = "x-portkey-trace-id";
+/// Portkey's virtual key header.
+pub const VIRTUAL_KEY_HEADER: &str = "x-portkey-virtual-key";
+
+/// What a [`Tag`] service reads, limits and labels with, shared by its clones.
+pub(crate) struct Shared {
+    pub(crate) metadata_header: HeaderName,
+    pub(crate) trace_header: HeaderName,
+    pub(crate) virtual_key_header: HeaderName,
+    pub(crate) limits: MetadataLimits,
+    pub(crate) meter: Meter,
+    /// The metadata of requests that have none, shared.
+    pub(crate) empty: Metadata,
+}
+
+/// Applies [`Tag`] to a service; a builder for its settings.
+///
+/// ```
+/// use portcullis_tag::TagLayer;
+///
+/// let layer = TagLayer::new()
+///     .metadata_header("x-metadata")
+///     .max_keys(16)
+///     .max_value_len(256)
+///     .metadata_label("team")
+///     .label_cap(32);
+/// # let _ = layer;
+/// ```
+#[derive(Clone)]
+pub struct TagLayer {
+    settings: Settings,
+    /// Compiled from the settings; shared by every service this layer makes, so they share
+    /// one set of label caps and metric handles.
+    shared: Arc<Shared>,
+}
+
+/// The settings of a [`TagLayer`], as given.
+#[derive(Clone, Debug)]
+struct Settings {
+    metadata_header: HeaderName,
+    trace_header: HeaderName,
+    virtual_key_header: HeaderName,
+    limits: MetadataLimits,
+    metadata_labels: Vec<String>,
+    label_cap: usize,
+}
+
+impl Settings {
+    fn compile(&self) -> Arc<Shared> {
+        Arc::new(Shared {
+            metadata_header: self.metadata_header.clone(),
+            trace_header: self.trace_header.clone(),
+            virtual_key_header: self.virtual_key_header.clone(),
+            limits: self.limits,
+            meter: Meter::new(self.label_cap, &self.metadata_labels),
+            empty: Metadata::default(),
+        })
+    }
+}
+
+impl TagLayer {
+    /// Portkey's headers, the default limits (32 keys, 128 characters), no metadata labels,
+    /// 64 distinct values per label.
+    pub fn new() -> Self {
+        let settings = Settings {
+            metadata_header: HeaderName::from_static(METADATA_HEADER),
+            trace_header: HeaderName::from_static(TRACE_ID_HEADER),
+            virtual_key_header: HeaderName::from_static(VIRTUAL_KEY_HEADER),
+            limits: MetadataLimits::default(),
+            metadata_labels: Vec::new(),
+            label_cap: DEFAULT_LABEL_CAP,
+        };
+        Self {
+            shared: settings.compile(),
+            settings,
+        }
+    }
+
+    /// Compiles the settings again after one changed.
+    fn changed(mut self) -> Self {
+        self.shared = self.settings.compile();
+        self
+    }
+
+    /// Reads metadata from `name` instead of `x-portkey-metadata`.
+    ///
+    /// # Panics
+    /// If `name` is not a valid header name.
+    pub fn metadata_header(mut self, name: &str) -> Self {
+        self.settings.metadata_header = header_name(name);
+        self.changed()
+    }
+
+    /// Reads the client's trace id from `name` instead of `x-portkey-trace-id`.
+    ///
+    /// # Panics
+    /// If `name` is not a valid header name.
+    pub fn trace_header(mut self, name: &str) -> Self {
+        self.settings.trace_header = header_name(name);
+        self.changed()
+    }
+
+    /// Reads the virtual key from `name` instead of `x-portkey-virtual-key`.
+    ///
+    /// # Panics
+    /// If `name` is not a valid header name.
+    pub fn virtual_key_header(mut self, name: &str) -> Self {
+        self.settings.virtual_key_header = header_name(name);
+        self.changed()
+    }
+
+    /// Sets every metadata limit at once.
+    pub fn limits(mut self, limits: MetadataLimits) -> Self {
+        self.settings.limits = limits;
+        self.changed()
+    }
+
+    /// Sets the most metadata keys a request may send (default 32).
+    pub fn max_keys(mut self, n: usize) -> Self {
+        self.settings.limits.max_keys = n;
+        self.changed()
+    }
+
+    /// Sets the longest metadata key, in characters (default 128).
+    pub fn max_key_len(mut self, chars: usize) -> Self {
+        self.settings.limits.max_key_len = chars;
+        self.changed()
+    }
+
+    /// Sets the longest metadata value, in characters (default 128).
+    pub fn max_value_len(mut self, chars: usize) -> Self {
+        self.settings.limits.max_value_len = chars;
+        self.changed()
+    }
+
+    /// Makes metadata key `key` a metric label, `metadata_KEY` (characters outside
+    /// `[a-zA-Z0-9_]` become `_`). Only allow-listed keys become labels.
+    ///
+    /// # Panics
+    /// When more than [`MAX_METADATA_LABELS`](crate::meter::MAX_METADATA_LABELS) keys are
+    /// allowed: every one multiplies the number of series.
+    pub fn metadata_label(mut self, key: impl Into<String>) -> Self {
+        let key = key.into();
+        if !self.settings.metadata_labels.contains(&key) {
+            self.settings.metadata_labels.push(key);
+        }
+        self.changed()
+    }
+
+    /// Sets how many distinct values each label records before recording `other`
+    /// (default 64).
+    pub fn label_cap(mut self, n: usize) -> Self {
+        self.settings.label_cap = n;
+        self.changed()
+    }
+}
+
+fn header_name(name: &str) -> HeaderName {
+    HeaderName::try_from(name).unwrap_or_else(|e| panic!("invalid header name {name:?}: {e}"))
+}
+
+impl Default for TagLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for TagLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("TagLayer").field(&self.settings).finish()
+    }
+}
+
+impl<S> Layer<S> for TagLayer {
+    type Service = Tag<S>;
+
+    fn layer(&self, inner: S) -> Tag<S> {
+        Tag::from_shared(inner, self.shared.clone())
+    }
+}
