@@ -751,3 +751,33 @@ async fn metrics_count_requests_and_tokens_from_real_traffic() {
     assert_eq!(sum("portcullis_input_tokens_total{"), 60.0, "{text}");
     assert_eq!(sum("portcullis_output_tokens_total{"), 10.0, "{text}");
 }
+
+#[tokio::test]
+async fn openai_bodies_pass_through_byte_for_byte() {
+    let (a, b) = (FakeUpstream::start().await, FakeUpstream::start().await);
+    let gw = start(&format!(
+        r#"{{{}, "config": {{"virtual_key": "a"}}}}"#,
+        providers(&a, &b)
+    ))
+    .await;
+    // What the official OpenAI SDKs send: their headers, a JSON body, usage asked for on streams.
+    let headers = [
+        ("content-type", "application/json"),
+        ("authorization", "Bearer OPENAI_API_KEY"),
+        ("user-agent", "OpenAI/Python 1.55.0"),
+        ("x-stainless-lang", "python"),
+    ];
+    let stream_with_usage = r#"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Say hello"}]}"#;
+    for body in [CHAT, stream_with_usage] {
+        let via = post(gw.addr, "/v1/chat/completions", &headers, body).await;
+        let direct = post(a.addr(), "/v1/chat/completions", &headers, body).await;
+        assert_eq!(via.status, 200);
+        assert_eq!(via.body, direct.body, "{body}");
+        assert_eq!(via.header("content-type"), direct.header("content-type"));
+    }
+    // The SDK's own headers never travel upstream either.
+    for seen in a.requests().iter().step_by(2) {
+        assert_eq!(seen.header("x-stainless-lang"), None);
+        assert_eq!(seen.header("authorization"), Some("Bearer sk-a"));
+    }
+}
