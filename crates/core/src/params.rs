@@ -122,11 +122,7 @@ pub fn override_params(
     let Some(view) = req.extensions().get::<Arc<RequestView>>() else {
         return Ok(req);
     };
-    let mut object = view.object().clone();
-    for (k, v) in params {
-        object.insert(k.clone(), v.clone());
-    }
-    let view = RequestView::from_object(object)?;
+    let view = view.with_overrides(params)?;
     let len = view.bytes().len();
     *req.body_mut() = BufferedBody::new(view.bytes().clone());
     req.headers_mut()

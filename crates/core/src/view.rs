@@ -18,7 +18,10 @@
 //! assert_eq!(view.messages().unwrap().len(), 1);
 //! ```
 
+use std::sync::Arc;
+
 use bytes::Bytes;
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
 
 use crate::error::InvalidRequest;
@@ -27,10 +30,16 @@ use crate::error::InvalidRequest;
 ///
 /// Field types are checked when parsing, so a view never holds a `model` that is not a
 /// string or a `stream` that is not a boolean.
+///
+/// A view made by [`RequestView::with_overrides`] shares the parsed object of the view it
+/// came from and keeps only the replaced top-level keys of its own: overriding `model` on a
+/// long conversation copies no message.
 #[derive(Clone, Debug)]
 pub struct RequestView {
     bytes: Bytes,
-    object: Map<String, Value>,
+    base: Arc<Map<String, Value>>,
+    /// Top-level keys that replace the base's.
+    patch: Option<Arc<Map<String, Value>>>,
     stream: bool,
 }
 
@@ -46,12 +55,12 @@ fn json_type(v: &Value) -> &'static str {
 }
 
 fn expect(
-    object: &Map<String, Value>,
+    value: Option<&Value>,
     field: &str,
     what: &str,
     ok: fn(&Value) -> bool,
 ) -> Result<(), InvalidRequest> {
-    match object.get(field) {
+    match value {
         Some(v) if !v.is_null() && !ok(v) => Err(InvalidRequest::param(
             field,
             format!("`{field}` must be {what}, got {}", json_type(v)),
@@ -80,20 +89,56 @@ impl RequestView {
     }
 
     fn checked(bytes: Bytes, object: Map<String, Value>) -> Result<Self, InvalidRequest> {
-        expect(&object, "model", "a string", Value::is_string)?;
-        expect(&object, "user", "a string", Value::is_string)?;
-        expect(&object, "stream", "a boolean", Value::is_boolean)?;
-        expect(&object, "messages", "an array", Value::is_array)?;
-        expect(&object, "stream_options", "an object", Value::is_object)?;
-        let stream = object
-            .get("stream")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        Ok(Self {
+        let mut view = Self {
             bytes,
-            object,
-            stream,
-        })
+            base: Arc::new(object),
+            patch: None,
+            stream: false,
+        };
+        view.check()?;
+        Ok(view)
+    }
+
+    fn check(&mut self) -> Result<(), InvalidRequest> {
+        expect(self.get("model"), "model", "a string", Value::is_string)?;
+        expect(self.get("user"), "user", "a string", Value::is_string)?;
+        expect(self.get("stream"), "stream", "a boolean", Value::is_boolean)?;
+        expect(
+            self.get("messages"),
+            "messages",
+            "an array",
+            Value::is_array,
+        )?;
+        expect(
+            self.get("stream_options"),
+            "stream_options",
+            "an object",
+            Value::is_object,
+        )?;
+        self.stream = self.get("stream").and_then(Value::as_bool).unwrap_or(false);
+        Ok(())
+    }
+
+    /// The top-level field `key`.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        match self.patch.as_deref().and_then(|p| p.get(key)) {
+            Some(v) => Some(v),
+            None => self.base.get(key),
+        }
+    }
+
+    /// Every top-level field: the replaced ones first, then the rest in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        let patch = self.patch.as_deref();
+        patch
+            .into_iter()
+            .flatten()
+            .chain(
+                self.base
+                    .iter()
+                    .filter(move |(k, _)| !patch.is_some_and(|p| p.contains_key(k.as_str()))),
+            )
+            .map(|(k, v)| (k.as_str(), v))
     }
 
     /// A view over a body built from `object` (serialised once), with the same type checks
@@ -103,19 +148,36 @@ impl RequestView {
         Self::checked(bytes, object)
     }
 
+    /// This request with the top-level keys of `params` replacing its own (Portkey's shallow
+    /// `override_params` merge): the body is serialised once, from borrowed values, and the
+    /// new view shares this one's parsed object. Fails, like [`RequestView::parse`], when a
+    /// field ends up with the wrong type.
+    pub fn with_overrides(&self, params: &Map<String, Value>) -> Result<Self, InvalidRequest> {
+        let mut patch = self.patch.as_deref().cloned().unwrap_or_default();
+        for (k, v) in params {
+            patch.insert(k.clone(), v.clone());
+        }
+        let mut view = Self {
+            bytes: Bytes::new(),
+            base: self.base.clone(),
+            patch: Some(Arc::new(patch)),
+            stream: false,
+        };
+        view.check()?;
+        view.bytes = serde_json::to_vec(&Entries(&view))
+            .expect("a JSON object serialises")
+            .into();
+        Ok(view)
+    }
+
     /// The raw body the view was parsed from.
     pub fn bytes(&self) -> &Bytes {
         &self.bytes
     }
 
-    /// The parsed top-level object.
-    pub fn object(&self) -> &Map<String, Value> {
-        &self.object
-    }
-
     /// `model`, if present.
     pub fn model(&self) -> Option<&str> {
-        self.object.get("model").and_then(Value::as_str)
+        self.get("model").and_then(Value::as_str)
     }
 
     /// `stream`, `false` when absent.
@@ -125,8 +187,7 @@ impl RequestView {
 
     /// `stream_options.include_usage`, `false` when absent.
     pub fn include_usage(&self) -> bool {
-        self.object
-            .get("stream_options")
+        self.get("stream_options")
             .and_then(|o| o.get("include_usage"))
             .and_then(Value::as_bool)
             .unwrap_or(false)
@@ -134,13 +195,12 @@ impl RequestView {
 
     /// `user`, if present.
     pub fn user(&self) -> Option<&str> {
-        self.object.get("user").and_then(Value::as_str)
+        self.get("user").and_then(Value::as_str)
     }
 
     /// `messages`, if present.
     pub fn messages(&self) -> Option<&[Value]> {
-        self.object
-            .get("messages")
+        self.get("messages")
             .and_then(Value::as_array)
             .map(Vec::as_slice)
     }
@@ -149,7 +209,7 @@ impl RequestView {
     /// into an array (`["messages", "0", "role"]`). This is what `params.*` conditions read.
     pub fn param<S: AsRef<str>>(&self, path: &[S]) -> Option<&Value> {
         let (first, rest) = path.split_first()?;
-        let mut value = self.object.get(first.as_ref())?;
+        let mut value = self.get(first.as_ref())?;
         for segment in rest {
             let segment = segment.as_ref();
             value = match value {
@@ -159,6 +219,19 @@ impl RequestView {
             };
         }
         Some(value)
+    }
+}
+
+/// Serialises a view's fields as one JSON object, values borrowed.
+struct Entries<'a>(&'a RequestView);
+
+impl Serialize for Entries<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        for (k, v) in self.0.iter() {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
     }
 }
 
@@ -185,6 +258,35 @@ mod tests {
         assert_eq!(v.param(&["messages", "x"]), None);
         assert_eq!(v.param(&["model", "deeper"]), None);
         assert_eq!(v.param::<&str>(&[]), None);
+    }
+
+    #[test]
+    fn overrides_share_the_base_and_serialise_once() {
+        let v =
+            parse(r#"{"model":"a","messages":[{"role":"user","content":"hi"}],"n":1}"#).unwrap();
+        let params = serde_json::json!({"model": "b", "stream": true});
+        let o = v.with_overrides(params.as_object().unwrap()).unwrap();
+        assert_eq!(o.model(), Some("b"));
+        assert!(o.stream());
+        assert_eq!(o.messages().unwrap().len(), 1);
+        let sent: Value = serde_json::from_slice(o.bytes()).unwrap();
+        assert_eq!(
+            sent,
+            serde_json::json!({"model":"b","stream":true,"messages":[{"role":"user","content":"hi"}],"n":1})
+        );
+        // Overrides of overrides keep merging.
+        let params = serde_json::json!({"n": 2});
+        let oo = o.with_overrides(params.as_object().unwrap()).unwrap();
+        assert_eq!(oo.model(), Some("b"));
+        assert_eq!(oo.get("n").unwrap(), 2);
+        let bad = serde_json::json!({"stream": "yes"});
+        assert_eq!(
+            v.with_overrides(bad.as_object().unwrap())
+                .unwrap_err()
+                .param
+                .as_deref(),
+            Some("stream")
+        );
     }
 
     #[test]

@@ -255,7 +255,7 @@ impl Mock {
             })),
             Endpoint::Embeddings => {
                 let input = view
-                    .and_then(|v| v.object().get("input"))
+                    .and_then(|v| v.get("input"))
                     .map(Value::to_string)
                     .unwrap_or_default();
                 json_response(&json!({

@@ -14,6 +14,10 @@ use portcullis_loadgen::Flags;
 
 const USAGE: &str = "usage: bare-proxy --listen ADDR --upstream ADDR [--exit-on-stdin-eof]";
 
+// The same allocator as the gateway, so the comparison is of the code, not the allocator.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let flags = match Flags::parse(

@@ -8,7 +8,7 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use portcullis_core::error::{self as core_error, ErrorBody};
 use portcullis_core::{Body, BoxError, BufferedBody, RequestView};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use tower_service::Service;
 
 use super::future::{Call, ResponseFuture};
@@ -329,19 +329,17 @@ enum Prepared {
 
 /// The request body with `stream_options.include_usage` set: the one re-serialisation.
 fn with_usage_requested(view: &RequestView) -> Bytes {
-    let mut object = view.object().clone();
-    let options = object
-        .entry("stream_options")
-        .or_insert_with(|| Value::Object(Default::default()));
-    if !options.is_object() {
-        *options = Value::Object(Default::default());
-    }
-    if let Value::Object(options) = options {
-        options.insert("include_usage".into(), Value::Bool(true));
-    }
-    serde_json::to_vec(&object)
-        .expect("a JSON object serialises")
-        .into()
+    let mut options = match view.get("stream_options") {
+        Some(Value::Object(options)) => options.clone(),
+        _ => Map::new(),
+    };
+    options.insert("include_usage".into(), Value::Bool(true));
+    let mut patch = Map::new();
+    patch.insert("stream_options".into(), Value::Object(options));
+    view.with_overrides(&patch)
+        .expect("stream_options is an object")
+        .bytes()
+        .clone()
 }
 
 impl Service<Request<BufferedBody>> for OpenAi {
