@@ -9,7 +9,6 @@ use http::{Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 use portcullis_core::context::TargetPath;
 use portcullis_core::error::Unavailable;
-use portcullis_core::facts::ResponseFacts;
 use portcullis_core::{Body, BoxError, BufferedBody, clone_request};
 use tokio::time::Instant;
 use tower_service::Service;
@@ -219,10 +218,7 @@ where
                                 let failed = is_failure(response.status());
                                 loads.observe(index, started, failed);
                             }
-                            let facts = ResponseFacts::get_mut(&mut response);
-                            let mut path = facts.target.unwrap_or_default();
-                            path.push_front(index as u16);
-                            facts.target = Some(path);
+                            TargetPath::answered(&mut response, index);
                             if let Some(guard) = guard.take() {
                                 response = response.map(|body| InFlightBody::wrap(body, guard));
                             }
@@ -289,13 +285,7 @@ fn request_for(
     } else {
         kept.take().expect("kept until the last call")
     };
-    let mut path = request
-        .extensions()
-        .get::<TargetPath>()
-        .copied()
-        .unwrap_or_default();
-    path.push(index as u16);
-    request.extensions_mut().insert(path);
+    TargetPath::enter(&mut request, index);
     request
 }
 

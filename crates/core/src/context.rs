@@ -154,6 +154,23 @@ impl TargetPath {
         self.len = len as u8 + 1;
     }
 
+    /// Records on `req` that it goes to target `index` of the current level: what every
+    /// multi-target layer does before calling the target it chose.
+    pub fn enter<B>(req: &mut http::Request<B>, index: usize) {
+        req.extensions_mut()
+            .get_or_insert_default::<TargetPath>()
+            .push(u16::try_from(index).unwrap_or(u16::MAX));
+    }
+
+    /// Records on `response` that it came through target `index` of the current level
+    /// (prepended to what inner levels recorded in its [`ResponseFacts`](crate::facts::ResponseFacts)).
+    pub fn answered<B>(response: &mut http::Response<B>, index: usize) {
+        crate::facts::ResponseFacts::get_mut(response)
+            .target
+            .get_or_insert_with(TargetPath::root)
+            .push_front(u16::try_from(index).unwrap_or(u16::MAX));
+    }
+
     /// The indices, outermost first.
     pub fn indices(&self) -> &[u16] {
         &self.indices[..self.len as usize]
@@ -238,6 +255,22 @@ mod tests {
         p.push_front(1);
         assert_eq!(p.indices(), &[1, 2]);
         assert_eq!(p.to_string(), "targets[1].targets[2]");
+    }
+
+    #[test]
+    fn layers_enter_and_answer_through_targets() {
+        let mut req = http::Request::new(());
+        TargetPath::enter(&mut req, 1);
+        TargetPath::enter(&mut req, 0);
+        assert_eq!(
+            req.extensions().get::<TargetPath>().unwrap().indices(),
+            &[1, 0]
+        );
+        let mut res = http::Response::new(());
+        TargetPath::answered(&mut res, 0);
+        TargetPath::answered(&mut res, 1);
+        let facts = crate::facts::ResponseFacts::get(&res).unwrap();
+        assert_eq!(facts.target.unwrap().to_string(), "targets[1].targets[0]");
     }
 
     #[test]

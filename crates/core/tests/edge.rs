@@ -96,6 +96,19 @@ async fn empty_post_is_400() {
 }
 
 #[tokio::test]
+async fn json_sent_as_a_form_is_still_parsed() {
+    let req = Request::post("/v1/chat/completions")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Full::new(Bytes::from_static(br#" {"model":"curl"}"#)))
+        .unwrap();
+    let r = echo_model().oneshot(req).await.unwrap();
+    assert_eq!(
+        r.into_body().collect().await.unwrap().to_bytes(),
+        "model=curl"
+    );
+}
+
+#[tokio::test]
 async fn non_json_content_is_buffered_not_parsed() {
     let req = Request::post("/v1/audio")
         .header("content-type", "text/plain")

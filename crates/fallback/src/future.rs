@@ -12,7 +12,6 @@ use http_body::Body as _;
 use pin_project_lite::pin_project;
 use portcullis_core::context::TargetPath;
 use portcullis_core::error::Unavailable;
-use portcullis_core::facts::ResponseFacts;
 use portcullis_core::observe::{Started, started};
 use portcullis_core::{Body, BoxError, BufferedBody, RequestView, clone_request};
 use tower_service::Service;
@@ -234,31 +233,14 @@ fn request_for(
     } else {
         clone_request(request.as_ref().expect("kept until the last target"))
     };
-    let index = path_index(index);
-    let extensions = req.extensions_mut();
-    match extensions.get_mut::<TargetPath>() {
-        Some(path) => path.push(index),
-        None => {
-            let mut path = TargetPath::root();
-            path.push(index);
-            extensions.insert(path);
-        }
-    }
+    TargetPath::enter(&mut req, index);
     req
 }
 
 /// Answers `response`, recording that it came through target `index`.
 fn answer(mut response: Response<Body>, index: usize) -> Poll<Result<Response<Body>, BoxError>> {
-    let facts = ResponseFacts::get_mut(&mut response);
-    facts
-        .target
-        .get_or_insert_with(TargetPath::root)
-        .push_front(path_index(index));
+    TargetPath::answered(&mut response, index);
     Poll::Ready(Ok(response))
-}
-
-fn path_index(index: usize) -> u16 {
-    u16::try_from(index).unwrap_or(u16::MAX)
 }
 
 fn is_event_stream(response: &Response<Body>) -> bool {

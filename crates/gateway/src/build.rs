@@ -266,10 +266,7 @@ fn conditional(
 /// `single`: the one target, recorded as `targets[0]`.
 fn single(target: Stack) -> Stack {
     BoxCloneSyncService::new(target.map_response(|mut r: Response<Body>| {
-        let facts = portcullis_core::facts::ResponseFacts::get_mut(&mut r);
-        let mut path = facts.target.unwrap_or_default();
-        path.push_front(0);
-        facts.target = Some(path);
+        portcullis_core::context::TargetPath::answered(&mut r, 0);
         r
     }))
 }

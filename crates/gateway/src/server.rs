@@ -90,12 +90,16 @@ fn logged(
     Future = impl Future<Output = Result<Response<Body>, std::convert::Infallible>> + Send,
 > + Clone {
     tower::service_fn(move |req: Request<Incoming>| {
-        let method = req.method().clone();
-        let path = req.uri().path().to_owned();
+        // Nothing is copied for the log line unless it will be written.
+        let seen = tracing::enabled!(target: "portcullis::request", tracing::Level::INFO)
+            .then(|| (req.method().clone(), req.uri().path().to_owned()));
         let start = tokio::time::Instant::now();
         let response = app.clone().oneshot(req);
         async move {
             let response = response.await?;
+            let Some((method, path)) = seen else {
+                return Ok(response);
+            };
             let facts = ResponseFacts::get(&response);
             tracing::info!(
                 target: "portcullis::request",
@@ -103,7 +107,7 @@ fn logged(
                 %method,
                 path,
                 status = response.status().as_u16(),
-                ms = start.elapsed().as_secs_f64() * 1000.0,
+                ms = %format_args!("{:.3}", start.elapsed().as_secs_f64() * 1000.0),
                 trace_id = response.headers().get("x-portkey-trace-id").and_then(|v| v.to_str().ok()).unwrap_or(""),
                 provider = facts.and_then(|f| f.provider.as_deref()).unwrap_or(""),
                 target = facts.and_then(|f| f.target).map(|t| t.to_string()).unwrap_or_default(),

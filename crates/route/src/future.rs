@@ -8,7 +8,6 @@ use std::task::{Context, Poll, ready};
 use http::{Request, Response};
 use pin_project_lite::pin_project;
 use portcullis_core::context::TargetPath;
-use portcullis_core::facts::ResponseFacts;
 use portcullis_core::{Body, BoxError};
 use tower_service::Service;
 
@@ -92,10 +91,7 @@ where
                 }
                 StateProj::Calling { future } => {
                     let mut response = ready!(future.poll(cx)).map_err(Into::into)?;
-                    ResponseFacts::get_mut(&mut response)
-                        .target
-                        .get_or_insert_with(TargetPath::root)
-                        .push_front(*this.index);
+                    TargetPath::answered(&mut response, usize::from(*this.index));
                     return Poll::Ready(Ok(response));
                 }
                 StateProj::Answered { response } => {

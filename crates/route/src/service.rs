@@ -151,10 +151,7 @@ where
         let Some(index) = self.table.route(&RouteInput::from_request(&request)) else {
             return ResponseFuture::answered(no_route());
         };
-        request
-            .extensions_mut()
-            .get_or_insert_default::<TargetPath>()
-            .push(index);
+        TargetPath::enter(&mut request, usize::from(index));
         // A fresh clone, readied by the future before it is called: the shared originals are
         // never polled, so no clone is ever called without its own readiness.
         let target = self.targets[usize::from(index)].clone();

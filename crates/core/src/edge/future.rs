@@ -176,7 +176,8 @@ fn prepare(parts: Parts, bytes: Bytes) -> Result<Request<BufferedBody>, InvalidR
         }
         return Ok(req);
     }
-    if is_json(req.headers()) {
+    // curl's `-d` labels JSON as a form: a body that opens like an object is read as one.
+    if is_json(req.headers()) || bytes.trim_ascii_start().first() == Some(&b'{') {
         let view = RequestView::parse(bytes)?;
         req.extensions_mut().insert(Arc::new(view));
     }
