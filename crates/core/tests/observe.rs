@@ -371,3 +371,28 @@ async fn started_holds_an_empty_opening_event_until_content() {
     let (client, _) = drain(r).await;
     assert_eq!(client, [ROLE, HEL, DONE].concat());
 }
+
+#[tokio::test]
+async fn observe_layer_keeps_readiness_and_observes() {
+    use tower::Layer;
+    let (mut svc, mut handle) =
+        tower_test::mock::spawn_with::<http::Request<()>, Response<Body>, _, _>(|m| {
+            portcullis_core::observe::ObserveLayer::new().layer(m)
+        });
+    handle.allow(0);
+    assert!(svc.poll_ready().is_pending());
+    handle.allow(1);
+    assert!(svc.poll_ready().is_ready());
+    let fut = tokio::spawn(svc.call(http::Request::new(())));
+    let (_, send) = handle.next_request().await.unwrap();
+    send.send_response(
+        Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(Body::from([HEL, DONE].concat()))
+            .unwrap(),
+    );
+    let r = fut.await.unwrap().unwrap();
+    let o = observation(&r);
+    drain(r).await;
+    assert_eq!(report(&o).text, "Hel");
+}
