@@ -795,7 +795,7 @@ async fn the_retry_calls_only_services_it_readied() {
     send.send_response(status_response(503, &[]));
 
     // The retry waits for its clone to be ready again: no capacity, no call.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    tokio::time::advance(Duration::from_secs(5)).await;
     assert!(!fut.is_finished());
     handle.allow(1);
     let (req, send) = handle.next_request().await.unwrap();
