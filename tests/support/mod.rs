@@ -13,8 +13,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use portcullis::Body;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 /// Serves `stack` on a fresh loopback port until the test's runtime ends.
 pub(crate) async fn serve<S>(stack: S) -> SocketAddr
@@ -45,88 +44,4 @@ where
     addr
 }
 
-/// One HTTP/1.1 exchange: the status, the raw header block, and the body with chunked
-/// framing removed.
-pub(crate) struct Exchange {
-    pub(crate) status: u16,
-    pub(crate) head: String,
-    pub(crate) body: Vec<u8>,
-}
-
-impl Exchange {
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
-        self.head.lines().find_map(|line| {
-            let (k, v) = line.split_once(':')?;
-            k.eq_ignore_ascii_case(name).then(|| v.trim())
-        })
-    }
-
-    pub(crate) fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap()
-    }
-
-    pub(crate) fn text(&self) -> String {
-        String::from_utf8(self.body.clone()).unwrap()
-    }
-}
-
-/// Builds the bytes of a request.
-pub(crate) fn request_bytes(
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Vec<u8> {
-    let mut out = format!("{method} {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n");
-    for (k, v) in headers {
-        out.push_str(&format!("{k}: {v}\r\n"));
-    }
-    out.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
-    let mut out = out.into_bytes();
-    out.extend_from_slice(body);
-    out
-}
-
-/// Sends one request on a new connection and reads the whole answer.
-pub(crate) async fn exchange(addr: SocketAddr, raw: &[u8]) -> Exchange {
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(raw).await.unwrap();
-    let mut all = Vec::new();
-    tcp.read_to_end(&mut all).await.unwrap();
-    parse(&all)
-}
-
-fn parse(all: &[u8]) -> Exchange {
-    let split = all
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a header block");
-    let head = String::from_utf8(all[..split].to_vec()).unwrap();
-    let status = head[9..12].parse().unwrap();
-    let mut rest = &all[split + 4..];
-    let chunked = head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked");
-    let body = if chunked {
-        let mut body = Vec::new();
-        loop {
-            let line_end = rest
-                .windows(2)
-                .position(|w| w == b"\r\n")
-                .expect("chunk size line");
-            let size =
-                usize::from_str_radix(std::str::from_utf8(&rest[..line_end]).unwrap().trim(), 16)
-                    .unwrap();
-            rest = &rest[line_end + 2..];
-            if size == 0 {
-                break;
-            }
-            body.extend_from_slice(&rest[..size]);
-            rest = &rest[size + 2..];
-        }
-        body
-    } else {
-        rest.to_vec()
-    };
-    Exchange { status, head, body }
-}
+pub(crate) use portcullis_testkit::client::{request as request_bytes, send as exchange};

@@ -54,6 +54,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod client;
 mod plan;
 mod respond;
 
