@@ -1,0 +1,96 @@
+//! The whole gateway in-process: a 1 KB chat request through the entry service (auth, stack
+//! choice, edge, tag, the compiled tree) to a mock provider that answers at once, body drained.
+//! No sockets, so what is left is the gateway's own work per request.
+
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::{Pin, pin};
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::Request;
+use http_body::Body as _;
+use http_body_util::Full;
+use portcullis_gateway::{Config, Gateway};
+use tower_service::Service;
+
+fn ready<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+    }
+}
+
+fn drain(mut body: portcullis_core::Body) -> usize {
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut n = 0;
+    while let Poll::Ready(Some(frame)) = Pin::new(&mut body).poll_frame(&mut cx) {
+        n += frame
+            .ok()
+            .and_then(|f| f.into_data().ok())
+            .map_or(0, |d| d.len());
+    }
+    n
+}
+
+const SINGLE: &str =
+    r#"{"providers": {"m": {"provider": "mock"}}, "config": {"virtual_key": "m"}}"#;
+
+const ALL: &str = r#"{
+  "providers": {"a": {"provider": "mock"}, "b": {"provider": "mock"}, "c": {"provider": "mock"}},
+  "config": {
+    "strategy": {"mode": "conditional", "default": "free", "conditions": [
+      {"query": {"$and": [{"metadata.plan": {"$eq": "paid"}}, {"params.model": {"$regex": "^gpt-"}}]}, "then": "paid"},
+      {"query": {"metadata.plan": {"$in": ["free", "trial"]}}, "then": "free"}]},
+    "targets": [
+      {"name": "paid", "strategy": {"mode": "fallback"}, "retry": {"attempts": 2},
+       "circuit_breaker": {"consecutive_failures": 5}, "override_params": {"max_tokens": 256},
+       "targets": [
+         {"strategy": {"mode": "loadbalance"}, "override_params": {"model": "large"},
+          "targets": [{"virtual_key": "a", "weight": 0.7}, {"virtual_key": "b", "weight": 0.3}]},
+         {"virtual_key": "c"}]},
+      {"name": "free", "virtual_key": "c"}]}
+}"#;
+
+fn bench(c: &mut Criterion) {
+    let body = Bytes::from(
+        serde_json::json!({
+            "model": "gpt-4o-mini",
+            "messages": [
+                {"role": "system", "content": "You are a helpful assistant. ".repeat(12)},
+                {"role": "user", "content": "Move my booking from the 14th to the 16th, please. ".repeat(10)},
+            ],
+        })
+        .to_string(),
+    );
+    let mut group = c.benchmark_group("gateway");
+    for (name, config, metadata) in [
+        ("single", SINGLE, None),
+        ("all_layers", ALL, Some(r#"{"plan":"paid"}"#)),
+    ] {
+        let config = Config::parse(config, &|_| None).unwrap();
+        let mut gateway = Gateway::new(config).unwrap();
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let mut req = Request::post("/v1/chat/completions")
+                    .header("content-type", "application/json")
+                    .header("content-length", body.len());
+                if let Some(m) = metadata {
+                    req = req.header("x-portkey-metadata", m);
+                }
+                let req = req.body(Full::new(body.clone())).unwrap();
+                let res = ready(gateway.call(black_box(req))).unwrap();
+                assert_eq!(res.status(), 200);
+                drain(res.into_body())
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
