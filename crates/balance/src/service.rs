@@ -1,12 +1,12 @@
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
 use portcullis_core::{Body, BoxError, BufferedBody};
 use tower::ServiceExt;
-use tower::util::BoxCloneService;
+use tower::util::BoxCloneSyncService;
 use tower_service::Service;
 
 use crate::error::BuildError;
@@ -15,7 +15,7 @@ use crate::pick::Picker;
 use crate::strategy::{Strategy, mix};
 
 /// A boxed target service, for balancing over targets of different types.
-pub type BoxTarget = BoxCloneService<Request<BufferedBody>, Response<Body>, BoxError>;
+pub type BoxTarget = BoxCloneSyncService<Request<BufferedBody>, Response<Body>, BoxError>;
 
 /// One target of a balancer: a name, a relative weight and the service that answers.
 pub struct Target<S> {
@@ -48,11 +48,15 @@ impl Target<BoxTarget> {
     /// Target `name` served by any service, boxed so targets of different types mix.
     pub fn boxed<T>(name: impl Into<Arc<str>>, service: T) -> Self
     where
-        T: Service<Request<BufferedBody>, Response = Response<Body>> + Clone + Send + 'static,
+        T: Service<Request<BufferedBody>, Response = Response<Body>>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
         T::Error: Into<BoxError>,
         T::Future: Send + 'static,
     {
-        Self::new(name, BoxCloneService::new(service.map_err(Into::into)))
+        Self::new(name, BoxCloneSyncService::new(service.map_err(Into::into)))
     }
 }
 
@@ -173,7 +177,7 @@ impl<S> BalanceBuilder<S> {
         for target in self.targets {
             names.push(target.name);
             weights.push(target.weight);
-            services.push(Mutex::new(target.service));
+            services.push(target.service);
         }
         let seed = self.seed.unwrap_or_else(|| fastrand::u64(..));
         let shared = Arc::new(Shared {
@@ -213,20 +217,16 @@ pub struct Balance<S> {
 /// What clones and futures share.
 pub(crate) struct Shared<S> {
     pub(crate) picker: Picker,
-    /// The targets' services, cloned for each call and never called themselves. The mutex
-    /// makes the balancer `Send` and `Sync` over services that are only `Send` (such as
-    /// `BoxCloneService`); it is held only for a clone.
-    services: Box<[Mutex<S>]>,
+    /// The targets' services, cloned for each call and never called themselves: no lock,
+    /// since a clone needs only `&S`.
+    services: Box<[S]>,
     /// Seeds for the clones' random streams.
     seeds: AtomicU64,
 }
 
 impl<S: Clone> Shared<S> {
     pub(crate) fn service(&self, index: usize) -> S {
-        self.services[index]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.services[index].clone()
     }
 }
 
