@@ -4,7 +4,8 @@
 //! [`Observation`] in the response's extensions. Chunks reach the client as they arrive; the
 //! observer reads them on the way through:
 //!
-//! - for a JSON body it keeps the bytes (shared, not copied) and reads `usage` at the end;
+//! - for a JSON body it keeps the chunks (shared with what went to the client; joined once at
+//!   the end when there were several) and reads `usage` there;
 //! - for a `text/event-stream` body it reads each event's `choices[].delta.content` (or
 //!   `text`), `finish_reason` and `usage`, and forwards whole events only, holding back an
 //!   event that has not ended yet;
