@@ -6,7 +6,8 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderName, StatusCode, header};
 use portcullis_core::BoxError;
 use portcullis_core::error::{
-    BodyTooLarge, BudgetExceeded, GuardDenied, HttpError, InvalidRequest, RateLimited, Unavailable,
+    AttemptsExhausted, BodyTooLarge, BudgetExceeded, GuardDenied, HttpError, InvalidRequest,
+    RateLimited, Unavailable,
 };
 
 /// What one call tells about the health of its target.
@@ -53,7 +54,7 @@ pub trait Classify: Send + Sync + 'static {
 /// - Errors: transport failures and timeouts are failures. [`Unavailable`] (an inner circuit
 ///   or balancer with nothing to offer) and the refusals Portcullis layers make before
 ///   reaching any upstream ([`InvalidRequest`], [`BodyTooLarge`], [`RateLimited`],
-///   [`BudgetExceeded`], [`GuardDenied`]) are ignored. An [`HttpError`] is judged by its
+///   [`BudgetExceeded`], [`GuardDenied`], [`AttemptsExhausted`]) are ignored. An [`HttpError`] is judged by its
 ///   status: a failure status fails, anything else is ignored.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DefaultClassifier;
@@ -86,7 +87,8 @@ impl Classify for DefaultClassifier {
             || error.is::<BodyTooLarge>()
             || error.is::<RateLimited>()
             || error.is::<BudgetExceeded>()
-            || error.is::<GuardDenied>();
+            || error.is::<GuardDenied>()
+            || error.is::<AttemptsExhausted>();
         if local {
             Outcome::Ignored
         } else {
@@ -187,6 +189,9 @@ mod tests {
         }
         .into();
         assert_eq!(c.classify_error(&denied), Outcome::Ignored);
+        // Nothing was sent to the target: it says nothing about its health.
+        let spent: BoxError = AttemptsExhausted { limit: 10 }.into();
+        assert_eq!(c.classify_error(&spent), Outcome::Ignored);
     }
 
     #[test]

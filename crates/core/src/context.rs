@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// The trace id of a request: from `x-portkey-trace-id` or `traceparent`, else generated.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -203,6 +204,67 @@ impl fmt::Debug for TargetPath {
 /// Which attempt at the request this call is: 0 for the first try, 1 for the first retry.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Attempt(pub u32);
+
+/// The upstream attempts a whole request may still make, across every retry and fallback.
+///
+/// One budget is put in a request's extensions at the top of a stack (by
+/// [`AttemptLimitLayer`](crate::attempts::AttemptLimitLayer)); the copies that retry and
+/// fallback make of the request share it (it is an `Arc`), and every leaf spends one attempt
+/// before it calls its provider (by [`SpendAttemptLayer`](crate::attempts::SpendAttemptLayer)).
+/// So a tree of 330 fallback targets with 10 retries each makes at most `limit` upstream calls,
+/// not 3,630.
+///
+/// ```
+/// use portcullis_core::context::AttemptBudget;
+///
+/// let budget = AttemptBudget::new(2);
+/// let shared = budget.clone();
+/// assert!(budget.try_spend());
+/// assert!(shared.try_spend());
+/// assert!(!budget.try_spend());
+/// assert_eq!((budget.remaining(), budget.limit()), (0, 2));
+/// ```
+#[derive(Clone)]
+pub struct AttemptBudget {
+    left: Arc<AtomicU32>,
+    limit: u32,
+}
+
+impl AttemptBudget {
+    /// A budget of `limit` attempts.
+    pub fn new(limit: u32) -> Self {
+        Self {
+            left: Arc::new(AtomicU32::new(limit)),
+            limit,
+        }
+    }
+
+    /// Takes one attempt; `false` when none is left (and nothing is taken).
+    pub fn try_spend(&self) -> bool {
+        self.left
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    /// The attempts left.
+    pub fn remaining(&self) -> u32 {
+        self.left.load(Ordering::Acquire)
+    }
+
+    /// The attempts the request started with.
+    pub fn limit(&self) -> u32 {
+        self.limit
+    }
+}
+
+impl fmt::Debug for AttemptBudget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AttemptBudget")
+            .field("remaining", &self.remaining())
+            .field("limit", &self.limit)
+            .finish()
+    }
+}
 
 #[cfg(test)]
 mod tests {

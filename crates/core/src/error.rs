@@ -71,6 +71,17 @@ impl ErrorBody {
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(&Envelope { error: self }).expect("error body serialises")
     }
+
+    /// The full JSON document as one Server-Sent Event, `data: {"error":{…}}` and a blank
+    /// line: how a stream that cannot go on tells OpenAI's clients why, before it ends.
+    pub fn to_sse_event(&self) -> bytes::Bytes {
+        let json = self.to_json();
+        let mut event = Vec::with_capacity(json.len() + 8);
+        event.extend_from_slice(b"data: ");
+        event.extend_from_slice(&json);
+        event.extend_from_slice(b"\n\n");
+        event.into()
+    }
 }
 
 /// An error that already knows its HTTP answer: status, OpenAI-style body and, for 429/503,
@@ -182,6 +193,7 @@ typed_errors!(
     Unavailable,
     BudgetExceeded,
     GuardDenied,
+    AttemptsExhausted,
 );
 
 /// The request body is larger than the edge's limit (413).
@@ -518,6 +530,43 @@ impl From<&GuardDenied> for HttpError {
     }
 }
 
+/// The request has made every upstream attempt its [`AttemptBudget`] allows, across its
+/// retries and fallbacks (502, code `attempts_exhausted`).
+///
+/// A leaf answers it instead of calling its provider. It is final: retry does not retry it,
+/// fallback does not move on from it, and a circuit breaker does not count it against its
+/// target (nothing was sent there). 502 because the request failed upstream: every attempt it
+/// was allowed was made and none gave a final answer.
+///
+/// [`AttemptBudget`]: crate::context::AttemptBudget
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttemptsExhausted {
+    /// The attempts the request was allowed.
+    pub limit: u32,
+}
+
+impl fmt::Display for AttemptsExhausted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the request made all {} upstream attempts it is allowed (retries and fallbacks \
+             included) without a final answer",
+            self.limit
+        )
+    }
+}
+
+impl StdError for AttemptsExhausted {}
+
+impl From<&AttemptsExhausted> for HttpError {
+    fn from(e: &AttemptsExhausted) -> Self {
+        HttpError::new(
+            StatusCode::BAD_GATEWAY,
+            ErrorBody::new("upstream_error", e.to_string()).code("attempts_exhausted"),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -564,6 +613,7 @@ mod tests {
                 .into(),
                 446,
             ),
+            (AttemptsExhausted { limit: 10 }.into(), 502),
             ("something else".into(), 500),
         ];
         for (err, status) in cases {

@@ -16,6 +16,7 @@
 //! - [`error`]: the OpenAI error body and the typed errors, with their statuses.
 //! - [`FactHeaders`]: trace ids in, response facts out as Portkey's headers.
 //! - [`OverrideParams`]: a target's `override_params` merged into the request body.
+//! - [`attempts`]: a whole request's cap on upstream attempts across retries and fallbacks.
 //!
 //! A typical stack, outside in: `FactHeaders` → `Edge` → layers → a provider.
 //!
@@ -34,6 +35,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod attempts;
 pub mod body;
 pub mod context;
 pub mod edge;
@@ -45,6 +47,7 @@ pub mod params;
 pub mod util;
 pub mod view;
 
+pub use self::attempts::{AttemptLimitLayer, SpendAttemptLayer};
 pub use self::body::{Body, BufferedBody, clone_request};
 pub use self::edge::{Edge, EdgeLayer};
 pub use self::headers::{FactHeaders, FactHeadersLayer};

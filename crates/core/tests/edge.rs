@@ -108,17 +108,171 @@ async fn json_sent_as_a_form_is_still_parsed() {
     );
 }
 
+fn post_as(content_type: &str, body: &'static [u8]) -> Request<Full<Bytes>> {
+    Request::post("/v1/chat/completions")
+        .header("content-type", content_type)
+        .body(Full::new(Bytes::from_static(body)))
+        .unwrap()
+}
+
+/// An edge whose inner service echoes the view's model and the bytes it was handed.
+fn echo_bytes(
+    layer: EdgeLayer,
+) -> Edge<
+    impl tower::Service<
+        Request<BufferedBody>,
+        Response = Response<Body>,
+        Error = BoxError,
+        Future = impl Send,
+    > + Clone,
+> {
+    layer.layer(service_fn(|req: Request<BufferedBody>| async move {
+        let view = req.extensions().get::<Arc<RequestView>>().cloned();
+        let model = view.as_ref().and_then(|v| v.model()).unwrap_or("-");
+        let length = req
+            .headers()
+            .get("content-length")
+            .map_or("-", |v| v.to_str().unwrap());
+        let body = format!(
+            "parsed={} model={model} length={length} body={}",
+            view.is_some(),
+            String::from_utf8_lossy(req.body().bytes())
+        );
+        Ok::<_, BoxError>(Response::new(Body::from(body)))
+    }))
+}
+
+async fn text(r: Response<Body>) -> String {
+    String::from_utf8(r.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+}
+
 #[tokio::test]
-async fn non_json_content_is_buffered_not_parsed() {
-    let req = Request::post("/v1/audio")
+async fn json_labelled_as_text_is_parsed() {
+    let r = echo_model()
+        .oneshot(post_as("text/plain", br#"{"model":"plain"}"#))
+        .await
+        .unwrap();
+    assert_eq!(text(r).await, "model=plain");
+}
+
+#[tokio::test]
+async fn json_labelled_as_anything_is_parsed_even_when_it_is_not_an_object() {
+    // Not an object: refused, not forwarded unparsed.
+    for content_type in [
+        "text/plain",
+        "application/octet-stream",
+        "multipart/form-data",
+    ] {
+        let r = echo_model()
+            .oneshot(post_as(content_type, b"[1,2]"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{content_type}");
+        assert_eq!(
+            error_json(r).await["error"]["message"],
+            "request body must be a JSON object, got an array"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_byte_order_mark_is_stripped_from_the_view_and_the_forwarded_body() {
+    for content_type in ["application/json", "text/plain"] {
+        let mut req = post_as(content_type, b"\xEF\xBB\xBF{\"model\":\"bom\"}");
+        req.headers_mut().insert("content-length", 18.into());
+        let r = echo_bytes(EdgeLayer::new()).oneshot(req).await.unwrap();
+        assert_eq!(r.status(), 200, "{content_type}");
+        assert_eq!(
+            text(r).await,
+            r#"parsed=true model=bom length=15 body={"model":"bom"}"#,
+            "{content_type}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_byte_order_mark_is_stripped_when_json_only_is_off() {
+    let req = post_as("text/plain", b"\xEF\xBB\xBF {\"model\":\"bom\"}");
+    let r = echo_bytes(EdgeLayer::new().json_only(false))
+        .oneshot(req)
+        .await
+        .unwrap();
+    assert_eq!(
+        text(r).await,
+        r#"parsed=true model=bom length=- body= {"model":"bom"}"#
+    );
+}
+
+#[tokio::test]
+async fn non_json_labelled_as_text_is_400() {
+    let r = echo_model()
+        .oneshot(post_as("text/plain", b"not json"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let v = error_json(r).await;
+    assert_eq!(v["error"]["type"], "invalid_request_error");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("request body is not valid JSON"),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn empty_bodies_are_400_whatever_the_label() {
+    for (method, content_type, body) in [
+        ("POST", "text/plain", &b""[..]),
+        ("POST", "text/plain", b"\xEF\xBB\xBF"),
+        ("POST", "application/json", b"\xEF\xBB\xBF"),
+        ("PUT", "application/json", b""),
+        ("PATCH", "text/plain", b""),
+    ] {
+        let req = Request::builder()
+            .method(method)
+            .uri("/v1/chat/completions")
+            .header("content-type", content_type)
+            .body(Full::new(Bytes::from_static(body)))
+            .unwrap();
+        let r = echo_model().oneshot(req).await.unwrap();
+        assert_eq!(r.status(), 400, "{method} {content_type} {body:?}");
+        let v = error_json(r).await;
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains("empty"),
+            "{v}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_get_without_a_body_passes_without_a_view() {
+    let req = Request::get("/v1/models")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let r = echo_bytes(EdgeLayer::new()).oneshot(req).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(text(r).await, "parsed=false model=- length=- body=");
+}
+
+#[tokio::test]
+async fn json_only_off_buffers_other_content_unparsed() {
+    let req = Request::post("/v1/audio/transcriptions")
         .header("content-type", "text/plain")
         .body(Full::new(Bytes::from_static(b"not json")))
         .unwrap();
-    let r = echo_model().oneshot(req).await.unwrap();
-    assert_eq!(
-        r.into_body().collect().await.unwrap().to_bytes(),
-        "raw=not json"
-    );
+    let r = echo_bytes(EdgeLayer::new().json_only(false))
+        .oneshot(req)
+        .await
+        .unwrap();
+    assert_eq!(text(r).await, "parsed=false model=- length=- body=not json");
+    // A body labelled JSON is still parsed, and refused when it is not.
+    let r = echo_bytes(EdgeLayer::new().json_only(false))
+        .oneshot(post("not json"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
 }
 
 #[tokio::test]

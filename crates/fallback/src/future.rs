@@ -10,7 +10,7 @@ use http::response::Parts;
 use http::{Request, Response, StatusCode, header};
 use http_body::Body as _;
 use pin_project_lite::pin_project;
-use portcullis_core::context::TargetPath;
+use portcullis_core::context::{AttemptBudget, TargetPath};
 use portcullis_core::error::Unavailable;
 use portcullis_core::observe::{Started, started};
 use portcullis_core::{Body, BoxError, BufferedBody, RequestView, clone_request};
@@ -29,10 +29,13 @@ pin_project! {
     /// turn until one answers.
     pub struct ResponseFuture<S, F> {
         shared: Arc<Shared<S>>,
-        // The client's request, cloned for each target but the last, which takes it.
+        // The client's request, cloned for each turn but the last, which takes it.
         request: Option<Request<BufferedBody>>,
         index: usize,
         stream: bool,
+        // The request's whole budget of upstream attempts, when it has one: once it is spent,
+        // the target whose turn it is gets no next one.
+        budget: Option<AttemptBudget>,
         // The smallest `Retry-After` among the targets that answered `Unavailable`.
         wait: Option<Duration>,
         #[pin]
@@ -71,6 +74,7 @@ impl<S: Clone, F> ResponseFuture<S, F> {
             .extensions()
             .get::<Arc<RequestView>>()
             .is_some_and(|view| view.stream());
+        let budget = request.extensions().get::<AttemptBudget>().cloned();
         let state = match shared.targets.first() {
             Some(first) => State::Ready {
                 service: Some(first.clone()),
@@ -82,6 +86,7 @@ impl<S: Clone, F> ResponseFuture<S, F> {
             request: Some(request),
             index: 0,
             stream,
+            budget,
             wait: None,
             state,
         }
@@ -109,7 +114,11 @@ where
         let mut this = self.project();
         loop {
             let index = *this.index;
-            let last = index + 1 >= this.shared.targets.len();
+            // The last turn: no target follows, or the request may make no more upstream
+            // attempts (one atomic load), so the next target could only refuse and the answer
+            // in hand, whatever it is, is the best the client can get.
+            let last = index + 1 >= this.shared.targets.len()
+                || this.budget.as_ref().is_some_and(|b| b.remaining() == 0);
             let triggers = &this.shared.triggers;
             // Target `index` failed: with this error, or with a response already dropped.
             let error: Option<BoxError> = match this.state.as_mut().project() {
@@ -221,7 +230,7 @@ where
     }
 }
 
-/// The request for target `index`: a copy, or the client's own for the last target, with the
+/// The request for target `index`: a copy, or the client's own on the last turn, with the
 /// index pushed onto its target path so the target knows where it sits in the tree.
 fn request_for(
     request: &mut Option<Request<BufferedBody>>,
@@ -229,9 +238,9 @@ fn request_for(
     last: bool,
 ) -> Request<BufferedBody> {
     let mut req = if last {
-        request.take().expect("the last target is called once")
+        request.take().expect("the last turn is taken once")
     } else {
-        clone_request(request.as_ref().expect("kept until the last target"))
+        clone_request(request.as_ref().expect("kept until the last turn"))
     };
     TargetPath::enter(&mut req, index);
     req
@@ -259,7 +268,7 @@ fn note_wait(wait: &mut Option<Duration>, err: &BoxError) {
     }
 }
 
-/// The error of the last target. When it is `Unavailable`, its `Retry-After` becomes the
+/// The error of the last turn's target. When it is `Unavailable`, its `Retry-After` becomes the
 /// soonest any target said it would be back.
 fn last_error(err: BoxError, wait: Option<Duration>) -> BoxError {
     match (err.downcast::<Unavailable>(), wait) {

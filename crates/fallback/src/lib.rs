@@ -96,6 +96,14 @@
 //! unavailable the answer is `Unavailable` (503), with the soonest `Retry-After` any target
 //! gave.
 //!
+//! **When the request's attempt budget is spent**, the fallback does not move on either. A
+//! request may carry an [`AttemptBudget`](portcullis_core::context::AttemptBudget) (given by
+//! [`AttemptLimitLayer`](portcullis_core::AttemptLimitLayer)) that caps its upstream attempts
+//! across every retry and fallback; once it has no attempt left, the next target could only
+//! refuse, so the target that just answered is treated as the last one and its answer (a
+//! 500, a 429 with its body, an error) goes to the client as it is. Checking costs one atomic
+//! load per turn; a request without a budget is not limited.
+//!
 //! ## How it differs from Portkey
 //!
 //! - Portkey moves on after *any* non-2xx when no `on_status_codes` is given. The default

@@ -5,8 +5,8 @@ use std::fmt;
 use http::StatusCode;
 use portcullis_core::BoxError;
 use portcullis_core::error::{
-    BodyTooLarge, BudgetExceeded, GUARD_DENIED_STATUS, GuardDenied, HttpError, InvalidRequest,
-    RateLimited,
+    AttemptsExhausted, BodyTooLarge, BudgetExceeded, GUARD_DENIED_STATUS, GuardDenied, HttpError,
+    InvalidRequest, RateLimited,
 };
 
 /// The statuses a fallback moves on after by default, besides every 5xx.
@@ -19,7 +19,8 @@ const DEFAULT_STATUS_CODES: [u16; 3] = [408, 409, 429];
 ///   exception is an error that is a *refusal* with an HTTP status of its own
 ///   ([`HttpError`], [`GuardDenied`] 446, [`BudgetExceeded`] 402, [`RateLimited`] 429,
 ///   [`InvalidRequest`] 400, [`BodyTooLarge`] 413): it is judged by its status, like a
-///   response.
+///   response. [`AttemptsExhausted`] never moves on: the request's whole budget of upstream
+///   attempts is spent, so every next target would refuse too.
 /// - **Responses** move on when their status is in the list: by default 408, 409, 429 and
 ///   5xx ([`Triggers::default`]); [`Triggers::on_status_codes`] replaces the list. A 2xx
 ///   never moves on (a stream that fails before its first event does, see the
@@ -80,6 +81,9 @@ impl Triggers {
 
     /// Whether an error from a target moves on (see the [type docs](Triggers)).
     pub fn error_moves_on(&self, err: &BoxError) -> bool {
+        if err.is::<AttemptsExhausted>() {
+            return false;
+        }
         match refusal_status(err) {
             Some(status) => self.moves_on(status),
             None => true,
@@ -182,6 +186,13 @@ mod tests {
         assert!(!t.moves_on(status(500)));
         // A 2xx is an answer, whatever the list says.
         assert!(!Triggers::on_status_codes([200]).moves_on(StatusCode::OK));
+    }
+
+    #[test]
+    fn a_spent_attempt_budget_never_moves_on() {
+        let spent: BoxError = AttemptsExhausted { limit: 10 }.into();
+        assert!(!Triggers::default().error_moves_on(&spent));
+        assert!(!Triggers::on_status_codes([502]).error_moves_on(&spent));
     }
 
     #[test]

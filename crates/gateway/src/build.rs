@@ -1,7 +1,12 @@
 //! Compiling a config into tower services: providers once, then one stack per routing tree.
 //!
+//! A tree is wrapped in an attempt limit: each request may make at most `server.max_attempts`
+//! upstream calls across all its retries and fallbacks (each leaf spends one per call; retry
+//! and fallback stop when none is left and pass on the last answer, and a leaf reached with
+//! none left answers 502 `attempts_exhausted`).
+//!
 //! A leaf is, outside in: circuit breaker → retry → per-attempt timeout → override_params →
-//! provider. Inheritance follows Portkey: `override_params` merge shallowly down the tree
+//! attempt spending → provider. Inheritance follows Portkey: `override_params` merge shallowly down the tree
 //! (child keys win), a child's `retry` replaces its parent's, `request_timeout` and
 //! `circuit_breaker` are inherited unless set, credentials never travel (they live in the
 //! providers).
@@ -13,12 +18,14 @@ use std::time::Duration;
 use http::{Request, Response};
 use portcullis_balance::{Balance, PeakEwma, Sticky, Strategy, Target};
 use portcullis_breaker::{CircuitBreakerLayer, Policy as BreakerPolicy};
-use portcullis_core::{Body, BoxError, BufferedBody, OverrideParamsLayer};
+use portcullis_core::{
+    AttemptLimitLayer, Body, BoxError, BufferedBody, OverrideParamsLayer, SpendAttemptLayer,
+};
 use portcullis_fallback::Fallback;
 use portcullis_provider::openai::OpenAiBuilder;
 use portcullis_provider::{HttpClient, Mock, OpenAi};
 use portcullis_retry::{RetryLayer, RetryPolicy};
-use portcullis_route::Router;
+use portcullis_route::{RegexLimits, Router};
 use serde_json::{Map, Value};
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, ServiceExt};
@@ -40,7 +47,8 @@ pub(crate) fn openai_builder(
     let mut b = OpenAi::builder(spec.base_url.clone())
         .name(name)
         .stream_usage(spec.stream_usage)
-        .idle_timeout(spec.idle_timeout);
+        .idle_timeout(spec.idle_timeout)
+        .allow_query_params(&spec.allow_query_params);
     if let Some(key) = &spec.api_key {
         b = b.api_key(key.clone());
     }
@@ -143,15 +151,41 @@ impl Inherited {
     }
 }
 
-/// Compiles a routing tree into a stack over `providers`.
-pub fn compile(node: &Node, providers: &Providers) -> Result<Stack, ConfigError> {
-    compile_node(node, providers, &Inherited::default())
+/// What a compiled tree may cost a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CompileLimits {
+    /// Upstream calls one request may make across all retries and fallbacks of the tree.
+    pub max_attempts: u32,
+    /// The limits its conditions' regexes are built within.
+    pub regex: RegexLimits,
+}
+
+impl Default for CompileLimits {
+    fn default() -> Self {
+        Self {
+            max_attempts: crate::config::DEFAULT_MAX_ATTEMPTS,
+            regex: RegexLimits::default(),
+        }
+    }
+}
+
+/// Compiles a routing tree into a stack over `providers`, under `limits`.
+pub fn compile(
+    node: &Node,
+    providers: &Providers,
+    limits: &CompileLimits,
+) -> Result<Stack, ConfigError> {
+    let tree = compile_node(node, providers, &Inherited::default(), limits)?;
+    Ok(BoxCloneSyncService::new(
+        AttemptLimitLayer::new(limits.max_attempts).layer(tree),
+    ))
 }
 
 fn compile_node(
     node: &Node,
     providers: &Providers,
     parent: &Inherited,
+    limits: &CompileLimits,
 ) -> Result<Stack, ConfigError> {
     let inherited = parent.child(node);
     match &node.kind {
@@ -174,7 +208,7 @@ fn compile_node(
         } => {
             let children = targets
                 .iter()
-                .map(|t| compile_node(t, providers, &inherited))
+                .map(|t| compile_node(t, providers, &inherited, limits))
                 .collect::<Result<Vec<_>, _>>()?;
             match mode {
                 Mode::Single => Ok(single(children.into_iter().next().expect("one target"))),
@@ -189,9 +223,14 @@ fn compile_node(
                     }
                     Ok(BoxCloneSyncService::new(builder.build()))
                 }
-                Mode::Conditional => {
-                    conditional(node, targets, children, conditions, default.as_deref())
-                }
+                Mode::Conditional => conditional(
+                    node,
+                    targets,
+                    children,
+                    conditions,
+                    default.as_deref(),
+                    limits.regex,
+                ),
             }
         }
     }
@@ -238,6 +277,7 @@ fn conditional(
     children: Vec<Stack>,
     conditions: &[Value],
     default: Option<&str>,
+    regex: RegexLimits,
 ) -> Result<Stack, ConfigError> {
     let strategy_path = format!("{}.strategy", node.path);
     let err = |e: portcullis_route::BuildError| {
@@ -246,7 +286,7 @@ fn conditional(
             e.message().to_owned(),
         )
     };
-    let mut builder = Router::builder();
+    let mut builder = Router::builder().regex_limits(regex);
     for (target, service) in targets.iter().zip(children) {
         let name = target
             .name
@@ -277,7 +317,8 @@ fn leaf(
     node: &Node,
     inherited: &Inherited,
 ) -> Result<Stack, ConfigError> {
-    let mut stack = provider;
+    // Innermost, so that every call that would reach the provider, and only those, spends.
+    let mut stack = BoxCloneSyncService::new(SpendAttemptLayer::new().layer(provider));
     if !inherited.params.is_empty() {
         stack = BoxCloneSyncService::new(
             OverrideParamsLayer::new(inherited.params.clone()).layer(stack),
@@ -345,10 +386,14 @@ impl Compiled {
     /// Builds the providers and the file's tree.
     pub fn new(config: &Config) -> Result<Self, ConfigError> {
         let providers = Arc::new(Providers::build(config)?);
+        let limits = CompileLimits {
+            max_attempts: config.server.max_attempts,
+            regex: RegexLimits::default(),
+        };
         let default = config
             .routing
             .as_ref()
-            .map(|node| compile(node, &providers))
+            .map(|node| compile(node, &providers, &limits))
             .transpose()?;
         Ok(Self { providers, default })
     }

@@ -1,11 +1,11 @@
 //! The gateway's entry service: endpoints, authentication, Portkey's request headers, and the
 //! choice of a compiled stack for each request.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -19,14 +19,9 @@ use serde_json::Value;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::build::{Compiled, Stack, compile};
-use crate::config::{Config, Node, Origin};
-
-/// How many distinct `x-portkey-config` values are kept compiled.
-const HEADER_CONFIG_CACHE: usize = 256;
-
-/// The longest `x-portkey-config` accepted.
-const MAX_HEADER_CONFIG: usize = 16 * 1024;
+use crate::build::{CompileLimits, Compiled, Stack, compile};
+use crate::config::{Config, MAX_HEADER_CONFIG_BYTES, Node};
+use crate::header_cache::{self, HeaderConfigCache};
 
 /// The gateway service: cheap to clone, shared state behind an `Arc`.
 #[derive(Clone)]
@@ -37,8 +32,10 @@ pub struct Gateway {
 struct Shared {
     config: Config,
     compiled: Compiled,
-    header_configs: Mutex<HashMap<String, Stack>>,
-    api_keys: Vec<(Arc<str>, Vec<u8>)>,
+    /// Compiled `x-portkey-config` trees, within `server.header_config.cache_bytes`.
+    header_configs: HeaderConfigCache,
+    /// Each gateway key's name and the digest of the key.
+    api_keys: Vec<(Arc<str>, KeyDigest)>,
     models: Bytes,
     tag: TagLayer,
     prometheus: Option<Prometheus>,
@@ -72,18 +69,22 @@ impl Gateway {
             .server
             .api_keys
             .iter()
-            .map(|(name, key)| (Arc::from(name.as_str()), key.as_bytes().to_vec()))
+            .map(|(name, key)| (Arc::from(name.as_str()), key_digest(key.as_bytes())))
             .collect();
         let models = models_document(&config);
         let mut tag = TagLayer::new();
         for key in &config.server.metadata_labels {
             tag = tag.metadata_label(key.clone());
         }
+        for key in &config.server.log_metadata_keys {
+            tag = tag.log_metadata_key(key.clone());
+        }
+        let header_configs = HeaderConfigCache::new(config.server.header_config.cache_bytes);
         Ok(Self {
             shared: Arc::new(Shared {
                 config,
                 compiled,
-                header_configs: Mutex::new(HashMap::new()),
+                header_configs,
                 api_keys,
                 models,
                 tag,
@@ -95,6 +96,17 @@ impl Gateway {
     /// The config the gateway runs.
     pub fn config(&self) -> &Config {
         &self.shared.config
+    }
+
+    /// The estimated bytes the compiled `x-portkey-config` trees kept for reuse hold: at most
+    /// `server.header_config.cache_bytes`.
+    pub fn header_config_cache_bytes(&self) -> usize {
+        self.shared.header_configs.bytes()
+    }
+
+    /// How many compiled `x-portkey-config` trees are kept for reuse.
+    pub fn header_config_cache_len(&self) -> usize {
+        self.shared.header_configs.len()
     }
 }
 
@@ -159,12 +171,27 @@ fn refuse(
     ))
 }
 
-/// Compares two byte strings in time that depends only on their lengths.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// The SHA-256 of a gateway key. Keys are compared by digest, so a comparison reads the same
+/// 32 bytes whatever the lengths of the key presented and the key configured.
+type KeyDigest = [u8; 32];
+
+fn key_digest(key: &[u8]) -> KeyDigest {
+    let digest = ring::digest::digest(&ring::digest::SHA256, key);
+    digest.as_ref().try_into().expect("SHA-256 is 32 bytes")
+}
+
+/// Compares two digests in time that depends on neither: every byte is read, no early exit.
+fn constant_time_eq(a: &KeyDigest, b: &KeyDigest) -> bool {
+    std::hint::black_box(a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y))) == 0
+}
+
+/// The credentials of an `Authorization: Bearer KEY` value: the scheme in any case, spaces
+/// or tabs around the key.
+fn bearer_token(value: &str) -> Option<&str> {
+    let value = value.trim_matches([' ', '\t']);
+    let (scheme, token) = value.split_once([' ', '\t'])?;
+    let token = token.trim_start_matches([' ', '\t']);
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -181,12 +208,13 @@ impl Shared {
         // The Portkey SDK sends its key in x-portkey-api-key and a placeholder in authorization.
         let candidates = [
             header_str(headers, "x-portkey-api-key").filter(|k| !k.is_empty()),
-            header_str(headers, "authorization").and_then(|v| v.strip_prefix("Bearer ")),
+            header_str(headers, "authorization").and_then(bearer_token),
         ];
         for presented in candidates.into_iter().flatten() {
+            let presented = key_digest(presented.as_bytes());
             let mut found = None;
             for (name, key) in &self.api_keys {
-                if constant_time_eq(presented.as_bytes(), key) {
+                if constant_time_eq(&presented, key) {
                     found = Some(name.clone());
                 }
             }
@@ -203,8 +231,8 @@ impl Shared {
     }
 
     /// The stack for this request: `x-portkey-config`, else `x-portkey-virtual-key`, else the
-    /// file's tree.
-    fn select(&self, headers: &HeaderMap) -> Result<Stack, Refusal> {
+    /// file's tree. `caller` is the name of the gateway key the request carries.
+    fn select(&self, headers: &HeaderMap, caller: Option<&str>) -> Result<Stack, Refusal> {
         let bad = |msg: String| {
             refuse(
                 StatusCode::BAD_REQUEST,
@@ -214,21 +242,30 @@ impl Shared {
             )
         };
         if let Some(raw) = headers.get("x-portkey-config") {
+            let limits = &self.config.server.header_config;
+            if !limits.allows(caller) {
+                let why = if limits.enabled {
+                    "x-portkey-config: this gateway key may not send configs; the server's config applies"
+                } else {
+                    "x-portkey-config: this gateway takes no configs from clients; the server's config applies"
+                };
+                return Err(refuse(
+                    StatusCode::FORBIDDEN,
+                    "permission_error",
+                    "config_not_allowed",
+                    why,
+                ));
+            }
             let raw = raw
                 .to_str()
                 .map_err(|_| bad("x-portkey-config: not visible ASCII".into()))?;
-            if raw.len() > MAX_HEADER_CONFIG {
+            if raw.len() > MAX_HEADER_CONFIG_BYTES {
                 return Err(bad(format!(
-                    "x-portkey-config: longer than {MAX_HEADER_CONFIG} bytes"
+                    "x-portkey-config: longer than {MAX_HEADER_CONFIG_BYTES} bytes"
                 )));
             }
-            if let Some(stack) = self
-                .header_configs
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(raw)
-            {
-                return Ok(stack.clone());
+            if let Some(stack) = self.header_configs.get_raw(raw) {
+                return Ok(stack);
             }
             let trimmed = raw.trim_start();
             if !trimmed.starts_with('{') {
@@ -239,22 +276,26 @@ impl Shared {
             }
             let value: Value = serde_json::from_str(raw)
                 .map_err(|e| bad(format!("x-portkey-config: not valid JSON: {e}")))?;
-            let node = Node::parse(
-                &value,
-                "x-portkey-config",
-                &self.config.providers,
-                Origin::Header,
-            )
-            .map_err(|e| bad(e.to_string()))?;
-            let stack = compile(&node, &self.compiled.providers).map_err(|e| bad(e.to_string()))?;
-            let mut cache = self
-                .header_configs
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            if cache.len() >= HEADER_CONFIG_CACHE {
-                cache.clear();
+            // Every limit is checked here, before anything of the tree is compiled.
+            let node =
+                Node::parse_header(&value, "x-portkey-config", &self.config.providers, limits)
+                    .map_err(|e| bad(e.to_string()))?;
+            let key = header_cache::canonical(&node);
+            if let Some(stack) = self.header_configs.get(&key, raw) {
+                return Ok(stack);
             }
-            cache.insert(raw.to_owned(), stack.clone());
+            let regex = limits.regex_limits();
+            let compile_limits = CompileLimits {
+                max_attempts: self.config.server.max_attempts,
+                regex,
+            };
+            let stack = compile(&node, &self.compiled.providers, &compile_limits)
+                .map_err(|e| bad(e.to_string()))?;
+            let regex_bytes = regex
+                .get_size_limit()
+                .saturating_add(regex.get_dfa_size_limit());
+            let bytes = header_cache::tree_bytes(&node, regex_bytes);
+            self.header_configs.insert(key, raw, stack.clone(), bytes);
             return Ok(stack);
         }
         if let Some(name) = header_str(headers, "x-portkey-virtual-key") {
@@ -276,14 +317,21 @@ impl Shared {
     }
 }
 
+/// The time the whole request may take: the server's `request_timeout`, or a client's shorter
+/// `x-portkey-request-timeout`. A client may only shorten it, never lengthen it: the server's
+/// bound is what keeps one request from holding a connection, a task and upstream attempts
+/// for as long as the client likes.
 fn request_timeout(
     headers: &HeaderMap,
-    default: Option<Duration>,
+    server: Option<Duration>,
 ) -> Result<Option<Duration>, Refusal> {
     match header_str(headers, "x-portkey-request-timeout") {
-        None => Ok(default),
+        None => Ok(server),
         Some(v) => match v.trim().parse::<u64>() {
-            Ok(ms) if ms > 0 => Ok(Some(Duration::from_millis(ms))),
+            Ok(ms) if ms > 0 => {
+                let asked = Duration::from_millis(ms);
+                Ok(Some(server.map_or(asked, |server| server.min(asked))))
+            }
             _ => Err(refuse(
                 StatusCode::BAD_REQUEST,
                 "invalid_request_error",
@@ -373,7 +421,7 @@ where
             Err(r) => return answer(*r),
         };
         let prepared = (|| {
-            let stack = shared.select(req.headers())?;
+            let stack = shared.select(req.headers(), caller.as_deref())?;
             let timeout = request_timeout(req.headers(), shared.config.server.request_timeout)?;
             Ok::<_, Refusal>((stack, timeout))
         })();
@@ -413,9 +461,48 @@ mod tests {
     use super::*;
 
     #[test]
-    fn constant_time_comparison() {
-        assert!(constant_time_eq(b"abcdefgh", b"abcdefgh"));
-        assert!(!constant_time_eq(b"abcdefgh", b"abcdefgx"));
-        assert!(!constant_time_eq(b"abc", b"abcd"));
+    fn keys_are_compared_by_digest() {
+        let key = key_digest(b"abcdefgh");
+        assert!(constant_time_eq(&key, &key_digest(b"abcdefgh")));
+        for other in [&b"abcdefgx"[..], b"abcdefg", b"abcdefghi", b"", b"ABCDEFGH"] {
+            assert!(!constant_time_eq(&key, &key_digest(other)), "{other:?}");
+        }
+        // Every byte counts, the last as much as the first.
+        let mut last = key;
+        last[31] ^= 1;
+        assert!(!constant_time_eq(&key, &last));
+        let mut first = key;
+        first[0] ^= 0x80;
+        assert!(!constant_time_eq(&key, &first));
+        // SHA-256 of "abc" (FIPS 180-2, appendix B.1).
+        assert_eq!(
+            key_digest(b"abc")[..4],
+            [0xba, 0x78, 0x16, 0xbf],
+            "the digest is SHA-256"
+        );
+    }
+
+    #[test]
+    fn bearer_scheme_in_any_case_with_spaces() {
+        for value in [
+            "Bearer k-1",
+            "bearer k-1",
+            "BEARER k-1",
+            "bEaReR   k-1",
+            "Bearer\tk-1",
+            "  Bearer k-1  ",
+        ] {
+            assert_eq!(bearer_token(value), Some("k-1"), "{value:?}");
+        }
+        for value in [
+            "Bearer",
+            "Bearer ",
+            "Basic k-1",
+            "Bearerk-1",
+            "Token k-1",
+            "",
+        ] {
+            assert_eq!(bearer_token(value), None, "{value:?}");
+        }
     }
 }

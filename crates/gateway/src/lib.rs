@@ -26,6 +26,7 @@
 pub mod build;
 pub mod config;
 mod gateway;
+mod header_cache;
 pub mod server;
 
 pub use self::config::{Config, ConfigError};

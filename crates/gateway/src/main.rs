@@ -1,10 +1,16 @@
 //! `portcullis`: the gateway binary.
 //!
 //! ```text
-//! portcullis --config FILE [--listen ADDR]   serve
+//! portcullis --config FILE [--listen ADDR] [--log-format text|json]   serve
 //! portcullis check --config FILE             validate a config and print the resolved tree
 //! ```
+//!
+//! Logs go to stdout through a buffered writer on a thread of its own, so a request's log line
+//! costs no write on the request's path: lines are batched, written when the queue drains,
+//! and never dropped (a full queue makes loggers wait). Colours only when stdout is a terminal
+//! and `NO_COLOR` is unset; `--log-format json` writes one JSON object per line.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -18,25 +24,44 @@ use tracing_subscriber::filter::Targets;
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const USAGE: &str = "usage:
-  portcullis --config FILE [--listen ADDR]   serve (default listen 127.0.0.1:8787)
+  portcullis --config FILE [--listen ADDR] [--log-format text|json]
+                                             serve (default listen 127.0.0.1:8787, text logs)
   portcullis check --config FILE             validate a config and print the resolved tree";
 
 struct Args {
     check: bool,
     config: PathBuf,
     listen: Option<String>,
+    log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
 }
 
 fn args() -> Result<Args, String> {
     let mut check = false;
     let mut config = None;
     let mut listen = None;
+    let mut log_format = LogFormat::Text;
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "check" => check = true,
             "--config" | "-c" => config = Some(it.next().ok_or("--config needs a file")?),
             "--listen" | "-l" => listen = Some(it.next().ok_or("--listen needs an address")?),
+            "--log-format" => {
+                log_format = match it.next().as_deref() {
+                    Some("text") => LogFormat::Text,
+                    Some("json") => LogFormat::Json,
+                    _ => return Err("--log-format takes `text` or `json`".to_owned()),
+                }
+            }
             "--help" | "-h" => return Err(String::new()),
             other => return Err(format!("unexpected argument `{other}`")),
         }
@@ -46,6 +71,7 @@ fn args() -> Result<Args, String> {
         check,
         config,
         listen,
+        log_format,
     })
 }
 
@@ -89,7 +115,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(config, args.config))
+    runtime.block_on(run(config, args.config, args.log_format))
 }
 
 fn check(config: Config, path: &Path) -> ExitCode {
@@ -128,15 +154,45 @@ fn log_filter() -> Targets {
         .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO))
 }
 
-async fn run(config: Config, path: PathBuf) -> ExitCode {
+/// Whether log lines carry ANSI colours: only for a terminal, and not when `NO_COLOR` is set
+/// (<https://no-color.org>).
+fn ansi(is_terminal: bool, no_color: bool) -> bool {
+    is_terminal && !no_color
+}
+
+/// The layer that formats log lines onto `writer`.
+fn log_layer<S, W>(
+    format: LogFormat,
+    ansi: bool,
+    writer: W,
+) -> Box<dyn tracing_subscriber::Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    use tracing_subscriber::Layer;
+    let layer = tracing_subscriber::fmt::layer()
+        .with_target(false)
+        .with_writer(writer);
+    match format {
+        LogFormat::Text => layer.with_ansi(ansi).boxed(),
+        LogFormat::Json => layer.json().boxed(),
+    }
+}
+
+async fn run(config: Config, path: PathBuf, log_format: LogFormat) -> ExitCode {
     use tracing_subscriber::Layer;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    let registry = tracing_subscriber::registry().with(
-        tracing_subscriber::fmt::layer()
-            .with_target(false)
-            .with_filter(log_filter()),
-    );
+    let stdout = std::io::stdout();
+    let colours = ansi(stdout.is_terminal(), std::env::var_os("NO_COLOR").is_some());
+    // Kept to the end of `run`: dropping it flushes the lines still queued.
+    let (writer, _log_guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("portcullis-log")
+        .finish(std::io::BufWriter::with_capacity(64 * 1024, stdout));
+    let registry = tracing_subscriber::registry()
+        .with(log_layer(log_format, colours, writer).with_filter(log_filter()));
     #[cfg(feature = "otlp")]
     let otlp = match &config.server.otlp_endpoint {
         None => None,
@@ -198,4 +254,64 @@ async fn run(config: Config, path: PathBuf) -> ExitCode {
         }
     }
     code
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn logged(format: LogFormat, ansi: bool) -> String {
+        let out = Capture::default();
+        let writer = out.clone();
+        let subscriber =
+            tracing_subscriber::registry().with(log_layer(format, ansi, move || writer.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("gen_ai.request", portcullis.trace_id = "t-1");
+            let _entered = span.enter();
+            tracing::warn!(status = 502, "upstream failed");
+        });
+        String::from_utf8(out.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn colours_only_on_a_terminal_without_no_color() {
+        assert!(ansi(true, false));
+        assert!(!ansi(false, false), "redirected: no colours");
+        assert!(!ansi(true, true), "NO_COLOR: no colours");
+    }
+
+    #[test]
+    fn text_lines_without_ansi_carry_no_escape_codes() {
+        let plain = logged(LogFormat::Text, false);
+        assert!(plain.contains("upstream failed"), "{plain}");
+        assert!(!plain.contains('\x1b'), "{plain:?}");
+        assert!(logged(LogFormat::Text, true).contains('\x1b'));
+    }
+
+    #[test]
+    fn json_lines_are_json_objects() {
+        let line = logged(LogFormat::Json, true);
+        assert!(!line.contains('\x1b'));
+        let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+        assert_eq!(v["fields"]["message"], "upstream failed");
+        assert_eq!(v["fields"]["status"], 502);
+        assert_eq!(v["span"]["portcullis.trace_id"], "t-1");
+    }
 }

@@ -465,20 +465,20 @@ pub async fn run(
 }
 
 /// Logs and rendered configs; a temporary one is removed when the run ends, however it ends.
-struct WorkDir {
-    path: PathBuf,
-    remove: bool,
+pub(crate) struct WorkDir {
+    pub(crate) path: PathBuf,
+    pub(crate) remove: bool,
 }
 
 impl WorkDir {
-    fn keep(path: PathBuf) -> Self {
+    pub(crate) fn keep(path: PathBuf) -> Self {
         Self {
             path,
             remove: false,
         }
     }
 
-    fn temporary(path: PathBuf) -> Self {
+    pub(crate) fn temporary(path: PathBuf) -> Self {
         Self { path, remove: true }
     }
 }
@@ -516,7 +516,7 @@ pub fn render_config(template: &Path, to: &Path, port: u16) -> Result<PathBuf, S
 }
 
 /// A loopback address with a port that was free a moment ago.
-fn free_addr() -> Result<SocketAddr, String> {
+pub(crate) fn free_addr() -> Result<SocketAddr, String> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map_err(|e| format!("no free port: {e}"))
@@ -531,7 +531,7 @@ fn which(program: &str) -> Option<PathBuf> {
 }
 
 /// How to start one server process.
-struct Spawn {
+pub(crate) struct Spawn {
     name: &'static str,
     bin: PathBuf,
     addr: SocketAddr,
@@ -542,7 +542,7 @@ struct Spawn {
 }
 
 impl Spawn {
-    fn new(name: &'static str, bin: &Path, addr: SocketAddr) -> Self {
+    pub(crate) fn new(name: &'static str, bin: &Path, addr: SocketAddr) -> Self {
         Self {
             name,
             bin: bin.to_path_buf(),
@@ -554,17 +554,17 @@ impl Spawn {
         }
     }
 
-    fn args<'a>(&mut self, args: impl IntoIterator<Item = &'a str>) -> &mut Self {
+    pub(crate) fn args<'a>(&mut self, args: impl IntoIterator<Item = &'a str>) -> &mut Self {
         self.args.extend(args.into_iter().map(str::to_owned));
         self
     }
 
-    fn env(&mut self, key: &str, value: &str) -> &mut Self {
+    pub(crate) fn env(&mut self, key: &str, value: &str) -> &mut Self {
         self.env.push((key.to_owned(), value.to_owned()));
         self
     }
 
-    fn threads(&mut self, n: Option<usize>) -> &mut Self {
+    pub(crate) fn threads(&mut self, n: Option<usize>) -> &mut Self {
         // Tokio's default runtime reads this, in our binaries and in the gateway alike.
         if let Some(n) = n {
             self.env("TOKIO_WORKER_THREADS", &n.to_string());
@@ -572,20 +572,20 @@ impl Spawn {
         self
     }
 
-    fn cpus(&mut self, cpus: Option<String>) -> &mut Self {
+    pub(crate) fn cpus(&mut self, cpus: Option<String>) -> &mut Self {
         self.cpus = cpus;
         self
     }
 
     /// Our own servers exit when their stdin closes, so they die with the load generator
     /// however it ends; the gateway does not know the flag.
-    fn stdin_watch(&mut self, on: bool) -> &mut Self {
+    pub(crate) fn stdin_watch(&mut self, on: bool) -> &mut Self {
         self.stdin_watch = on;
         self
     }
 
     /// Starts the process and waits until it accepts connections.
-    fn start(&self, work: &Path) -> Result<Proc, String> {
+    pub(crate) fn start(&self, work: &Path) -> Result<Proc, String> {
         if !self.bin.is_file() {
             return Err(format!(
                 "{}: no binary at {} (build it: cargo build --release -p portcullis-gateway -p portcullis-loadgen)",
@@ -657,10 +657,17 @@ fn tail(log: &Path) -> String {
 
 /// A running server; killed when dropped.
 #[derive(Debug)]
-struct Proc {
+pub(crate) struct Proc {
     child: Child,
-    pid: u32,
-    addr: SocketAddr,
+    pub(crate) pid: u32,
+    pub(crate) addr: SocketAddr,
+}
+
+impl Proc {
+    /// Whether the process is still running.
+    pub(crate) fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
 }
 
 impl Drop for Proc {

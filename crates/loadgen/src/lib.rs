@@ -30,6 +30,11 @@
 //! - On a small machine the load generator shares CPUs with what it measures: compare rows
 //!   of one run, not figures of different machines. `--cpus-*` pins with `taskset`.
 //!
+//! `loadgen soak` ([`soak`]) is the other mode: one gateway with every layer and upstream
+//! faults (`configs/soak.json`), mixed load with client drops for ten minutes, the gateway's
+//! RSS and open descriptors sampled from `/proc`, and a verdict on whether they stay flat
+//! (`scripts/soak.sh`; not part of CI).
+//!
 //! `configs/all-layers.json` routes on `metadata.plan` (sent as `x-portkey-metadata` on
 //! every request) and `params.model` to a fallback whose first target load-balances two
 //! providers, with retry, a circuit breaker and `override_params`: every provider points at
@@ -51,6 +56,7 @@ pub mod payload;
 pub mod procfs;
 pub mod proxy;
 pub mod report;
+pub mod soak;
 pub mod stats;
 pub mod upstream;
 

@@ -1,4 +1,5 @@
-//! What `/proc` says about a process (CPU time, peak memory) and about the machine.
+//! What `/proc` says about a process (CPU time, memory, threads, open descriptors) and about
+//! the machine.
 //!
 //! Linux only; elsewhere every reading is `None` and the report says "n/a".
 //!
@@ -34,6 +35,30 @@ pub fn peak_rss_kib(pid: u32) -> Option<u64> {
         &std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?,
         "VmHWM:",
     )
+}
+
+/// The current resident set size of `pid` (`VmRSS`), in KiB.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    status_kib(
+        &std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?,
+        "VmRSS:",
+    )
+}
+
+/// The threads of `pid` (`Threads:` in `/proc/PID/status`).
+pub fn threads(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The file descriptors `pid` holds open (entries of `/proc/PID/fd`).
+pub fn open_fds(pid: u32) -> Option<u64> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64)
 }
 
 fn status_kib(status: &str, key: &str) -> Option<u64> {
@@ -125,5 +150,9 @@ mod tests {
         let pid = std::process::id();
         assert!(cpu_ticks(pid).is_some());
         assert!(peak_rss_kib(pid).unwrap() > 0);
+        assert!(rss_kib(pid).unwrap() > 0);
+        assert!(threads(pid).unwrap() >= 1);
+        // stdin, stdout and stderr at least.
+        assert!(open_fds(pid).unwrap() >= 3);
     }
 }

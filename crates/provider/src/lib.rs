@@ -4,6 +4,9 @@
 //! - [`OpenAi`]: an OpenAI-compatible API over a pooled hyper client with rustls.
 //! - [`Mock`]: a deterministic in-process OpenAI-compatible responder (latency, failure rate,
 //!   status, streams, usage) for trying configs and load tests without a key.
+//! - [`Endpoint`]: the upstream endpoint a request goes to. Both providers read it from the
+//!   incoming path unless pinned to one with their builder's `endpoint` method (so they serve
+//!   a route of any name, such as `/chat`) or given one in the request's extensions.
 //!
 //! Both take `http::Request<BufferedBody>` (put [`portcullis_core::Edge`] in front of them)
 //! and return `http::Response<portcullis_core::Body>` with an

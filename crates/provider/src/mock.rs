@@ -6,6 +6,10 @@
 //! answering and between stream events, fail a fixed share of requests (deterministically:
 //! exactly `rate × n` of the first `n`, spread evenly), or always answer one status.
 //!
+//! It picks the endpoint of a request the way [`OpenAi`](crate::OpenAi) does: an
+//! [`Endpoint`] in the request's extensions, else the one it is pinned to with
+//! [`MockBuilder::endpoint`], else the incoming path (404 for a path that names none).
+//!
 //! ```
 //! use http_body_util::{BodyExt, Full};
 //! use portcullis_core::EdgeLayer;
@@ -48,7 +52,7 @@ use serde_json::{Value, json};
 use tokio::time::Sleep;
 use tower_service::Service;
 
-use crate::endpoint::Endpoint;
+use crate::endpoint::{self, Endpoint};
 
 /// The text a mock answers with unless told otherwise.
 pub const DEFAULT_CONTENT: &str = "This is a mock response from Portcullis.";
@@ -66,6 +70,7 @@ pub struct MockBuilder {
     usage: Option<(u64, u64)>,
     content: String,
     models: Vec<String>,
+    endpoint: Option<Endpoint>,
 }
 
 impl MockBuilder {
@@ -131,6 +136,32 @@ impl MockBuilder {
         self
     }
 
+    /// Pins the mock to `endpoint`: it answers every request as that endpoint, whatever the
+    /// path, unless the request carries an [`Endpoint`] in its extensions (see [`Endpoint`]
+    /// for the order). Default: unpinned, the incoming path decides.
+    ///
+    /// ```
+    /// use http_body_util::{BodyExt, Full};
+    /// use portcullis_core::EdgeLayer;
+    /// use portcullis_provider::{Endpoint, Mock};
+    /// use tower::{Layer, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let stack = EdgeLayer::new().layer(Mock::builder().endpoint(Endpoint::Completions).build());
+    /// let req = http::Request::post("/complete")
+    ///     .body(Full::new(bytes::Bytes::from_static(br#"{"model":"m","prompt":"p"}"#)))
+    ///     .unwrap();
+    /// let res = stack.oneshot(req).await.unwrap();
+    /// let body = res.into_body().collect().await.unwrap().to_bytes();
+    /// let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    /// assert_eq!(json["object"], "text_completion");
+    /// # }
+    /// ```
+    pub fn endpoint(mut self, endpoint: Endpoint) -> Self {
+        self.endpoint = Some(endpoint);
+        self
+    }
+
     /// Builds the mock.
     pub fn build(self) -> Mock {
         let pieces = self
@@ -193,6 +224,7 @@ impl Mock {
             usage: None,
             content: DEFAULT_CONTENT.into(),
             models: vec!["mock-model".into()],
+            endpoint: None,
         }
     }
 
@@ -212,15 +244,8 @@ impl Mock {
         if (n + 1) * shared.failure_ppm / 1_000_000 > n * shared.failure_ppm / 1_000_000 {
             return failure(config.failure_status);
         }
-        let Some(endpoint) = Endpoint::from_path(req.uri().path()) else {
-            return core_error::response(
-                StatusCode::NOT_FOUND,
-                ErrorBody::new(
-                    "invalid_request_error",
-                    format!("unknown endpoint {} {}", req.method(), req.uri().path()),
-                )
-                .code("unknown_endpoint"),
-            );
+        let Some(endpoint) = Endpoint::of(req, config.endpoint) else {
+            return endpoint::unknown(req);
         };
         let parsed;
         let view = match req.extensions().get::<Arc<RequestView>>() {
@@ -265,11 +290,11 @@ impl Mock {
                     "usage": {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.prompt_tokens},
                 }))
             }
-            Endpoint::ChatCompletions | Endpoint::Completions if stream => {
+            Endpoint::Chat | Endpoint::Completions if stream => {
                 let include_usage = view.is_some_and(RequestView::include_usage);
                 self.stream_response(endpoint, &model, usage, include_usage)
             }
-            Endpoint::ChatCompletions => json_response(&json!({
+            Endpoint::Chat => json_response(&json!({
                 "id": "chatcmpl-mock",
                 "object": "chat.completion",
                 "created": 1_700_000_000,
@@ -299,7 +324,7 @@ impl Mock {
         usage: Usage,
         include_usage: bool,
     ) -> Response<Body> {
-        let chat = endpoint == Endpoint::ChatCompletions;
+        let chat = endpoint == Endpoint::Chat;
         let (id, object) = if chat {
             ("chatcmpl-mock", "chat.completion.chunk")
         } else {

@@ -7,7 +7,7 @@ use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use portcullis_core::observe::{Observation, Outcome};
 use portcullis_core::{Body, BufferedBody, EdgeLayer};
-use portcullis_provider::Mock;
+use portcullis_provider::{Endpoint, Mock};
 use tower::{Layer, Service, ServiceExt};
 
 async fn call(mock: &Mock, path: &str, body: &'static str) -> Response<Body> {
@@ -149,4 +149,32 @@ async fn mock_is_always_ready() {
         200
     );
     assert_eq!(mock.served(), 2);
+}
+
+#[tokio::test]
+async fn pinned_mock_serves_any_path_and_an_extension_overrides_the_pin() {
+    let mock = Mock::builder().endpoint(Endpoint::Chat).build();
+    let v = json(call(&mock, "/chat", r#"{"model":"x"}"#).await).await;
+    assert_eq!(v["object"], "chat.completion");
+    let v = json(call(&mock, "/v1/embeddings", r#"{"model":"x"}"#).await).await;
+    assert_eq!(v["object"], "chat.completion", "the pin beats the path");
+
+    let mut req = Request::post("/chat")
+        .body(Full::new(Bytes::from_static(
+            br#"{"model":"e","input":"a"}"#,
+        )))
+        .unwrap();
+    req.extensions_mut().insert(Endpoint::Embeddings);
+    let r = EdgeLayer::new()
+        .layer(mock.clone())
+        .oneshot(req)
+        .await
+        .unwrap();
+    assert_eq!(json(r).await["data"][0]["object"], "embedding");
+
+    // Unpinned, `/chat` names no endpoint.
+    let unpinned = Mock::default();
+    let r = call(&unpinned, "/chat", r#"{"model":"x"}"#).await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(json(r).await["error"]["code"], "unknown_endpoint");
 }

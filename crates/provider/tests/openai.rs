@@ -9,7 +9,7 @@ use http_body_util::{BodyExt, Full};
 use portcullis_core::facts::ResponseFacts;
 use portcullis_core::observe::{Observation, Outcome, Report};
 use portcullis_core::{Body, EdgeLayer, FactHeadersLayer};
-use portcullis_provider::{HttpClient, OpenAi};
+use portcullis_provider::{Endpoint, HttpClient, OpenAi};
 use portcullis_testkit::{FakeUpstream, Plan};
 use tower::{Layer, Service, ServiceExt};
 
@@ -369,9 +369,39 @@ async fn other_endpoints_pass_through() {
     let r = send(p, req).await;
     assert_eq!(r.status(), 200);
     let seen = upstream.last_request().unwrap();
-    assert_eq!(seen.path, "/v1/models?limit=2");
+    // The query is the client's and is dropped (see `query_strings_are_dropped_unless_allowed`).
+    assert_eq!(seen.path, "/v1/models");
     assert_eq!(seen.method, "GET");
     assert_eq!(seen.header("content-type"), None);
+}
+
+#[tokio::test]
+async fn query_strings_are_dropped_unless_allowed() {
+    let upstream = FakeUpstream::start().await;
+    let path = "/v1/chat/completions?api-version=evil&key=x";
+    let r = send(provider(&upstream), client_request(path, CHAT)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        upstream.last_request().unwrap().path,
+        "/v1/chat/completions"
+    );
+
+    let allowing = OpenAi::builder(upstream.base_url())
+        .allow_query_params(["api-version"])
+        .allow_query_params(vec![String::from("trace")])
+        .build()
+        .unwrap();
+    let path =
+        "/v1/chat/completions?key=x&api-version=2024-10-21&api%2Dversion=2&trace=%20t&a=1;trace=2";
+    let r = send(allowing.clone(), client_request(path, CHAT)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        upstream.last_request().unwrap().path,
+        "/v1/chat/completions?api-version=2024-10-21&trace=%20t"
+    );
+    let r = send(allowing, client_request("/v1/embeddings?key=x", CHAT)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(upstream.last_request().unwrap().path, "/v1/embeddings");
 }
 
 #[tokio::test]
@@ -388,6 +418,139 @@ async fn unknown_paths_and_methods_never_reach_the_upstream() {
     let r = send(p, req).await;
     assert_eq!(r.status(), 405);
     assert_eq!(upstream.hits(), 0);
+}
+
+fn with_endpoint(mut req: Request<Full<Bytes>>, endpoint: Endpoint) -> Request<Full<Bytes>> {
+    req.extensions_mut().insert(endpoint);
+    req
+}
+
+#[tokio::test]
+async fn provider_pinned_to_chat_serves_a_route_named_chat() {
+    let upstream = FakeUpstream::start().await;
+    let pinned = OpenAi::builder(format!("{}/openai/v1/", upstream.url()))
+        .api_key("sk-upstream-secret")
+        .endpoint(Endpoint::Chat)
+        .build()
+        .unwrap();
+    assert_eq!(pinned.endpoint(), Some(Endpoint::Chat));
+
+    let r = send(pinned.clone(), client_request("/chat", CHAT)).await;
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = serde_json::from_str(&text(r).await).unwrap();
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        portcullis_testkit::DEFAULT_CONTENT
+    );
+    let seen = upstream.last_request().unwrap();
+    assert_eq!(seen.path, "/openai/v1/chat/completions");
+    assert_eq!(seen.method, "POST");
+    assert_eq!(seen.body, CHAT.as_bytes());
+    assert_eq!(
+        seen.header("authorization"),
+        Some("Bearer sk-upstream-secret")
+    );
+
+    // Streams too, with usage asked for as on the path-derived route.
+    let r = send(pinned.clone(), client_request("/chat", CHAT_STREAM)).await;
+    assert_eq!(r.status(), 200);
+    let o = observation(&r);
+    assert!(text(r).await.ends_with("data: [DONE]\n\n"));
+    assert!(report(&o).usage.is_some());
+    assert_eq!(
+        upstream.last_request().unwrap().path,
+        "/openai/v1/chat/completions"
+    );
+
+    // The pin beats a path that names another endpoint; any path at all is served.
+    for path in ["/v1/embeddings", "/", "/api/v2/anything?x=1"] {
+        let r = send(pinned.clone(), client_request(path, CHAT)).await;
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(
+            upstream.last_request().unwrap().path,
+            "/openai/v1/chat/completions",
+            "{path}"
+        );
+    }
+
+    // The method is still the endpoint's: nothing reaches the upstream.
+    let hits = upstream.hits();
+    let req = Request::get("/chat").body(Full::new(Bytes::new())).unwrap();
+    let r = send(pinned, req).await;
+    assert_eq!(r.status(), 405);
+    assert_eq!(upstream.hits(), hits);
+}
+
+#[tokio::test]
+async fn an_endpoint_extension_overrides_the_pin_and_the_path() {
+    let upstream = FakeUpstream::start().await;
+    let pinned = OpenAi::builder(upstream.base_url())
+        .endpoint(Endpoint::Chat)
+        .build()
+        .unwrap();
+    let req = with_endpoint(client_request("/chat", CHAT), Endpoint::Embeddings);
+    let r = send(pinned.clone(), req).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(upstream.last_request().unwrap().path, "/v1/embeddings");
+
+    let req = Request::get("/chat").body(Full::new(Bytes::new())).unwrap();
+    let r = send(pinned, with_endpoint(req, Endpoint::Models)).await;
+    assert_eq!(r.status(), 200);
+    let seen = upstream.last_request().unwrap();
+    assert_eq!(
+        (seen.method.as_str(), seen.path.as_str()),
+        ("GET", "/v1/models")
+    );
+
+    // Unpinned, the extension beats the path, a known one or one that names nothing.
+    let unpinned = provider(&upstream);
+    let req = with_endpoint(
+        client_request("/v1/chat/completions", CHAT),
+        Endpoint::Completions,
+    );
+    assert_eq!(send(unpinned.clone(), req).await.status(), 200);
+    assert_eq!(upstream.last_request().unwrap().path, "/v1/completions");
+    let req = with_endpoint(client_request("/chat", CHAT), Endpoint::Chat);
+    assert_eq!(send(unpinned.clone(), req).await.status(), 200);
+    assert_eq!(
+        upstream.last_request().unwrap().path,
+        "/v1/chat/completions"
+    );
+
+    // The extension's endpoint decides the method too.
+    let hits = upstream.hits();
+    let req = with_endpoint(
+        client_request("/v1/chat/completions", CHAT),
+        Endpoint::Models,
+    );
+    assert_eq!(send(unpinned, req).await.status(), 405);
+    assert_eq!(upstream.hits(), hits);
+}
+
+#[tokio::test]
+async fn unpinned_provider_reads_the_incoming_path() {
+    let upstream = FakeUpstream::start().await;
+    let p = provider(&upstream);
+    assert_eq!(p.endpoint(), None);
+    let r = send(p.clone(), client_request("/chat", CHAT)).await;
+    assert_eq!(r.status(), 404);
+    let v: serde_json::Value = serde_json::from_str(&text(r).await).unwrap();
+    assert_eq!(v["error"]["code"], "unknown_endpoint");
+    assert_eq!(v["error"]["message"], "unknown endpoint POST /chat");
+    assert_eq!(upstream.hits(), 0);
+
+    for (path, upstream_path) in [
+        ("/v1/chat/completions", "/v1/chat/completions"),
+        ("/chat/completions", "/v1/chat/completions"),
+        ("/v1/completions", "/v1/completions"),
+        ("/embeddings", "/v1/embeddings"),
+    ] {
+        assert_eq!(
+            send(p.clone(), client_request(path, CHAT)).await.status(),
+            200
+        );
+        assert_eq!(upstream.last_request().unwrap().path, upstream_path);
+    }
 }
 
 #[tokio::test]
@@ -444,6 +607,10 @@ fn bad_configs_are_build_errors() {
     );
     assert!(err(OpenAi::builder("http://x").header("bad name", "x")).contains("not a header name"));
     assert!(err(OpenAi::builder("http://x").api_key("a\nb")).contains("api_key"));
+    assert!(
+        err(OpenAi::builder("http://x").allow_query_params(["key&x"]))
+            .contains("allow_query_params")
+    );
     let debug = format!(
         "{:?}",
         OpenAi::builder("http://x").api_key("sk-very-secret")

@@ -69,6 +69,13 @@
 //!   add 20% to the first tries of the last 10 s, and 10 per second are always allowed), so a
 //!   failing upstream cannot multiply its load. When it is spent, the last answer is returned
 //!   without waiting.
+//! - **The request's attempt budget**: a request that carries an
+//!   [`AttemptBudget`](portcullis_core::context::AttemptBudget) (given by
+//!   [`AttemptLimitLayer`](portcullis_core::AttemptLimitLayer) and shared by every retry and
+//!   fallback of the request) is not retried once that budget has no attempt left: the last
+//!   answer is returned at once, as when the layer's own attempts are used, so the client
+//!   gets the upstream's real status rather than `attempts_exhausted`. A request without one
+//!   is bounded by the layer's own limits only.
 //! - **Streams**: a `stream: true` request (per the
 //!   [`RequestView`](portcullis_core::RequestView)) whose 2xx response breaks before its
 //!   first event is retried; once an event has arrived the response is final, so nothing
@@ -77,9 +84,10 @@
 //! - **Facts**: every response gets
 //!   [`ResponseFacts::retries`](portcullis_core::facts::ResponseFacts): `Made(n)` for `n`
 //!   retries then a final answer, `Exhausted` when the layer gave up on an answer that was
-//!   still a retryable failure (attempts used, total wait capped, or budget spent). Each
-//!   attempt carries [`Attempt(k)`](portcullis_core::context::Attempt) in its request
-//!   extensions (0 for the first try; with nested retry layers, the innermost one's count).
+//!   still a retryable failure (attempts used, the request's attempt budget spent, total wait
+//!   capped, or retry budget spent). Each attempt carries
+//!   [`Attempt(k)`](portcullis_core::context::Attempt) in its request extensions (0 for the
+//!   first try; with nested retry layers, the innermost one's count).
 //!   When the last attempt ends in an error, that error is returned (the edge answers it).
 //!
 //! # Compared with Portkey

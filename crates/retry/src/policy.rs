@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use http::{Request, Response, StatusCode};
-use portcullis_core::context::Attempt;
+use portcullis_core::context::{Attempt, AttemptBudget};
 use portcullis_core::error::{
-    BodyTooLarge, BudgetExceeded, GuardDenied, HttpError, InvalidRequest, RateLimited, Unavailable,
-    to_http_error,
+    AttemptsExhausted, BodyTooLarge, BudgetExceeded, GuardDenied, HttpError, InvalidRequest,
+    RateLimited, Unavailable, to_http_error,
 };
 use portcullis_core::facts::{ResponseFacts, Retries};
 use portcullis_core::{Body, BoxError, BufferedBody, clone_request};
@@ -137,7 +137,8 @@ impl RetryPolicy {
             Ok(response) => self.status_failure(response.status(), || {
                 retry_after::requested_wait(response.headers(), (self.config.clock)())
             }),
-            Err(err) if err.is::<Unavailable>() => None,
+            // The request's whole attempt budget is spent: another try would be refused too.
+            Err(err) if err.is::<Unavailable>() || err.is::<AttemptsExhausted>() => None,
             Err(err) if is_refusal(err) => {
                 let http = to_http_error(err);
                 self.status_failure(http.status(), || http.retry_after())
@@ -166,12 +167,12 @@ impl RetryPolicy {
         })
     }
 
-    /// The wait before the next retry, or `None` when no retry is allowed: attempts used,
-    /// the total wait would pass its cap, or the budget is spent (checked last, so a refused
-    /// retry never takes from it).
-    fn next_wait(&self, failure: Failure) -> Option<Duration> {
+    /// The wait before the next retry of `req`, or `None` when no retry is allowed: attempts
+    /// used, the request's whole [`AttemptBudget`] spent, the total wait would pass its cap,
+    /// or the retry budget is spent (checked last, so a refused retry never takes from it).
+    fn next_wait(&self, failure: Failure, req: &Request<BufferedBody>) -> Option<Duration> {
         let config = &*self.config;
-        if self.retries >= config.attempts {
+        if self.retries >= config.attempts || attempts_spent(req) {
             return None;
         }
         let wait = failure.retry_after.unwrap_or_else(|| {
@@ -227,7 +228,7 @@ impl tower::retry::Policy<Request<BufferedBody>, Response<Body>, BoxError> for R
             Self::finish(result, Retries::Made(self.retries));
             return None;
         };
-        let Some(wait) = self.next_wait(failure) else {
+        let Some(wait) = self.next_wait(failure, req) else {
             Self::finish(result, Retries::Exhausted);
             return None;
         };
@@ -250,6 +251,15 @@ impl tower::retry::Policy<Request<BufferedBody>, Response<Body>, BoxError> for R
         }
         Some(clone_request(req))
     }
+}
+
+/// Whether the request has no upstream attempt left in its whole [`AttemptBudget`] (one
+/// atomic load; a request without a budget has no such limit). A retry then would only be
+/// refused with `AttemptsExhausted` after its wait: the last real answer is better.
+fn attempts_spent(req: &Request<BufferedBody>) -> bool {
+    req.extensions()
+        .get::<AttemptBudget>()
+        .is_some_and(|budget| budget.remaining() == 0)
 }
 
 /// Errors that carry an HTTP answer of their own (a refusal, not a transport failure): they
@@ -575,5 +585,17 @@ mod tests {
         assert!(!custom.retries_on(StatusCode::SERVICE_UNAVAILABLE));
         let off = RetryPolicy::builder(0).build().unwrap();
         assert!(!off.retries_on(StatusCode::SERVICE_UNAVAILABLE));
+    }
+
+    #[test]
+    fn a_spent_attempt_budget_is_final_even_when_502_is_listed() {
+        let policy = RetryPolicy::builder(3)
+            .on_status_codes([502])
+            .build()
+            .unwrap();
+        let spent: Result<Response<Body>, BoxError> = Err(AttemptsExhausted { limit: 4 }.into());
+        assert!(policy.failure(&spent).is_none());
+        let transport: Result<Response<Body>, BoxError> = Err("reset".into());
+        assert!(policy.failure(&transport).is_some());
     }
 }

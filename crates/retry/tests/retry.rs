@@ -10,14 +10,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use portcullis_core::context::Attempt;
+use portcullis_core::context::{Attempt, AttemptBudget};
 use portcullis_core::error::{
-    BudgetExceeded, GuardDenied, RateLimited, RequestTimeout, Unavailable, UpstreamError,
-    UpstreamErrorKind, error_response,
+    AttemptsExhausted, BudgetExceeded, GuardDenied, RateLimited, RequestTimeout, Unavailable,
+    UpstreamError, UpstreamErrorKind, error_response,
 };
 use portcullis_core::facts::{ResponseFacts, Retries};
 use portcullis_core::observe::{Observation, Outcome, observe_response};
-use portcullis_core::{Body, BoxError, BufferedBody, RequestView};
+use portcullis_core::{Body, BoxError, BufferedBody, RequestView, SpendAttemptLayer};
 use portcullis_retry::{Retry, RetryLayer, RetryPolicy, RetryPolicyBuilder};
 use tokio::time::Instant;
 use tower::{Layer, Service, ServiceExt, service_fn};
@@ -825,4 +825,93 @@ async fn a_poll_ready_error_is_returned() {
         Poll::Ready(Err(err)) => assert_eq!(err.to_string(), "inner not ready"),
         other => panic!("expected the inner error, got {other:?}"),
     }
+}
+
+fn with_budget(mut req: Request<BufferedBody>, budget: &AttemptBudget) -> Request<BufferedBody> {
+    req.extensions_mut().insert(budget.clone());
+    req
+}
+
+/// Retries around a leaf that spends the request's attempt budget, as in a gateway stack.
+async fn send_spending(
+    policy: RetryPolicyBuilder,
+    upstream: &Upstream,
+    req: Request<BufferedBody>,
+) -> Result<Response<Body>, BoxError> {
+    let leaf = SpendAttemptLayer::new().layer(upstream.service());
+    Retry::new(leaf, policy.build().unwrap()).oneshot(req).await
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_spent_attempt_budget_stops_retries_with_the_last_answer() {
+    let upstream = Upstream::new(
+        vec![
+            Step::Status(500, &[]),
+            Step::Status(429, &[("x-from", "b")]),
+        ],
+        || Step::Status(200, &[]),
+    );
+    let budget = AttemptBudget::new(2);
+    let start = Instant::now();
+    let r = send_spending(policy(5), &upstream, with_budget(request(), &budget))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        429,
+        "the upstream's answer, not attempts_exhausted"
+    );
+    assert_eq!(r.headers()["x-from"], "b");
+    assert_eq!(retries(&r), Some(Retries::Exhausted));
+    assert_eq!(upstream.hits(), 2);
+    assert_eq!(
+        start.elapsed(),
+        MS(500),
+        "no wait for a retry that will not be made"
+    );
+    assert_eq!(budget.remaining(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_spent_attempt_budget_returns_the_last_error() {
+    let upstream = Upstream::new(vec![], || Step::Fail(transport));
+    let budget = AttemptBudget::new(1);
+    let err = send_spending(policy(5), &upstream, with_budget(request(), &budget))
+        .await
+        .unwrap_err();
+    assert!(err.is::<UpstreamError>(), "{err}");
+    assert!(!err.is::<AttemptsExhausted>());
+    assert_eq!(upstream.hits(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_budget_spent_elsewhere_is_read_before_each_retry() {
+    // No leaf spends here: the layer reads the shared budget, whoever spent it (a sibling
+    // target, an earlier fallback turn).
+    let upstream = Upstream::always(503);
+    let budget = AttemptBudget::new(0);
+    let r = send_req(policy(3), &upstream, with_budget(request(), &budget))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(retries(&r), Some(Retries::Exhausted));
+    assert_eq!(
+        upstream.hits(),
+        1,
+        "the first try is not the retry layer's to refuse"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_attempts_left_in_the_budget_retries_go_on() {
+    let upstream = Upstream::new(vec![Step::Status(503, &[]), Step::Status(503, &[])], || {
+        Step::Status(200, &[])
+    });
+    let budget = AttemptBudget::new(10);
+    let r = send_spending(policy(5), &upstream, with_budget(request(), &budget))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(retries(&r), Some(Retries::Made(2)));
+    assert_eq!(budget.remaining(), 7);
 }

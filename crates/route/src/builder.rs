@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::service::Table;
-use crate::{BuildError, Condition, Router};
+use crate::{BuildError, Condition, RegexLimits, Router};
 
 /// Builds a [`Router`]: targets by name (in order: their index is what
 /// [`TargetPath`](portcullis_core::context::TargetPath) records), conditions in order, and
@@ -18,6 +18,7 @@ pub struct RouterBuilder<S> {
     targets: Vec<(String, S)>,
     conditions: Vec<(Condition, String)>,
     default: Option<String>,
+    regex_limits: RegexLimits,
 }
 
 impl<S> RouterBuilder<S> {
@@ -26,6 +27,7 @@ impl<S> RouterBuilder<S> {
             targets: Vec::new(),
             conditions: Vec::new(),
             default: None,
+            regex_limits: RegexLimits::default(),
         }
     }
 
@@ -41,6 +43,14 @@ impl<S> RouterBuilder<S> {
         self
     }
 
+    /// The limits the regexes of [`conditions`](RouterBuilder::conditions) added after this
+    /// call are built within (default: [`RegexLimits::default`]). A pattern past them is a
+    /// [`BuildError`] at its path, e.g. `conditions[0].query."params.user".$regex`.
+    pub fn regex_limits(mut self, limits: RegexLimits) -> Self {
+        self.regex_limits = limits;
+        self
+    }
+
     /// Adds Portkey's `strategy.conditions`: an array of `{"query": {…}, "then": "name"}`,
     /// tried in order after any added before. Each query is compiled now; an error names its
     /// position, e.g. `conditions[1].query."metadata.plan".$in: …`.
@@ -53,8 +63,8 @@ impl<S> RouterBuilder<S> {
         };
         for item in items {
             let position = self.conditions.len();
-            let (condition, then) =
-                entry(item).map_err(|e| e.in_index(position).prefixed("conditions"))?;
+            let (condition, then) = entry(item, &self.regex_limits)
+                .map_err(|e| e.in_index(position).prefixed("conditions"))?;
             self.conditions.push((condition, then));
         }
         Ok(self)
@@ -122,7 +132,7 @@ impl<S> RouterBuilder<S> {
 }
 
 /// One `{"query": …, "then": …}`.
-fn entry(item: &Value) -> Result<(Condition, String), BuildError> {
+fn entry(item: &Value, limits: &RegexLimits) -> Result<(Condition, String), BuildError> {
     let Value::Object(object) = item else {
         return Err(BuildError::new(
             "a condition is an object {\"query\": …, \"then\": …}",
@@ -146,7 +156,7 @@ fn entry(item: &Value) -> Result<(Condition, String), BuildError> {
         }
         None => return Err(BuildError::new("missing \"then\"")),
     };
-    let condition = Condition::compile(query).map_err(|e| e.in_key("query"))?;
+    let condition = Condition::compile_with(query, limits).map_err(|e| e.in_key("query"))?;
     Ok((condition, then))
 }
 
@@ -159,6 +169,36 @@ impl<S> fmt::Debug for RouterBuilder<S> {
             )
             .field("conditions", &self.conditions.len())
             .field("default", &self.default)
+            .field("regex_limits", &self.regex_limits)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::{RegexLimits, Router};
+
+    #[test]
+    fn regex_limits_apply_to_the_conditions_added_after_them() {
+        let bomb = json!([
+            {"query": {"params.model": {"$regex": "^gpt"}}, "then": "a"},
+            {"query": {"params.user": {"$regex": "\\w{60}"}}, "then": "a"}
+        ]);
+        let err = Router::<()>::builder()
+            .target("a", ())
+            .conditions(&bomb)
+            .unwrap_err();
+        assert_eq!(err.path(), r#"conditions[1].query."params.user".$regex"#);
+        assert!(err.message().contains("larger than the limit"), "{err}");
+        let roomy = RegexLimits::default().size_limit(64 << 20);
+        assert!(
+            Router::<()>::builder()
+                .target("a", ())
+                .regex_limits(roomy)
+                .conditions(&bomb)
+                .is_ok()
+        );
     }
 }

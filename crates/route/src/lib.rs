@@ -128,7 +128,7 @@ mod input;
 mod service;
 
 pub use self::builder::RouterBuilder;
-pub use self::condition::Condition;
+pub use self::condition::{Condition, RegexLimits};
 pub use self::error::BuildError;
 pub use self::future::ResponseFuture;
 pub use self::input::RouteInput;

@@ -27,6 +27,8 @@ pub(crate) struct Shared {
     pub(crate) meter: Meter,
     /// The metadata of requests that have none, shared.
     pub(crate) empty: Metadata,
+    /// Metadata keys whose values spans (and so logs) may show.
+    pub(crate) log_metadata_keys: Box<[String]>,
 }
 
 /// Applies [`Tag`] to a service; a builder for its settings.
@@ -59,6 +61,7 @@ struct Settings {
     limits: MetadataLimits,
     metadata_labels: Vec<String>,
     label_cap: usize,
+    log_metadata_keys: Vec<String>,
 }
 
 impl Settings {
@@ -70,6 +73,7 @@ impl Settings {
             limits: self.limits,
             meter: Meter::new(self.label_cap, &self.metadata_labels),
             empty: Metadata::default(),
+            log_metadata_keys: self.log_metadata_keys.clone().into_boxed_slice(),
         })
     }
 }
@@ -85,6 +89,7 @@ impl TagLayer {
             limits: MetadataLimits::default(),
             metadata_labels: Vec::new(),
             label_cap: DEFAULT_LABEL_CAP,
+            log_metadata_keys: Vec::new(),
         };
         Self {
             shared: settings.compile(),
@@ -167,6 +172,17 @@ impl TagLayer {
     /// (default 64).
     pub fn label_cap(mut self, n: usize) -> Self {
         self.settings.label_cap = n;
+        self.changed()
+    }
+
+    /// Lets the value of metadata key `key` appear in the request span (and so in logs and
+    /// exported traces). Without this, the span shows the key with the value `<redacted>`:
+    /// metadata often carries user ids and emails.
+    pub fn log_metadata_key(mut self, key: impl Into<String>) -> Self {
+        let key = key.into();
+        if !self.settings.log_metadata_keys.contains(&key) {
+            self.settings.log_metadata_keys.push(key);
+        }
         self.changed()
     }
 }

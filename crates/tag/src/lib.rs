@@ -82,6 +82,7 @@
 //! | virtual key header | `x-portkey-virtual-key` | [`TagLayer::virtual_key_header`] |
 //! | metadata keys as metric labels | none | [`TagLayer::metadata_label`] (at most 8) |
 //! | distinct values per label | 64, then `other` | [`TagLayer::label_cap`] |
+//! | metadata values shown in spans and logs | none (`<redacted>`) | [`TagLayer::log_metadata_key`] |
 //!
 //! - **Metadata** must be a JSON object whose values are all strings. Anything else, or a
 //!   limit passed, is answered **400** (`invalid_request_error`, code `invalid_metadata`,
@@ -114,7 +115,9 @@
 //! `stream_failed`, `cancelled`), `server.address` (the host the client addressed),
 //! `http.response.status_code`, and `portcullis.trace_id`, `portcullis.target`,
 //! `portcullis.api_key` (the key's name), `portcullis.metadata` (the metadata as JSON; with
-//! `otlp` also one attribute `portcullis.metadata.KEY` per key). Token counts, the response
+//! `otlp` also one attribute `portcullis.metadata.KEY` per key). Metadata values (the
+//! request's `user` among them, as `_user`) show as `<redacted>` unless their key is named
+//! by [`TagLayer::log_metadata_key`]: the keys are kept, the values never reach a log. Token counts, the response
 //! model and the finish reason come from the response's
 //! [`Observation`](portcullis_core::observe::Observation) report; the span is recorded and
 //! closed when it arrives, so it covers the whole stream. A server error or a broken stream

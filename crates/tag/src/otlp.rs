@@ -115,10 +115,14 @@ pub(crate) fn bind(span: &Span, trace: &TraceId, parent: Option<&Traceparent>) {
     }
 }
 
-/// Sets one attribute per metadata key, `portcullis.metadata.KEY`.
-pub(crate) fn record_metadata(span: &Span, metadata: &Metadata) {
+/// Sets one attribute per metadata key, `portcullis.metadata.KEY`, its value only for a key
+/// in `allowed`.
+pub(crate) fn record_metadata(span: &Span, metadata: &Metadata, allowed: &[String]) {
     for (key, value) in metadata.iter() {
-        span.set_attribute(format!("portcullis.metadata.{key}"), value.to_owned());
+        span.set_attribute(
+            format!("portcullis.metadata.{key}"),
+            crate::telemetry::loggable(key, value, allowed).to_owned(),
+        );
     }
 }
 

@@ -173,7 +173,7 @@ where
         let virtual_key = header_str(req.headers(), &shared.virtual_key_header).map(Arc::from);
         let caller = req.extensions_mut().get_or_insert_default::<Caller>();
         fill_caller(caller, &metadata, virtual_key);
-        telemetry::record_request(&span, &metadata, caller);
+        telemetry::record_request(&span, &metadata, caller, &shared.log_metadata_keys);
         let pending = Pending::new(
             shared.clone(),
             start,

@@ -98,22 +98,41 @@ pub(crate) fn request_span<B>(
     span
 }
 
-/// Records what the request says about itself: its metadata and caller.
-pub(crate) fn record_request(span: &Span, metadata: &Metadata, caller: &Caller) {
+/// What a span shows of a metadata value whose key is not allowed in logs.
+pub(crate) const REDACTED: &str = "<redacted>";
+
+/// The value of metadata key `key` as spans show it: the value itself only for a key in
+/// `allowed`.
+pub(crate) fn loggable<'a>(key: &str, value: &'a str, allowed: &[String]) -> &'a str {
+    if allowed.iter().any(|k| k == key) {
+        value
+    } else {
+        REDACTED
+    }
+}
+
+/// Records what the request says about itself: its metadata (values only for keys in
+/// `allowed`) and caller.
+pub(crate) fn record_request(
+    span: &Span,
+    metadata: &Metadata,
+    caller: &Caller,
+    allowed: &[String],
+) {
     if span.is_disabled() {
         return;
     }
     if !metadata.is_empty() {
         let map: serde_json::Map<String, serde_json::Value> = metadata
             .iter()
-            .map(|(k, v)| (k.to_owned(), v.into()))
+            .map(|(k, v)| (k.to_owned(), loggable(k, v, allowed).into()))
             .collect();
         span.record(
             "portcullis.metadata",
             serde_json::Value::Object(map).to_string(),
         );
         #[cfg(feature = "otlp")]
-        crate::otlp::record_metadata(span, metadata);
+        crate::otlp::record_metadata(span, metadata, allowed);
     }
     if let Some(key) = &caller.api_key {
         span.record("portcullis.api_key", &**key);

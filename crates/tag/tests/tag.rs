@@ -732,7 +732,7 @@ async fn latency_and_time_to_first_token_use_tokio_time() {
 async fn one_span_per_request_with_the_gen_ai_attributes() {
     let spans = spans();
     let r = send(
-        TagLayer::new(),
+        TagLayer::new().log_metadata_key("team"),
         recording(Log::default()),
         post(
             CHAT,
@@ -776,6 +776,52 @@ async fn one_span_per_request_with_the_gen_ai_attributes() {
         );
     }
     assert!(!fields.contains_key("error.type"));
+}
+
+#[tokio::test]
+async fn metadata_values_stay_out_of_spans_unless_allowed() {
+    let spans = spans();
+    for (layer, trace) in [
+        (TagLayer::new(), "meta-default"),
+        (TagLayer::new().log_metadata_key("team"), "meta-team"),
+    ] {
+        let r = send(
+            layer,
+            recording(Log::default()),
+            post(
+                CHAT_USER,
+                &[
+                    (
+                        "x-portkey-metadata",
+                        r#"{"team":"search","email":"ann@example.com"}"#,
+                    ),
+                    ("x-portkey-trace-id", trace),
+                ],
+            ),
+        )
+        .await;
+        r.into_body().collect().await.unwrap();
+    }
+    let metadata = |trace: &str| {
+        let closed = spans.closed(trace);
+        let fields = &closed[0].1;
+        let json: serde_json::Value = serde_json::from_str(&fields["portcullis.metadata"]).unwrap();
+        let all = fields.values().cloned().collect::<Vec<_>>().join(" ");
+        assert!(!all.contains("ann@example.com"), "{all}");
+        assert!(
+            !all.contains("body-user"),
+            "the body's user is metadata `_user`: {all}"
+        );
+        json
+    };
+    assert_eq!(
+        metadata("meta-default"),
+        serde_json::json!({"team": "<redacted>", "email": "<redacted>", "_user": "<redacted>"})
+    );
+    assert_eq!(
+        metadata("meta-team"),
+        serde_json::json!({"team": "search", "email": "<redacted>", "_user": "<redacted>"})
+    );
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@ use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::request::Parts;
-use http::{Method, Request, Response, header};
+use http::{HeaderValue, Method, Request, Response, header};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
@@ -35,6 +35,7 @@ pin_project! {
             head: Option<(Parts, S)>,
             collected: Collected,
             limit: usize,
+            json_only: bool,
         },
         Calling {
             #[pin]
@@ -52,6 +53,7 @@ impl<B, S, F, E> ResponseFuture<B, S, F, E> {
         body: B,
         inner: S,
         limit: usize,
+        json_only: bool,
         into_box: fn(E) -> BoxError,
     ) -> Self {
         Self {
@@ -60,6 +62,7 @@ impl<B, S, F, E> ResponseFuture<B, S, F, E> {
                 head: Some((parts, inner)),
                 collected: Collected::default(),
                 limit,
+                json_only,
             },
             into_box,
         }
@@ -100,6 +103,7 @@ where
                     head,
                     collected,
                     limit,
+                    json_only,
                 } => {
                     let frame = if body.is_end_stream() {
                         None
@@ -132,7 +136,7 @@ where
                         }
                         None => {
                             let (parts, mut inner) = head.take().expect("body read once");
-                            match prepare(parts, collected.take()) {
+                            match prepare(parts, collected.take(), *json_only) {
                                 Ok(req) => State::Calling {
                                     future: inner.call(req),
                                 },
@@ -165,26 +169,46 @@ impl<B, S, F> State<B, S, F> {
     }
 }
 
-/// Builds the buffered request and parses a JSON body into its view.
-fn prepare(parts: Parts, bytes: Bytes) -> Result<Request<BufferedBody>, InvalidRequest> {
-    let mut req = Request::from_parts(parts, BufferedBody::new(bytes.clone()));
-    if bytes.is_empty() {
-        if req.method() == Method::POST {
+/// The UTF-8 byte order mark, which some Windows tools write before JSON.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Builds the buffered request and parses its body into its view (see the
+/// [module docs](super) for what is parsed and what is refused).
+fn prepare(
+    mut parts: Parts,
+    bytes: Bytes,
+    json_only: bool,
+) -> Result<Request<BufferedBody>, InvalidRequest> {
+    // The view and the bytes sent on are the same bytes, so a stripped BOM is stripped from
+    // both: no layer reads one body while the upstream receives another.
+    let body = match bytes.strip_prefix(BOM) {
+        Some(rest) => bytes.slice(bytes.len() - rest.len()..),
+        None => bytes.clone(),
+    };
+    if body.is_empty() {
+        if matches!(parts.method, Method::POST | Method::PUT | Method::PATCH) {
             return Err(InvalidRequest::new(
                 "request body is empty; expected a JSON object",
             ));
         }
-        return Ok(req);
+        return Ok(Request::from_parts(parts, BufferedBody::new(body)));
     }
     // curl's `-d` labels JSON as a form: a body that opens like an object is read as one.
-    if is_json(req.headers()) || bytes.trim_ascii_start().first() == Some(&b'{') {
-        let view = RequestView::parse(bytes)?;
-        req.extensions_mut().insert(Arc::new(view));
+    if !json_only && !is_json(&parts.headers) && body.trim_ascii_start().first() != Some(&b'{') {
+        return Ok(Request::from_parts(parts, BufferedBody::new(bytes)));
     }
+    let view = RequestView::parse(body.clone())?;
+    if body.len() != bytes.len() && parts.headers.contains_key(header::CONTENT_LENGTH) {
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    }
+    let mut req = Request::from_parts(parts, BufferedBody::new(body));
+    req.extensions_mut().insert(Arc::new(view));
     Ok(req)
 }
 
-/// Whether a body should be read as JSON: a JSON content type, or none at all (OpenAI's
+/// Whether a body is labelled as JSON: a JSON content type, or none at all (OpenAI's
 /// clients always send one, but curl users often forget).
 fn is_json(headers: &http::HeaderMap) -> bool {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {

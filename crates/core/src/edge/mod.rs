@@ -8,6 +8,27 @@
 //! into an OpenAI-style error response, so its own error type is `Infallible` and it can be
 //! handed to axum or hyper as it is.
 //!
+//! # What is parsed
+//!
+//! Every layer that decides something (routing on `params.*`, `override_params`, and the
+//! cache key, guards and budgets) reads the view, so a body that reached them unparsed would
+//! walk around them. The edge therefore reads **every non-empty body as JSON, whatever its
+//! `content-type`**: a body labelled `text/plain` or a form is parsed like any other, and a
+//! body that is not a JSON object is answered 400 (`invalid_request_error`) without calling
+//! the stack.
+//!
+//! - **Byte order mark.** A UTF-8 BOM (`EF BB BF`) before the JSON is tolerated and
+//!   stripped: the view is parsed from the bytes after it, and those same bytes, without the
+//!   BOM, are what the stack forwards (`content-length` is corrected when present). Some
+//!   Windows tools write one; RFC 8259 lets a parser ignore it.
+//! - **Empty bodies.** A `POST`, `PUT` or `PATCH` with an empty body (or only a BOM) is 400.
+//!   Other methods may come without a body (`GET /v1/models`) and pass on with no view.
+//! - **Not JSON by design.** A stack that also serves bodies that are not JSON (multipart
+//!   audio uploads, say) turns this off with [`EdgeLayer::json_only`]`(false)`; then only
+//!   bodies labelled JSON or opening with `{` are parsed, and the others go on unparsed, seen
+//!   by no policy that reads the view. The gateway keeps the default: only its JSON
+//!   endpoints reach an edge.
+//!
 //! ```
 //! use http_body_util::{BodyExt, Full};
 //! use portcullis_core::{Body, BufferedBody, BoxError, EdgeLayer, RequestView};
@@ -28,8 +49,17 @@
 //! let res = stack.clone().oneshot(req).await.unwrap();
 //! assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "gpt-4o-mini");
 //!
+//! // The content type does not decide whether a body is parsed.
+//! let labelled = http::Request::post("/v1/chat/completions")
+//!     .header("content-type", "text/plain")
+//!     .body(Full::new(bytes::Bytes::from_static(b"\xEF\xBB\xBF{\"model\":\"m\"}")))
+//!     .unwrap();
+//! let res = stack.clone().oneshot(labelled).await.unwrap();
+//! assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "m");
+//!
 //! let bad = http::Request::post("/v1/chat/completions")
-//!     .body(Full::new(bytes::Bytes::from_static(b"{not json")))
+//!     .header("content-type", "text/plain")
+//!     .body(Full::new(bytes::Bytes::from_static(b"not json")))
 //!     .unwrap();
 //! assert_eq!(stack.oneshot(bad).await.unwrap().status(), 400);
 //! # }

@@ -14,18 +14,28 @@ use crate::{Body, BoxError, BufferedBody};
 pub struct Edge<S> {
     inner: S,
     limit: usize,
+    json_only: bool,
     /// An error from the inner service's `poll_ready`, answered on the next call.
     ready_error: Option<BoxError>,
 }
 
 impl<S> Edge<S> {
-    /// Wraps `inner`, accepting bodies of up to `limit` bytes.
+    /// Wraps `inner`, accepting bodies of up to `limit` bytes and reading every body as JSON
+    /// (see [`EdgeLayer::json_only`] for the alternative).
     pub fn new(inner: S, limit: usize) -> Self {
         Self {
             inner,
             limit,
+            json_only: true,
             ready_error: None,
         }
+    }
+
+    /// Whether every non-empty body is read as JSON (the default); see
+    /// [`EdgeLayer::json_only`].
+    pub fn json_only(mut self, on: bool) -> Self {
+        self.json_only = on;
+        self
     }
 
     /// A layer with the default limit.
@@ -51,7 +61,7 @@ impl<S> Edge<S> {
 
 impl<S: Clone> Clone for Edge<S> {
     fn clone(&self) -> Self {
-        Self::new(self.inner.clone(), self.limit)
+        Self::new(self.inner.clone(), self.limit).json_only(self.json_only)
     }
 }
 
@@ -60,6 +70,7 @@ impl<S: fmt::Debug> fmt::Debug for Edge<S> {
         f.debug_struct("Edge")
             .field("inner", &self.inner)
             .field("limit", &self.limit)
+            .field("json_only", &self.json_only)
             .finish()
     }
 }
@@ -106,6 +117,6 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let (parts, body) = req.into_parts();
-        ResponseFuture::reading(parts, body, inner, self.limit, Into::into)
+        ResponseFuture::reading(parts, body, inner, self.limit, self.json_only, Into::into)
     }
 }

@@ -468,10 +468,7 @@ impl Observer {
 
 /// An SSE event carrying an OpenAI-style error, as OpenAI's clients read it mid-stream.
 fn error_event(message: &str) -> Bytes {
-    let body = ErrorBody::new("upstream_error", message).code("stream_interrupted");
-    let mut event = BytesMut::with_capacity(message.len() + 128);
-    event.extend_from_slice(b"data: ");
-    event.extend_from_slice(&body.to_json());
-    event.extend_from_slice(b"\n\n");
-    event.freeze()
+    ErrorBody::new("upstream_error", message)
+        .code("stream_interrupted")
+        .to_sse_event()
 }

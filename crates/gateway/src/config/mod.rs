@@ -17,6 +17,7 @@
 //! }
 //! ```
 
+mod limits;
 mod reader;
 mod tree;
 
@@ -26,6 +27,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+pub use self::limits::{
+    DEFAULT_MAX_ATTEMPTS, DEFAULT_REQUEST_TIMEOUT, HeaderConfigLimits, MAX_HEADER_CONFIG_BYTES,
+};
 pub use self::reader::ConfigError;
 use self::reader::{Obj, Result, join, type_name};
 pub use self::tree::{Balancer, BreakerSpec, Mode, Node, NodeKind, Origin, RetrySpec, StickyKey};
@@ -56,13 +60,50 @@ pub struct Server {
     pub api_keys: Vec<(String, String)>,
     /// How long in-flight requests may run after a shutdown signal (default 30 s).
     pub shutdown_timeout: Duration,
-    /// A deadline for a whole request (default: none).
+    /// A deadline for a request to its response head, across every retry and fallback
+    /// (default [`DEFAULT_REQUEST_TIMEOUT`], 600 s; `x-portkey-request-timeout` may shorten it
+    /// per request, never lengthen it).
     pub request_timeout: Option<Duration>,
     /// Metadata keys that become metric labels (at most 8; others never do).
     pub metadata_labels: Vec<String>,
     /// Where to export request spans over OTLP/HTTP (needs the `otlp` feature).
     pub otlp_endpoint: Option<String>,
+    /// Metadata keys whose values may appear in logs and spans (default none: other keys
+    /// show as `<redacted>`).
+    pub log_metadata_keys: Vec<String>,
+    /// Connections served at once (default 1024). Past it the server stops accepting but
+    /// for a few short-lived spare connections that answer only `GET /health` (other
+    /// requests get 503); keep it below the process's file-descriptor limit.
+    pub max_connections: usize,
+    /// Time allowed for a request's head (default 10 s). For HTTP/1.1, hyper counts it from
+    /// when the connection is ready for a request, so it also closes a kept-alive
+    /// connection that sends nothing for this long.
+    pub header_read_timeout: Duration,
+    /// Time allowed to read a whole request body, from its head (default 30 s): 408 past it.
+    pub body_read_timeout: Duration,
+    /// How long a connection may stay open with no request in flight (default 60 s).
+    pub idle_timeout: Duration,
+    /// Concurrent streams an HTTP/2 client may open on one connection (default 128).
+    pub h2_max_concurrent_streams: u32,
+    /// Upstream calls one request may make across all its retries and fallbacks (default
+    /// [`DEFAULT_MAX_ATTEMPTS`], 10). Once spent, retry and fallback stop and the last
+    /// upstream answer is the client's; a leaf reached with none left answers 502
+    /// `attempts_exhausted`.
+    pub max_attempts: u32,
+    /// What a client's `x-portkey-config` may ask for.
+    pub header_config: HeaderConfigLimits,
 }
+
+/// The default of [`Server::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// The default of [`Server::header_read_timeout`].
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default of [`Server::body_read_timeout`].
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default of [`Server::idle_timeout`].
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The default of [`Server::h2_max_concurrent_streams`].
+pub const DEFAULT_H2_MAX_CONCURRENT_STREAMS: u32 = 128;
 
 /// A provider: what it is and how to reach it.
 #[derive(Clone, Debug)]
@@ -101,6 +142,9 @@ pub struct OpenAiSpec {
     pub idle_timeout: Option<Duration>,
     /// Ask for usage on streams.
     pub stream_usage: bool,
+    /// Names of the client's query parameters passed on to the upstream (by default none: the
+    /// client's query string is dropped, so it cannot pick an `api-version` or add a `key`).
+    pub allow_query_params: Vec<String>,
 }
 
 impl std::fmt::Debug for OpenAiSpec {
@@ -112,6 +156,7 @@ impl std::fmt::Debug for OpenAiSpec {
                 "headers",
                 &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
             )
+            .field("allow_query_params", &self.allow_query_params)
             .finish_non_exhaustive()
     }
 }
@@ -257,7 +302,8 @@ fn parse_server(v: &Value, path: &str, env: &dyn Fn(&str) -> Option<String>) -> 
     }
     let shutdown_timeout =
         positive_ms(&mut obj, "shutdown_timeout_ms")?.unwrap_or(Duration::from_secs(30));
-    let request_timeout = positive_ms(&mut obj, "request_timeout")?;
+    let request_timeout =
+        positive_ms(&mut obj, "request_timeout")?.or(Some(DEFAULT_REQUEST_TIMEOUT));
     let mut metadata_labels = Vec::new();
     if let Some((items, lpath)) = obj.array("metadata_labels")? {
         if items.len() > 8 {
@@ -300,7 +346,39 @@ fn parse_server(v: &Value, path: &str, env: &dyn Fn(&str) -> Option<String>) -> 
             Some(url)
         }
     };
-    obj.finish(" (expected listen, body_limit, api_keys, shutdown_timeout_ms, request_timeout, metadata_labels, otlp_endpoint)")?;
+    let log_metadata_keys = match obj.array("log_metadata_keys")? {
+        None => Vec::new(),
+        Some((items, lpath)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                item.as_str()
+                    .filter(|k| !k.is_empty())
+                    .map(str::to_owned)
+                    .ok_or_else(|| {
+                        ConfigError::new(reader::index(&lpath, i), "must be a metadata key")
+                    })
+            })
+            .collect::<Result<_>>()?,
+    };
+    let max_connections = match obj.u64("max_connections")? {
+        None => DEFAULT_MAX_CONNECTIONS,
+        Some((0, path)) => return Err(ConfigError::new(path, "must be > 0")),
+        Some((n, _)) => usize::try_from(n).unwrap_or(usize::MAX),
+    };
+    let header_read_timeout =
+        positive_ms(&mut obj, "header_read_timeout_ms")?.unwrap_or(DEFAULT_HEADER_READ_TIMEOUT);
+    let body_read_timeout =
+        positive_ms(&mut obj, "body_read_timeout_ms")?.unwrap_or(DEFAULT_BODY_READ_TIMEOUT);
+    let idle_timeout = positive_ms(&mut obj, "idle_timeout_ms")?.unwrap_or(DEFAULT_IDLE_TIMEOUT);
+    let h2_max_concurrent_streams = match obj.u64("h2_max_concurrent_streams")? {
+        None => DEFAULT_H2_MAX_CONCURRENT_STREAMS,
+        Some((n @ 1..=0xFFFF_FFFF, _)) => n as u32,
+        Some((_, path)) => return Err(ConfigError::new(path, "must be between 1 and 2^32 - 1")),
+    };
+    let max_attempts = limits::parse_max_attempts(&mut obj)?;
+    let header_config = limits::parse_header_config(obj.get("header_config")?, &api_keys)?;
+    obj.finish(" (expected listen, body_limit, api_keys, shutdown_timeout_ms, request_timeout, metadata_labels, otlp_endpoint, log_metadata_keys, max_connections, header_read_timeout_ms, body_read_timeout_ms, idle_timeout_ms, h2_max_concurrent_streams, max_attempts, header_config)")?;
     Ok(Server {
         listen,
         body_limit,
@@ -309,6 +387,14 @@ fn parse_server(v: &Value, path: &str, env: &dyn Fn(&str) -> Option<String>) -> 
         request_timeout,
         metadata_labels,
         otlp_endpoint,
+        log_metadata_keys,
+        max_connections,
+        header_read_timeout,
+        body_read_timeout,
+        idle_timeout,
+        h2_max_concurrent_streams,
+        max_attempts,
+        header_config,
     })
 }
 
@@ -413,6 +499,21 @@ fn parse_provider(
                 headers.push((k.clone(), substitute(hv, &hp, env)?));
             }
         }
+        let query_path = join(path, "allow_query_params");
+        let allow_query_params = match obj.array("allow_query_params")? {
+            None => Vec::new(),
+            Some((items, qpath)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, q)| match q {
+                    Value::String(q) => Ok(q.clone()),
+                    other => Err(ConfigError::new(
+                        reader::index(&qpath, i),
+                        format!("must be a string, got {}", type_name(other)),
+                    )),
+                })
+                .collect::<Result<_>>()?,
+        };
         let spec = OpenAiSpec {
             base_url,
             api_key,
@@ -421,12 +522,17 @@ fn parse_provider(
             response_timeout: positive_ms(&mut obj, "response_timeout_ms")?,
             idle_timeout: positive_ms(&mut obj, "idle_timeout_ms")?,
             stream_usage: obj.bool("stream_usage")?.is_none_or(|(b, _)| b),
+            allow_query_params,
         };
-        obj.finish(" (expected provider, base_url, api_key, headers, models, connect_timeout_ms, response_timeout_ms, idle_timeout_ms, stream_usage)")?;
-        // Build once now so a bad URL or header stops start-up here, with its path.
+        obj.finish(" (expected provider, base_url, api_key, headers, models, connect_timeout_ms, response_timeout_ms, idle_timeout_ms, stream_usage, allow_query_params)")?;
+        // Build once now so a bad URL, header or query parameter name stops start-up here,
+        // with its path.
         crate::build::openai_builder(name, &spec, None)
             .build()
-            .map_err(|e| ConfigError::new(path, e.to_string()))?;
+            .map_err(|e| {
+                refused_query_param(&spec.allow_query_params, &query_path)
+                    .unwrap_or_else(|| ConfigError::new(path, e.to_string()))
+            })?;
         ProviderKind::OpenAi(spec)
     } else {
         return Err(ConfigError::new(
@@ -438,6 +544,21 @@ fn parse_provider(
         name: name.to_owned(),
         kind,
         models,
+    })
+}
+
+/// The first of `names` that the OpenAI provider refuses as a query parameter name, as an error
+/// at its index under `path`. The provider's own rule decides, so the two cannot drift; it is
+/// asked name by name only once a build has failed, to tell which name it was.
+fn refused_query_param(names: &[String], path: &str) -> Option<ConfigError> {
+    names.iter().enumerate().find_map(|(i, name)| {
+        let err = portcullis_provider::OpenAi::builder("http://localhost")
+            .allow_query_params([name.as_str()])
+            .build()
+            .err()?
+            .to_string();
+        let message = err.strip_prefix("allow_query_params: ").unwrap_or(&err);
+        Some(ConfigError::new(reader::index(path, i), message))
     })
 }
 
@@ -541,5 +662,45 @@ mod tests {
                 .starts_with("extra: unknown key")
         );
         assert!(err("{").starts_with("the config is not valid JSON"));
+    }
+
+    #[test]
+    fn server_limits_have_defaults_and_are_read() {
+        let c = Config::parse(r#"{"providers":{"m":{"provider":"mock"}}}"#, &env).unwrap();
+        assert_eq!(c.server.max_connections, DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(c.server.header_read_timeout, DEFAULT_HEADER_READ_TIMEOUT);
+        assert_eq!(c.server.body_read_timeout, DEFAULT_BODY_READ_TIMEOUT);
+        assert_eq!(c.server.idle_timeout, DEFAULT_IDLE_TIMEOUT);
+        assert_eq!(
+            c.server.h2_max_concurrent_streams,
+            DEFAULT_H2_MAX_CONCURRENT_STREAMS
+        );
+        assert!(c.server.log_metadata_keys.is_empty());
+        let c = Config::parse(
+            r#"{"server":{"max_connections":10,"header_read_timeout_ms":1000,
+                "body_read_timeout_ms":2000,"idle_timeout_ms":3000,
+                "h2_max_concurrent_streams":4,"log_metadata_keys":["team"]},
+                "providers":{"m":{"provider":"mock"}}}"#,
+            &env,
+        )
+        .unwrap();
+        assert_eq!(c.server.max_connections, 10);
+        assert_eq!(c.server.header_read_timeout, ms(1000));
+        assert_eq!(c.server.body_read_timeout, ms(2000));
+        assert_eq!(c.server.idle_timeout, ms(3000));
+        assert_eq!(c.server.h2_max_concurrent_streams, 4);
+        assert_eq!(c.server.log_metadata_keys, ["team"]);
+        let bad = |server: &str| {
+            err(&format!(
+                r#"{{"server":{{{server}}},"providers":{{"m":{{"provider":"mock"}}}}}}"#
+            ))
+        };
+        assert!(bad(r#""max_connections":0"#).starts_with("server.max_connections: "));
+        assert!(bad(r#""idle_timeout_ms":0"#).starts_with("server.idle_timeout_ms: "));
+        assert!(
+            bad(r#""h2_max_concurrent_streams":0"#)
+                .starts_with("server.h2_max_concurrent_streams: ")
+        );
+        assert!(bad(r#""log_metadata_keys":[1]"#).starts_with("server.log_metadata_keys[0]: "));
     }
 }

@@ -6,15 +6,16 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::Provider;
 use super::reader::{ConfigError, Obj, Result, index, join, status_codes};
+use super::{HeaderConfigLimits, Provider};
 
 /// Where a routing tree came from: the server's file, or a client's `x-portkey-config`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Origin {
     /// The config file.
     File,
-    /// A request header: it may only name providers the file defines.
+    /// A request header: it may only name providers the file defines, and is read under
+    /// [`HeaderConfigLimits`] (see [`Node::parse_header`]).
     Header,
 }
 
@@ -149,15 +150,42 @@ const NOT_YET: [&str; 6] = [
 
 const MAX_DEPTH: usize = 12;
 
+/// The most retries a `retry` may ask for in the server's file.
+const MAX_RETRY_ATTEMPTS: u32 = 10;
+
+/// Parameters a target may not override: the client chooses the shape of its answer (a
+/// stream or one JSON document), and a config that turned one into the other would hand it
+/// an answer it cannot read.
+const NOT_OVERRIDABLE: [&str; 2] = ["stream", "stream_options"];
+
 impl Node {
-    /// Reads a routing tree rooted at `path` whose leaves must name one of `providers`.
+    /// Reads a routing tree rooted at `path` whose leaves must name one of `providers`. A
+    /// header config is read under the default [`HeaderConfigLimits`]; see
+    /// [`Node::parse_header`] for others.
     pub fn parse(
         v: &Value,
         path: &str,
         providers: &BTreeMap<String, Provider>,
         origin: Origin,
     ) -> Result<Node> {
-        parse_node(v, path, providers, origin, 0)
+        match origin {
+            Origin::File => Reading::new(providers, None).node(v, path, 0),
+            Origin::Header => {
+                Self::parse_header(v, path, providers, &HeaderConfigLimits::default())
+            }
+        }
+    }
+
+    /// Reads a client's routing tree (`x-portkey-config`) under `limits`: every count, depth
+    /// and pattern length is checked as it is read, so a config past them is refused, with
+    /// its path, before anything of it is compiled.
+    pub fn parse_header(
+        v: &Value,
+        path: &str,
+        providers: &BTreeMap<String, Provider>,
+        limits: &HeaderConfigLimits,
+    ) -> Result<Node> {
+        Reading::new(providers, Some(limits)).node(v, path, 0)
     }
 
     /// The leaves' provider names, in order.
@@ -181,19 +209,122 @@ impl Node {
     }
 }
 
-fn parse_node(
-    v: &Value,
-    path: &str,
-    providers: &BTreeMap<String, Provider>,
-    origin: Origin,
-    depth: usize,
-) -> Result<Node> {
-    if depth > MAX_DEPTH {
-        return Err(ConfigError::new(
-            path,
-            format!("targets nest deeper than {MAX_DEPTH} levels"),
-        ));
+/// One reading of a tree: where it comes from, the limits it is read under (a header config's)
+/// and what it has used of them so far.
+struct Reading<'a> {
+    providers: &'a BTreeMap<String, Provider>,
+    limits: Option<&'a HeaderConfigLimits>,
+    nodes: usize,
+    conditions: usize,
+}
+
+impl<'a> Reading<'a> {
+    fn new(
+        providers: &'a BTreeMap<String, Provider>,
+        limits: Option<&'a HeaderConfigLimits>,
+    ) -> Self {
+        Self {
+            providers,
+            limits,
+            nodes: 0,
+            conditions: 0,
+        }
     }
+
+    fn origin(&self) -> Origin {
+        match self.limits {
+            None => Origin::File,
+            Some(_) => Origin::Header,
+        }
+    }
+
+    fn node(&mut self, v: &Value, path: &str, depth: usize) -> Result<Node> {
+        let max_depth = self.limits.map_or(MAX_DEPTH, |l| l.max_depth);
+        if depth > max_depth {
+            return Err(ConfigError::new(
+                path,
+                format!("targets nest deeper than {max_depth} levels"),
+            ));
+        }
+        self.nodes += 1;
+        if let Some(limits) = self.limits
+            && self.nodes > limits.max_nodes
+        {
+            return Err(ConfigError::new(
+                path,
+                format!(
+                    "a header config holds at most {} targets in all (strategies included)",
+                    limits.max_nodes
+                ),
+            ));
+        }
+        parse_node(v, path, self, depth)
+    }
+
+    /// Counts the tests of one condition's query and checks its patterns' lengths, so that
+    /// nothing of a header config is compiled past its limits.
+    fn condition(&mut self, condition: &Value, path: &str) -> Result<()> {
+        let Some(limits) = self.limits else {
+            return Ok(());
+        };
+        // The condition counts one, so that many empty queries cost as much as full ones.
+        self.count_condition(path, limits)?;
+        let Some(query) = condition.get("query") else {
+            return Ok(());
+        };
+        self.query(query, &join(path, "query"), limits)
+    }
+
+    fn count_condition(&mut self, path: &str, limits: &HeaderConfigLimits) -> Result<()> {
+        self.conditions += 1;
+        if self.conditions > limits.max_conditions {
+            return Err(ConfigError::new(
+                path,
+                format!(
+                    "a header config holds at most {} conditions and condition tests in all",
+                    limits.max_conditions
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn query(&mut self, v: &Value, path: &str, limits: &HeaderConfigLimits) -> Result<()> {
+        match v {
+            Value::Object(map) => {
+                for (key, value) in map {
+                    let kpath = join(path, key);
+                    self.count_condition(&kpath, limits)?;
+                    if key == "$regex"
+                        && let Value::String(pattern) = value
+                        && pattern.len() > limits.max_regex_len
+                    {
+                        return Err(ConfigError::new(
+                            kpath,
+                            format!(
+                                "a pattern in a header config is at most {} bytes, this one is {}",
+                                limits.max_regex_len,
+                                pattern.len()
+                            ),
+                        ));
+                    }
+                    self.query(value, &kpath, limits)?;
+                }
+                Ok(())
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    self.query(item, &index(path, i), limits)?;
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+fn parse_node(v: &Value, path: &str, reading: &mut Reading<'_>, depth: usize) -> Result<Node> {
+    let origin = reading.origin();
     let mut obj = Obj::new(v, path)?;
     for key in NOT_YET {
         if obj.has(key)? {
@@ -228,13 +359,24 @@ fn parse_node(
         }
         Some((w, _)) => w,
     };
-    let override_params = obj
-        .object("override_params")?
-        .map(|(m, _)| m.clone())
-        .unwrap_or_default();
+    let override_params = match obj.object("override_params")? {
+        None => Map::new(),
+        Some((params, opath)) => {
+            if let Some(key) = NOT_OVERRIDABLE.iter().find(|k| params.contains_key(**k)) {
+                return Err(ConfigError::new(
+                    join(&opath, key),
+                    "cannot be overridden: the client's request decides whether the answer streams",
+                ));
+            }
+            params.clone()
+        }
+    };
+    let max_retries = reading
+        .limits
+        .map_or(MAX_RETRY_ATTEMPTS, |l| l.max_retry_attempts);
     let retry = match obj.get("retry")? {
         None | Some((Value::Null, _)) => None,
-        Some((rv, rpath)) => Some(parse_retry(rv, &rpath)?),
+        Some((rv, rpath)) => Some(parse_retry(rv, &rpath, max_retries)?),
     };
     let request_timeout = match obj.u64("request_timeout")? {
         None => None,
@@ -267,16 +409,24 @@ fn parse_node(
     let targets = obj.array("targets")?;
     let kind = match (leaf, strategy, targets) {
         (Some((provider, ppath)), None, None) => {
-            if !providers.contains_key(provider) {
-                let known = providers
-                    .keys()
-                    .map(String::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                return Err(ConfigError::new(
-                    ppath,
-                    format!("unknown provider `{provider}` (the server defines: {known})"),
-                ));
+            if !reading.providers.contains_key(provider) {
+                // A client sees only the name it sent; the operator, reading the file's
+                // error, sees the names to choose from.
+                let message = match origin {
+                    Origin::Header => {
+                        format!("unknown provider `{provider}`: name a provider the server defines")
+                    }
+                    Origin::File => {
+                        let known = reading
+                            .providers
+                            .keys()
+                            .map(String::as_str)
+                            .collect::<Vec<_>>()
+                            .join(", ");
+                        format!("unknown provider `{provider}` (the server defines: {known})")
+                    }
+                };
+                return Err(ConfigError::new(ppath, message));
             }
             NodeKind::Leaf {
                 provider: provider.to_owned(),
@@ -298,10 +448,22 @@ fn parse_node(
             if targets.is_empty() {
                 return Err(ConfigError::new(tpath, "must list at least one target"));
             }
+            if let Some(limits) = reading.limits
+                && targets.len() > limits.max_targets
+            {
+                return Err(ConfigError::new(
+                    tpath,
+                    format!(
+                        "lists {} targets; a strategy in a header config lists at most {}",
+                        targets.len(),
+                        limits.max_targets
+                    ),
+                ));
+            }
             let targets = targets
                 .iter()
                 .enumerate()
-                .map(|(i, t)| parse_node(t, &index(&tpath, i), providers, origin, depth + 1))
+                .map(|(i, t)| reading.node(t, &index(&tpath, i), depth + 1))
                 .collect::<Result<Vec<_>>>()?;
             let Some((sv, spath)) = strategy else {
                 return Err(ConfigError::new(
@@ -309,7 +471,7 @@ fn parse_node(
                     "missing (with `targets`)",
                 ));
             };
-            parse_strategy(sv, &spath, targets)?
+            parse_strategy(sv, &spath, targets, reading)?
         }
     };
     obj.finish("")?;
@@ -325,7 +487,12 @@ fn parse_node(
     })
 }
 
-fn parse_strategy(v: &Value, path: &str, targets: Vec<Node>) -> Result<NodeKind> {
+fn parse_strategy(
+    v: &Value,
+    path: &str,
+    targets: Vec<Node>,
+    reading: &mut Reading<'_>,
+) -> Result<NodeKind> {
     let mut obj = Obj::new(v, path)?;
     let (mode, mpath) = obj.str("mode")?.ok_or_else(|| {
         ConfigError::new(
@@ -474,6 +641,7 @@ fn parse_strategy(v: &Value, path: &str, targets: Vec<Node>) -> Result<NodeKind>
         }
         for (i, c) in conditions.iter().enumerate() {
             let cp = index(&cpath, i);
+            reading.condition(c, &cp)?;
             let then = c.get("then").and_then(Value::as_str).ok_or_else(|| {
                 ConfigError::new(join(&cp, "then"), "missing: the name of a target")
             })?;
@@ -510,13 +678,16 @@ fn parse_strategy(v: &Value, path: &str, targets: Vec<Node>) -> Result<NodeKind>
     })
 }
 
-fn parse_retry(v: &Value, path: &str) -> Result<RetrySpec> {
+fn parse_retry(v: &Value, path: &str, max_attempts: u32) -> Result<RetrySpec> {
     let mut obj = Obj::new(v, path)?;
     let attempts = match obj.u64("attempts")? {
         None => 0,
-        Some((n @ 0..=10, _)) => n as u32,
+        Some((n, _)) if n <= u64::from(max_attempts) => n as u32,
         Some((n, apath)) => {
-            return Err(ConfigError::new(apath, format!("must be 0 to 10, got {n}")));
+            return Err(ConfigError::new(
+                apath,
+                format!("must be 0 to {max_attempts}, got {n}"),
+            ));
         }
     };
     let on_status_codes = match obj.array("on_status_codes")? {
@@ -771,6 +942,116 @@ mod tests {
             .starts_with("config.strategy.default: missing"));
         assert!(err(json!({"strategy": {"mode": "conditional", "conditions": [], "default": "x"}, "targets": [{"virtual_key": "a"}]}))
             .starts_with("config.targets[0].name: missing"));
+    }
+
+    fn header(v: Value, limits: &HeaderConfigLimits) -> String {
+        Node::parse_header(&v, "x-portkey-config", &providers(), limits)
+            .unwrap_err()
+            .to_string()
+    }
+
+    fn fallback(n: usize) -> Value {
+        json!({"strategy": {"mode": "fallback"}, "targets": vec![json!({"virtual_key": "a"}); n]})
+    }
+
+    #[test]
+    fn header_configs_are_read_within_their_limits() {
+        let limits = HeaderConfigLimits::default();
+        assert_eq!(
+            header(fallback(330), &limits),
+            "x-portkey-config.targets: lists 330 targets; a strategy in a header config lists at most 32"
+        );
+        assert!(Node::parse_header(&fallback(32), "h", &providers(), &limits).is_ok());
+        // The file is the operator's: its own, wider bounds.
+        assert!(parse(fallback(330)).is_ok());
+
+        let mut nested = json!({"virtual_key": "a"});
+        for _ in 0..5 {
+            nested = json!({"strategy": {"mode": "fallback"}, "targets": [nested]});
+        }
+        assert_eq!(
+            header(nested.clone(), &limits),
+            "x-portkey-config.targets[0].targets[0].targets[0].targets[0].targets[0]: targets nest deeper than 4 levels"
+        );
+        assert!(parse(nested).is_ok());
+
+        let wide = HeaderConfigLimits {
+            max_nodes: 10,
+            ..HeaderConfigLimits::default()
+        };
+        let two_levels =
+            json!({"strategy": {"mode": "fallback"}, "targets": [fallback(5), fallback(5)]});
+        assert_eq!(
+            header(two_levels, &wide),
+            "x-portkey-config.targets[1].targets[2]: a header config holds at most 10 targets in all (strategies included)"
+        );
+
+        assert_eq!(
+            header(
+                json!({"virtual_key": "a", "retry": {"attempts": 10}}),
+                &limits
+            ),
+            "x-portkey-config.retry.attempts: must be 0 to 5, got 10"
+        );
+        assert!(parse(json!({"virtual_key": "a", "retry": {"attempts": 10}})).is_ok());
+    }
+
+    #[test]
+    fn header_conditions_are_counted_and_patterns_measured_before_compiling() {
+        let conditional = |conditions: Vec<Value>| {
+            json!({
+                "strategy": {"mode": "conditional", "conditions": conditions, "default": "x"},
+                "targets": [{"name": "x", "virtual_key": "a"}]
+            })
+        };
+        let limits = HeaderConfigLimits::default();
+        let bomb = vec![json!({"query": {"params.user": {"$regex": "\\w{60}"}}, "then": "x"}); 268];
+        // Three per condition: the condition, its field and its operator.
+        assert_eq!(
+            header(conditional(bomb), &limits),
+            "x-portkey-config.strategy.conditions[21].query.params.user: a header config holds at most 64 conditions and condition tests in all"
+        );
+        let long =
+            vec![json!({"query": {"params.user": {"$regex": "a".repeat(257)}}, "then": "x"})];
+        assert_eq!(
+            header(conditional(long), &limits),
+            "x-portkey-config.strategy.conditions[0].query.params.user.$regex: a pattern in a header config is at most 256 bytes, this one is 257"
+        );
+        let empty = vec![json!({"query": {}, "then": "x"}); 65];
+        assert!(
+            header(conditional(empty), &limits)
+                .starts_with("x-portkey-config.strategy.conditions[64]: ")
+        );
+        let fine = vec![json!({"query": {"params.model": {"$regex": "^gpt"}}, "then": "x"}); 21];
+        assert!(Node::parse_header(&conditional(fine), "h", &providers(), &limits).is_ok());
+    }
+
+    #[test]
+    fn an_unknown_provider_in_a_header_names_only_itself() {
+        let msg = header(
+            json!({"virtual_key": "zzz"}),
+            &HeaderConfigLimits::default(),
+        );
+        assert_eq!(
+            msg,
+            "x-portkey-config.virtual_key: unknown provider `zzz`: name a provider the server defines"
+        );
+        assert!(!msg.contains("a, b"));
+    }
+
+    #[test]
+    fn stream_cannot_be_overridden() {
+        for key in ["stream", "stream_options"] {
+            let v = json!({"virtual_key": "a", "override_params": {key: true}});
+            let expected = format!(
+                "config.override_params.{key}: cannot be overridden: the client's request decides whether the answer streams"
+            );
+            assert_eq!(err(v.clone()), expected);
+            assert!(
+                header(v, &HeaderConfigLimits::default())
+                    .ends_with("decides whether the answer streams")
+            );
+        }
     }
 
     #[test]

@@ -37,6 +37,19 @@ pub(crate) async fn start_config(config: Config) -> Running {
 }
 
 pub(crate) async fn start_gateway(gateway: Gateway) -> Running {
+    start_gateway_with_grace(gateway, Duration::from_secs(30)).await
+}
+
+/// Starts the gateway of `json` with `grace` for open requests after the shutdown signal.
+pub(crate) async fn start_with_grace(json: &str, grace: Duration) -> Running {
+    start_gateway_with_grace(
+        Gateway::new(config(json)).unwrap_or_else(|e| panic!("{e}")),
+        grace,
+    )
+    .await
+}
+
+pub(crate) async fn start_gateway_with_grace(gateway: Gateway, grace: Duration) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -46,7 +59,7 @@ pub(crate) async fn start_gateway(gateway: Gateway) -> Running {
         async {
             let _ = stopped.await;
         },
-        Duration::from_secs(30),
+        grace,
     ));
     Running {
         addr,
@@ -61,3 +74,72 @@ pub(crate) const CHAT: &str =
     r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hello"}]}"#;
 pub(crate) const CHAT_STREAM: &str =
     r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"Say hello"}]}"#;
+
+/// Reads one response with a `content-length` body from a connection that stays open.
+///
+/// # Panics
+/// If the connection ends before the whole response.
+pub(crate) async fn read_response(
+    tcp: &mut tokio::net::TcpStream,
+) -> portcullis_testkit::client::Exchange {
+    use tokio::io::AsyncReadExt;
+    let mut all = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = tcp.read(&mut buf).await.expect("read the response");
+        assert!(
+            n > 0,
+            "closed before a whole response: {:?}",
+            String::from_utf8_lossy(&all)
+        );
+        all.extend_from_slice(&buf[..n]);
+        let Some(split) = all.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&all[..split]).to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map_or(0, |v| v.trim().parse().expect("a content-length"));
+        if all.len() >= split + 4 + length {
+            return portcullis_testkit::client::parse(&all);
+        }
+    }
+}
+
+/// Reads until the peer closes the connection (or resets it): what arrived before.
+pub(crate) async fn read_until_closed(tcp: &mut tokio::net::TcpStream) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut all = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tcp.read(&mut buf).await {
+            Ok(0) | Err(_) => return all,
+            Ok(n) => all.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// Aborts its task when dropped.
+#[derive(Debug)]
+pub(crate) struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A timer due every millisecond, for tests with paused time and real sockets.
+///
+/// Whenever the runtime parks, a paused clock moves to the next timer, even when the park
+/// only collected bytes that had just crossed loopback: a request on its way to the server
+/// could let a server deadline fire first. With a timer always a millisecond away, a park
+/// moves the clock by one millisecond at most.
+pub(crate) fn tick_every_millisecond() -> AbortOnDrop {
+    AbortOnDrop(tokio::spawn(async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }))
+}

@@ -2,6 +2,8 @@
 //! `portcullis` gateway (single target and all layers), runs every load on every target and
 //! prints a Markdown section for `BENCHMARKS.md`; `--out FILE` writes it there too.
 //!
+//! `loadgen soak [options]` runs the soak instead (see `portcullis_loadgen::soak`).
+//!
 //! ```text
 //! loadgen [--duration 5] [--warmup 1] [--concurrency 1,32] [--modes json,stream]
 //!         [--targets direct,bare,single,all] [--out FILE] [--help for the rest]
@@ -14,10 +16,13 @@ use std::process::ExitCode;
 
 use portcullis_loadgen::harness::{self, Options, USAGE};
 use portcullis_loadgen::procfs::Machine;
-use portcullis_loadgen::report;
+use portcullis_loadgen::{report, soak};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("soak") {
+        return soak(args.into_iter().skip(2));
+    }
     let options = match Options::parse(args.iter().skip(1).cloned()) {
         Ok(o) => o,
         Err(e) => {
@@ -92,6 +97,69 @@ fn main() -> ExitCode {
         ExitCode::SUCCESS
     } else {
         eprintln!("loadgen: some targets failed or some requests failed: see the notes");
+        ExitCode::FAILURE
+    }
+}
+
+/// `loadgen soak`: exits 0 when RSS and descriptors stayed flat, the gateway lived and every
+/// stream ended properly; 1 otherwise; 2 on bad arguments.
+fn soak(args: impl Iterator<Item = String>) -> ExitCode {
+    let options = match soak::SoakOptions::parse(args) {
+        Ok(o) => o,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("error: {e}");
+            }
+            eprintln!("{}", soak::SOAK_USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let out = options.out.clone();
+    let result = runtime.block_on(async move {
+        tokio::select! {
+            r = soak::run(options) => Some(r),
+            () = interrupted() => None,
+        }
+    });
+    let report = match result {
+        None => {
+            eprintln!("loadgen soak: interrupted; servers stopped");
+            return ExitCode::from(130);
+        }
+        Some(Err(e)) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+        Some(Ok(r)) => r,
+    };
+    let text = soak::markdown(&report);
+    print!("{text}");
+    if let Some(path) = out {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        if let Err(e) = std::fs::write(&path, &text) {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+        eprintln!("loadgen soak: report written to {}", path.display());
+    }
+    if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "loadgen soak: FAILED (not flat, gateway gone, or streams cut without an error event)"
+        );
         ExitCode::FAILURE
     }
 }

@@ -4,9 +4,14 @@
 //!
 //! [`OpenAi`] is a `tower::Service<http::Request<BufferedBody>>` that:
 //!
-//! - serves `/chat/completions`, `/completions`, `/embeddings` and `/models` (with or without
-//!   the `/v1` prefix) and answers anything else with 404 (405 for the wrong method), so a
-//!   client can reach no path of the upstream that was not meant to be reached;
+//! - sends each request to one [`Endpoint`](crate::Endpoint) below the base URL
+//!   (`/chat/completions`, `/completions`, `/embeddings`, `/models`), chosen by an `Endpoint`
+//!   in the request's extensions, else the endpoint the provider is pinned to with
+//!   [`OpenAiBuilder::endpoint`], else the incoming path (with or without the `/v1` prefix);
+//!   a path that names no endpoint is answered 404 (405 for the wrong method), so a client can
+//!   reach no path of the upstream that was not meant to be reached;
+//! - drops the client's query string: only the parameters named with
+//!   [`OpenAiBuilder::allow_query_params`] go on to the upstream;
 //! - sends only what the upstream needs: its own `authorization: Bearer KEY`, `content-type`,
 //!   `accept`, `user-agent` and the headers configured for the provider. **No header of the
 //!   client is forwarded**: not its `authorization`, not `x-portkey-*`, not cookies;
@@ -36,9 +41,42 @@
 //! assert!(OpenAi::builder("ftp://example.com").build().is_err());
 //! # }
 //! ```
+//!
+//! # A route of any name
+//!
+//! Unpinned, the provider reads the endpoint from the incoming path, so mounted on a route
+//! such as axum's `.route_service("/chat", stack)` it would answer 404 to every call. Pinned,
+//! it ignores the path:
+//!
+//! ```
+//! use http_body_util::Full;
+//! use portcullis_core::EdgeLayer;
+//! use portcullis_provider::{Endpoint, OpenAi};
+//! use tower::{Layer, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! # let upstream = portcullis_testkit::FakeUpstream::start().await;
+//! # let base_url = upstream.base_url();
+//! let chat = OpenAi::builder(base_url) // e.g. "https://api.openai.com/v1"
+//!     .api_key("sk-test")
+//!     .endpoint(Endpoint::Chat)
+//!     .build()
+//!     .unwrap();
+//! let stack = EdgeLayer::new().layer(chat);
+//!
+//! let body = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+//! let req = http::Request::post("/chat")
+//!     .body(Full::new(bytes::Bytes::from_static(body.as_bytes())))
+//!     .unwrap();
+//! let res = stack.oneshot(req).await.unwrap();
+//! assert_eq!(res.status(), 200); // sent to `{base_url}/chat/completions`
+//! # assert_eq!(upstream.last_request().unwrap().path, "/v1/chat/completions");
+//! # }
+//! ```
 
 mod future;
 mod idle;
+mod query;
 mod service;
 
 pub use self::future::ResponseFuture;

@@ -12,8 +12,9 @@ use serde_json::{Map, Value};
 use tower_service::Service;
 
 use super::future::{Call, ResponseFuture};
+use super::query::QueryAllowlist;
 use crate::client::HttpClient;
-use crate::endpoint::Endpoint;
+use crate::endpoint::{self, Endpoint};
 
 /// The default time allowed for the response headers to arrive.
 pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(600);
@@ -30,6 +31,12 @@ impl fmt::Display for BuildError {
 
 impl std::error::Error for BuildError {}
 
+impl BuildError {
+    pub(super) fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
 /// Builds an [`OpenAi`] provider.
 pub struct OpenAiBuilder {
     base_url: String,
@@ -40,6 +47,8 @@ pub struct OpenAiBuilder {
     response_timeout: Duration,
     idle_timeout: Option<Duration>,
     stream_usage: bool,
+    query_params: Vec<String>,
+    endpoint: Option<Endpoint>,
 }
 
 impl fmt::Debug for OpenAiBuilder {
@@ -55,6 +64,8 @@ impl fmt::Debug for OpenAiBuilder {
             .field("response_timeout", &self.response_timeout)
             .field("idle_timeout", &self.idle_timeout)
             .field("stream_usage", &self.stream_usage)
+            .field("query_params", &self.query_params)
+            .field("endpoint", &self.endpoint)
             .finish()
     }
 }
@@ -120,7 +131,54 @@ impl OpenAiBuilder {
         self
     }
 
-    /// Builds the provider, checking the base URL and headers.
+    /// Adds query parameter names the client may pass on to the upstream (default: none).
+    ///
+    /// The client's query string is dropped unless this names some of its parameters: a
+    /// client cannot pick the upstream's `api-version`, add a `key=…`, or reach any behaviour
+    /// a query parameter turns on that the operator did not allow. Each name is matched
+    /// exactly as the client wrote it (not decoded); every pair with an allowed name is
+    /// passed in the client's order and spelling, except one that holds a `;`. Names are
+    /// plain (letters, digits, `-._~`); any other is a build error.
+    ///
+    /// ```
+    /// use portcullis_provider::OpenAi;
+    ///
+    /// let vllm = OpenAi::builder("http://127.0.0.1:8000/v1")
+    ///     .allow_query_params(["trace"])
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = vllm;
+    /// assert!(OpenAi::builder("http://x/v1").allow_query_params(["a=b"]).build().is_err());
+    /// ```
+    pub fn allow_query_params<I>(mut self, names: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.query_params.extend(names.into_iter().map(Into::into));
+        self
+    }
+
+    /// Pins the provider to `endpoint`: every request goes there, whatever its path, so the
+    /// provider serves a route of any name (`/chat`, `/api/summarise`). An [`Endpoint`] in a
+    /// request's extensions still overrides the pin for that request (see [`Endpoint`] for
+    /// the order). Default: unpinned, the incoming path decides.
+    ///
+    /// ```
+    /// use portcullis_provider::{Endpoint, OpenAi};
+    ///
+    /// let chat = OpenAi::builder("https://api.openai.com/v1")
+    ///     .endpoint(Endpoint::Chat)
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(chat.endpoint(), Some(Endpoint::Chat));
+    /// ```
+    pub fn endpoint(mut self, endpoint: Endpoint) -> Self {
+        self.endpoint = Some(endpoint);
+        self
+    }
+
+    /// Builds the provider, checking the base URL, headers and query parameter names.
     pub fn build(self) -> Result<OpenAi, BuildError> {
         let base: Uri = self
             .base_url
@@ -144,7 +202,7 @@ impl OpenAiBuilder {
             )));
         }
         let prefix = base.path().trim_end_matches('/');
-        let uris = Endpoint::ALL.map(|e| {
+        let uris = Endpoint::table(|e| {
             Uri::builder()
                 .scheme(scheme)
                 .authority(authority.clone())
@@ -176,6 +234,7 @@ impl OpenAiBuilder {
                 .map_err(|_| BuildError(format!("headers.{name}: not a valid header value")))?;
             headers.append(header_name, value);
         }
+        let query = QueryAllowlist::new(self.query_params)?;
         let name = self.name.unwrap_or_else(|| authority.host().to_owned());
         Ok(OpenAi {
             shared: Arc::new(Shared {
@@ -186,6 +245,8 @@ impl OpenAiBuilder {
                 response_timeout: self.response_timeout,
                 idle_timeout: self.idle_timeout,
                 stream_usage: self.stream_usage,
+                query,
+                endpoint: self.endpoint,
             }),
         })
     }
@@ -200,11 +261,13 @@ pub struct OpenAi {
 pub(super) struct Shared {
     pub(super) client: HttpClient,
     pub(super) name: Arc<str>,
-    uris: [Uri; 4],
+    uris: [Uri; endpoint::COUNT],
     headers: HeaderMap,
     pub(super) response_timeout: Duration,
     pub(super) idle_timeout: Option<Duration>,
     stream_usage: bool,
+    query: QueryAllowlist,
+    endpoint: Option<Endpoint>,
 }
 
 impl fmt::Debug for OpenAi {
@@ -212,6 +275,7 @@ impl fmt::Debug for OpenAi {
         f.debug_struct("OpenAi")
             .field("name", &self.shared.name)
             .field("base", &self.shared.uris[0])
+            .field("endpoint", &self.shared.endpoint)
             .finish_non_exhaustive()
     }
 }
@@ -229,6 +293,8 @@ impl OpenAi {
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
             idle_timeout: None,
             stream_usage: true,
+            query_params: Vec::new(),
+            endpoint: None,
         }
     }
 
@@ -242,18 +308,16 @@ impl OpenAi {
         &self.shared.uris[endpoint.index()]
     }
 
+    /// The endpoint the provider is pinned to, if any (see [`OpenAiBuilder::endpoint`]).
+    pub fn endpoint(&self) -> Option<Endpoint> {
+        self.shared.endpoint
+    }
+
     /// Builds the upstream request, or the answer when there is none to make.
     fn upstream_request(&self, req: Request<BufferedBody>) -> Prepared {
         let shared = &*self.shared;
-        let Some(endpoint) = Endpoint::from_path(req.uri().path()) else {
-            return Prepared::Answer(core_error::response(
-                StatusCode::NOT_FOUND,
-                ErrorBody::new(
-                    "invalid_request_error",
-                    format!("unknown endpoint {} {}", req.method(), req.uri().path()),
-                )
-                .code("unknown_endpoint"),
-            ));
+        let Some(endpoint) = Endpoint::of(&req, shared.endpoint) else {
+            return Prepared::Answer(endpoint::unknown(&req));
         };
         if req.method() != endpoint.method() {
             return Prepared::Answer(core_error::response(
@@ -282,18 +346,11 @@ impl OpenAi {
             _ => body,
         };
 
-        let mut uri = shared.uris[endpoint.index()].clone();
-        if let Some(query) = parts.uri.query() {
-            let mut with_query = uri.into_parts();
-            with_query.path_and_query = format!(
-                "{}?{query}",
-                with_query.path_and_query.as_ref().map_or("", |p| p.path())
-            )
-            .parse()
-            .ok();
-            uri = Uri::from_parts(with_query)
-                .unwrap_or_else(|_| shared.uris[endpoint.index()].clone());
-        }
+        let base = &shared.uris[endpoint.index()];
+        let uri = match parts.uri.query().and_then(|q| shared.query.filter(q)) {
+            Some(query) => with_query(base, &query),
+            None => base.clone(),
+        };
         let mut upstream = Request::new(body);
         *upstream.method_mut() = parts.method;
         *upstream.uri_mut() = uri;
@@ -325,6 +382,15 @@ enum Prepared {
     Send(Request<BufferedBody>, bool),
     /// Answer this without calling the upstream.
     Answer(Response<Body>),
+}
+
+/// `base` with `query` as its query string (`base` has none: the builder refuses one).
+fn with_query(base: &Uri, query: &str) -> Uri {
+    let mut parts = base.clone().into_parts();
+    parts.path_and_query = format!("{}?{query}", base.path()).parse().ok();
+    // The kept pairs come from a query that already parsed, so this holds; were it not to,
+    // sending no query is the safe answer.
+    Uri::from_parts(parts).unwrap_or_else(|_| base.clone())
 }
 
 /// The request body with `stream_options.include_usage` set: the one re-serialisation.

@@ -15,6 +15,10 @@
 //! | `$nin` | an array | equals none of its items | **true** |
 //! | `$regex` | a pattern ([`regex`] syntax) | is a string the pattern finds a match in | false |
 //!
+//! A `$regex` is built within [`RegexLimits`]: a pattern too long, or one whose compiled
+//! program would pass the size limit, is a build error at its position (the defaults hold any
+//! routing rule and refuse patterns such as `\w{60}` that cost seconds and megabytes to build).
+//!
 //! Fields: `metadata.KEY` (the request's [`Metadata`](portcullis_core::context::Metadata);
 //! everything after `metadata.` is the key), `params.PATH` (the JSON body, `PATH` split on
 //! dots to any depth; a number segment indexes an array: `params.messages.0.role`) and
@@ -70,15 +74,104 @@ pub struct Condition {
 }
 
 impl Condition {
-    /// Compiles a query. Errors name their position in `query`, e.g.
-    /// `$or[0]."params.model".$regex: invalid regex: …`.
+    /// Compiles a query with the default [`RegexLimits`]. Errors name their position in
+    /// `query`, e.g. `$or[0]."params.model".$regex: invalid regex: …`.
     pub fn compile(query: &Value) -> Result<Self, BuildError> {
-        compile::query(query).map(|query| Self { query })
+        Self::compile_with(query, &RegexLimits::default())
+    }
+
+    /// Compiles a query, building its regexes within `limits`: a pattern longer than
+    /// [`RegexLimits::max_len`] or one that compiles larger than its size limits is a
+    /// [`BuildError`] at the pattern's position.
+    ///
+    /// ```
+    /// use portcullis_route::condition::{Condition, RegexLimits};
+    /// use serde_json::json;
+    ///
+    /// let bomb = json!({"params.user": {"$regex": "\\w{60}"}});
+    /// let err = Condition::compile_with(&bomb, &RegexLimits::default()).unwrap_err();
+    /// assert_eq!(err.path(), r#""params.user".$regex"#);
+    /// assert!(err.message().contains("larger than the limit"));
+    ///
+    /// let roomy = RegexLimits::default().size_limit(16 << 20);
+    /// assert!(Condition::compile_with(&bomb, &roomy).is_ok());
+    /// ```
+    pub fn compile_with(query: &Value, limits: &RegexLimits) -> Result<Self, BuildError> {
+        compile::query(query, limits).map(|query| Self { query })
     }
 
     /// Whether the query holds for `input`.
     pub fn matches(&self, input: &RouteInput<'_>) -> bool {
         self.query.matches(input)
+    }
+}
+
+/// How large a `$regex` may be: its source, and what compiling it may allocate.
+///
+/// The defaults ([`RegexLimits::DEFAULT_SIZE_LIMIT`], [`RegexLimits::DEFAULT_DFA_SIZE_LIMIT`],
+/// [`RegexLimits::DEFAULT_MAX_LEN`]) hold every pattern a routing rule needs (prefixes,
+/// alternations, short classes) and refuse the ones that cost seconds of CPU and megabytes of
+/// memory to build, such as a counted repetition of a Unicode class (`\w{60}`). Conditions
+/// that come from untrusted hands should be compiled within limits at least this tight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RegexLimits {
+    size_limit: usize,
+    dfa_size_limit: usize,
+    max_len: usize,
+}
+
+impl RegexLimits {
+    /// The default limit on a compiled pattern's program, in bytes (256 KiB).
+    pub const DEFAULT_SIZE_LIMIT: usize = 256 * 1024;
+    /// The default limit on a pattern's lazy DFA cache, in bytes (256 KiB).
+    pub const DEFAULT_DFA_SIZE_LIMIT: usize = 256 * 1024;
+    /// The default limit on a pattern's source, in bytes (1 KiB).
+    pub const DEFAULT_MAX_LEN: usize = 1024;
+
+    /// The limit on a compiled pattern's program, in bytes
+    /// ([`regex::RegexBuilder::size_limit`]): a pattern that compiles larger is refused.
+    pub fn size_limit(mut self, bytes: usize) -> Self {
+        self.size_limit = bytes;
+        self
+    }
+
+    /// The limit on the cache of a pattern's lazy DFA, in bytes
+    /// ([`regex::RegexBuilder::dfa_size_limit`]): matching slows down past it rather than
+    /// allocating more.
+    pub fn dfa_size_limit(mut self, bytes: usize) -> Self {
+        self.dfa_size_limit = bytes;
+        self
+    }
+
+    /// The limit on a pattern's source, in bytes: a longer one is refused before it is parsed.
+    pub fn max_len(mut self, bytes: usize) -> Self {
+        self.max_len = bytes;
+        self
+    }
+
+    /// The limit on a compiled pattern's program, in bytes.
+    pub fn get_size_limit(&self) -> usize {
+        self.size_limit
+    }
+
+    /// The limit on a pattern's lazy DFA cache, in bytes.
+    pub fn get_dfa_size_limit(&self) -> usize {
+        self.dfa_size_limit
+    }
+
+    /// The limit on a pattern's source, in bytes.
+    pub fn get_max_len(&self) -> usize {
+        self.max_len
+    }
+}
+
+impl Default for RegexLimits {
+    fn default() -> Self {
+        Self {
+            size_limit: Self::DEFAULT_SIZE_LIMIT,
+            dfa_size_limit: Self::DEFAULT_DFA_SIZE_LIMIT,
+            max_len: Self::DEFAULT_MAX_LEN,
+        }
     }
 }
 
