@@ -1,23 +1,34 @@
 //! # Portcullis
 //!
-//! Tower middleware for LLM traffic: retries, fallbacks, weighted load balancing, conditional
-//! routing, caching, guardrails, metadata tagging and budgets, in front of LLM providers, in
-//! any hyper or axum server.
+//! Tower middleware for LLM traffic: retries, fallbacks, circuit breaking, weighted load
+//! balancing, conditional routing and metadata tagging, in front of LLM providers, in any
+//! hyper or axum server. Caching, guardrails and budgets come next; they are not here yet.
 //!
 //! This umbrella crate re-exports the workspace's crates, one feature each:
 //!
 //! | feature | crate | what |
 //! |---|---|---|
 //! | (always) | [`portcullis-core`](portcullis_core) | the shared vocabulary: edge, view, context, facts, observer, errors |
-//! | `provider` | [`portcullis-provider`](provider) | the OpenAI-compatible provider and the mock |
+//! | `provider` | [`portcullis-provider`](provider) | the OpenAI-compatible provider and the mock (plain HTTP; `rustls` for `https://`) |
 //! | `retry` | `portcullis-retry` | retries: full-jitter backoff, Retry-After, budget |
 //! | `fallback` | `portcullis-fallback` | ordered fallback, streams included |
-//! | `tag` | `portcullis-tag` | metadata, trace ids, caller identity, metrics (`otlp`: OpenTelemetry export) |
+//! | `tag` | `portcullis-tag` | metadata, trace ids, caller identity, metrics through the `metrics` facade |
 //! | `breaker` | `portcullis-breaker` | a per-target circuit breaker |
 //! | `balance` | `portcullis-balance` | weighted, sticky, least-in-flight, peak-EWMA balancing |
 //! | `route` | `portcullis-route` | conditional routing in Portkey's condition language |
+//! | next | | caching (exact and semantic), guardrail hooks, cost and token budgets: not yet |
 //!
-//! `full` turns every layer on.
+//! Integrations turn on a part of a layer that is on, never a layer by themselves:
+//!
+//! | feature | with | what |
+//! |---|---|---|
+//! | `rustls` (default) | `provider` | TLS for `https://` providers: rustls, ring, webpki roots. Without it an `https://` base URL is a build error |
+//! | `prometheus` | `tag` | `tag::Prometheus`: a `metrics` recorder rendered for `GET /metrics` |
+//! | `otlp` | `tag` | `tag::otlp`: request spans exported over OTLP/HTTP |
+//!
+//! `default` is `provider` and `rustls`; `full` turns every layer on, with `rustls` and
+//! `prometheus` (not `otlp`). Without TLS: `default-features = false, features =
+//! ["provider", ...]`.
 //!
 //! ```
 //! use portcullis::{EdgeLayer, FactHeadersLayer};

@@ -154,5 +154,6 @@ mod strategy;
 
 pub use self::error::BuildError;
 pub use self::future::ResponseFuture;
-pub use self::service::{Balance, BalanceBuilder, BoxTarget, Target};
+pub use self::service::{Balance, BalanceBuilder, Target};
 pub use self::strategy::{HeaderKey, Key, KeyExtractor, MetadataKey, PeakEwma, Sticky, Strategy};
+pub use portcullis_core::BoxTarget;

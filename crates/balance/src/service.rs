@@ -4,18 +4,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
-use portcullis_core::{Body, BoxError, BufferedBody};
+use portcullis_core::{Body, BoxError, BoxTarget, BufferedBody};
 use tower::ServiceExt;
-use tower::util::BoxCloneSyncService;
 use tower_service::Service;
 
 use crate::error::BuildError;
 use crate::future::ResponseFuture;
 use crate::pick::Picker;
 use crate::strategy::{Strategy, mix};
-
-/// A boxed target service, for balancing over targets of different types.
-pub type BoxTarget = BoxCloneSyncService<Request<BufferedBody>, Response<Body>, BoxError>;
 
 /// One target of a balancer: a name, a relative weight and the service that answers.
 pub struct Target<S> {
@@ -56,7 +52,7 @@ impl Target<BoxTarget> {
         T::Error: Into<BoxError>,
         T::Future: Send + 'static,
     {
-        Self::new(name, BoxCloneSyncService::new(service.map_err(Into::into)))
+        Self::new(name, BoxTarget::new(service.map_err(Into::into)))
     }
 }
 
@@ -110,46 +106,43 @@ impl<S> BalanceBuilder<S> {
     /// the field, e.g. `targets[1].weight: must be >= 0`.
     pub fn build(self) -> Result<Balance<S>, BuildError> {
         if self.targets.is_empty() {
-            return Err(BuildError::new(
-                "targets",
-                "at least one target is required",
-            ));
+            return Err(BuildError::at("targets", "at least one target is required"));
         }
         // Indices travel as u16 in target paths.
         if self.targets.len() > usize::from(u16::MAX) + 1 {
-            return Err(BuildError::new("targets", "at most 65536 targets"));
+            return Err(BuildError::at("targets", "at most 65536 targets"));
         }
         for (i, target) in self.targets.iter().enumerate() {
             let w = target.weight;
             if w.is_nan() {
-                return Err(BuildError::new(
+                return Err(BuildError::at(
                     format!("targets[{i}].weight"),
                     "must be a number, not NaN",
                 ));
             }
             if w.is_infinite() {
-                return Err(BuildError::new(
+                return Err(BuildError::at(
                     format!("targets[{i}].weight"),
                     "must be finite",
                 ));
             }
             if w < 0.0 {
-                return Err(BuildError::new(
+                return Err(BuildError::at(
                     format!("targets[{i}].weight"),
                     "must be >= 0",
                 ));
             }
             if let Some(first) = self.targets[..i].iter().position(|t| t.name == target.name) {
-                return Err(BuildError::new(
+                return Err(BuildError::at(
                     format!("targets[{i}].name"),
                     format!("duplicate of targets[{first}] ({:?})", &*target.name),
                 ));
             }
         }
         if self.targets.iter().all(|t| t.weight == 0.0) {
-            return Err(BuildError::new(
+            return Err(BuildError::at(
                 "targets",
-                "every weight is 0; at least one must be > 0",
+                "every weight is 0: at least one target must have weight > 0",
             ));
         }
         // A sum of finite weights can still overflow to infinity.
@@ -160,15 +153,12 @@ impl<S> BalanceBuilder<S> {
             .sum::<f64>()
             .is_finite()
         {
-            return Err(BuildError::new(
-                "targets",
-                "the weights' sum must be finite",
-            ));
+            return Err(BuildError::at("targets", "the weights' sum must be finite"));
         }
         if let Strategy::PeakEwma(settings) = &self.strategy
             && settings.decay.is_zero()
         {
-            return Err(BuildError::new("strategy.decay", "must be > 0"));
+            return Err(BuildError::at("strategy.decay", "must be > 0"));
         }
 
         let mut names = Vec::with_capacity(self.targets.len());

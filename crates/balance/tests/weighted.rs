@@ -283,7 +283,7 @@ fn build_errors_name_the_target() {
     );
     assert_eq!(
         message(&[0.0, 0.0]),
-        "targets: every weight is 0; at least one must be > 0"
+        "targets: every weight is 0: at least one target must have weight > 0"
     );
     assert_eq!(message(&[]), "targets: at least one target is required");
     assert_eq!(

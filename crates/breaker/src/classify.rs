@@ -1,10 +1,9 @@
-//! What counts as a failure: [`Classify`], its default [`DefaultClassifier`], and the
-//! upstream's `Retry-After`.
+//! What counts as a failure: [`Classify`] and its default [`DefaultClassifier`].
 
-use std::time::Duration;
-
-use http::{HeaderMap, HeaderName, StatusCode, header};
+use http::{HeaderMap, StatusCode};
 use portcullis_core::BoxError;
+use portcullis_core::error::ErrorClass;
+#[cfg(doc)]
 use portcullis_core::error::{
     AttemptsExhausted, BodyTooLarge, BudgetExceeded, GuardDenied, HttpError, InvalidRequest,
     RateLimited, Unavailable,
@@ -75,24 +74,14 @@ impl Classify for DefaultClassifier {
     }
 
     fn classify_error(&self, error: &BoxError) -> Outcome {
-        if let Some(e) = error.downcast_ref::<HttpError>() {
-            return if Self::failing(e.status()) {
-                Outcome::Failure
-            } else {
-                Outcome::Ignored
-            };
-        }
-        let local = error.is::<Unavailable>()
-            || error.is::<InvalidRequest>()
-            || error.is::<BodyTooLarge>()
-            || error.is::<RateLimited>()
-            || error.is::<BudgetExceeded>()
-            || error.is::<GuardDenied>()
-            || error.is::<AttemptsExhausted>();
-        if local {
-            Outcome::Ignored
-        } else {
-            Outcome::Failure
+        match ErrorClass::of(error) {
+            ErrorClass::Answer(status) if Self::failing(status) => Outcome::Failure,
+            ErrorClass::Failure => Outcome::Failure,
+            // Nothing reached the target, or its answer was not a failure.
+            ErrorClass::Answer(_)
+            | ErrorClass::Refused(_)
+            | ErrorClass::Unavailable
+            | ErrorClass::AttemptsExhausted => Outcome::Ignored,
         }
     }
 }
@@ -110,49 +99,12 @@ where
     }
 }
 
-/// The wait an upstream asked for: `retry-after-ms` or `x-ms-retry-after-ms` (milliseconds),
-/// else `retry-after` in seconds (fractions accepted). The HTTP-date form is not read.
-pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    static MS: [HeaderName; 2] = [
-        HeaderName::from_static("retry-after-ms"),
-        HeaderName::from_static("x-ms-retry-after-ms"),
-    ];
-    for name in &MS {
-        if let Some(wait) = headers.get(name).and_then(|v| seconds(v.as_bytes(), 1e-3)) {
-            return Some(wait);
-        }
-    }
-    headers
-        .get(header::RETRY_AFTER)
-        .and_then(|v| seconds(v.as_bytes(), 1.0))
-}
-
-/// A non-negative number of `unit` seconds, as a duration (absurd values are clamped).
-fn seconds(value: &[u8], unit: f64) -> Option<Duration> {
-    let n: f64 = std::str::from_utf8(value).ok()?.trim().parse().ok()?;
-    if !n.is_finite() || n < 0.0 {
-        return None;
-    }
-    // About 31 years: far past any cap, and never a panic in from_secs_f64.
-    Some(Duration::from_secs_f64((n * unit).min(1e9)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use portcullis_core::error::{UpstreamError, UpstreamErrorKind};
-
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        pairs
-            .iter()
-            .map(|(k, v)| {
-                (
-                    HeaderName::from_static(k),
-                    http::HeaderValue::from_static(v),
-                )
-            })
-            .collect()
-    }
+    use portcullis_core::error::{
+        AttemptsExhausted, GuardDenied, Unavailable, UpstreamError, UpstreamErrorKind,
+    };
 
     #[test]
     fn statuses() {
@@ -192,30 +144,5 @@ mod tests {
         // Nothing was sent to the target: it says nothing about its health.
         let spent: BoxError = AttemptsExhausted { limit: 10 }.into();
         assert_eq!(c.classify_error(&spent), Outcome::Ignored);
-    }
-
-    #[test]
-    fn retry_after_forms() {
-        assert_eq!(
-            retry_after(&headers(&[("retry-after", "7")])),
-            Some(Duration::from_secs(7))
-        );
-        assert_eq!(
-            retry_after(&headers(&[("retry-after", "1.5")])),
-            Some(Duration::from_millis(1500))
-        );
-        assert_eq!(
-            retry_after(&headers(&[("retry-after", "2"), ("retry-after-ms", "250")])),
-            Some(Duration::from_millis(250))
-        );
-        assert_eq!(
-            retry_after(&headers(&[(
-                "retry-after",
-                "Wed, 21 Oct 2015 07:28:00 GMT"
-            )])),
-            None
-        );
-        assert_eq!(retry_after(&headers(&[("retry-after", "-1")])), None);
-        assert_eq!(retry_after(&HeaderMap::new()), None);
     }
 }

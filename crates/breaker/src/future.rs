@@ -3,13 +3,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::SystemTime;
 
 use http::Response;
 use pin_project_lite::pin_project;
-use portcullis_core::BoxError;
 use portcullis_core::error::{HttpError, Unavailable};
+use portcullis_core::{BoxError, retry_after};
 
-use crate::classify::retry_after;
 use crate::store::{BreakerStore, MemoryStore, Permit};
 use crate::{Circuit, Classify, DefaultClassifier, Outcome};
 
@@ -124,7 +124,8 @@ impl<C, St: BreakerStore> Recorder<C, St> {
             Ok(response) => {
                 let outcome = classifier.classify_response(response.status(), response.headers());
                 let wait = match outcome {
-                    Outcome::Failure => retry_after(response.headers()),
+                    // Only to count an HTTP date from: the circuit's own time is tokio's.
+                    Outcome::Failure => retry_after(response.headers(), SystemTime::now()),
                     _ => None,
                 };
                 (outcome, wait)

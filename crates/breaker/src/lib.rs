@@ -83,8 +83,9 @@
 //! fault and count as successes; `Unavailable` from further in, and the refusals Portcullis
 //! layers make before any upstream (guard, budget, rate limit, bad request), are not counted.
 //! A `2xx` stream is judged by its status: the breaker never waits for a body. The wait an
-//! upstream asks for is read from `retry-after-ms`, `x-ms-retry-after-ms`, or `retry-after`
-//! in seconds (not the HTTP-date form), only from the failure that opens the circuit.
+//! upstream asks for is read by [`portcullis_core::retry_after()`] (`retry-after-ms`,
+//! `x-ms-retry-after-ms`, or `retry-after` in seconds or as an HTTP date), only from the
+//! failure that opens the circuit.
 //!
 //! # Availability and readiness
 //!

@@ -196,6 +196,73 @@ typed_errors!(
     AttemptsExhausted,
 );
 
+/// What an error raised inside a stack says about the target it came from: the one list of
+/// Portcullis's own refusals, read by retry, fallback and the circuit breaker alike.
+///
+/// ```
+/// use portcullis_core::BoxError;
+/// use portcullis_core::error::{AttemptsExhausted, ErrorClass, GuardDenied};
+///
+/// let denied: BoxError = GuardDenied { message: "no".into() }.into();
+/// assert_eq!(ErrorClass::of(&denied), ErrorClass::Refused(http::StatusCode::from_u16(446).unwrap()));
+/// let spent: BoxError = AttemptsExhausted { limit: 3 }.into();
+/// assert_eq!(ErrorClass::of(&spent), ErrorClass::AttemptsExhausted);
+/// let other: BoxError = "connection reset".into();
+/// assert_eq!(ErrorClass::of(&other), ErrorClass::Failure);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// An [`HttpError`]: an HTTP answer carried as an error, judged by its status.
+    Answer(StatusCode),
+    /// A refusal a Portcullis layer made before reaching any target, with its status:
+    /// [`InvalidRequest`] 400, [`BudgetExceeded`] 402, [`BodyTooLarge`] 413, [`RateLimited`]
+    /// 429, [`GuardDenied`] 446. It says nothing about the target's health.
+    Refused(StatusCode),
+    /// [`Unavailable`]: an inner circuit or balancer had no target to offer.
+    Unavailable,
+    /// [`AttemptsExhausted`]: the request's whole budget of upstream attempts is spent, so any
+    /// other try would be refused too. Final.
+    AttemptsExhausted,
+    /// Anything else (a transport failure, a timeout, an error of unknown type): the target
+    /// failed.
+    Failure,
+}
+
+impl ErrorClass {
+    /// Classifies `err` by its type (a few downcasts, no allocation).
+    pub fn of(err: &BoxError) -> Self {
+        if let Some(e) = err.downcast_ref::<HttpError>() {
+            return Self::Answer(e.status());
+        }
+        let refused = if err.is::<InvalidRequest>() {
+            StatusCode::BAD_REQUEST
+        } else if err.is::<BudgetExceeded>() {
+            StatusCode::PAYMENT_REQUIRED
+        } else if err.is::<BodyTooLarge>() {
+            StatusCode::PAYLOAD_TOO_LARGE
+        } else if err.is::<RateLimited>() {
+            StatusCode::TOO_MANY_REQUESTS
+        } else if err.is::<GuardDenied>() {
+            StatusCode::from_u16(GUARD_DENIED_STATUS).expect("446 is a valid status")
+        } else if err.is::<Unavailable>() {
+            return Self::Unavailable;
+        } else if err.is::<AttemptsExhausted>() {
+            return Self::AttemptsExhausted;
+        } else {
+            return Self::Failure;
+        };
+        Self::Refused(refused)
+    }
+
+    /// The HTTP status of an [`Answer`](Self::Answer) or a [`Refused`](Self::Refused).
+    pub fn status(&self) -> Option<StatusCode> {
+        match *self {
+            Self::Answer(status) | Self::Refused(status) => Some(status),
+            Self::Unavailable | Self::AttemptsExhausted | Self::Failure => None,
+        }
+    }
+}
+
 /// The request body is larger than the edge's limit (413).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BodyTooLarge {
@@ -570,6 +637,78 @@ impl From<&AttemptsExhausted> for HttpError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_classes_cover_every_refusal() {
+        let status = |code| StatusCode::from_u16(code).unwrap();
+        let cases: Vec<(BoxError, ErrorClass)> = vec![
+            (
+                HttpError::new(status(503), ErrorBody::new("x", "y")).into(),
+                ErrorClass::Answer(status(503)),
+            ),
+            (
+                InvalidRequest::new("bad").into(),
+                ErrorClass::Refused(status(400)),
+            ),
+            (
+                BudgetExceeded {
+                    message: "spent".into(),
+                }
+                .into(),
+                ErrorClass::Refused(status(402)),
+            ),
+            (
+                BodyTooLarge { limit: 1 }.into(),
+                ErrorClass::Refused(status(413)),
+            ),
+            (
+                RateLimited {
+                    message: "slow".into(),
+                    retry_after: Duration::from_secs(1),
+                }
+                .into(),
+                ErrorClass::Refused(status(429)),
+            ),
+            (
+                GuardDenied {
+                    message: "no".into(),
+                }
+                .into(),
+                ErrorClass::Refused(status(446)),
+            ),
+            (
+                Unavailable {
+                    message: "open".into(),
+                    retry_after: None,
+                }
+                .into(),
+                ErrorClass::Unavailable,
+            ),
+            (
+                AttemptsExhausted { limit: 2 }.into(),
+                ErrorClass::AttemptsExhausted,
+            ),
+            (
+                UpstreamError::new(UpstreamErrorKind::Connect, "refused").into(),
+                ErrorClass::Failure,
+            ),
+            (
+                RequestTimeout {
+                    after: Duration::from_secs(1),
+                }
+                .into(),
+                ErrorClass::Failure,
+            ),
+            ("anything".into(), ErrorClass::Failure),
+        ];
+        for (err, class) in cases {
+            assert_eq!(ErrorClass::of(&err), class, "{err}");
+            assert_eq!(
+                class.status().is_some(),
+                matches!(class, ErrorClass::Answer(_) | ErrorClass::Refused(_))
+            );
+        }
+    }
 
     #[test]
     fn each_typed_error_has_its_status() {

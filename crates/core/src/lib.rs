@@ -17,6 +17,10 @@
 //! - [`FactHeaders`]: trace ids in, response facts out as Portkey's headers.
 //! - [`OverrideParams`]: a target's `override_params` merged into the request body.
 //! - [`attempts`]: a whole request's cap on upstream attempts across retries and fallbacks.
+//! - What the layers share: [`StatusSet`] (the statuses a policy acts on), [`retry_after()`]
+//!   (the wait an upstream asks for), [`ErrorClass`](error::ErrorClass) (which errors are
+//!   Portcullis's own refusals), [`BuildError`] (a builder's error, with a path) and
+//!   [`BoxTarget`] (a boxed target of fallback, balance and route).
 //!
 //! A typical stack, outside in: `FactHeaders` → `Edge` → layers → a provider.
 //!
@@ -37,6 +41,7 @@
 
 pub mod attempts;
 pub mod body;
+pub mod build;
 pub mod context;
 pub mod edge;
 pub mod error;
@@ -44,15 +49,26 @@ pub mod facts;
 pub mod headers;
 pub mod observe;
 pub mod params;
-pub mod util;
+pub mod retry_after;
+pub mod status;
+mod util;
 pub mod view;
 
 pub use self::attempts::{AttemptLimitLayer, SpendAttemptLayer};
 pub use self::body::{Body, BufferedBody, clone_request};
+pub use self::build::BuildError;
 pub use self::edge::{Edge, EdgeLayer};
 pub use self::headers::{FactHeaders, FactHeadersLayer};
 pub use self::params::{OverrideParams, OverrideParamsLayer};
+pub use self::retry_after::retry_after;
+pub use self::status::{InvalidStatusCode, StatusSet};
 pub use self::view::RequestView;
 
 /// The error type that flows through a stack: any error, boxed, that callers can downcast.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A target of any type, boxed so that targets of different types mix in one fallback,
+/// balancer or router: cloneable, `Sync` (the targets are shared by every call without a
+/// lock), over `Request<BufferedBody>`, answering `Response<Body>` or a [`BoxError`].
+pub type BoxTarget =
+    tower::util::BoxCloneSyncService<http::Request<BufferedBody>, http::Response<Body>, BoxError>;

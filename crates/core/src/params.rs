@@ -43,6 +43,10 @@ use tower_service::Service;
 use crate::error::to_http_error;
 use crate::{Body, BoxError, BufferedBody, RequestView};
 
+/// The future of [`OverrideParams`]: the inner service's, or the error answer given at once when
+/// the override cannot be applied.
+pub use crate::util::EitherResponse as ResponseFuture;
+
 /// Applies [`OverrideParams`] to a service.
 #[derive(Clone, Debug)]
 pub struct OverrideParamsLayer {
@@ -138,7 +142,7 @@ where
 {
     type Response = Response<Body>;
     type Error = BoxError;
-    type Future = crate::util::EitherResponse<S::Future, S::Error>;
+    type Future = ResponseFuture<S::Future, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx).map_err(Into::into)
@@ -146,8 +150,8 @@ where
 
     fn call(&mut self, req: Request<BufferedBody>) -> Self::Future {
         match override_params(req, &self.params) {
-            Ok(req) => crate::util::EitherResponse::future(self.inner.call(req)),
-            Err(err) => crate::util::EitherResponse::answer(to_http_error(&err).to_response()),
+            Ok(req) => ResponseFuture::future(self.inner.call(req)),
+            Err(err) => ResponseFuture::answer(to_http_error(&err).to_response()),
         }
     }
 }

@@ -39,7 +39,7 @@ pin_project! {
 
 impl<F, E: Into<BoxError>> EitherResponse<F, E> {
     /// Waits on `future`.
-    pub fn future(future: F) -> Self {
+    pub(crate) fn future(future: F) -> Self {
         Self {
             state: State::Future { future },
             into_box: Into::into,
@@ -47,7 +47,7 @@ impl<F, E: Into<BoxError>> EitherResponse<F, E> {
     }
 
     /// Answers `response` at once.
-    pub fn answer(response: Response<Body>) -> Self {
+    pub(crate) fn answer(response: Response<Body>) -> Self {
         Self {
             state: State::Answer {
                 response: Some(response),

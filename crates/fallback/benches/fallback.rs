@@ -13,7 +13,7 @@ use bytes::Bytes;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use http::{Request, Response};
 use portcullis_core::{Body, BoxError, BufferedBody, RequestView};
-use portcullis_fallback::{Fallback, Target};
+use portcullis_fallback::{BoxTarget, Fallback};
 use tower::{Service, service_fn};
 
 /// Polls a future that completes without waiting to its end, with a no-op waker.
@@ -89,7 +89,7 @@ fn bench(c: &mut Criterion) {
         )
     });
     group.bench_function("boxed_inner_service_only", |b| {
-        let mut svc = Target::new(inner);
+        let mut svc = BoxTarget::new(inner);
         b.iter_batched(
             &request,
             |req| ready(svc.call(black_box(req))).unwrap(),
@@ -97,7 +97,7 @@ fn bench(c: &mut Criterion) {
         )
     });
     group.bench_function("first_of_two_boxed_targets", |b| {
-        let mut svc = Fallback::new([Target::new(inner), Target::new(inner)]);
+        let mut svc = Fallback::new([BoxTarget::new(inner), BoxTarget::new(inner)]);
         b.iter_batched(
             &request,
             |req| ready(svc.call(black_box(req))).unwrap(),

@@ -2,7 +2,7 @@
 //!
 //! A [`Fallback`] holds targets in order (any [`Service`](tower_service::Service) taking
 //! `http::Request<BufferedBody>` and returning `http::Response<Body>`; targets of different
-//! types are boxed as [`Target`]). Each request goes to the first target; when that one fails,
+//! types are boxed as [`BoxTarget`]). Each request goes to the first target; when that one fails,
 //! the same request (re-sent with [`clone_request`](portcullis_core::clone_request)) goes to
 //! the next, and so on. The answer says which target gave it.
 //!
@@ -21,7 +21,8 @@
 //!     .target(primary)
 //!     .target(secondary)
 //!     .context_window_fallback(true)
-//!     .build();
+//!     .build()
+//!     .unwrap();
 //!
 //! let req = http::Request::post("/v1/chat/completions")
 //!     .body(Full::new(bytes::Bytes::from_static(br#"{"model":"m","messages":[]}"#)))
@@ -39,7 +40,7 @@
 //!
 //! ```
 //! use portcullis_core::{BufferedBody, facts::ResponseFacts};
-//! use portcullis_fallback::{Fallback, Target};
+//! use portcullis_fallback::{BoxTarget, Fallback};
 //! use portcullis_provider::Mock;
 //! use tower::ServiceExt;
 //!
@@ -47,11 +48,13 @@
 //! let regional = Fallback::builder()
 //!     .boxed(Mock::builder().status(429).build())
 //!     .boxed(Mock::builder().name("eu").build())
-//!     .build();
-//! let fallback: Fallback<Target> = Fallback::builder()
+//!     .build()
+//!     .unwrap();
+//! let fallback: Fallback<BoxTarget> = Fallback::builder()
 //!     .boxed(Mock::builder().status(500).build())
 //!     .boxed(regional)
-//!     .build();
+//!     .build()
+//!     .unwrap();
 //!
 //! let req = http::Request::post("/v1/chat/completions")
 //!     .body(BufferedBody::new(r#"{"model":"m","messages":[]}"#))
@@ -182,4 +185,5 @@ mod service;
 
 pub use self::future::ResponseFuture;
 pub use self::policy::Triggers;
-pub use self::service::{Fallback, FallbackBuilder, Target, box_target};
+pub use self::service::{Fallback, FallbackBuilder, box_target};
+pub use portcullis_core::{BoxTarget, BuildError};

@@ -3,21 +3,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
-use portcullis_core::{Body, BoxError, BufferedBody};
-use tower::util::BoxCloneSyncService;
+use portcullis_core::{Body, BoxError, BoxTarget, BufferedBody, BuildError, StatusSet};
 use tower_service::Service;
 
 use crate::future::ResponseFuture;
 use crate::policy::Triggers;
-
-/// A fallback target of any type: a boxed service, for fallbacks whose targets differ (a
-/// provider, a retried provider, a nested [`Fallback`]).
-///
-/// It is `Sync` (tower's `BoxCloneSyncService`): the targets are shared by every call behind
-/// an `Arc`, so the fallback and its futures are `Send` only when its targets are `Send +
-/// Sync`. Box with [`box_target`] or [`FallbackBuilder::boxed`], which also turn any error
-/// type into [`BoxError`].
-pub type Target = BoxCloneSyncService<Request<BufferedBody>, Response<Body>, BoxError>;
 
 /// Tries its targets in order until one answers (see the [crate docs](crate)).
 ///
@@ -34,7 +24,13 @@ pub(crate) struct Shared<S> {
 impl<S> Fallback<S> {
     /// A fallback over `targets`, in order, with the default [`Triggers`].
     pub fn new(targets: impl IntoIterator<Item = S>) -> Self {
-        Self::builder().targets(targets).build()
+        Self::from_parts(targets.into_iter().collect(), Triggers::default())
+    }
+
+    fn from_parts(targets: Vec<S>, triggers: Triggers) -> Self {
+        Self {
+            shared: Arc::new(Shared { targets, triggers }),
+        }
     }
 
     /// A builder: add targets in order, then set the triggers.
@@ -42,6 +38,7 @@ impl<S> Fallback<S> {
         FallbackBuilder {
             targets: Vec::new(),
             triggers: Triggers::default(),
+            invalid: None,
         }
     }
 
@@ -125,22 +122,29 @@ where
 /// Builds a [`Fallback`]: targets in order, then when to move on.
 ///
 /// ```
-/// use portcullis_fallback::{Fallback, Target};
+/// use portcullis_core::BoxTarget;
+/// use portcullis_fallback::Fallback;
 /// use portcullis_provider::Mock;
 ///
 /// let primary = Mock::builder().name("primary").build();
 /// let secondary = Mock::builder().name("secondary").build();
 /// let fallback = Fallback::builder()
-///     .target(Target::new(primary))
-///     .target(Target::new(secondary))
+///     .target(BoxTarget::new(primary))
+///     .target(BoxTarget::new(secondary))
 ///     .on_status_codes([429, 500, 503])
 ///     .context_window_fallback(true)
-///     .build();
+///     .build()
+///     .unwrap();
 /// assert_eq!(fallback.get_ref().len(), 2);
+///
+/// let err = Fallback::<BoxTarget>::builder().on_status_codes([429, 99]).build().unwrap_err();
+/// assert_eq!(err.to_string(), "on_status_codes: must be HTTP status codes from 100 to 599, got 99");
 /// ```
 pub struct FallbackBuilder<S> {
     targets: Vec<S>,
     triggers: Triggers,
+    /// A setting that cannot be used, reported by [`build`](Self::build).
+    invalid: Option<BuildError>,
 }
 
 impl<S> FallbackBuilder<S> {
@@ -158,9 +162,15 @@ impl<S> FallbackBuilder<S> {
 
     /// Moves on after these statuses only, replacing the default list (408, 409, 429,
     /// 5xx); Portkey's `strategy.on_status_codes`. Errors still move on (see [`Triggers`]).
+    /// A number outside 100..=599 makes [`build`](Self::build) fail.
     pub fn on_status_codes(mut self, codes: impl IntoIterator<Item = u16>) -> Self {
-        let context_window = self.triggers.context_window_enabled();
-        self.triggers = Triggers::on_status_codes(codes).context_window(context_window);
+        match StatusSet::new(codes) {
+            Ok(codes) => {
+                let context_window = self.triggers.context_window_enabled();
+                self.triggers = Triggers::on_status_codes(codes).context_window(context_window);
+            }
+            Err(e) => self.invalid = Some(BuildError::at("on_status_codes", e.to_string())),
+        }
         self
     }
 
@@ -178,17 +188,19 @@ impl<S> FallbackBuilder<S> {
 
     /// The fallback. With no target, every call answers
     /// [`Unavailable`](portcullis_core::error::Unavailable) (503).
-    pub fn build(self) -> Fallback<S> {
-        Fallback {
-            shared: Arc::new(Shared {
-                targets: self.targets,
-                triggers: self.triggers,
-            }),
+    ///
+    /// # Errors
+    /// A status code outside 100..=599 given to [`on_status_codes`](Self::on_status_codes),
+    /// at the path `on_status_codes`.
+    pub fn build(self) -> Result<Fallback<S>, BuildError> {
+        match self.invalid {
+            Some(err) => Err(err),
+            None => Ok(Fallback::from_parts(self.targets, self.triggers)),
         }
     }
 }
 
-impl FallbackBuilder<Target> {
+impl FallbackBuilder<BoxTarget> {
     /// Adds the next target, boxed: for targets of different types.
     pub fn boxed<T>(self, target: T) -> Self
     where
@@ -204,14 +216,14 @@ impl FallbackBuilder<Target> {
     }
 }
 
-/// Boxes `target` into a [`Target`], whatever its error type.
-pub fn box_target<T>(target: T) -> Target
+/// Boxes `target` into a [`BoxTarget`], whatever its error type.
+pub fn box_target<T>(target: T) -> BoxTarget
 where
     T: Service<Request<BufferedBody>, Response = Response<Body>> + Clone + Send + Sync + 'static,
     T::Error: Into<BoxError>,
     T::Future: Send + 'static,
 {
-    Target::new(tower::ServiceExt::map_err(target, Into::into))
+    BoxTarget::new(tower::ServiceExt::map_err(target, Into::into))
 }
 
 impl<S: fmt::Debug> fmt::Debug for FallbackBuilder<S> {
@@ -219,6 +231,7 @@ impl<S: fmt::Debug> fmt::Debug for FallbackBuilder<S> {
         f.debug_struct("FallbackBuilder")
             .field("targets", &self.targets)
             .field("triggers", &self.triggers)
+            .field("invalid", &self.invalid)
             .finish()
     }
 }

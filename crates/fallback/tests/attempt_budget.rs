@@ -8,14 +8,14 @@ use http::{Request, Response};
 use portcullis_core::context::AttemptBudget;
 use portcullis_core::error::{AttemptsExhausted, UpstreamError, UpstreamErrorKind};
 use portcullis_core::{Body, BoxError, BufferedBody, SpendAttemptLayer};
-use portcullis_fallback::{Fallback, Target, box_target};
+use portcullis_fallback::{BoxTarget, Fallback, box_target};
 use tower::{Layer, ServiceExt};
 
 use common::{Log, event_stream, ok, path, request, status, stream_request, target, text};
 
 /// A target that spends one attempt of the request's budget before it answers, as every
 /// leaf of a gateway stack does.
-fn spending<A>(name: &'static str, log: &Log, answer: A) -> Target
+fn spending<A>(name: &'static str, log: &Log, answer: A) -> BoxTarget
 where
     A: Fn() -> Result<Response<Body>, BoxError> + Clone + Send + Sync + 'static,
 {

@@ -12,7 +12,7 @@ use portcullis_core::error::{
     UpstreamErrorKind, UpstreamTimeout, to_http_error,
 };
 use portcullis_core::{Body, BoxError};
-use portcullis_fallback::{Fallback, Target, Triggers};
+use portcullis_fallback::{BoxTarget, Fallback, Triggers};
 use tower::ServiceExt;
 
 use common::{Log, event_stream, ok, path, request, status, stream_request, target, text};
@@ -31,7 +31,7 @@ fn bad_request(body: &'static str) -> Result<Response<Body>, BoxError> {
 }
 
 /// Two targets: the first answers `first`, the second answers 200 "second".
-fn pair<A>(log: &Log, first: A) -> [Target; 2]
+fn pair<A>(log: &Log, first: A) -> [BoxTarget; 2]
 where
     A: Fn() -> Result<Response<Body>, BoxError> + Clone + Send + Sync + 'static,
 {
@@ -103,6 +103,7 @@ async fn a_status_list_replaces_the_default() {
             .targets(pair(log, move || status(code, "first")))
             .on_status_codes([429, 446])
             .build()
+            .unwrap()
     };
     for (code, moves_on) in [
         (429, true),
@@ -125,6 +126,7 @@ async fn a_status_list_replaces_the_default() {
         }))
         .on_status_codes([429])
         .build()
+        .unwrap()
         .oneshot(request())
         .await
         .unwrap();
@@ -192,8 +194,11 @@ async fn refusals_raised_as_errors_are_final_unless_listed() {
     let log = Log::default();
     let r = Fallback::builder()
         .targets(pair(&log, deny))
-        .triggers(Triggers::on_status_codes([446]))
+        .triggers(Triggers::on_status_codes(
+            portcullis_core::StatusSet::new([446]).unwrap(),
+        ))
         .build()
+        .unwrap()
         .oneshot(request())
         .await
         .unwrap();
@@ -219,6 +224,7 @@ async fn context_window_errors_move_on_only_when_enabled() {
             .targets(pair(&log, move || bad_request(body)))
             .context_window_fallback(true)
             .build()
+            .unwrap()
             .oneshot(request())
             .await
             .unwrap();
@@ -235,6 +241,7 @@ async fn another_400_is_read_and_answered_unchanged() {
         .targets(pair(&log, || bad_request(OTHER_400)))
         .context_window_fallback(true)
         .build()
+        .unwrap()
         .oneshot(request())
         .await
         .unwrap();
@@ -262,6 +269,7 @@ async fn a_large_400_body_is_passed_through_whole() {
         .targets(pair(&log, big))
         .context_window_fallback(true)
         .build()
+        .unwrap()
         .oneshot(request())
         .await
         .unwrap();
@@ -288,6 +296,7 @@ async fn a_400_body_that_breaks_while_read_moves_on() {
         .targets(pair(&log, broken))
         .context_window_fallback(true)
         .build()
+        .unwrap()
         .oneshot(request())
         .await
         .unwrap();
@@ -354,10 +363,11 @@ async fn when_all_are_unavailable_retry_after_is_the_soonest() {
 async fn nested_fallbacks_record_the_whole_path() {
     let log = Log::default();
     let inner = Fallback::new([target("b", &log, || ok("b")), target("c", &log, || ok("c"))]);
-    let outer = Fallback::<Target>::builder()
+    let outer = Fallback::<BoxTarget>::builder()
         .target(target("a", &log, || status(502, "a")))
         .boxed(inner)
-        .build();
+        .build()
+        .unwrap();
     let r = outer.oneshot(request()).await.unwrap();
     assert_eq!(path(&r), "targets[1].targets[0]");
     assert_eq!(text(r).await, "b");
@@ -503,7 +513,7 @@ async fn the_last_target_stream_is_answered_as_it_is() {
 
 #[tokio::test]
 async fn a_fallback_without_targets_is_unavailable() {
-    let err = Fallback::<Target>::new([])
+    let err = Fallback::<BoxTarget>::new([])
         .oneshot(request())
         .await
         .unwrap_err();
@@ -513,16 +523,39 @@ async fn a_fallback_without_targets_is_unavailable() {
 
 #[test]
 fn builder_settings_combine_in_any_order() {
-    let a = Fallback::<Target>::builder()
+    let a = Fallback::<BoxTarget>::builder()
         .context_window_fallback(true)
         .on_status_codes([500])
-        .build();
-    let b = Fallback::<Target>::builder()
+        .build()
+        .unwrap();
+    let b = Fallback::<BoxTarget>::builder()
         .on_status_codes([500])
         .context_window_fallback(true)
-        .build();
+        .build()
+        .unwrap();
     assert_eq!(a.triggers(), b.triggers());
     assert!(a.triggers().context_window_enabled());
-    assert_eq!(a.triggers().status_codes().collect::<Vec<_>>(), [500]);
-    assert_eq!(*Fallback::<Target>::new([]).triggers(), Triggers::default());
+    assert_eq!(
+        a.triggers().status_codes().iter().collect::<Vec<_>>(),
+        [500]
+    );
+    assert_eq!(
+        *Fallback::<BoxTarget>::new([]).triggers(),
+        Triggers::default()
+    );
+}
+
+#[test]
+fn invalid_status_codes_fail_the_build() {
+    for bad in [0, 99, 600, 999] {
+        let err = Fallback::<BoxTarget>::builder()
+            .on_status_codes([429, bad])
+            .build()
+            .unwrap_err();
+        assert_eq!(err.path(), "on_status_codes");
+        assert_eq!(
+            err.message(),
+            format!("must be HTTP status codes from 100 to 599, got {bad}")
+        );
+    }
 }

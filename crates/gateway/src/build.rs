@@ -25,7 +25,7 @@ use portcullis_fallback::Fallback;
 use portcullis_provider::openai::OpenAiBuilder;
 use portcullis_provider::{HttpClient, Mock, OpenAi};
 use portcullis_retry::{RetryLayer, RetryPolicy};
-use portcullis_route::{RegexLimits, Router};
+use portcullis_route::{ConditionalRouter, RegexLimits};
 use serde_json::{Map, Value};
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, ServiceExt};
@@ -221,7 +221,10 @@ fn compile_node(
                     if let Some(codes) = on_status_codes {
                         builder = builder.on_status_codes(codes.iter().copied());
                     }
-                    Ok(BoxCloneSyncService::new(builder.build()))
+                    let fallback = builder.build().map_err(|e| {
+                        ConfigError::from_build(&format!("{}.strategy", node.path), e)
+                    })?;
+                    Ok(BoxCloneSyncService::new(fallback))
                 }
                 Mode::Conditional => conditional(
                     node,
@@ -261,12 +264,9 @@ fn loadbalance(
             .unwrap_or_else(|| format!("targets[{i}]"));
         builder = builder.target(Target::new(name, service).weight(target.weight));
     }
-    let balance = builder.build().map_err(|e| {
-        ConfigError::new(
-            format!("{}.{}", node.path, e.path()),
-            e.message().to_owned(),
-        )
-    })?;
+    let balance = builder
+        .build()
+        .map_err(|e| ConfigError::from_build(&node.path, e))?;
     Ok(BoxCloneSyncService::new(balance))
 }
 
@@ -280,13 +280,8 @@ fn conditional(
     regex: RegexLimits,
 ) -> Result<Stack, ConfigError> {
     let strategy_path = format!("{}.strategy", node.path);
-    let err = |e: portcullis_route::BuildError| {
-        ConfigError::new(
-            format!("{strategy_path}.{}", e.path()),
-            e.message().to_owned(),
-        )
-    };
-    let mut builder = Router::builder().regex_limits(regex);
+    let err = |e| ConfigError::from_build(&strategy_path, e);
+    let mut builder = ConditionalRouter::builder().regex_limits(regex);
     for (target, service) in targets.iter().zip(children) {
         let name = target
             .name
@@ -338,12 +333,9 @@ fn leaf(
         if let Some(after) = inherited.timeout {
             policy = policy.attempt_timeout(after);
         }
-        let policy = policy.build().map_err(|e| {
-            ConfigError::new(
-                format!("{}.retry.{}", node.path, e.field()),
-                e.message().to_owned(),
-            )
-        })?;
+        let policy = policy
+            .build()
+            .map_err(|e| ConfigError::from_build(&format!("{}.retry", node.path), e))?;
         stack = BoxCloneSyncService::new(RetryLayer::new(policy).layer(stack));
     }
     if let Some(spec) = &inherited.breaker {

@@ -73,8 +73,13 @@ impl Gateway {
             .collect();
         let models = models_document(&config);
         let mut tag = TagLayer::new();
-        for key in &config.server.metadata_labels {
-            tag = tag.metadata_label(key.clone());
+        for (i, key) in config.server.metadata_labels.iter().enumerate() {
+            tag = tag.metadata_label(key.clone()).map_err(|e| {
+                crate::config::ConfigError::new(
+                    format!("server.metadata_labels[{i}]"),
+                    e.to_string(),
+                )
+            })?;
         }
         for key in &config.server.log_metadata_keys {
             tag = tag.log_metadata_key(key.clone());

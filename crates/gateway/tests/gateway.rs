@@ -574,6 +574,37 @@ fn condition_errors_stop_start_up_with_their_path() {
     );
 }
 
+/// The balancer's builder checks the weights; the gateway places its paths in the config.
+#[test]
+fn weight_errors_stop_start_up_with_their_path() {
+    let start = |tree: &str| {
+        let config = support::config(&format!(
+            r#"{{"providers": {{"m": {{"provider": "mock"}}}}, "config": {tree}}}"#
+        ));
+        portcullis_gateway::Gateway::new(config)
+            .unwrap_err()
+            .to_string()
+    };
+    assert_eq!(
+        start(
+            r#"{"strategy": {"mode": "loadbalance"}, "targets": [{"virtual_key": "m"}, {"virtual_key": "m", "weight": -1}]}"#
+        ),
+        "config.targets[1].weight: must be >= 0"
+    );
+    assert_eq!(
+        start(
+            r#"{"strategy": {"mode": "loadbalance"}, "targets": [{"virtual_key": "m", "weight": 0}]}"#
+        ),
+        "config.targets: every weight is 0: at least one target must have weight > 0"
+    );
+    assert_eq!(
+        start(
+            r#"{"strategy": {"mode": "fallback"}, "targets": [{"strategy": {"mode": "loadbalance"}, "targets": [{"virtual_key": "m", "weight": 0.5}, {"virtual_key": "m", "weight": -0.5}]}]}"#
+        ),
+        "config.targets[0].targets[1].weight: must be >= 0"
+    );
+}
+
 #[tokio::test]
 async fn fallback_moves_on_and_nests_paths() {
     let (a, b) = (FakeUpstream::start().await, FakeUpstream::start().await);

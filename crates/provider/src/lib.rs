@@ -1,7 +1,8 @@
 //! Provider services for Portcullis: the tower services at the bottom of a stack that answer
 //! LLM requests.
 //!
-//! - [`OpenAi`]: an OpenAI-compatible API over a pooled hyper client with rustls.
+//! - [`OpenAi`]: an OpenAI-compatible API over a pooled hyper client ([`HttpClient`]), with
+//!   TLS through rustls when the `rustls` feature is on.
 //! - [`Mock`]: a deterministic in-process OpenAI-compatible responder (latency, failure rate,
 //!   status, streams, usage) for trying configs and load tests without a key.
 //! - [`Endpoint`]: the upstream endpoint a request goes to. Both providers read it from the
@@ -30,6 +31,12 @@
 //! assert_eq!(json["choices"][0]["message"]["content"], "Hi there");
 //! # }
 //! ```
+
+//! # Features
+//!
+//! | feature | default | what |
+//! |---|---|---|
+//! | `rustls` | on | TLS for `https://` base URLs: rustls with ring and the webpki roots. Without it the client speaks plain HTTP (a local vLLM or Ollama, a TLS-terminating sidecar) and an `https://` base URL is a [`BuildError`](openai::BuildError). |
 
 #![forbid(unsafe_code)]
 

@@ -117,15 +117,12 @@
 
 mod attempt;
 mod backoff;
-mod error;
 mod future;
 mod layer;
 mod policy;
-mod retry_after;
 mod service;
 
 pub use self::backoff::{Backoff, Jitter};
-pub use self::error::BuildError;
 pub use self::future::ResponseFuture;
 pub use self::layer::RetryLayer;
 pub use self::policy::{
@@ -134,3 +131,4 @@ pub use self::policy::{
     RetryPolicyBuilder,
 };
 pub use self::service::Retry;
+pub use portcullis_core::BuildError;

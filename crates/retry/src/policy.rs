@@ -6,17 +6,14 @@ use std::time::{Duration, SystemTime};
 
 use http::{Request, Response, StatusCode};
 use portcullis_core::context::{Attempt, AttemptBudget};
-use portcullis_core::error::{
-    AttemptsExhausted, BodyTooLarge, BudgetExceeded, GuardDenied, HttpError, InvalidRequest,
-    RateLimited, Unavailable, to_http_error,
-};
+use portcullis_core::error::{ErrorClass, to_http_error};
 use portcullis_core::facts::{ResponseFacts, Retries};
-use portcullis_core::{Body, BoxError, BufferedBody, clone_request};
+use portcullis_core::{
+    Body, BoxError, BufferedBody, BuildError, StatusSet, clone_request, retry_after,
+};
 use tower::retry::budget::{Budget, TpsBudget};
 
 use crate::backoff::{self, Backoff, Jitter, RandomJitter, SeededJitter};
-use crate::error::BuildError;
-use crate::retry_after;
 
 /// The most retries a policy may make after the first try.
 pub const MAX_ATTEMPTS: u32 = 10;
@@ -120,7 +117,7 @@ impl RetryPolicy {
 
     /// Whether a response with `status` is retried.
     pub fn retries_on(&self, status: StatusCode) -> bool {
-        self.config.attempts > 0 && self.config.statuses.contains(status.as_u16())
+        self.config.attempts > 0 && self.config.statuses.contains(status)
     }
 
     /// The retry budget shared by the clones of this policy, if it has one.
@@ -135,17 +132,20 @@ impl RetryPolicy {
                 Some(Failure { retry_after: None })
             }
             Ok(response) => self.status_failure(response.status(), || {
-                retry_after::requested_wait(response.headers(), (self.config.clock)())
+                retry_after(response.headers(), (self.config.clock)())
             }),
-            // The request's whole attempt budget is spent: another try would be refused too.
-            Err(err) if err.is::<Unavailable>() || err.is::<AttemptsExhausted>() => None,
-            Err(err) if is_refusal(err) => {
-                let http = to_http_error(err);
-                self.status_failure(http.status(), || http.retry_after())
-            }
-            // A transport failure (or an error this policy does not know): nothing reached
-            // the client, so another try is safe.
-            Err(_) => Some(Failure { retry_after: None }),
+            Err(err) => match ErrorClass::of(err) {
+                // The request's whole attempt budget is spent, or nothing inside can serve:
+                // another try would be refused too.
+                ErrorClass::Unavailable | ErrorClass::AttemptsExhausted => None,
+                // An HTTP answer of its own: retried only when its status is listed.
+                ErrorClass::Answer(status) | ErrorClass::Refused(status) => {
+                    self.status_failure(status, || to_http_error(err).retry_after())
+                }
+                // A transport failure (or an error this policy does not know): nothing reached
+                // the client, so another try is safe.
+                ErrorClass::Failure => Some(Failure { retry_after: None }),
+            },
         }
     }
 
@@ -154,7 +154,7 @@ impl RetryPolicy {
         status: StatusCode,
         requested: impl FnOnce() -> Option<Duration>,
     ) -> Option<Failure> {
-        if !self.config.statuses.contains(status.as_u16()) {
+        if !self.config.statuses.contains(status) {
             return None;
         }
         let honoured = self.config.use_retry_after
@@ -262,17 +262,6 @@ fn attempts_spent(req: &Request<BufferedBody>) -> bool {
         .is_some_and(|budget| budget.remaining() == 0)
 }
 
-/// Errors that carry an HTTP answer of their own (a refusal, not a transport failure): they
-/// are retried only when their status is listed.
-fn is_refusal(err: &BoxError) -> bool {
-    err.is::<HttpError>()
-        || err.is::<RateLimited>()
-        || err.is::<BudgetExceeded>()
-        || err.is::<GuardDenied>()
-        || err.is::<InvalidRequest>()
-        || err.is::<BodyTooLarge>()
-}
-
 /// A retryable answer, with the wait its upstream asked for when that is honoured.
 #[derive(Clone, Copy, Debug)]
 struct Failure {
@@ -283,34 +272,6 @@ struct Failure {
 /// and removed by the policy).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct NotStarted;
-
-/// The statuses a policy retries, as a bit set over 0..640 (valid codes are 100 to 599).
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct StatusSet([u64; 10]);
-
-impl StatusSet {
-    fn new(codes: impl IntoIterator<Item = u16>) -> Self {
-        let mut bits = [0u64; 10];
-        for code in codes {
-            bits[usize::from(code / 64)] |= 1 << (code % 64);
-        }
-        Self(bits)
-    }
-
-    fn contains(&self, code: u16) -> bool {
-        self.0
-            .get(usize::from(code / 64))
-            .is_some_and(|word| word & (1 << (code % 64)) != 0)
-    }
-}
-
-impl fmt::Debug for StatusSet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list()
-            .entries((0..640u16).filter(|c| self.contains(*c)))
-            .finish()
-    }
-}
 
 #[derive(Clone)]
 enum BudgetSetting {
@@ -422,32 +383,25 @@ impl RetryPolicyBuilder {
     /// Checks the settings and builds the policy.
     pub fn build(self) -> Result<RetryPolicy, BuildError> {
         if self.attempts > MAX_ATTEMPTS {
-            return Err(BuildError::new(
+            return Err(BuildError::at(
                 "attempts",
                 format!("must be at most {MAX_ATTEMPTS}, got {}", self.attempts),
             ));
         }
         let statuses = match &self.statuses {
-            None => StatusSet::new(DEFAULT_STATUS_CODES),
-            Some(codes) => {
-                if let Some(bad) = codes.iter().find(|c| !(100..=599).contains(*c)) {
-                    return Err(BuildError::new(
-                        "on_status_codes",
-                        format!("must be HTTP status codes from 100 to 599, got {bad}"),
-                    ));
-                }
-                StatusSet::new(codes.iter().copied())
-            }
+            None => StatusSet::new(DEFAULT_STATUS_CODES).expect("the defaults are statuses"),
+            Some(codes) => StatusSet::new(codes.iter().copied())
+                .map_err(|e| BuildError::at("on_status_codes", e.to_string()))?,
         };
         let (backoff_base, backoff_cap) = self.backoff;
         if backoff_base > backoff_cap {
-            return Err(BuildError::new(
+            return Err(BuildError::at(
                 "backoff",
                 format!("the base ({backoff_base:?}) must not exceed the cap ({backoff_cap:?})"),
             ));
         }
         if self.attempt_timeout.is_some_and(|t| t.is_zero()) {
-            return Err(BuildError::new("request_timeout", "must be more than 0 ms"));
+            return Err(BuildError::at("request_timeout", "must be more than 0 ms"));
         }
         let budget = match self.budget {
             BudgetSetting::Own(ttl, min_per_sec, ratio) => {
@@ -478,19 +432,19 @@ impl RetryPolicyBuilder {
 /// A [`TpsBudget`], with its preconditions checked here instead of panicking there.
 fn own_budget(ttl: Duration, min_per_sec: u32, ratio: f32) -> Result<TpsBudget, BuildError> {
     if !(Duration::from_secs(1)..=Duration::from_secs(60)).contains(&ttl) {
-        return Err(BuildError::new(
+        return Err(BuildError::at(
             "budget",
             format!("the window must be 1 to 60 s, got {ttl:?}"),
         ));
     }
     if !(0.0..=1000.0).contains(&ratio) {
-        return Err(BuildError::new(
+        return Err(BuildError::at(
             "budget",
             format!("the ratio must be 0 to 1000, got {ratio}"),
         ));
     }
     if min_per_sec >= i32::MAX as u32 {
-        return Err(BuildError::new(
+        return Err(BuildError::at(
             "budget",
             format!("the floor must be below {}, got {min_per_sec}", i32::MAX),
         ));
@@ -514,23 +468,11 @@ impl fmt::Debug for RetryPolicyBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn status_set_holds_exactly_its_codes() {
-        let set = StatusSet::new([100, 429, 503, 599]);
-        for code in 0..700 {
-            assert_eq!(
-                set.contains(code),
-                [100, 429, 503, 599].contains(&code),
-                "{code}"
-            );
-        }
-        assert_eq!(format!("{set:?}"), "[100, 429, 503, 599]");
-    }
+    use portcullis_core::error::AttemptsExhausted;
 
     #[test]
     fn build_checks_every_setting() {
-        let err = |b: RetryPolicyBuilder| b.build().unwrap_err().field();
+        let err = |b: RetryPolicyBuilder| b.build().unwrap_err().path().to_owned();
         assert_eq!(err(RetryPolicy::builder(11)), "attempts");
         assert_eq!(
             RetryPolicy::builder(11).build().unwrap_err().to_string(),

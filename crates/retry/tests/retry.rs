@@ -558,7 +558,7 @@ async fn attempts_zero_means_one_call() {
 #[tokio::test(start_paused = true)]
 async fn at_most_ten_attempts() {
     let err = RetryPolicy::builder(11).build().unwrap_err();
-    assert_eq!(err.field(), "attempts");
+    assert_eq!(err.path(), "attempts");
     assert_eq!(err.to_string(), "attempts: must be at most 10, got 11");
 
     let upstream = Upstream::always(503);

@@ -14,7 +14,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use http::{Request, Response};
 use portcullis_core::context::Metadata;
 use portcullis_core::{Body, BoxError, BufferedBody, RequestView};
-use portcullis_route::{BoxTarget, Condition, RouteInput, Router};
+use portcullis_route::{BoxTarget, Condition, ConditionalRouter, RouteInput};
 use serde_json::{Value, json};
 use tower::{Service, service_fn};
 
@@ -82,8 +82,8 @@ fn metadata() -> Metadata {
 }
 
 /// A router over ten targets, `t0` to `t9`, with the ten conditions and `t0` as default.
-fn router_of<S: Clone>(target: S) -> Router<S> {
-    let mut builder = Router::builder();
+fn router_of<S: Clone>(target: S) -> ConditionalRouter<S> {
+    let mut builder = ConditionalRouter::builder();
     for i in 0..10 {
         builder = builder.target(format!("t{i}"), target.clone());
     }
@@ -136,7 +136,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| ready(svc.call(black_box(request()))).unwrap())
     });
     group.bench_function("router_1_condition", |b| {
-        let mut svc = Router::builder()
+        let mut svc = ConditionalRouter::builder()
             .target("t0", answer)
             .conditions(&json!([{"query": {"metadata.user_plan": "paid"}, "then": "t0"}]))
             .unwrap()

@@ -1,4 +1,4 @@
-//! [`RouterBuilder`]: named targets, conditions and a default, checked once.
+//! [`ConditionalRouterBuilder`]: named targets, conditions and a default, checked once.
 
 use std::fmt;
 use std::sync::Arc;
@@ -6,22 +6,22 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::service::Table;
-use crate::{BuildError, Condition, RegexLimits, Router};
+use crate::{BuildError, Condition, ConditionalRouter, RegexLimits};
 
-/// Builds a [`Router`]: targets by name (in order: their index is what
+/// Builds a [`ConditionalRouter`]: targets by name (in order: their index is what
 /// [`TargetPath`](portcullis_core::context::TargetPath) records), conditions in order, and
 /// an optional default.
 ///
 /// Conditions are compiled as they are added; target names are resolved by
-/// [`build`](RouterBuilder::build), so targets and conditions may come in any order.
-pub struct RouterBuilder<S> {
+/// [`build`](ConditionalRouterBuilder::build), so targets and conditions may come in any order.
+pub struct ConditionalRouterBuilder<S> {
     targets: Vec<(String, S)>,
     conditions: Vec<(Condition, String)>,
     default: Option<String>,
     regex_limits: RegexLimits,
 }
 
-impl<S> RouterBuilder<S> {
+impl<S> ConditionalRouterBuilder<S> {
     pub(crate) fn new() -> Self {
         Self {
             targets: Vec::new(),
@@ -43,9 +43,9 @@ impl<S> RouterBuilder<S> {
         self
     }
 
-    /// The limits the regexes of [`conditions`](RouterBuilder::conditions) added after this
-    /// call are built within (default: [`RegexLimits::default`]). A pattern past them is a
-    /// [`BuildError`] at its path, e.g. `conditions[0].query."params.user".$regex`.
+    /// The limits the regexes of [`conditions`](ConditionalRouterBuilder::conditions) added
+    /// after this call are built within (default: [`RegexLimits::default`]). A pattern past them
+    /// is a [`BuildError`] at its path, e.g. `conditions[0].query."params.user".$regex`.
     pub fn regex_limits(mut self, limits: RegexLimits) -> Self {
         self.regex_limits = limits;
         self
@@ -79,7 +79,7 @@ impl<S> RouterBuilder<S> {
 
     /// Builds the router: fails when there is no target, two targets share a name, or a
     /// condition or the default names a target that does not exist.
-    pub fn build(self) -> Result<Router<S>, BuildError> {
+    pub fn build(self) -> Result<ConditionalRouter<S>, BuildError> {
         if self.targets.is_empty() {
             return Err(BuildError::new("a router needs at least one target").prefixed("targets"));
         }
@@ -120,7 +120,7 @@ impl<S> RouterBuilder<S> {
             Some(name) => Some(find(&name).map_err(|e| e.prefixed("default"))?),
             None => None,
         };
-        Ok(Router::from_parts(
+        Ok(ConditionalRouter::from_parts(
             services.into(),
             Arc::new(Table {
                 names: names.into(),
@@ -160,9 +160,9 @@ fn entry(item: &Value, limits: &RegexLimits) -> Result<(Condition, String), Buil
     Ok((condition, then))
 }
 
-impl<S> fmt::Debug for RouterBuilder<S> {
+impl<S> fmt::Debug for ConditionalRouterBuilder<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RouterBuilder")
+        f.debug_struct("ConditionalRouterBuilder")
             .field(
                 "targets",
                 &self.targets.iter().map(|(n, _)| n).collect::<Vec<_>>(),
@@ -178,7 +178,7 @@ impl<S> fmt::Debug for RouterBuilder<S> {
 mod tests {
     use serde_json::json;
 
-    use crate::{RegexLimits, Router};
+    use crate::{ConditionalRouter, RegexLimits};
 
     #[test]
     fn regex_limits_apply_to_the_conditions_added_after_them() {
@@ -186,7 +186,7 @@ mod tests {
             {"query": {"params.model": {"$regex": "^gpt"}}, "then": "a"},
             {"query": {"params.user": {"$regex": "\\w{60}"}}, "then": "a"}
         ]);
-        let err = Router::<()>::builder()
+        let err = ConditionalRouter::<()>::builder()
             .target("a", ())
             .conditions(&bomb)
             .unwrap_err();
@@ -194,7 +194,7 @@ mod tests {
         assert!(err.message().contains("larger than the limit"), "{err}");
         let roomy = RegexLimits::default().size_limit(64 << 20);
         assert!(
-            Router::<()>::builder()
+            ConditionalRouter::<()>::builder()
                 .target("a", ())
                 .regex_limits(roomy)
                 .conditions(&bomb)

@@ -1,6 +1,6 @@
 //! Conditional routing for Portcullis: Portkey's `strategy.mode: "conditional"`, compiled once.
 //!
-//! A [`Router`] holds named targets (any tower services over
+//! A [`ConditionalRouter`] holds named targets (any tower services over
 //! `http::Request<BufferedBody>`; heterogeneous ones boxed as [`BoxTarget`]), a list of
 //! conditions, each naming the target it sends to, and an optional default. A request goes to
 //! the target of the **first condition that matches**, else to the default; when nothing
@@ -9,17 +9,82 @@
 //!
 //! Conditions are Portkey's query language (`$eq $ne $gt $gte $lt $lte $in $nin $regex $and
 //! $or` over `metadata.KEY`, `params.PATH` and `url.pathname`; semantics in [`condition`]),
-//! compiled when the router is built: fields resolved, paths split, operands type-checked,
-//! regexes built, target names resolved to indices. Evaluating a request allocates nothing.
-//! Any mistake is a [`BuildError`] naming its position, e.g.
-//! `conditions[1].query.$or[0]."params.model".$regex: invalid regex: …`.
+//! written in Rust with a typed builder or as Portkey's JSON, or Rust code over the request
+//! (a [`Predicate`]). Either way they are compiled before the first request: fields resolved,
+//! paths split, operands type-checked, regexes built, target names resolved to indices.
+//! Evaluating a request allocates nothing. Any mistake is a [`BuildError`] naming its
+//! position, e.g. `conditions[1].query.$or[0]."params.model".$regex: invalid regex: …`.
+//!
+//! # Routing built in Rust
+//!
+//! ```
+//! use http_body_util::BodyExt;
+//! use portcullis_core::context::Metadata;
+//! use portcullis_core::{Body, BoxError, BufferedBody, EdgeLayer};
+//! use portcullis_route::{Condition, ConditionalRouter};
+//! use tower::{Layer, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), BoxError> {
+//! // Stand-in providers that answer with their own name (one type: no boxing needed).
+//! let provider = |name: &'static str| {
+//!     service_fn(move |_req: http::Request<BufferedBody>| async move {
+//!         Ok::<_, BoxError>(http::Response::new(Body::from(name)))
+//!     })
+//! };
+//!
+//! let router = ConditionalRouter::builder()
+//!     .target("premium", provider("premium"))
+//!     .target("structured", provider("structured"))
+//!     .target("standard", provider("standard"))
+//!     .condition(Condition::metadata("plan").is_in(["pro", "enterprise"]), "premium")
+//!     .condition(
+//!         Condition::and([
+//!             Condition::param("response_format.type").eq("json_object"),
+//!             Condition::param("model").regex("^gpt-4o")?,
+//!             // Rust code over the request, beside the typed conditions.
+//!             Condition::predicate(|input| {
+//!                 input.get_headers().is_some_and(|h| h.contains_key("x-beta"))
+//!             }),
+//!         ]),
+//!         "structured",
+//!     )
+//!     .default("standard")
+//!     .build()?;
+//! let stack = EdgeLayer::new().layer(router);
+//!
+//! let request = |body: &'static str, plan: Option<&str>| {
+//!     let mut req = http::Request::post("/v1/chat/completions")
+//!         .header("x-beta", "1")
+//!         .body(http_body_util::Full::new(bytes::Bytes::from_static(body.as_bytes())))
+//!         .unwrap();
+//!     if let Some(plan) = plan {
+//!         let metadata = Metadata::new([("plan".to_owned(), plan.to_owned())].into());
+//!         req.extensions_mut().insert(metadata);
+//!     }
+//!     req
+//! };
+//! let json_mode = r#"{"model":"gpt-4o-mini","response_format":{"type":"json_object"}}"#;
+//! for (body, plan, answered_by) in [
+//!     (r#"{"model":"gpt-4o-mini"}"#, Some("pro"), "premium"),
+//!     (json_mode, Some("free"), "structured"),
+//!     (r#"{"model":"gpt-4o-mini"}"#, None, "standard"),
+//! ] {
+//!     let res = stack.clone().oneshot(request(body, plan)).await?;
+//!     assert_eq!(res.into_body().collect().await?.to_bytes(), answered_by);
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! # The same from Portkey's JSON
+//!
+//! The gateway builds routers from its config this way; targets of different types are boxed.
 //!
 //! ```
 //! use http_body_util::BodyExt;
 //! use portcullis_core::context::Metadata;
 //! use portcullis_core::facts::ResponseFacts;
 //! use portcullis_core::{Body, BoxError, BufferedBody, EdgeLayer, OverrideParamsLayer, RequestView};
-//! use portcullis_route::{BoxTarget, Router};
+//! use portcullis_route::{BoxTarget, ConditionalRouter};
 //! use serde_json::json;
 //! use std::sync::Arc;
 //! use tower::{Layer, ServiceExt, service_fn};
@@ -33,7 +98,7 @@
 //! let params = |v: serde_json::Value| v.as_object().unwrap().clone();
 //!
 //! // Targets of different types, boxed.
-//! let router = Router::builder()
+//! let router = ConditionalRouter::builder()
 //!     .target("paid", BoxTarget::new(
 //!         OverrideParamsLayer::new(params(json!({"model": "gpt-4o"}))).layer(provider),
 //!     ))
@@ -71,10 +136,11 @@
 //!   target 1 that answered from its target 0 reads `targets[1].targets[0]`.
 //! - **Inputs.** `metadata.*` reads the [`Metadata`](portcullis_core::context::Metadata)
 //!   extension, `params.*` the `Arc<RequestView>` extension (both simply missing when
-//!   absent: `$eq` false, `$ne` true), `url.pathname` the URI path.
+//!   absent: `$eq` false, `$ne` true), `url.pathname` the URI path; a [`Predicate`] also
+//!   sees the headers and extensions (all through [`RouteInput`]).
 //! - **Defaults.** Conditions are optional (a router may hold only a default), and so is the
-//!   default (Portkey's docs call it required, its code does not); [`Router::has_default`]
-//!   lets a config loader require one.
+//!   default (Portkey's docs call it required, its code does not);
+//!   [`ConditionalRouter::has_default`] lets a config loader require one.
 //! - **Errors.** Target errors pass through as they are; the router adds none of its own
 //!   besides the 400 response above.
 //!
@@ -127,9 +193,9 @@ mod future;
 mod input;
 mod service;
 
-pub use self::builder::RouterBuilder;
-pub use self::condition::{Condition, RegexLimits};
+pub use self::builder::ConditionalRouterBuilder;
+pub use self::condition::{Condition, ParamField, Predicate, RegexLimits, TextField};
 pub use self::error::BuildError;
 pub use self::future::ResponseFuture;
 pub use self::input::RouteInput;
-pub use self::service::{BoxTarget, Router};
+pub use self::service::{BoxTarget, ConditionalRouter};

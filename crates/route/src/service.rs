@@ -1,4 +1,4 @@
-//! [`Router`]: sends each request to the target its conditions choose.
+//! [`ConditionalRouter`]: sends each request to the target its conditions choose.
 
 use std::fmt;
 use std::sync::Arc;
@@ -7,17 +7,17 @@ use std::task::{Context, Poll};
 use http::{Request, Response, StatusCode};
 use portcullis_core::context::TargetPath;
 use portcullis_core::error::{self, ErrorBody};
-use portcullis_core::{Body, BoxError, BufferedBody};
-use tower::util::BoxCloneSyncService;
+use portcullis_core::{Body, BoxError};
 use tower_service::Service;
 
-use crate::{Condition, ResponseFuture, RouteInput, RouterBuilder};
+use crate::{Condition, ConditionalRouterBuilder, ResponseFuture, RouteInput};
 
-/// A target of any type, boxed: what a router of heterogeneous targets holds.
+/// A target of any type, boxed: what a router of heterogeneous targets holds (core's, shared
+/// with fallback and balance).
 ///
 /// It is `Sync` (so a router of them can be handed to axum as it is); wrap each target with
 /// `BoxTarget::new(service)`.
-pub type BoxTarget = BoxCloneSyncService<Request<BufferedBody>, Response<Body>, BoxError>;
+pub use portcullis_core::BoxTarget;
 
 /// The message of the 400 answered when nothing matches and there is no default.
 pub(crate) const NO_ROUTE: &str =
@@ -29,7 +29,7 @@ pub(crate) const NO_ROUTE: &str =
 /// Its own `poll_ready` is always ready: which target a request needs is known only once it
 /// arrives, so the response future drives a clone of that target ready before calling it.
 /// Clones share the targets and the compiled conditions (two reference counts).
-pub struct Router<S = BoxTarget> {
+pub struct ConditionalRouter<S = BoxTarget> {
     targets: Arc<[S]>,
     table: Arc<Table>,
 }
@@ -52,10 +52,10 @@ impl Table {
     }
 }
 
-impl<S> Router<S> {
+impl<S> ConditionalRouter<S> {
     /// A builder for a router.
-    pub fn builder() -> RouterBuilder<S> {
-        RouterBuilder::new()
+    pub fn builder() -> ConditionalRouterBuilder<S> {
+        ConditionalRouterBuilder::new()
     }
 
     pub(crate) fn from_parts(targets: Arc<[S]>, table: Arc<Table>) -> Self {
@@ -95,7 +95,7 @@ impl<S> Router<S> {
     }
 }
 
-impl<S> Clone for Router<S> {
+impl<S> Clone for ConditionalRouter<S> {
     fn clone(&self) -> Self {
         Self {
             targets: self.targets.clone(),
@@ -104,10 +104,10 @@ impl<S> Clone for Router<S> {
     }
 }
 
-impl<S> fmt::Debug for Router<S> {
+impl<S> fmt::Debug for ConditionalRouter<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let names = &self.table.names;
-        f.debug_struct("Router")
+        f.debug_struct("ConditionalRouter")
             .field("targets", names)
             .field(
                 "conditions",
@@ -133,7 +133,7 @@ fn no_route() -> Response<Body> {
     )
 }
 
-impl<S, B> Service<Request<B>> for Router<S>
+impl<S, B> Service<Request<B>> for ConditionalRouter<S>
 where
     S: Service<Request<B>, Response = Response<Body>> + Clone,
     S::Error: Into<BoxError>,

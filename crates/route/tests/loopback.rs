@@ -9,7 +9,7 @@ use http_body_util::{BodyExt, Full};
 use portcullis_core::context::Metadata;
 use portcullis_core::{Body, BufferedBody, EdgeLayer, FactHeadersLayer, OverrideParamsLayer};
 use portcullis_provider::OpenAi;
-use portcullis_route::{BoxTarget, Router};
+use portcullis_route::{BoxTarget, ConditionalRouter};
 use portcullis_testkit::FakeUpstream;
 use serde_json::{Value, json};
 use tower::util::MapRequestLayer;
@@ -35,8 +35,8 @@ fn portkey_config() -> Value {
 
 /// A router from a Portkey conditional config, target `i` calling `upstreams[i]`: what the
 /// gateway will do, in small.
-fn router_from(config: &Value, upstreams: &[&FakeUpstream]) -> Router {
-    let mut builder = Router::builder();
+fn router_from(config: &Value, upstreams: &[&FakeUpstream]) -> ConditionalRouter {
+    let mut builder = ConditionalRouter::builder();
     for (target, upstream) in config["targets"].as_array().unwrap().iter().zip(upstreams) {
         let provider = OpenAi::builder(upstream.base_url()).build().unwrap();
         let params = target["override_params"].as_object().unwrap().clone();
@@ -65,7 +65,11 @@ fn metadata_from_header(mut req: Request<BufferedBody>) -> Request<BufferedBody>
     req
 }
 
-async fn send(router: Router, metadata: Option<&str>, body: &'static str) -> Response<Body> {
+async fn send(
+    router: ConditionalRouter,
+    metadata: Option<&str>,
+    body: &'static str,
+) -> Response<Body> {
     let stack = ServiceBuilder::new()
         .layer(FactHeadersLayer::new())
         .layer(EdgeLayer::new())

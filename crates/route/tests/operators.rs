@@ -9,7 +9,7 @@ use http::{Request, Response};
 use http_body_util::BodyExt;
 use portcullis_core::context::Metadata;
 use portcullis_core::{Body, BoxError, BufferedBody, RequestView};
-use portcullis_route::{BoxTarget, Router};
+use portcullis_route::{BoxTarget, ConditionalRouter};
 use serde_json::{Value, json};
 use tower::{ServiceExt, service_fn};
 
@@ -68,7 +68,7 @@ fn request(req: &Req) -> Request<BufferedBody> {
 
 /// Whether `query` sends `req` to its target (through the router service, not a shortcut).
 async fn holds(query: Value, req: Req) -> bool {
-    let router = Router::builder()
+    let router = ConditionalRouter::builder()
         .target("hit", named("hit"))
         .target("miss", named("miss"))
         .conditions(&json!([{"query": query, "then": "hit"}]))

@@ -12,7 +12,7 @@ use http_body_util::BodyExt;
 use portcullis_core::context::{Metadata, TargetPath};
 use portcullis_core::facts::ResponseFacts;
 use portcullis_core::{Body, BoxError, BufferedBody};
-use portcullis_route::{BoxTarget, BuildError, Condition, RouteInput, Router};
+use portcullis_route::{BoxTarget, BuildError, Condition, ConditionalRouter, RouteInput};
 use serde_json::{Value, json};
 use tower::{Service, ServiceExt, service_fn};
 use tower_test::mock;
@@ -42,8 +42,8 @@ async fn text(res: Response<Body>) -> String {
     String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
 }
 
-fn three_way(default: Option<&str>) -> Router {
-    let builder = Router::builder()
+fn three_way(default: Option<&str>) -> ConditionalRouter {
+    let builder = ConditionalRouter::builder()
         .target("a", named("a"))
         .target("b", named("b"))
         .target("c", named("c"))
@@ -87,7 +87,7 @@ async fn no_match_and_no_default_is_a_400_without_calling_a_target() {
         counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         async { Ok::<_, BoxError>(Response::new(Body::empty())) }
     }));
-    let router = Router::builder()
+    let router = ConditionalRouter::builder()
         .target("paid", counting)
         .conditions(&json!([{"query": {"metadata.plan": "paid"}, "then": "paid"}]))
         .unwrap()
@@ -119,7 +119,7 @@ async fn no_match_and_no_default_is_a_400_without_calling_a_target() {
 #[tokio::test]
 async fn facts_and_request_paths_record_the_choice_through_nesting() {
     // An inner router as target 1 of an outer one: paths read outermost first.
-    let inner = Router::builder()
+    let inner = ConditionalRouter::builder()
         .target("x", named("x"))
         .target("y", named("y"))
         .conditions(&json!([{"query": {"params.model": "gpt-4o"}, "then": "y"}]))
@@ -127,7 +127,7 @@ async fn facts_and_request_paths_record_the_choice_through_nesting() {
         .default("x")
         .build()
         .unwrap();
-    let outer = Router::builder()
+    let outer = ConditionalRouter::builder()
         .target("plain", named("plain"))
         .target("nested", BoxTarget::new(inner))
         .conditions(&json!([{"query": {"metadata.plan": "paid"}, "then": "nested"}]))
@@ -165,7 +165,7 @@ async fn target_errors_pass_through() {
     let failing = BoxTarget::new(service_fn(|_req: Request<BufferedBody>| async {
         Err::<Response<Body>, BoxError>("upstream broke".into())
     }));
-    let router = Router::builder()
+    let router = ConditionalRouter::builder()
         .target("f", failing)
         .default("f")
         .build()
@@ -177,7 +177,7 @@ async fn target_errors_pass_through() {
 #[test]
 fn compiled_conditions_can_be_added_directly_and_route_without_a_request() {
     let paid = Condition::compile(&json!({"metadata.plan": "paid"})).unwrap();
-    let router = Router::builder()
+    let router = ConditionalRouter::builder()
         .target("free", named("free"))
         .target("paid", named("paid"))
         .condition(paid, "paid")
@@ -201,7 +201,7 @@ async fn readies_the_chosen_target_inside_the_future_and_calls_only_that() {
     let (free, mut free_handle) = mock::pair::<Req, Response<Body>>();
     paid_handle.allow(0);
     free_handle.allow(0);
-    let mut router = Router::builder()
+    let mut router = ConditionalRouter::builder()
         .target("paid", paid)
         .target("free", free)
         .conditions(&json!([{"query": {"metadata.plan": "paid"}, "then": "paid"}]))
@@ -246,7 +246,7 @@ async fn each_call_readies_its_own_clone() {
     type Req = Request<BufferedBody>;
     let (svc, mut handle) = mock::pair::<Req, Response<Body>>();
     handle.allow(2);
-    let mut router = Router::builder()
+    let mut router = ConditionalRouter::builder()
         .target("only", svc)
         .default("only")
         .build()
@@ -263,7 +263,7 @@ async fn each_call_readies_its_own_clone() {
 
 /// The build error for `conditions` (with targets `paid` and `free`, default `default`).
 fn build_error(conditions: Value, default: Option<&str>) -> BuildError {
-    let builder = Router::builder()
+    let builder = ConditionalRouter::builder()
         .target("paid", named("paid"))
         .target("free", named("free"));
     let builder = match builder.conditions(&conditions) {
@@ -483,13 +483,15 @@ fn regex_errors_are_one_line() {
 
 #[test]
 fn target_lists_are_checked() {
-    let err = Router::<BoxTarget>::builder().build().unwrap_err();
+    let err = ConditionalRouter::<BoxTarget>::builder()
+        .build()
+        .unwrap_err();
     assert_eq!(
         err.to_string(),
         "targets: a router needs at least one target"
     );
 
-    let err = Router::builder()
+    let err = ConditionalRouter::builder()
         .target("a", named("a"))
         .target("b", named("b"))
         .target("a", named("a"))
@@ -501,7 +503,7 @@ fn target_lists_are_checked() {
 
 #[test]
 fn conditions_added_in_several_calls_are_numbered_in_one_list() {
-    let err = Router::builder()
+    let err = ConditionalRouter::builder()
         .target("a", named("a"))
         .conditions(&json!([{"query": {}, "then": "a"}]))
         .unwrap()

@@ -2,6 +2,7 @@
 //! with the bare service: without a recorder, with a Prometheus recorder installed, with
 //! metadata and a `traceparent` to parse, and with an observed body whose usage is reported.
 //! No tracing subscriber and no exporter: the span is disabled, as in a server without one.
+//! Needs the `prometheus` feature (`cargo bench --workspace` has it through the gateway).
 
 use std::future::Future;
 use std::hint::black_box;
@@ -94,7 +95,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| ready(svc.call(black_box(request(true)))).unwrap())
     });
     group.bench_function("tag_prometheus_metadata_traceparent", |b| {
-        let mut svc = TagLayer::new().metadata_label("team").layer(inner);
+        let mut svc = TagLayer::new().metadata_label("team").unwrap().layer(inner);
         metrics::with_local_recorder(&recorder, || {
             b.iter(|| ready(svc.call(black_box(request(true)))).unwrap())
         })

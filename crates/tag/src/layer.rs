@@ -8,7 +8,7 @@ use portcullis_core::context::Metadata;
 use tower_layer::Layer;
 
 use crate::metadata::MetadataLimits;
-use crate::meter::{DEFAULT_LABEL_CAP, Meter};
+use crate::meter::{DEFAULT_LABEL_CAP, MAX_METADATA_LABELS, Meter, metadata_label_name};
 use crate::service::Tag;
 
 /// Portkey's metadata header.
@@ -33,16 +33,23 @@ pub(crate) struct Shared {
 
 /// Applies [`Tag`] to a service; a builder for its settings.
 ///
+/// No setter panics. Header names are typed ([`HeaderName`]), so a bad name is caught where
+/// it is made; [`metadata_label`](Self::metadata_label), the one setting whose validity
+/// depends on the others, answers a [`TagConfigError`].
+///
 /// ```
+/// use http::HeaderName;
 /// use portcullis_tag::TagLayer;
 ///
+/// # fn main() -> Result<(), portcullis_tag::TagConfigError> {
 /// let layer = TagLayer::new()
-///     .metadata_header("x-metadata")
+///     .metadata_header(HeaderName::from_static("x-metadata"))
 ///     .max_keys(16)
 ///     .max_value_len(256)
-///     .metadata_label("team")
+///     .metadata_label("team")?
 ///     .label_cap(32);
 /// # let _ = layer;
+/// # Ok(()) }
 /// ```
 #[derive(Clone)]
 pub struct TagLayer {
@@ -105,28 +112,28 @@ impl TagLayer {
 
     /// Reads metadata from `name` instead of `x-portkey-metadata`.
     ///
-    /// # Panics
-    /// If `name` is not a valid header name.
-    pub fn metadata_header(mut self, name: &str) -> Self {
-        self.settings.metadata_header = header_name(name);
+    /// A name from text is checked where it is made: `HeaderName::from_static` (panics on a
+    /// bad literal) or `HeaderName::try_from` (an error to handle).
+    pub fn metadata_header(mut self, name: HeaderName) -> Self {
+        self.settings.metadata_header = name;
         self.changed()
     }
 
     /// Reads the client's trace id from `name` instead of `x-portkey-trace-id`.
     ///
-    /// # Panics
-    /// If `name` is not a valid header name.
-    pub fn trace_header(mut self, name: &str) -> Self {
-        self.settings.trace_header = header_name(name);
+    /// A name from text is checked where it is made: `HeaderName::from_static` (panics on a
+    /// bad literal) or `HeaderName::try_from` (an error to handle).
+    pub fn trace_header(mut self, name: HeaderName) -> Self {
+        self.settings.trace_header = name;
         self.changed()
     }
 
     /// Reads the virtual key from `name` instead of `x-portkey-virtual-key`.
     ///
-    /// # Panics
-    /// If `name` is not a valid header name.
-    pub fn virtual_key_header(mut self, name: &str) -> Self {
-        self.settings.virtual_key_header = header_name(name);
+    /// A name from text is checked where it is made: `HeaderName::from_static` (panics on a
+    /// bad literal) or `HeaderName::try_from` (an error to handle).
+    pub fn virtual_key_header(mut self, name: HeaderName) -> Self {
+        self.settings.virtual_key_header = name;
         self.changed()
     }
 
@@ -155,17 +162,48 @@ impl TagLayer {
     }
 
     /// Makes metadata key `key` a metric label, `metadata_KEY` (characters outside
-    /// `[a-zA-Z0-9_]` become `_`). Only allow-listed keys become labels.
+    /// `[a-zA-Z0-9_]` become `_`). Only allow-listed keys become labels; a key allowed
+    /// already is allowed once.
     ///
-    /// # Panics
-    /// When more than [`MAX_METADATA_LABELS`](crate::meter::MAX_METADATA_LABELS) keys are
-    /// allowed: every one multiplies the number of series.
-    pub fn metadata_label(mut self, key: impl Into<String>) -> Self {
+    /// # Errors
+    /// A [`TagConfigError`] (the layer is consumed) when `key` would be the label of a ninth
+    /// key ([`MAX_METADATA_LABELS`]: every label multiplies the number of series), or would
+    /// have the label name of a key allowed already (`cost-center` after `cost_center`), which
+    /// would give one series the same label twice.
+    ///
+    /// ```
+    /// use portcullis_tag::TagLayer;
+    ///
+    /// let mut layer = TagLayer::new();
+    /// for key in ["a", "b", "c", "d", "e", "f", "g", "h"] {
+    ///     layer = layer.metadata_label(key).unwrap();
+    /// }
+    /// let err = layer.metadata_label("i").unwrap_err();
+    /// assert_eq!(err.key(), "i");
+    /// assert_eq!(err.to_string(), "at most 8 metadata keys can be labels");
+    /// ```
+    pub fn metadata_label(mut self, key: impl Into<String>) -> Result<Self, TagConfigError> {
         let key = key.into();
-        if !self.settings.metadata_labels.contains(&key) {
-            self.settings.metadata_labels.push(key);
+        let labels = &self.settings.metadata_labels;
+        if labels.contains(&key) {
+            return Ok(self);
         }
-        self.changed()
+        let label = metadata_label_name(&key);
+        if let Some(other) = labels.iter().find(|k| metadata_label_name(k) == label) {
+            let kind = Kind::SameLabel {
+                other: other.clone(),
+                label,
+            };
+            return Err(TagConfigError { key, kind });
+        }
+        if labels.len() == MAX_METADATA_LABELS {
+            return Err(TagConfigError {
+                key,
+                kind: Kind::TooManyLabels,
+            });
+        }
+        self.settings.metadata_labels.push(key);
+        Ok(self.changed())
     }
 
     /// Sets how many distinct values each label records before recording `other`
@@ -187,9 +225,50 @@ impl TagLayer {
     }
 }
 
-fn header_name(name: &str) -> HeaderName {
-    HeaderName::try_from(name).unwrap_or_else(|e| panic!("invalid header name {name:?}: {e}"))
+/// A [`TagLayer`] setting that was refused: the metadata key that could not become a metric
+/// label, and why (see [`TagLayer::metadata_label`]).
+///
+/// Its message is meant to follow a config reader's path
+/// (`server.metadata_labels[8]: at most 8 metadata keys can be labels`); [`key`](Self::key)
+/// is the key refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TagConfigError {
+    key: String,
+    kind: Kind,
 }
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Kind {
+    /// [`MAX_METADATA_LABELS`] keys are labels already.
+    TooManyLabels,
+    /// Key `other`, allowed already, has the same label name.
+    SameLabel { other: String, label: String },
+}
+
+impl TagConfigError {
+    /// The metadata key that was refused.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+impl fmt::Display for TagConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::TooManyLabels => write!(
+                f,
+                "at most {MAX_METADATA_LABELS} metadata keys can be labels"
+            ),
+            Kind::SameLabel { other, label } => write!(
+                f,
+                "`{}` and `{other}` would both be the label `{label}`",
+                self.key
+            ),
+        }
+    }
+}
+
+impl std::error::Error for TagConfigError {}
 
 impl Default for TagLayer {
     fn default() -> Self {

@@ -17,14 +17,16 @@
 //!
 //! and measures it: one `tracing` span with the OpenTelemetry GenAI attributes, closed when the
 //! response body has been delivered, and the metrics of [`meter`], recorded through the
-//! [`metrics`] facade. [`Prometheus`] renders them for `GET /metrics`; with the `otlp` feature,
-//! `otlp::Otlp` exports the spans over OTLP/HTTP.
+//! [`metrics`] facade into whatever recorder the application installed. With the `prometheus`
+//! feature, `Prometheus` is such a recorder and renders them for `GET /metrics`; with the
+//! `otlp` feature, `otlp::Otlp` exports the spans over OTLP/HTTP.
 //!
 //! ```
 //! use http_body_util::{BodyExt, Full};
+//! use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 //! use portcullis_core::context::{Caller, Metadata};
 //! use portcullis_core::{Body, BoxError, BufferedBody, EdgeLayer, FactHeadersLayer};
-//! use portcullis_tag::{Prometheus, TagLayer};
+//! use portcullis_tag::{TagLayer, meter};
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), BoxError> {
@@ -40,13 +42,15 @@
 //!     Ok::<_, BoxError>(http::Response::new(Body::from(text)))
 //! });
 //!
-//! // A server calls `Prometheus::install()` once at start-up; a local recorder here.
-//! let (recorder, prometheus) = Prometheus::recorder();
+//! // Any `metrics` recorder: a server installs one for the process (`Prometheus::install()`
+//! // with the `prometheus` feature); a local one here.
+//! let recorder = DebuggingRecorder::new();
+//! let snapshotter = recorder.snapshotter();
 //! let _recorder = metrics::set_default_local_recorder(&recorder);
 //!
 //! let stack = ServiceBuilder::new()
 //!     .layer(EdgeLayer::new())
-//!     .layer(TagLayer::new().metadata_label("team"))
+//!     .layer(TagLayer::new().metadata_label("team")?)
 //!     .layer(FactHeadersLayer::new())
 //!     .service(provider);
 //! let req = http::Request::post("/v1/chat/completions")
@@ -65,9 +69,29 @@
 //!     .body(Full::new(bytes::Bytes::from_static(br#"{"model":"gpt-4o-mini"}"#)))?;
 //! assert_eq!(stack.oneshot(bad).await?.status(), 400);
 //!
-//! let text = prometheus.render();
-//! assert!(text.contains(r#"model="gpt-4o-mini",target="none",metadata_team="search",status="200"} 1"#));
-//! assert!(text.contains(r#"status="400"} 1"#));
+//! // One request counted per status, labelled with the allowed metadata key (and with the
+//! // provider, model and target).
+//! let mut requests: Vec<(String, u64)> = snapshotter
+//!     .snapshot()
+//!     .into_vec()
+//!     .into_iter()
+//!     .filter(|(key, ..)| key.key().name() == meter::REQUESTS_TOTAL)
+//!     .map(|(key, _, _, value)| {
+//!         let labels: Vec<String> = key
+//!             .key()
+//!             .labels()
+//!             .filter(|l| matches!(l.key(), "metadata_team" | "status"))
+//!             .map(|l| format!("{}={}", l.key(), l.value()))
+//!             .collect();
+//!         let DebugValue::Counter(n) = value else { unreachable!("a counter") };
+//!         (labels.join(","), n)
+//!     })
+//!     .collect();
+//! requests.sort();
+//! assert_eq!(requests, [
+//!     ("metadata_team=,status=400".to_owned(), 1),
+//!     ("metadata_team=search,status=200".to_owned(), 1),
+//! ]);
 //! # Ok(()) }
 //! ```
 //!
@@ -80,7 +104,7 @@
 //! | longest key, longest value | 128 characters each | [`TagLayer::max_key_len`], [`TagLayer::max_value_len`] |
 //! | trace id header | `x-portkey-trace-id` | [`TagLayer::trace_header`] |
 //! | virtual key header | `x-portkey-virtual-key` | [`TagLayer::virtual_key_header`] |
-//! | metadata keys as metric labels | none | [`TagLayer::metadata_label`] (at most 8) |
+//! | metadata keys as metric labels | none | [`TagLayer::metadata_label`] (at most 8; a ninth is a [`TagConfigError`]) |
 //! | distinct values per label | 64, then `other` | [`TagLayer::label_cap`] |
 //! | metadata values shown in spans and logs | none (`<redacted>`) | [`TagLayer::log_metadata_key`] |
 //!
@@ -129,11 +153,12 @@
 //!
 //! # For a server
 //!
-//! - At start-up: `let prometheus = Prometheus::install()?;` (a process-wide recorder; metrics
-//!   recorded before it are lost, and a tag layer resolves its metric handles on first use)
+//! - At start-up, install a `metrics` recorder for the process before the first request
+//!   (metrics recorded before it are lost, and a tag layer resolves its metric handles on
+//!   first use). With the `prometheus` feature: `let prometheus = Prometheus::install()?;`
 //!   and, unless `/metrics` is scraped often, `prometheus.spawn_upkeep(Duration::from_secs(5))`.
-//! - `GET /metrics`: answer `prometheus.response()` (or `prometheus.render()` with
-//!   [`prometheus::CONTENT_TYPE`]).
+//! - `GET /metrics` (feature `prometheus`): answer `prometheus.response()` (or
+//!   `prometheus.render()` with `prometheus::CONTENT_TYPE`).
 //! - OTLP (feature `otlp`): `let otlp = Otlp::builder(endpoint).service_name(..).build()?;`
 //!   inside the runtime, add `otlp.layer()` to the `tracing_subscriber::registry()`, and
 //!   `otlp.shutdown().await` on the way out.
@@ -177,14 +202,18 @@ pub mod metadata;
 pub mod meter;
 #[cfg(feature = "otlp")]
 pub mod otlp;
+#[cfg(feature = "prometheus")]
 pub mod prometheus;
 mod service;
 mod telemetry;
 pub mod trace;
 
 pub use self::future::ResponseFuture;
-pub use self::layer::{METADATA_HEADER, TRACE_ID_HEADER, TagLayer, VIRTUAL_KEY_HEADER};
+pub use self::layer::{
+    METADATA_HEADER, TRACE_ID_HEADER, TagConfigError, TagLayer, VIRTUAL_KEY_HEADER,
+};
 pub use self::metadata::{InvalidMetadata, MetadataLimits};
+#[cfg(feature = "prometheus")]
 pub use self::prometheus::Prometheus;
 pub use self::service::Tag;
 pub use self::telemetry::SPAN_TARGET;

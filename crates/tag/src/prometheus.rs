@@ -1,4 +1,5 @@
-//! The Prometheus text exposition of every metric recorded through the [`metrics`] facade.
+//! The Prometheus text exposition of every metric recorded through the [`metrics`] facade
+//! (feature `prometheus`).
 //!
 //! [`Prometheus::install`] installs a recorder for the whole process (once, at start-up, before
 //! the first request) and returns the handle a server renders `GET /metrics` with. Histograms

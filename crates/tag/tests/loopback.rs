@@ -22,7 +22,7 @@ async fn send(upstream: &FakeUpstream, body: &'static str) -> (Response<Body>, S
         .unwrap();
     let stack = ServiceBuilder::new()
         .layer(EdgeLayer::new())
-        .layer(TagLayer::new().metadata_label("team"))
+        .layer(TagLayer::new().metadata_label("team").unwrap())
         .layer(FactHeadersLayer::new())
         .service(provider);
     let req = Request::post("/v1/chat/completions")

@@ -250,7 +250,7 @@ async fn every_limit_is_a_400_that_names_the_key() {
 async fn the_metadata_header_is_configurable() {
     let log = Log::default();
     let r = send(
-        TagLayer::new().metadata_header("x-meta"),
+        TagLayer::new().metadata_header(http::HeaderName::from_static("x-meta")),
         recording(log.clone()),
         post(
             CHAT,
@@ -462,7 +462,7 @@ fn behind_fallback() -> impl Service<
 async fn metrics_carry_provider_model_target_status_and_allowed_metadata() {
     let metrics = Metrics::new();
     let _guard = metrics::set_default_local_recorder(&metrics.recorder);
-    let layer = TagLayer::new().metadata_label("team");
+    let layer = TagLayer::new().metadata_label("team").unwrap();
     let r = send(
         layer,
         behind_fallback(),
@@ -533,7 +533,10 @@ async fn metadata_becomes_a_label_only_when_allowed() {
 async fn label_values_are_capped() {
     let metrics = Metrics::new();
     let _guard = metrics::set_default_local_recorder(&metrics.recorder);
-    let layer = TagLayer::new().label_cap(2).metadata_label("_user");
+    let layer = TagLayer::new()
+        .label_cap(2)
+        .metadata_label("_user")
+        .unwrap();
     let stack = ServiceBuilder::new()
         .layer(EdgeLayer::new())
         .layer(layer)

@@ -10,7 +10,7 @@ use http_body_util::BodyExt;
 use portcullis_core::context::TargetPath;
 use portcullis_core::error::{ErrorBody, response};
 use portcullis_core::{Body, BoxError, BufferedBody};
-use portcullis_fallback::{Target, box_target};
+use portcullis_fallback::{BoxTarget, box_target};
 use tower::service_fn;
 
 /// One call: the target's name and the request's target path.
@@ -31,7 +31,7 @@ impl Log {
 }
 
 /// A target named `name` that answers with `answer` and records each call in `log`.
-pub fn target<A>(name: &'static str, log: &Log, answer: A) -> Target
+pub fn target<A>(name: &'static str, log: &Log, answer: A) -> BoxTarget
 where
     A: Fn() -> Result<Response<Body>, BoxError> + Clone + Send + Sync + 'static,
 {

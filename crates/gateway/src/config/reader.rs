@@ -3,42 +3,40 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
+use portcullis_core::BuildError;
 use serde_json::{Map, Value};
 
-/// A config error: where, and what is wrong.
+/// A config error: where, and what is wrong. It is core's [`BuildError`] with the full path
+/// from the config's root, so that a layer builder's error reads as the reader's own.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigError {
-    path: String,
-    message: String,
-}
+pub struct ConfigError(BuildError);
 
 impl ConfigError {
     /// An error at `path`.
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            path: path.into(),
-            message: message.into(),
-        }
+        Self(BuildError::at(path, message))
+    }
+
+    /// A builder's error, placed below `prefix`, the path of the node it built
+    /// (`config.targets[1]` and `targets[0].weight` make `config.targets[1].targets[0].weight`).
+    pub fn from_build(prefix: &str, err: BuildError) -> Self {
+        Self(err.prefixed(prefix))
     }
 
     /// Where, e.g. `config.targets[1].weight`.
     pub fn path(&self) -> &str {
-        &self.path
+        self.0.path()
     }
 
     /// What is wrong.
     pub fn message(&self) -> &str {
-        &self.message
+        self.0.message()
     }
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            f.write_str(&self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
-        }
+        self.0.fmt(f)
     }
 }
 

@@ -352,13 +352,8 @@ fn parse_node(v: &Value, path: &str, reading: &mut Reading<'_>, depth: usize) ->
         Some(("", npath)) => return Err(ConfigError::new(npath, "must not be empty")),
         other => other.map(|(s, _)| s.to_owned()),
     };
-    let weight = match obj.f64("weight")? {
-        None => 1.0,
-        Some((w, wpath)) if !w.is_finite() || w < 0.0 => {
-            return Err(ConfigError::new(wpath, "must be >= 0"));
-        }
-        Some((w, _)) => w,
-    };
+    // Only a balancer reads weights, and its builder checks them (`must be >= 0`).
+    let weight = obj.f64("weight")?.map_or(1.0, |(w, _)| w);
     let override_params = match obj.object("override_params")? {
         None => Map::new(),
         Some((params, opath)) => {
@@ -596,12 +591,6 @@ fn parse_strategy(
             return Err(ConfigError::new(
                 targets_path,
                 format!("mode `single` uses one target; found {}", targets.len()),
-            ));
-        }
-        Mode::LoadBalance if targets.iter().all(|t| t.weight == 0.0) => {
-            return Err(ConfigError::new(
-                targets_path,
-                "every weight is 0: at least one target must have weight > 0",
             ));
         }
         _ => {}
@@ -854,16 +843,9 @@ mod tests {
     #[test]
     fn errors_name_their_path() {
         let lb = |w: Value| json!({"strategy": {"mode": "loadbalance"}, "targets": [{"virtual_key": "a"}, {"virtual_key": "b", "weight": w}]});
-        assert_eq!(err(lb(json!(-1))), "config.targets[1].weight: must be >= 0");
         assert_eq!(
             err(lb(json!("x"))),
             "config.targets[1].weight: must be a number, got a string"
-        );
-        assert_eq!(
-            err(
-                json!({"strategy": {"mode": "loadbalance"}, "targets": [{"virtual_key": "a", "weight": 0}]})
-            ),
-            "config.targets: every weight is 0: at least one target must have weight > 0"
         );
         assert_eq!(
             err(json!({"virtual_key": "zzz"})),

@@ -31,12 +31,14 @@
 //! use std::time::Duration;
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! # #[cfg(feature = "rustls")] // `https://` needs TLS, the `rustls` feature (default)
 //! let openai = OpenAi::builder("https://api.openai.com/v1")
 //!     .api_key("sk-test")
 //!     .name("openai")
 //!     .response_timeout(Duration::from_secs(120))
 //!     .build()
 //!     .unwrap();
+//! # #[cfg(feature = "rustls")]
 //! # let _ = openai;
 //! assert!(OpenAi::builder("ftp://example.com").build().is_err());
 //! # }

@@ -167,7 +167,7 @@ impl OpenAiBuilder {
     /// ```
     /// use portcullis_provider::{Endpoint, OpenAi};
     ///
-    /// let chat = OpenAi::builder("https://api.openai.com/v1")
+    /// let chat = OpenAi::builder("http://localhost:8000/v1")
     ///     .endpoint(Endpoint::Chat)
     ///     .build()
     ///     .unwrap();
@@ -179,6 +179,11 @@ impl OpenAiBuilder {
     }
 
     /// Builds the provider, checking the base URL, headers and query parameter names.
+    ///
+    /// # Errors
+    /// A [`BuildError`] for a base URL that is not `http://` or `https://`, has no host or
+    /// has a query; an `https://` base URL in a build without the `rustls` feature; a header
+    /// that is not valid or is one the provider sets; a query parameter that is not a name.
     pub fn build(self) -> Result<OpenAi, BuildError> {
         let base: Uri = self
             .base_url
@@ -188,6 +193,13 @@ impl OpenAiBuilder {
         if scheme != "http" && scheme != "https" {
             return Err(BuildError(format!(
                 "base_url `{}` must start with http:// or https://",
+                self.base_url
+            )));
+        }
+        if scheme == "https" && !HttpClient::TLS {
+            return Err(BuildError(format!(
+                "base_url `{}` needs TLS: this build of portcullis-provider has no TLS; \
+                 enable its `rustls` feature (`portcullis` and the gateway: `rustls`)",
                 self.base_url
             )));
         }

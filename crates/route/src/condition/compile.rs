@@ -214,6 +214,12 @@ fn regex_operand(arg: &Value, limits: &RegexLimits) -> Result<Regex, BuildError>
             json_type(arg)
         )));
     };
+    regex(pattern, limits)
+}
+
+/// Builds a pattern within `limits`: the one place both the JSON and the typed form build
+/// their regexes, so the limits and the messages are the same.
+pub(super) fn regex(pattern: &str, limits: &RegexLimits) -> Result<Regex, BuildError> {
     // Checked before the parser sees it: the source length bounds the parse, the size limits
     // bound what compiling may allocate (a repetition such as `\w{60}` multiplies a Unicode
     // class into a program of megabytes).

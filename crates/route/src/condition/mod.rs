@@ -1,5 +1,16 @@
 //! [`Condition`]: one query of Portkey's condition language, compiled.
 //!
+//! A condition is written in one of three ways, all compiled to one tree and evaluated by one
+//! piece of code:
+//!
+//! - as JSON, Portkey's form, with [`Condition::compile`] (what the gateway reads);
+//! - in Rust, with the typed builder ([`Condition::metadata`], [`Condition::param`],
+//!   [`Condition::path`], [`Condition::and`], [`Condition::or`]), where the compiler checks
+//!   what the JSON compiler checks at build time (see [`TextField`] and [`ParamField`]);
+//! - as a [`Predicate`]: Rust code over the request ([`Condition::predicate`]).
+//!
+//! The semantics below are written in JSON terms; each typed operator means the same.
+//!
 //! A query is a JSON object. Its keys are fields or the combinators `$and` / `$or` (each an
 //! array of queries); **all keys must hold** (their order never matters). A field maps to a
 //! plain value (equality) or to an object of operators, which must all hold. `{}` holds for
@@ -35,6 +46,35 @@
 //! else (`"3abc"`, `true`, `null`, arrays, objects, a missing field) makes the comparison
 //! false. So `{"metadata.tier": {"$gt": 2}}` holds for the metadata value `"3"`.
 //!
+//! # Written in Rust
+//!
+//! [`Condition::metadata`], [`Condition::param`] and [`Condition::path`] name a field, an
+//! operator method makes it a condition, and [`Condition::and`] / [`Condition::or`] combine
+//! conditions. The result is the same compiled tree as the JSON form's, evaluated by the
+//! same code, so `Condition::metadata("plan").eq("paid")` decides exactly as
+//! `{"metadata.plan": {"$eq": "paid"}}` does. What the JSON compiler checks at build time the
+//! types check here: metadata values and the path are strings ([`TextField`]), so their
+//! `eq`/`ne`/`is_in`/`not_in` take strings; body fields ([`ParamField`]) take any JSON value;
+//! bounds are numbers (a NaN bound, which JSON cannot write, makes the comparison false). Only a regex can still be wrong, and [`TextField::regex`] /
+//! [`ParamField::regex`] say so at once, with the [`BuildError`] the JSON form would give
+//! (path `"params.model".$regex`), built within [`RegexLimits`]: the default ones, or those
+//! given to `regex_with` (a router builder's `regex_limits` governs the JSON conditions it
+//! compiles; a typed regex is built where it is written).
+//!
+//! | JSON | typed |
+//! |---|---|
+//! | `{"metadata.plan": "paid"}`, `{"$eq": "paid"}` | `Condition::metadata("plan").eq("paid")` |
+//! | `{"$ne": "free"}` | `.ne("free")` |
+//! | `{"$gt": 2}`, `$gte`, `$lt`, `$lte` | `.gt(2)`, `.gte(..)`, `.lt(..)`, `.lte(..)` |
+//! | `{"$in": ["a", "b"]}`, `$nin` | `.is_in(["a", "b"])`, `.not_in(..)` |
+//! | `{"$regex": "^gpt"}` | `.regex("^gpt")?`, `.regex_with("^gpt", &limits)?` |
+//! | `"params.response_format.type"` | `Condition::param("response_format.type")` |
+//! | `"url.pathname"` | `Condition::path()` |
+//! | `{"$and": [..]}`, `{"$or": [..]}` | `Condition::and([..])`, `Condition::or([..])` |
+//!
+//! Where the query language is not enough, a [`Predicate`] (Rust code over the request, a
+//! closure with [`Condition::predicate`]) is a condition too, and combines with the others.
+//!
 //! ```
 //! use portcullis_core::context::Metadata;
 //! use portcullis_core::RequestView;
@@ -55,19 +95,39 @@
 //! let input = RouteInput::new().metadata(&metadata).view(&view).path("/v1/chat/completions");
 //! assert!(condition.matches(&input));
 //! assert!(!condition.matches(&RouteInput::new().view(&view)));
+//!
+//! // The same, typed.
+//! let typed = Condition::and([
+//!     Condition::metadata("tier").gte(2),
+//!     Condition::or([
+//!         Condition::param("response_format.type").eq("json_object"),
+//!         Condition::param("model").regex("^gpt-4o").unwrap(),
+//!     ]),
+//! ]);
+//! assert!(typed.matches(&input));
+//! assert!(!typed.matches(&RouteInput::new().view(&view)));
 //! ```
 
 mod compile;
+mod predicate;
+mod typed;
 mod value;
 
 use regex::Regex;
 use serde_json::Value;
 
+use self::predicate::Custom;
+pub use self::predicate::Predicate;
+pub use self::typed::{ParamField, TextField};
 use self::value::Found;
 use crate::{BuildError, RouteInput};
 
 /// One query of Portkey's condition language, compiled: fields resolved, paths split,
 /// operands checked, regexes built (see the [module docs](self) for the semantics).
+///
+/// Made from JSON ([`compile`](Self::compile)), with the typed builder
+/// ([`metadata`](Self::metadata), [`param`](Self::param), [`path`](Self::path),
+/// [`and`](Self::and), [`or`](Self::or)) or from Rust code ([`predicate`](Self::predicate)).
 #[derive(Clone, Debug)]
 pub struct Condition {
     query: Query,
@@ -189,6 +249,8 @@ enum Clause {
     Any(Box<[Query]>),
     /// A field and the tests it must pass.
     Field { field: Field, tests: Box<[Test]> },
+    /// Rust code ([`Condition::predicate`]).
+    Custom(Custom),
 }
 
 #[derive(Clone, Debug)]
@@ -226,6 +288,7 @@ impl Clause {
                 let found = field.read(input);
                 tests.iter().all(|test| test.holds(found))
             }
+            Clause::Custom(predicate) => predicate.matches(input),
         }
     }
 }
@@ -236,6 +299,15 @@ impl Field {
             Field::Metadata(key) => input.metadata?.get(key).map(Found::Text),
             Field::Params(path) => input.view?.param(path).map(Found::Json),
             Field::Pathname => input.path.map(Found::Text),
+        }
+    }
+
+    /// The field as the JSON form names it, for messages: `metadata.plan`, `params.a.b`.
+    fn name(&self) -> String {
+        match self {
+            Field::Metadata(key) => format!("metadata.{key}"),
+            Field::Params(path) => format!("params.{}", path.join(".")),
+            Field::Pathname => "url.pathname".to_owned(),
         }
     }
 }

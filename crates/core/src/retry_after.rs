@@ -1,4 +1,16 @@
-//! How long an upstream asks us to wait: `retry-after-ms`, `x-ms-retry-after-ms`, `retry-after`.
+//! [`retry_after`]: how long an upstream asks us to wait before the next call.
+//!
+//! ```
+//! use std::time::{Duration, SystemTime};
+//! use http::HeaderMap;
+//! use portcullis_core::retry_after;
+//!
+//! let mut headers = HeaderMap::new();
+//! headers.insert("retry-after", "2".parse().unwrap());
+//! assert_eq!(retry_after(&headers, SystemTime::now()), Some(Duration::from_secs(2)));
+//! headers.insert("retry-after-ms", "250".parse().unwrap());
+//! assert_eq!(retry_after(&headers, SystemTime::now()), Some(Duration::from_millis(250)));
+//! ```
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -9,10 +21,21 @@ const RETRY_AFTER_MS: &str = "retry-after-ms";
 /// Azure OpenAI's millisecond header.
 const X_MS_RETRY_AFTER_MS: &str = "x-ms-retry-after-ms";
 
-/// The wait the headers ask for, read in Portkey's order: `retry-after-ms`, then
-/// `x-ms-retry-after-ms`, then `retry-after` (seconds or an HTTP date, counted from `now`).
-/// A header that cannot be read is skipped; a date in the past asks for no wait.
-pub(crate) fn requested_wait(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+/// The wait the response headers ask for, or `None` when none of them can be read.
+///
+/// Precedence, Portkey's (the millisecond headers are the more precise readings, and a
+/// server that sends one sends `retry-after` only as its rounded-up copy):
+///
+/// 1. `retry-after-ms` (OpenAI), milliseconds;
+/// 2. `x-ms-retry-after-ms` (Azure OpenAI), milliseconds;
+/// 3. `retry-after`, seconds or an HTTP date (IMF-fixdate) counted from `now`.
+///
+/// The first header that reads as a plain non-negative number (digits with an optional
+/// fraction: no sign, exponent, `inf` or `NaN`) or a valid date wins; one that cannot be read
+/// is skipped. A date in the past asks for no wait (`Duration::ZERO`); a wait too large for a
+/// [`Duration`] is unreadable. `now` is a parameter so that callers (and tests) choose the
+/// clock.
+pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
     text(RETRY_AFTER_MS)
         .and_then(millis)
@@ -50,7 +73,7 @@ fn non_negative(value: &str) -> Option<f64> {
 ///
 /// The day name must be one of the seven but is not checked against the date, as most HTTP
 /// implementations do; dates before 1970 become the epoch (long past either way).
-pub(crate) fn http_date(value: &str) -> Option<SystemTime> {
+fn http_date(value: &str) -> Option<SystemTime> {
     const DAYS: [&[u8]; 7] = [b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun"];
     const MONTHS: [&[u8]; 12] = [
         b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
@@ -167,7 +190,7 @@ mod tests {
     #[test]
     fn reads_headers_in_portkey_order() {
         let now = at(784_111_770);
-        let wait = |pairs| requested_wait(&headers(pairs), now);
+        let wait = |pairs| retry_after(&headers(pairs), now);
         assert_eq!(wait(&[("retry-after", "3")]), Some(Duration::from_secs(3)));
         assert_eq!(
             wait(&[("retry-after", "1.5")]),
@@ -201,7 +224,7 @@ mod tests {
         );
         for bad in ["-1", "inf", "NaN", "1e3", "", "+2", "soon"] {
             assert_eq!(
-                requested_wait(
+                retry_after(
                     &[(http::header::RETRY_AFTER, bad.parse().unwrap())]
                         .into_iter()
                         .collect(),
@@ -212,5 +235,95 @@ mod tests {
             );
         }
         assert_eq!(wait(&[]), None);
+    }
+
+    #[test]
+    fn millisecond_headers() {
+        let ms = Duration::from_millis;
+        let cases: [(&[(&'static str, &'static str)], Duration); 6] = [
+            (&[("retry-after-ms", "250")], ms(250)),
+            (&[("retry-after-ms", "0.5")], Duration::from_micros(500)),
+            (&[("retry-after-ms", "0")], Duration::ZERO),
+            // Surrounding white space is allowed.
+            (&[("retry-after-ms", " 30 ")], ms(30)),
+            (&[("x-ms-retry-after-ms", "1500")], ms(1500)),
+            // An unreadable retry-after-ms gives way to x-ms-retry-after-ms.
+            (
+                &[("x-ms-retry-after-ms", "40"), ("retry-after-ms", "-5")],
+                ms(40),
+            ),
+        ];
+        for (pairs, wait) in cases {
+            assert_eq!(
+                retry_after(&headers(pairs), at(1_000_000)),
+                Some(wait),
+                "{pairs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn garbage_is_no_reading() {
+        let now = at(1_000_000);
+        for bad in [
+            "", " ", "soon", "-1", "+1", "1e3", "inf", "NaN", "1.", ".5", "1,5", "0x10", "1 2",
+        ] {
+            for name in ["retry-after", "retry-after-ms", "x-ms-retry-after-ms"] {
+                let h: HeaderMap = [(
+                    name.parse::<http::HeaderName>().unwrap(),
+                    bad.parse().unwrap(),
+                )]
+                .into_iter()
+                .collect();
+                assert_eq!(retry_after(&h, now), None, "{name}: {bad:?}");
+            }
+        }
+        // Too large for a Duration: unreadable, not a panic.
+        let huge = "9".repeat(40);
+        let h: HeaderMap = [(http::header::RETRY_AFTER, huge.parse().unwrap())]
+            .into_iter()
+            .collect();
+        assert_eq!(retry_after(&h, now), None);
+        // Bytes that are not text.
+        let h: HeaderMap = [(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_bytes(b"\xff3").unwrap(),
+        )]
+        .into_iter()
+        .collect();
+        assert_eq!(retry_after(&h, now), None);
+    }
+
+    #[test]
+    fn dates_count_from_now() {
+        let date = "Sun, 06 Nov 1994 08:49:37 GMT";
+        let h = headers(&[("retry-after", date)]);
+        let then = at(784_111_777);
+        assert_eq!(
+            retry_after(&h, then - Duration::from_secs(90)),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(retry_after(&h, then), Some(Duration::ZERO));
+        assert_eq!(
+            retry_after(&h, then + Duration::from_secs(3600)),
+            Some(Duration::ZERO),
+            "a date in the past asks for no wait"
+        );
+        assert_eq!(
+            retry_after(
+                &headers(&[("retry-after", "Sun, 06 Nov 1994 08:49:37 UTC")]),
+                then
+            ),
+            None,
+            "only IMF-fixdate is read"
+        );
+        assert_eq!(
+            retry_after(
+                &headers(&[("retry-after", date), ("retry-after-ms", "100")]),
+                then - Duration::from_secs(90)
+            ),
+            Some(Duration::from_millis(100)),
+            "the millisecond header comes first"
+        );
     }
 }
