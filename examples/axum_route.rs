@@ -12,8 +12,7 @@
 use axum::Router;
 use axum::routing::get;
 use portcullis::provider::{Mock, OpenAi};
-use portcullis::{BoxError, EdgeLayer, FactHeadersLayer};
-use tower::ServiceBuilder;
+use portcullis::{BoxError, EdgeLayer, llm_route_with};
 use tower::util::BoxCloneSyncService;
 
 #[tokio::main]
@@ -27,11 +26,9 @@ async fn main() -> Result<(), BoxError> {
         ),
         Err(_) => BoxCloneSyncService::new(Mock::builder().name("mock").build()),
     };
-    // Only this route pays for the LLM layers; a 1 MiB body limit suits chat requests.
-    let llm = ServiceBuilder::new()
-        .layer(FactHeadersLayer::new())
-        .layer(EdgeLayer::new().limit(1024 * 1024))
-        .service(provider);
+    // Only this route pays for the LLM layers: fact headers and the edge in front, with a
+    // 1 MiB body limit that suits chat requests.
+    let llm = llm_route_with(EdgeLayer::new().limit(1024 * 1024), provider);
     let app = Router::new()
         .route_service("/v1/chat/completions", llm)
         .route("/health", get(|| async { "ok" }));

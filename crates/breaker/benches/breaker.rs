@@ -13,7 +13,7 @@ use std::time::{Duration, Instant as StdInstant};
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{Request, Response, StatusCode};
 use portcullis_breaker::store::{Admission, Permit};
-use portcullis_breaker::{BreakerStore, CircuitBreaker, Outcome, Policy, State, Transition};
+use portcullis_breaker::{BreakerPolicy, BreakerStore, CircuitBreaker, Outcome, State, Transition};
 use portcullis_core::{Body, BoxError, BufferedBody};
 use std::hint::black_box;
 use tokio::time::Instant;
@@ -54,7 +54,7 @@ struct Counts {
 }
 
 impl BreakerStore for MutexStore {
-    fn check(&self, _policy: &Policy, _now: Instant) -> (Admission, Option<Transition>) {
+    fn check(&self, _policy: &BreakerPolicy, _now: Instant) -> (Admission, Option<Transition>) {
         let epoch = self.inner.lock().unwrap().epoch;
         (
             Admission::Allowed(Permit {
@@ -67,7 +67,7 @@ impl BreakerStore for MutexStore {
 
     fn record(
         &self,
-        policy: &Policy,
+        policy: &BreakerPolicy,
         now: Instant,
         permit: Permit,
         outcome: Outcome,
@@ -139,7 +139,10 @@ fn bench(c: &mut Criterion) {
         b.iter(|| ready(svc.call(black_box(request()))).unwrap())
     });
     group.bench_function("closed_success_mutex_store", |b| {
-        let layer = CircuitBreaker::builder().store(MutexStore::new()).build();
+        let layer = CircuitBreaker::builder()
+            .store(MutexStore::new())
+            .build()
+            .unwrap();
         let mut svc = layer.layer(inner);
         b.iter(|| ready(svc.call(black_box(request()))).unwrap())
     });
@@ -148,8 +151,9 @@ fn bench(c: &mut Criterion) {
             Ok::<_, BoxError>(answer(StatusCode::INTERNAL_SERVER_ERROR))
         });
         let layer = CircuitBreaker::builder()
-            .policy(Policy::new().cooldown(Duration::from_secs(3600)))
-            .build();
+            .policy(BreakerPolicy::new().cooldown(Duration::from_secs(3600)))
+            .build()
+            .unwrap();
         let mut svc = layer.layer(failing);
         while layer.circuit().state() != State::Open {
             ready(svc.call(request())).unwrap();
@@ -164,7 +168,10 @@ fn bench(c: &mut Criterion) {
         b.iter_custom(|iters| two_threads(&svc, iters))
     });
     group.bench_function("closed_success_mutex_store_2_threads", |b| {
-        let layer = CircuitBreaker::builder().store(MutexStore::new()).build();
+        let layer = CircuitBreaker::builder()
+            .store(MutexStore::new())
+            .build()
+            .unwrap();
         let svc = layer.layer(inner);
         b.iter_custom(|iters| two_threads(&svc, iters))
     });

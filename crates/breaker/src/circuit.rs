@@ -5,11 +5,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use portcullis_core::BuildError;
 use portcullis_core::error::Unavailable;
 use tokio::time::Instant;
 
 use crate::store::{Admission, BreakerStore, MemoryStore, Permit, State, Transition};
-use crate::{CircuitBreakerLayer, Classify, DefaultClassifier, Outcome, Policy};
+use crate::{BreakerPolicy, CircuitBreakerLayer, Classify, DefaultClassifier, Outcome};
 
 type OnTransition = Box<dyn Fn(&str, &Transition) + Send + Sync>;
 
@@ -22,7 +23,7 @@ type OnTransition = Box<dyn Fn(&str, &Transition) + Send + Sync>;
 pub struct Circuit<C = DefaultClassifier, St = MemoryStore> {
     name: Box<str>,
     message: Box<str>,
-    policy: Policy,
+    policy: BreakerPolicy,
     classifier: C,
     store: St,
     opened: AtomicU64,
@@ -49,7 +50,7 @@ impl<C, St> Circuit<C, St> {
     }
 
     /// The thresholds.
-    pub fn policy(&self) -> &Policy {
+    pub fn policy(&self) -> &BreakerPolicy {
         &self.policy
     }
 
@@ -127,11 +128,11 @@ impl<C, St: BreakerStore> fmt::Debug for Circuit<C, St> {
     }
 }
 
-/// Builds a [`CircuitBreakerLayer`]: the target's name, the [`Policy`], and optionally a
+/// Builds a [`CircuitBreakerLayer`]: the target's name, the [`BreakerPolicy`], and optionally a
 /// classifier, a store and a transition callback.
 ///
 /// ```
-/// use portcullis_breaker::{CircuitBreaker, Policy, State};
+/// use portcullis_breaker::{CircuitBreaker, BreakerPolicy, State};
 /// use std::sync::{Arc, atomic::{AtomicUsize, Ordering}};
 /// use std::time::Duration;
 ///
@@ -139,31 +140,32 @@ impl<C, St: BreakerStore> fmt::Debug for Circuit<C, St> {
 /// let counter = opened.clone();
 /// let layer = CircuitBreaker::builder()
 ///     .name("openai")
-///     .policy(Policy::new().consecutive_failures(3).cooldown(Duration::from_secs(10)))
+///     .policy(BreakerPolicy::new().consecutive_failures(3).cooldown(Duration::from_secs(10)))
 ///     .classifier(|status: http::StatusCode| status.is_server_error())
 ///     .on_transition(move |_name, t| {
 ///         if t.to == State::Open {
 ///             counter.fetch_add(1, Ordering::Relaxed);
 ///         }
 ///     })
-///     .build();
+///     .build()
+///     .unwrap();
 /// assert_eq!(layer.circuit().name(), "openai");
 /// assert_eq!(layer.circuit().state(), State::Closed);
 /// ```
-pub struct Builder<C = DefaultClassifier, St = MemoryStore> {
+pub struct CircuitBreakerBuilder<C = DefaultClassifier, St = MemoryStore> {
     name: Box<str>,
-    policy: Policy,
+    policy: BreakerPolicy,
     classifier: C,
     store: St,
     on_transition: Option<OnTransition>,
 }
 
-impl Builder {
+impl CircuitBreakerBuilder {
     /// A breaker named `target` with the default policy, classifier and an in-memory store.
     pub fn new() -> Self {
         Self {
             name: "target".into(),
-            policy: Policy::default(),
+            policy: BreakerPolicy::default(),
             classifier: DefaultClassifier,
             store: MemoryStore::new(),
             on_transition: None,
@@ -171,13 +173,13 @@ impl Builder {
     }
 }
 
-impl Default for Builder {
+impl Default for CircuitBreakerBuilder {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<C, St> Builder<C, St> {
+impl<C, St> CircuitBreakerBuilder<C, St> {
     /// Names the target, for messages (`circuit open for NAME`) and callbacks.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into().into_boxed_str();
@@ -185,14 +187,14 @@ impl<C, St> Builder<C, St> {
     }
 
     /// Sets the thresholds.
-    pub fn policy(mut self, policy: Policy) -> Self {
+    pub fn policy(mut self, policy: BreakerPolicy) -> Self {
         self.policy = policy;
         self
     }
 
     /// Sets what counts as a failure.
-    pub fn classifier<C2: Classify>(self, classifier: C2) -> Builder<C2, St> {
-        Builder {
+    pub fn classifier<C2: Classify>(self, classifier: C2) -> CircuitBreakerBuilder<C2, St> {
+        CircuitBreakerBuilder {
             name: self.name,
             policy: self.policy,
             classifier,
@@ -202,8 +204,8 @@ impl<C, St> Builder<C, St> {
     }
 
     /// Sets where the state lives.
-    pub fn store<St2: BreakerStore>(self, store: St2) -> Builder<C, St2> {
-        Builder {
+    pub fn store<St2: BreakerStore>(self, store: St2) -> CircuitBreakerBuilder<C, St2> {
+        CircuitBreakerBuilder {
             name: self.name,
             policy: self.policy,
             classifier: self.classifier,
@@ -223,7 +225,16 @@ impl<C, St> Builder<C, St> {
     }
 
     /// The shared circuit.
-    pub fn into_circuit(self) -> Arc<Circuit<C, St>> {
+    ///
+    /// # Errors
+    /// A policy setting out of range (see [`BreakerPolicy::check`]), at its name.
+    pub fn into_circuit(self) -> Result<Arc<Circuit<C, St>>, BuildError> {
+        self.policy.check()?;
+        Ok(self.circuit())
+    }
+
+    /// The circuit, for settings already checked.
+    pub(crate) fn circuit(self) -> Arc<Circuit<C, St>> {
         Arc::new(Circuit {
             message: format!("circuit open for {}", self.name).into_boxed_str(),
             name: self.name,
@@ -238,14 +249,18 @@ impl<C, St> Builder<C, St> {
     }
 
     /// The layer: every service it wraps shares this one circuit.
-    pub fn build(self) -> CircuitBreakerLayer<C, St> {
-        CircuitBreakerLayer::from_circuit(self.into_circuit())
+    ///
+    /// # Errors
+    /// A policy setting out of range (see [`BreakerPolicy::check`]), at its name:
+    /// `failure_rate`, `window` or `probes`.
+    pub fn build(self) -> Result<CircuitBreakerLayer<C, St>, BuildError> {
+        self.into_circuit().map(CircuitBreakerLayer::from_circuit)
     }
 }
 
-impl<C: fmt::Debug, St: fmt::Debug> fmt::Debug for Builder<C, St> {
+impl<C: fmt::Debug, St: fmt::Debug> fmt::Debug for CircuitBreakerBuilder<C, St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Builder")
+        f.debug_struct("CircuitBreakerBuilder")
             .field("name", &self.name)
             .field("policy", &self.policy)
             .field("classifier", &self.classifier)

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use tower_layer::Layer;
 
 use crate::store::{BreakerStore, MemoryStore};
-use crate::{Builder, Circuit, CircuitBreaker, DefaultClassifier};
+use crate::{Circuit, CircuitBreaker, CircuitBreakerBuilder, DefaultClassifier};
 
 /// Applies a [`CircuitBreaker`] to a service.
 ///
@@ -15,15 +15,16 @@ pub struct CircuitBreakerLayer<C = DefaultClassifier, St = MemoryStore> {
 }
 
 impl CircuitBreakerLayer {
-    /// A breaker for the target `name` with the default [`Policy`](crate::Policy), classifier
+    /// A breaker for the target `name` with the default [`BreakerPolicy`](crate::BreakerPolicy), classifier
     /// and in-memory store.
     pub fn new(name: impl Into<String>) -> Self {
-        Builder::new().name(name).build()
+        // The defaults are in range: nothing to check.
+        CircuitBreakerLayer::from_circuit(CircuitBreakerBuilder::new().name(name).circuit())
     }
 
     /// A builder, to set the policy, classifier, store or transition callback.
-    pub fn builder() -> Builder {
-        Builder::new()
+    pub fn builder() -> CircuitBreakerBuilder {
+        CircuitBreakerBuilder::new()
     }
 }
 

@@ -10,7 +10,7 @@
 //!
 //! ```
 //! use http::{Request, Response, StatusCode};
-//! use portcullis_breaker::{CircuitBreaker, Policy, State};
+//! use portcullis_breaker::{CircuitBreaker, BreakerPolicy, State};
 //! use portcullis_core::error::Unavailable;
 //! use portcullis_core::{Body, BoxError, BufferedBody};
 //! use std::sync::Arc;
@@ -33,8 +33,9 @@
 //!
 //! let layer = CircuitBreaker::builder()
 //!     .name("openai")
-//!     .policy(Policy::new().consecutive_failures(3).cooldown(Duration::from_secs(30)))
-//!     .build();
+//!     .policy(BreakerPolicy::new().consecutive_failures(3).cooldown(Duration::from_secs(30)))
+//!     .build()
+//!     .unwrap();
 //! let breaker = layer.layer(target);
 //! let request = || Request::post("/v1/chat/completions").body(BufferedBody::new("{}")).unwrap();
 //!
@@ -63,7 +64,7 @@
 //!
 //! # How it decides
 //!
-//! The [`Policy`] of a circuit, with its defaults:
+//! The [`BreakerPolicy`] of a circuit, with its defaults:
 //!
 //! | Rule | Default |
 //! |---|---|
@@ -87,6 +88,13 @@
 //! `x-ms-retry-after-ms`, or `retry-after` in seconds or as an HTTP date), only from the
 //! failure that opens the circuit.
 //!
+//! # Around any service
+//!
+//! The breaker asks nothing of the request or the response body: it wraps any service over
+//! `http::Request<B>` answering `http::Response<R>` (errors `Into<BoxError>`), and passes
+//! both through as they are; the classifier judges a response by its status and headers.
+//! A `service_fn` over `Request<Full<Bytes>>` needs nothing in front of it.
+//!
 //! # Availability and readiness
 //!
 //! An open circuit answers `call` with `Err(Unavailable { message: "circuit open for NAME",
@@ -103,7 +111,8 @@
 //! own, so a shared store can do each as one script. Each layer is one circuit: services
 //! made by the same [`CircuitBreakerLayer`], and their clones, share it; build one layer per
 //! target. [`Circuit::state`], [`Circuit::transitions`] and
-//! [`Builder::on_transition`] let metrics watch it. Time is [`tokio::time::Instant`].
+//! [`CircuitBreakerBuilder::on_transition`] let metrics watch it. Time is
+//! [`tokio::time::Instant`].
 //!
 //! # Compared with Portkey
 //!
@@ -145,10 +154,10 @@ mod policy;
 mod service;
 pub mod store;
 
-pub use self::circuit::{Builder, Circuit, Transitions};
+pub use self::circuit::{Circuit, CircuitBreakerBuilder, Transitions};
 pub use self::classify::{Classify, DefaultClassifier, Outcome};
 pub use self::future::ResponseFuture;
 pub use self::layer::CircuitBreakerLayer;
-pub use self::policy::Policy;
+pub use self::policy::BreakerPolicy;
 pub use self::service::CircuitBreaker;
 pub use self::store::{BreakerStore, MemoryStore, State, Transition};

@@ -1,6 +1,8 @@
-//! [`Policy`]: when a circuit opens, how long it stays open, how many probes test it.
+//! [`BreakerPolicy`]: when a circuit opens, how long it stays open, how many probes test it.
 
 use std::time::Duration;
+
+use portcullis_core::BuildError;
 
 /// The thresholds of one circuit.
 ///
@@ -17,10 +19,10 @@ use std::time::Duration;
 /// the circuit, the first to fail opens it again for a fresh cooldown.
 ///
 /// ```
-/// use portcullis_breaker::Policy;
+/// use portcullis_breaker::BreakerPolicy;
 /// use std::time::Duration;
 ///
-/// let policy = Policy::new()
+/// let policy = BreakerPolicy::new()
 ///     .consecutive_failures(3)
 ///     .failure_rate(0.25)
 ///     .minimum_requests(40)
@@ -29,9 +31,14 @@ use std::time::Duration;
 ///     .probes(2);
 /// assert_eq!(policy.get_consecutive_failures(), 3);
 /// assert_eq!(policy.get_max_cooldown(), Duration::from_secs(600));
+/// assert!(policy.check().is_ok());
+///
+/// // Settings are checked when the breaker is built, with the setting's name.
+/// let err = BreakerPolicy::new().failure_rate(1.5).check().unwrap_err();
+/// assert_eq!(err.to_string(), "failure_rate: must be within 0.0..=1.0, got 1.5");
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Policy {
+pub struct BreakerPolicy {
     consecutive_failures: u32,
     failure_rate: f64,
     minimum_requests: u32,
@@ -41,7 +48,7 @@ pub struct Policy {
     probes: u32,
 }
 
-impl Default for Policy {
+impl Default for BreakerPolicy {
     fn default() -> Self {
         Self {
             consecutive_failures: 5,
@@ -55,7 +62,7 @@ impl Default for Policy {
     }
 }
 
-impl Policy {
+impl BreakerPolicy {
     /// The default policy (see the type's docs).
     pub fn new() -> Self {
         Self::default()
@@ -68,15 +75,9 @@ impl Policy {
     }
 
     /// Opens when at least this share of the calls in the window failed (`0.5` is 50 %);
-    /// `0.0` turns this rule off.
-    ///
-    /// # Panics
-    /// If `rate` is not within `0.0..=1.0`.
+    /// `0.0` turns this rule off. A rate outside `0.0..=1.0` fails [`check`](Self::check)
+    /// and so the breaker's build.
     pub fn failure_rate(mut self, rate: f64) -> Self {
-        assert!(
-            (0.0..=1.0).contains(&rate),
-            "failure_rate must be within 0.0..=1.0, got {rate}"
-        );
         self.failure_rate = rate;
         self
     }
@@ -87,15 +88,8 @@ impl Policy {
         self
     }
 
-    /// How far back the failure rate looks.
-    ///
-    /// # Panics
-    /// If `window` is zero.
+    /// How far back the failure rate looks. A zero window fails [`check`](Self::check).
     pub fn window(mut self, window: Duration) -> Self {
-        assert!(
-            !window.is_zero(),
-            "the failure-rate window must not be zero"
-        );
         self.window = window;
         self
     }
@@ -112,14 +106,32 @@ impl Policy {
         self
     }
 
-    /// How many calls a half-open circuit lets through to test the target.
-    ///
-    /// # Panics
-    /// If `n` is zero: a circuit with no probe would never close again.
+    /// How many calls a half-open circuit lets through to test the target. Zero fails
+    /// [`check`](Self::check): a circuit with no probe would never close again.
     pub fn probes(mut self, n: u32) -> Self {
-        assert!(n > 0, "a half-open circuit needs at least one probe");
         self.probes = n;
         self
+    }
+
+    /// Checks the settings, as [`CircuitBreakerBuilder::build`](crate::CircuitBreakerBuilder::build)
+    /// does; the error's path names the setting (`failure_rate`, `window`, `probes`).
+    pub fn check(&self) -> Result<(), BuildError> {
+        if !(0.0..=1.0).contains(&self.failure_rate) {
+            return Err(BuildError::at(
+                "failure_rate",
+                format!("must be within 0.0..=1.0, got {}", self.failure_rate),
+            ));
+        }
+        if self.window.is_zero() {
+            return Err(BuildError::at("window", "must be more than zero"));
+        }
+        if self.probes == 0 {
+            return Err(BuildError::at(
+                "probes",
+                "must be at least 1: a half-open circuit with no probe never closes",
+            ));
+        }
+        Ok(())
     }
 
     /// Failures in a row that open the circuit (0: rule off).
@@ -183,7 +195,7 @@ mod tests {
 
     #[test]
     fn rules_trip_at_their_thresholds() {
-        let p = Policy::new();
+        let p = BreakerPolicy::new();
         assert!(!p.consecutive_trips(4));
         assert!(p.consecutive_trips(5));
         assert!(!p.rate_trips(10, 19), "below the minimum volume");
@@ -196,7 +208,7 @@ mod tests {
 
     #[test]
     fn retry_after_is_capped() {
-        let p = Policy::new().max_cooldown(Duration::from_secs(60));
+        let p = BreakerPolicy::new().max_cooldown(Duration::from_secs(60));
         assert_eq!(p.cooldown_for(None), Duration::from_secs(30));
         assert_eq!(
             p.cooldown_for(Some(Duration::from_secs(5))),
@@ -209,8 +221,19 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "at least one probe")]
-    fn zero_probes_panics() {
-        let _ = Policy::new().probes(0);
+    fn bad_settings_fail_the_check_with_their_name() {
+        let path = |p: BreakerPolicy| p.check().unwrap_err().path().to_owned();
+        assert_eq!(path(BreakerPolicy::new().probes(0)), "probes");
+        assert_eq!(path(BreakerPolicy::new().window(Duration::ZERO)), "window");
+        assert_eq!(
+            path(BreakerPolicy::new().failure_rate(-0.1)),
+            "failure_rate"
+        );
+        assert_eq!(
+            path(BreakerPolicy::new().failure_rate(f64::NAN)),
+            "failure_rate"
+        );
+        assert!(BreakerPolicy::new().failure_rate(1.0).check().is_ok());
+        assert!(BreakerPolicy::new().failure_rate(0.0).check().is_ok());
     }
 }

@@ -9,7 +9,7 @@ use tower_service::Service;
 
 use crate::future::{Recorder, ResponseFuture};
 use crate::store::{BreakerStore, MemoryStore};
-use crate::{Builder, Circuit, CircuitBreakerLayer, Classify, DefaultClassifier};
+use crate::{Circuit, CircuitBreakerBuilder, CircuitBreakerLayer, Classify, DefaultClassifier};
 
 /// Guards one target: while its circuit is open, calls fail fast with
 /// [`Unavailable`](portcullis_core::error::Unavailable) and never reach it (see the
@@ -28,16 +28,16 @@ impl CircuitBreaker<()> {
         CircuitBreakerLayer::new(name)
     }
 
-    /// A builder for a layer (see [`Builder`]).
-    pub fn builder() -> Builder {
-        Builder::new()
+    /// A builder for a layer (see [`CircuitBreakerBuilder`]).
+    pub fn builder() -> CircuitBreakerBuilder {
+        CircuitBreakerBuilder::new()
     }
 }
 
 impl<S> CircuitBreaker<S> {
     /// Wraps `inner`, the target `name`, with a circuit of its own and the defaults.
     pub fn new(inner: S, name: impl Into<String>) -> Self {
-        Self::from_circuit(inner, Builder::new().name(name).into_circuit())
+        Self::from_circuit(inner, CircuitBreakerBuilder::new().name(name).circuit())
     }
 }
 

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use common::{Answer, Target, request, unavailable};
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
-use portcullis_breaker::{CircuitBreaker, CircuitBreakerLayer, Policy, State, Transition};
+use portcullis_breaker::{BreakerPolicy, CircuitBreaker, CircuitBreakerLayer, State, Transition};
 use portcullis_core::error::Unavailable;
 use portcullis_core::{Body, BoxError, BufferedBody, EdgeLayer, clone_request};
 use tokio::time::advance;
@@ -38,12 +38,14 @@ where
     }
 }
 
-fn consecutive(n: u32) -> Policy {
-    Policy::new().consecutive_failures(n).failure_rate(0.0)
+fn consecutive(n: u32) -> BreakerPolicy {
+    BreakerPolicy::new()
+        .consecutive_failures(n)
+        .failure_rate(0.0)
 }
 
-fn rate() -> Policy {
-    Policy::new()
+fn rate() -> BreakerPolicy {
+    BreakerPolicy::new()
         .consecutive_failures(0)
         .failure_rate(0.5)
         .minimum_requests(20)
@@ -59,7 +61,8 @@ async fn opens_after_n_consecutive_failures() {
         .name("openai")
         .policy(consecutive(3))
         .on_transition(move |name, t| log.lock().unwrap().push((name.to_owned(), *t)))
-        .build();
+        .build()
+        .unwrap();
     let svc = layer.layer(target.service());
 
     send_n(&svc, 2, 500).await;
@@ -90,7 +93,7 @@ async fn opens_after_n_consecutive_failures() {
 #[tokio::test(start_paused = true)]
 async fn opens_on_failure_rate_once_the_window_holds_the_minimum() {
     let target = Target::new(OK);
-    let layer = CircuitBreaker::builder().policy(rate()).build();
+    let layer = CircuitBreaker::builder().policy(rate()).build().unwrap();
     let svc = layer.layer(target.service());
 
     send_n(&svc, 10, 200).await;
@@ -108,7 +111,7 @@ async fn opens_on_failure_rate_once_the_window_holds_the_minimum() {
 #[tokio::test(start_paused = true)]
 async fn failure_rate_needs_the_minimum_volume_and_the_rate() {
     let target = Target::new(SERVER_ERROR);
-    let layer = CircuitBreaker::builder().policy(rate()).build();
+    let layer = CircuitBreaker::builder().policy(rate()).build().unwrap();
     let svc = layer.layer(target.service());
 
     // All failures, but fewer than the minimum.
@@ -127,7 +130,7 @@ async fn failure_rate_needs_the_minimum_volume_and_the_rate() {
 #[tokio::test(start_paused = true)]
 async fn old_failures_age_out_of_the_window() {
     // 15 failures, then 5 more 29 s later: one window of 20 calls, which opens.
-    let kept = CircuitBreaker::builder().policy(rate()).build();
+    let kept = CircuitBreaker::builder().policy(rate()).build().unwrap();
     let svc = kept.layer(Target::new(SERVER_ERROR).service());
     send_n(&svc, 15, 500).await;
     advance(Duration::from_secs(29)).await;
@@ -135,7 +138,7 @@ async fn old_failures_age_out_of_the_window() {
     assert_eq!(kept.circuit().state(), State::Open);
 
     // 15 failures, then 5 more 30 s later: the first 15 have aged out.
-    let aged = CircuitBreaker::builder().policy(rate()).build();
+    let aged = CircuitBreaker::builder().policy(rate()).build().unwrap();
     let svc = aged.layer(Target::new(SERVER_ERROR).service());
     send_n(&svc, 15, 500).await;
     advance(Duration::from_secs(30)).await;
@@ -151,7 +154,8 @@ async fn open_fails_fast_without_calling_the_target() {
     let layer = CircuitBreaker::builder()
         .name("openai")
         .policy(consecutive(2))
-        .build();
+        .build()
+        .unwrap();
     let svc = layer.layer(target.service());
     send_n(&svc, 2, 500).await;
 
@@ -171,7 +175,10 @@ async fn open_fails_fast_without_calling_the_target() {
 #[tokio::test(start_paused = true)]
 async fn cooldown_comes_from_retry_after() {
     let target = Target::new(Answer::Status(503, Some("5")));
-    let layer = CircuitBreaker::builder().policy(consecutive(1)).build();
+    let layer = CircuitBreaker::builder()
+        .policy(consecutive(1))
+        .build()
+        .unwrap();
     let svc = layer.layer(target.service());
     send_n(&svc, 1, 503).await;
     assert_eq!(
@@ -195,7 +202,8 @@ async fn half_open_lets_exactly_the_configured_probes_through() {
     let target = Target::new(SERVER_ERROR);
     let layer = CircuitBreaker::builder()
         .policy(consecutive(1).probes(2))
-        .build();
+        .build()
+        .unwrap();
     let mut svc = layer.layer(target.service());
     send_n(&svc, 1, 500).await;
     advance(Duration::from_secs(30)).await;
@@ -223,7 +231,10 @@ async fn half_open_lets_exactly_the_configured_probes_through() {
 #[tokio::test(start_paused = true)]
 async fn probe_success_closes_with_fresh_counters() {
     let target = Target::new(SERVER_ERROR);
-    let layer = CircuitBreaker::builder().policy(consecutive(3)).build();
+    let layer = CircuitBreaker::builder()
+        .policy(consecutive(3))
+        .build()
+        .unwrap();
     let svc = layer.layer(target.service());
     send_n(&svc, 3, 500).await;
     advance(Duration::from_secs(30)).await;
@@ -245,7 +256,10 @@ async fn probe_success_closes_with_fresh_counters() {
 #[tokio::test(start_paused = true)]
 async fn probe_failure_reopens_with_a_fresh_cooldown() {
     let target = Target::new(SERVER_ERROR);
-    let layer = CircuitBreaker::builder().policy(consecutive(3)).build();
+    let layer = CircuitBreaker::builder()
+        .policy(consecutive(3))
+        .build()
+        .unwrap();
     let svc = layer.layer(target.service());
     send_n(&svc, 3, 500).await;
     advance(Duration::from_secs(30)).await;
@@ -271,7 +285,10 @@ async fn probe_failure_reopens_with_a_fresh_cooldown() {
 #[tokio::test(start_paused = true)]
 async fn a_dropped_probe_frees_its_place() {
     let target = Target::new(SERVER_ERROR);
-    let layer = CircuitBreaker::builder().policy(consecutive(1)).build();
+    let layer = CircuitBreaker::builder()
+        .policy(consecutive(1))
+        .build()
+        .unwrap();
     let mut svc = layer.layer(target.service());
     send_n(&svc, 1, 500).await;
     advance(Duration::from_secs(30)).await;
@@ -290,7 +307,10 @@ async fn a_dropped_probe_frees_its_place() {
 #[tokio::test(start_paused = true)]
 async fn client_errors_and_inner_unavailable_do_not_count() {
     let target = Target::new(Answer::Status(400, None));
-    let layer = CircuitBreaker::builder().policy(consecutive(2)).build();
+    let layer = CircuitBreaker::builder()
+        .policy(consecutive(2))
+        .build()
+        .unwrap();
     let svc = layer.layer(target.service());
     for status in [400, 401, 403, 404, 413, 422] {
         target.set(Answer::Status(status, None));
@@ -316,7 +336,10 @@ async fn client_errors_and_inner_unavailable_do_not_count() {
 #[tokio::test(start_paused = true)]
 async fn transport_errors_and_429_count() {
     let target = Target::new(Answer::Refused);
-    let layer = CircuitBreaker::builder().policy(consecutive(3)).build();
+    let layer = CircuitBreaker::builder()
+        .policy(consecutive(3))
+        .build()
+        .unwrap();
     let svc = layer.layer(target.service());
     let err = send(&svc).await.unwrap_err();
     assert!(err.to_string().contains("connection refused"), "{err}");
@@ -396,11 +419,13 @@ async fn all_open_answers_503_with_retry_after_through_the_edge() {
     let breaker_a = CircuitBreaker::builder()
         .name("a")
         .policy(consecutive(1))
-        .build();
+        .build()
+        .unwrap();
     let breaker_b = CircuitBreaker::builder()
         .name("b")
         .policy(consecutive(1))
-        .build();
+        .build()
+        .unwrap();
     let targets = vec![breaker_a.layer(a.service()), breaker_b.layer(b.service())];
     let edge = EdgeLayer::new().layer(first_available(targets));
     let client = || {

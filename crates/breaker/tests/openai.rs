@@ -5,7 +5,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
-use portcullis_breaker::{CircuitBreaker, CircuitBreakerLayer, Policy, State};
+use portcullis_breaker::{BreakerPolicy, CircuitBreaker, CircuitBreakerLayer, State};
 use portcullis_core::{Body, EdgeLayer};
 use portcullis_provider::OpenAi;
 use portcullis_testkit::{FakeUpstream, Plan};
@@ -25,8 +25,9 @@ fn client(body: &'static str) -> Request<Full<Bytes>> {
 fn breaker(failures: u32) -> CircuitBreakerLayer {
     CircuitBreaker::builder()
         .name("fake-openai")
-        .policy(Policy::new().consecutive_failures(failures))
+        .policy(BreakerPolicy::new().consecutive_failures(failures))
         .build()
+        .unwrap()
 }
 
 /// Edge -> breaker -> OpenAI provider; the client always gets a response.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{request, unavailable};
 use http::{Request, Response, StatusCode};
-use portcullis_breaker::{CircuitBreaker, Policy, State};
+use portcullis_breaker::{BreakerPolicy, CircuitBreaker, State};
 use portcullis_core::error::RateLimited;
 use portcullis_core::{Body, BufferedBody};
 use tower::Layer;
@@ -23,8 +23,9 @@ fn status(code: u16) -> Response<Body> {
 #[tokio::test(start_paused = true)]
 async fn readiness_is_the_inner_services_and_refusals_keep_it() {
     let layer = CircuitBreaker::builder()
-        .policy(Policy::new().consecutive_failures(1))
-        .build();
+        .policy(BreakerPolicy::new().consecutive_failures(1))
+        .build()
+        .unwrap();
     let (mut svc, mut handle) =
         mock::spawn_with::<Request<BufferedBody>, Response<Body>, _, _>(|m| layer.layer(m));
 

@@ -21,6 +21,51 @@
 //!
 //! A request without a budget passes [`SpendAttempt`] untouched.
 //!
+//! # The record of attempts
+//!
+//! The budget also records every attempt a leaf makes, as an [`AttemptRecord`]: the
+//! [`TargetPath`] the request took to the leaf, the provider (named on the layer with
+//! [`SpendAttemptLayer::provider`], else the one its response names), the status or the class
+//! of error ([`AttemptOutcome`]), and the time to the response head (tokio's clock, so tests
+//! with paused time read exact durations). An attempt dropped before its answer (a timeout
+//! above it, the client gone) is recorded as [`AttemptOutcome::Cancelled`]. Every response a
+//! leaf returns carries, in its [`ResponseFacts`], [`Attempts`]: a handle on the whole
+//! request's record, so the response that answers the request shows every attempt, those of
+//! other targets included. A layer that must also see the attempts of a request that ends in
+//! an error (no response, no facts) puts the budget in the request itself and keeps
+//! [`AttemptBudget::attempts`] (the gateway's server does, for its log line; the tag layer
+//! reads it for its span).
+//!
+//! The cost, per attempt: two clock readings, one uncontended lock (a request's attempts run
+//! one after another, so one `Mutex` per request is never waited on) and a push into the
+//! budget's own allocation (four attempts inline, so the usual request allocates nothing
+//! more). A request without a budget records nothing.
+//!
+//! ```
+//! use portcullis_core::attempts::AttemptOutcome;
+//! use portcullis_core::context::TargetPath;
+//! use portcullis_core::facts::ResponseFacts;
+//! use portcullis_core::{AttemptLimitLayer, BoxError, SpendAttemptLayer};
+//! use tower::{Layer, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let provider = service_fn(|_req: http::Request<()>| async {
+//!     Ok::<_, BoxError>(http::Response::builder().status(503).body(()).unwrap())
+//! });
+//! let leaf = SpendAttemptLayer::new().provider("openai").layer(provider);
+//! let stack = AttemptLimitLayer::new(5).layer(service_fn(move |mut req: http::Request<()>| {
+//!     let leaf = leaf.clone();
+//!     TargetPath::enter(&mut req, 1);
+//!     leaf.oneshot(req)
+//! }));
+//! let response = stack.oneshot(http::Request::new(())).await.unwrap();
+//! let attempts = &ResponseFacts::get(&response).unwrap().attempts;
+//! assert_eq!(attempts.len(), 1);
+//! assert_eq!(attempts.to_vec()[0].outcome, AttemptOutcome::Status(http::StatusCode::SERVICE_UNAVAILABLE));
+//! assert_eq!(attempts.to_string(), "targets[1]/openai:503:0ms");
+//! # }
+//! ```
+//!
 //! ```
 //! use portcullis_core::error::AttemptsExhausted;
 //! use portcullis_core::{AttemptLimitLayer, BoxError, SpendAttemptLayer};
@@ -41,27 +86,34 @@
 //!             *copy.extensions_mut() = req.extensions().clone();
 //!             outcomes.push(leaf.ready().await?.call(copy).await.is_ok());
 //!         }
-//!         Ok::<_, BoxError>(outcomes)
+//!         Ok::<_, BoxError>(http::Response::new(outcomes))
 //!     }
 //! }));
 //! let outcomes = stack.ready().await.unwrap().call(http::Request::new(())).await.unwrap();
-//! assert_eq!(outcomes, [true, true, false]);
+//! assert_eq!(outcomes.into_body(), [true, true, false]);
 //! # let _ = AttemptsExhausted { limit: 2 };
 //! # }
 //! ```
 
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::{Arc, MutexGuard};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
-use http::Request;
+use http::{Request, Response, StatusCode};
 use pin_project_lite::pin_project;
+use tokio::time::Instant;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::BoxError;
-use crate::context::AttemptBudget;
-use crate::error::AttemptsExhausted;
+use crate::context::{AttemptBudget, AttemptLog, BudgetState, TargetPath};
+use crate::error::{
+    AttemptsExhausted, HttpError, UpstreamError, UpstreamErrorKind, UpstreamTimeout,
+};
+use crate::facts::ResponseFacts;
 
 /// Gives each request an [`AttemptBudget`] of `limit` upstream attempts (see the
 /// [module docs](self)).
@@ -137,17 +189,24 @@ where
     }
 }
 
-/// Spends one attempt of the request's [`AttemptBudget`] before each call (see the
-/// [module docs](self)).
-#[derive(Clone, Copy, Debug, Default)]
+/// Spends one attempt of the request's [`AttemptBudget`] before each call, and records it
+/// (see the [module docs](self)).
+#[derive(Clone, Debug, Default)]
 pub struct SpendAttemptLayer {
-    _priv: (),
+    provider: Option<Arc<str>>,
 }
 
 impl SpendAttemptLayer {
     /// The layer.
     pub fn new() -> Self {
-        Self { _priv: () }
+        Self { provider: None }
+    }
+
+    /// Names the provider in the record of each attempt, failed ones included. Without a
+    /// name, an attempt names the provider its response's [`ResponseFacts`] name, if any.
+    pub fn provider(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.provider = Some(name.into());
+        self
     }
 }
 
@@ -155,21 +214,28 @@ impl<S> Layer<S> for SpendAttemptLayer {
     type Service = SpendAttempt<S>;
 
     fn layer(&self, inner: S) -> SpendAttempt<S> {
-        SpendAttempt { inner }
+        SpendAttempt {
+            inner,
+            provider: self.provider.clone(),
+        }
     }
 }
 
-/// Takes one attempt from the request's [`AttemptBudget`] before calling the inner service;
-/// answers [`AttemptsExhausted`] without calling it when none is left.
+/// Takes one attempt from the request's [`AttemptBudget`] before calling the inner service,
+/// and records it there; answers [`AttemptsExhausted`] without calling it when none is left.
 #[derive(Clone, Debug)]
 pub struct SpendAttempt<S> {
     inner: S,
+    provider: Option<Arc<str>>,
 }
 
 impl<S> SpendAttempt<S> {
     /// Spends one attempt of each request's budget before calling `inner`.
     pub fn new(inner: S) -> Self {
-        Self { inner }
+        Self {
+            inner,
+            provider: None,
+        }
     }
 
     /// The layer.
@@ -188,12 +254,12 @@ impl<S> SpendAttempt<S> {
     }
 }
 
-impl<S, B> Service<Request<B>> for SpendAttempt<S>
+impl<S, B, RB> Service<Request<B>> for SpendAttempt<S>
 where
-    S: Service<Request<B>>,
+    S: Service<Request<B>, Response = Response<RB>>,
     S::Error: Into<BoxError>,
 {
-    type Response = S::Response;
+    type Response = Response<RB>;
     type Error = BoxError;
     type Future = ResponseFuture<S::Future>;
 
@@ -202,13 +268,25 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        if let Some(budget) = req.extensions().get::<AttemptBudget>()
-            && !budget.try_spend()
-        {
+        let Some(budget) = req.extensions().get::<AttemptBudget>() else {
+            return ResponseFuture::inner(self.inner.call(req), None);
+        };
+        if !budget.try_spend() {
             // The inner service stays ready, unused, for the next call.
             return ResponseFuture::exhausted(budget.limit());
         }
-        ResponseFuture::inner(self.inner.call(req))
+        let recording = Recording {
+            budget: budget.clone(),
+            target: req
+                .extensions()
+                .get::<TargetPath>()
+                .copied()
+                .unwrap_or_default(),
+            provider: self.provider.clone(),
+            outcome: AttemptOutcome::Cancelled,
+            start: Instant::now(),
+        };
+        ResponseFuture::inner(self.inner.call(req), Some(recording))
     }
 }
 
@@ -217,6 +295,8 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         state: State<F>,
+        // Settles the attempt's record when the call ends, or when it is dropped unanswered.
+        recording: Option<Recording>,
     }
 }
 
@@ -232,12 +312,14 @@ impl<F> ResponseFuture<F> {
     fn exhausted(limit: u32) -> Self {
         Self {
             state: State::Exhausted { limit },
+            recording: None,
         }
     }
 
-    fn inner(future: F) -> Self {
+    fn inner(future: F, recording: Option<Recording>) -> Self {
         Self {
             state: State::Inner { future },
+            recording,
         }
     }
 }
@@ -254,20 +336,221 @@ impl<F> std::fmt::Debug for ResponseFuture<F> {
     }
 }
 
-impl<F, T, E> Future for ResponseFuture<F>
+impl<F, RB, E> Future for ResponseFuture<F>
 where
-    F: Future<Output = Result<T, E>>,
+    F: Future<Output = Result<Response<RB>, E>>,
     E: Into<BoxError>,
 {
-    type Output = Result<T, BoxError>;
+    type Output = Result<Response<RB>, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
+        let this = self.project();
+        match this.state.project() {
             StateProj::Exhausted { limit } => {
                 Poll::Ready(Err(AttemptsExhausted { limit: *limit }.into()))
             }
-            StateProj::Inner { future } => future.poll(cx).map_err(Into::into),
+            StateProj::Inner { future } => {
+                let mut result = ready!(future.poll(cx)).map_err(Into::into);
+                if let Some(mut recording) = this.recording.take() {
+                    match &mut result {
+                        Ok(response) => {
+                            recording.outcome = AttemptOutcome::Status(response.status());
+                            let facts = ResponseFacts::get_mut(response);
+                            if recording.provider.is_none() {
+                                recording.provider = facts.provider.clone();
+                            }
+                            facts.attempts = recording.budget.attempts();
+                        }
+                        Err(err) => recording.outcome = AttemptOutcome::of_error(err),
+                    }
+                    // Dropped here: the attempt is recorded.
+                }
+                Poll::Ready(result)
+            }
         }
+    }
+}
+
+/// One attempt in progress, recorded when dropped: once it has answered, or unanswered.
+struct Recording {
+    budget: AttemptBudget,
+    target: TargetPath,
+    provider: Option<Arc<str>>,
+    /// What the attempt came to; [`AttemptOutcome::Cancelled`] until it answers.
+    outcome: AttemptOutcome,
+    start: Instant,
+}
+
+impl Drop for Recording {
+    fn drop(&mut self) {
+        let record = AttemptRecord {
+            target: self.target,
+            provider: self.provider.take(),
+            outcome: self.outcome,
+            duration: self.start.elapsed(),
+        };
+        lock(self.budget.state()).push(record);
+    }
+}
+
+fn lock(state: &BudgetState) -> MutexGuard<'_, AttemptLog> {
+    // A panic while the record was held leaves whole records: keep reading them.
+    state.log.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One upstream attempt: where it went, what came of it, and how long it took.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AttemptRecord {
+    /// The path of the target the attempt went to (the root when no multi-target layer chose
+    /// one).
+    pub target: TargetPath,
+    /// The provider, when known.
+    pub provider: Option<Arc<str>>,
+    /// The status of the answer, or the class of error.
+    pub outcome: AttemptOutcome,
+    /// The time from the call to the response head (or the error, or the drop).
+    pub duration: Duration,
+}
+
+/// What came of one upstream attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AttemptOutcome {
+    /// An answer with this status (including one carried as an [`HttpError`]).
+    Status(StatusCode),
+    /// No answer in time ([`UpstreamTimeout`]).
+    Timeout,
+    /// The connection could not be opened ([`UpstreamErrorKind::Connect`]).
+    Connect,
+    /// The connection broke or spoke bad HTTP ([`UpstreamErrorKind::Protocol`]).
+    Protocol,
+    /// Any other error.
+    Error,
+    /// No answer: the call was dropped before its response head (a per-attempt or request
+    /// timeout above it, the client gone), or it is still in flight.
+    Cancelled,
+}
+
+impl AttemptOutcome {
+    /// The outcome an error stands for.
+    pub fn of_error(err: &BoxError) -> Self {
+        if let Some(e) = err.downcast_ref::<HttpError>() {
+            Self::Status(e.status())
+        } else if err.is::<UpstreamTimeout>() {
+            Self::Timeout
+        } else if let Some(e) = err.downcast_ref::<UpstreamError>() {
+            match e.kind() {
+                UpstreamErrorKind::Connect => Self::Connect,
+                UpstreamErrorKind::Protocol => Self::Protocol,
+            }
+        } else {
+            Self::Error
+        }
+    }
+
+    /// The status, for an answer.
+    pub fn status(self) -> Option<StatusCode> {
+        match self {
+            Self::Status(status) => Some(status),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for AttemptOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Status(status) => status.as_str(),
+            Self::Timeout => "timeout",
+            Self::Connect => "connect",
+            Self::Protocol => "protocol",
+            Self::Error => "error",
+            Self::Cancelled => "cancelled",
+        })
+    }
+}
+
+/// `targets[0]/openai:503:12ms`: the path (left out at the root), `/` and the provider when
+/// known (`-` when neither is), the outcome, the whole milliseconds.
+impl fmt::Display for AttemptRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.target.is_root(), &self.provider) {
+            (false, Some(provider)) => write!(f, "{}/{provider}", self.target)?,
+            (false, None) => write!(f, "{}", self.target)?,
+            (true, Some(provider)) => f.write_str(provider)?,
+            (true, None) => f.write_str("-")?,
+        }
+        write!(f, ":{}:{}ms", self.outcome, self.duration.as_millis())
+    }
+}
+
+/// The upstream attempts of one request, in the order they ended: a handle on the request's
+/// [`AttemptBudget`] (cloning it copies nothing), empty when the request had none.
+///
+/// Displayed as the records joined by commas:
+/// `targets[0]/a:503:12ms,targets[0]/a:503:9ms,targets[1]/b:200:20ms`.
+#[derive(Clone, Default)]
+pub struct Attempts {
+    state: Option<Arc<BudgetState>>,
+}
+
+impl Attempts {
+    pub(crate) fn of(state: Arc<BudgetState>) -> Self {
+        Self { state: Some(state) }
+    }
+
+    /// Runs `f` over the records (the record is locked meanwhile: keep `f` short).
+    pub fn with<R>(&self, f: impl FnOnce(&[AttemptRecord]) -> R) -> R {
+        match &self.state {
+            Some(state) => f(&lock(state)),
+            None => f(&[]),
+        }
+    }
+
+    /// A copy of the records.
+    pub fn to_vec(&self) -> Vec<AttemptRecord> {
+        self.with(<[AttemptRecord]>::to_vec)
+    }
+
+    /// How many attempts were made.
+    pub fn len(&self) -> usize {
+        self.with(<[AttemptRecord]>::len)
+    }
+
+    /// Whether none was made.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl PartialEq for Attempts {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.state, &other.state) {
+            (Some(a), Some(b)) if Arc::ptr_eq(a, b) => true,
+            // Copied out first: two handles are never locked at once.
+            _ => self.to_vec() == other.to_vec(),
+        }
+    }
+}
+
+impl fmt::Debug for Attempts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.with(|records| f.debug_list().entries(records).finish())
+    }
+}
+
+impl fmt::Display for Attempts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.with(|records| {
+            for (i, record) in records.iter().enumerate() {
+                if i > 0 {
+                    f.write_str(",")?;
+                }
+                record.fmt(f)?;
+            }
+            Ok(())
+        })
     }
 }
 
@@ -283,13 +566,13 @@ mod tests {
 
     fn counting() -> (
         Arc<AtomicUsize>,
-        impl Service<Request<()>, Response = (), Error = BoxError, Future: Send> + Clone,
+        impl Service<Request<()>, Response = Response<()>, Error = BoxError, Future: Send> + Clone,
     ) {
         let calls = Arc::new(AtomicUsize::new(0));
         let seen = calls.clone();
         let svc = service_fn(move |_req: Request<()>| {
             seen.fetch_add(1, Ordering::SeqCst);
-            async { Ok::<_, BoxError>(()) }
+            async { Ok::<_, BoxError>(Response::new(())) }
         });
         (calls, svc)
     }
@@ -332,7 +615,9 @@ mod tests {
     #[tokio::test]
     async fn the_outer_limit_wins() {
         let inner = AttemptLimitLayer::new(9).layer(service_fn(|req: Request<()>| async move {
-            Ok::<_, BoxError>(req.extensions().get::<AttemptBudget>().unwrap().limit())
+            Ok::<_, BoxError>(Response::new(
+                req.extensions().get::<AttemptBudget>().unwrap().limit(),
+            ))
         }));
         let mut outer = AttemptLimitLayer::new(2).layer(inner);
         let limit = outer
@@ -342,12 +627,12 @@ mod tests {
             .call(Request::new(()))
             .await
             .unwrap();
-        assert_eq!(limit, 2);
+        assert_eq!(*limit.body(), 2);
     }
 
     #[tokio::test]
     async fn readiness_comes_from_inside_and_a_refusal_leaves_it_ready() {
-        let (mock, mut handle) = mock::pair::<Request<()>, ()>();
+        let (mock, mut handle) = mock::pair::<Request<()>, Response<()>>();
         let mut leaf = SpendAttemptLayer::new().layer(mock);
         handle.allow(0);
         assert!(poll_ready_now(&mut leaf).is_pending());
@@ -360,7 +645,7 @@ mod tests {
         // The allowance was not used: the next call still reaches the mock.
         let call = leaf.call(Request::new(()));
         let (_, send) = handle.next_request().await.unwrap();
-        send.send_response(());
+        send.send_response(Response::new(()));
         call.await.unwrap();
     }
 

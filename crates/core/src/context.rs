@@ -13,8 +13,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::attempts::{AttemptRecord, Attempts};
 
 /// The trace id of a request: from `x-portkey-trace-id` or `traceparent`, else generated.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -205,7 +207,8 @@ impl fmt::Debug for TargetPath {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Attempt(pub u32);
 
-/// The upstream attempts a whole request may still make, across every retry and fallback.
+/// The upstream attempts a whole request may still make, across every retry and fallback, and
+/// the record of those it made.
 ///
 /// One budget is put in a request's extensions at the top of a stack (by
 /// [`AttemptLimitLayer`](crate::attempts::AttemptLimitLayer)); the copies that retry and
@@ -213,6 +216,10 @@ pub struct Attempt(pub u32);
 /// before it calls its provider (by [`SpendAttemptLayer`](crate::attempts::SpendAttemptLayer)).
 /// So a tree of 330 fallback targets with 10 retries each makes at most `limit` upstream calls,
 /// not 3,630.
+///
+/// The leaves also record each attempt they make (target path, provider, status or error,
+/// time to the response head); [`AttemptBudget::attempts`] reads them, and the leaf puts them
+/// in the [`ResponseFacts`](crate::facts::ResponseFacts) of its response.
 ///
 /// ```
 /// use portcullis_core::context::AttemptBudget;
@@ -226,34 +233,58 @@ pub struct Attempt(pub u32);
 /// ```
 #[derive(Clone)]
 pub struct AttemptBudget {
-    left: Arc<AtomicU32>,
-    limit: u32,
+    state: Arc<BudgetState>,
 }
+
+/// A budget's counter and its record, in one allocation per request.
+pub(crate) struct BudgetState {
+    left: AtomicU32,
+    limit: u32,
+    /// Uncontended: the attempts of one request run one after another, and a reader looks
+    /// once they are done.
+    pub(crate) log: Mutex<AttemptLog>,
+}
+
+/// The attempts of one request, inline for the usual few.
+pub(crate) type AttemptLog = smallvec::SmallVec<[AttemptRecord; 4]>;
 
 impl AttemptBudget {
     /// A budget of `limit` attempts.
     pub fn new(limit: u32) -> Self {
         Self {
-            left: Arc::new(AtomicU32::new(limit)),
-            limit,
+            state: Arc::new(BudgetState {
+                left: AtomicU32::new(limit),
+                limit,
+                log: Mutex::new(AttemptLog::new()),
+            }),
         }
     }
 
     /// Takes one attempt; `false` when none is left (and nothing is taken).
     pub fn try_spend(&self) -> bool {
-        self.left
+        self.state
+            .left
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
             .is_ok()
     }
 
     /// The attempts left.
     pub fn remaining(&self) -> u32 {
-        self.left.load(Ordering::Acquire)
+        self.state.left.load(Ordering::Acquire)
     }
 
     /// The attempts the request started with.
     pub fn limit(&self) -> u32 {
-        self.limit
+        self.state.limit
+    }
+
+    /// The attempts made so far, as the leaves recorded them (a handle: no copy is made).
+    pub fn attempts(&self) -> Attempts {
+        Attempts::of(self.state.clone())
+    }
+
+    pub(crate) fn state(&self) -> &BudgetState {
+        &self.state
     }
 }
 
@@ -261,7 +292,7 @@ impl fmt::Debug for AttemptBudget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AttemptBudget")
             .field("remaining", &self.remaining())
-            .field("limit", &self.limit)
+            .field("limit", &self.limit())
             .finish()
     }
 }

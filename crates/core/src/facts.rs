@@ -1,7 +1,7 @@
 //! Response facts: what the stack learned while answering, kept in response extensions.
 //!
-//! Facts known when the response headers leave (the target that answered, retries made, cache
-//! status, provider) live in one [`ResponseFacts`]; facts known only once the body has ended
+//! Facts known when the response headers leave (the target that answered, retries made, every
+//! upstream attempt, cache status, provider) live in one [`ResponseFacts`]; facts known only once the body has ended
 //! (token usage, and the cost derived from it) arrive through the
 //! [`Observation`](crate::observe::Observation) of the response.
 //!
@@ -20,6 +20,7 @@ use std::sync::Arc;
 use http::Response;
 use serde::{Deserialize, Serialize};
 
+use crate::attempts::Attempts;
 use crate::context::TargetPath;
 
 /// Facts about a response, set by the layers that know them.
@@ -28,7 +29,9 @@ use crate::context::TargetPath;
 pub struct ResponseFacts {
     /// The path of the target that answered, relative to the outermost multi-target layer.
     pub target: Option<TargetPath>,
-    /// Retries made before this response.
+    /// Retries made before this response, Portkey's way: by the target that answered (its
+    /// retry layer's count), not by the whole request. [`attempts`](Self::attempts) has every
+    /// attempt of the request.
     pub retries: Option<Retries>,
     /// What the cache did.
     pub cache: Option<CacheStatus>,
@@ -36,6 +39,11 @@ pub struct ResponseFacts {
     pub provider: Option<Arc<str>>,
     /// Verdicts of the guardrails that ran.
     pub guards: Vec<GuardResult>,
+    /// Every upstream attempt the request made, in order, across all its targets, retries and
+    /// fallbacks: set by the [`SpendAttempt`](crate::attempts::SpendAttempt) leaf that
+    /// answered, from the request's [`AttemptBudget`](crate::context::AttemptBudget) (empty
+    /// without one).
+    pub attempts: Attempts,
 }
 
 impl ResponseFacts {

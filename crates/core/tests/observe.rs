@@ -165,6 +165,7 @@ async fn transport_error_mid_stream_ends_with_an_error_event() {
     let rep = report(&o);
     assert!(matches!(&rep.outcome, Outcome::Failed(m) if m.contains("connection reset")));
     assert_eq!(rep.text, "Hel");
+    assert_eq!(rep.bytes, client.len() as u64, "the error event is counted");
 }
 
 #[tokio::test]
@@ -176,7 +177,23 @@ async fn clean_end_without_done_is_a_failure() {
     assert!(client.starts_with(&[ROLE, HEL].concat()));
     assert!(client.ends_with("\n\n"));
     assert!(client.contains("\"code\":\"stream_interrupted\""));
-    assert!(matches!(report(&o).outcome, Outcome::Failed(_)));
+    let rep = report(&o);
+    assert!(matches!(rep.outcome, Outcome::Failed(_)));
+    assert_eq!(rep.bytes, client.len() as u64, "the error event is counted");
+}
+
+#[tokio::test]
+async fn end_without_done_after_an_unterminated_event_counts_every_byte() {
+    // The last event has no blank line: it goes out as the tail, then the error event.
+    let last = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"!\"}}]}";
+    let r = sse(vec![Ok(ROLE), Ok(HEL), Ok(last)]);
+    let o = observation(&r);
+    let (client, err) = drain(r).await;
+    assert_eq!(err, None);
+    assert!(client.contains("\"code\":\"stream_interrupted\""));
+    let rep = report(&o);
+    assert!(matches!(rep.outcome, Outcome::Failed(_)));
+    assert_eq!(rep.bytes, client.len() as u64);
 }
 
 #[tokio::test]

@@ -18,6 +18,7 @@ use tower_service::Service;
 
 use crate::body::Prefixed;
 use crate::policy::is_context_length_error;
+use crate::policy::{Trigger, Triggers};
 use crate::service::Shared;
 
 /// The largest 400 body read to look for a context-window error; larger bodies are passed on
@@ -27,8 +28,8 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 pin_project! {
     /// The response future of [`Fallback`](crate::Fallback): readies and calls each target in
     /// turn until one answers.
-    pub struct ResponseFuture<S, F> {
-        shared: Arc<Shared<S>>,
+    pub struct ResponseFuture<S, F, T = Triggers> {
+        shared: Arc<Shared<S, T>>,
         // The client's request, cloned for each turn but the last, which takes it.
         request: Option<Request<BufferedBody>>,
         index: usize,
@@ -68,8 +69,8 @@ pin_project! {
     }
 }
 
-impl<S: Clone, F> ResponseFuture<S, F> {
-    pub(crate) fn new(shared: Arc<Shared<S>>, request: Request<BufferedBody>) -> Self {
+impl<S: Clone, F, T> ResponseFuture<S, F, T> {
+    pub(crate) fn new(shared: Arc<Shared<S, T>>, request: Request<BufferedBody>) -> Self {
         let stream = request
             .extensions()
             .get::<Arc<RequestView>>()
@@ -93,7 +94,7 @@ impl<S: Clone, F> ResponseFuture<S, F> {
     }
 }
 
-impl<S, F> fmt::Debug for ResponseFuture<S, F> {
+impl<S, F, T> fmt::Debug for ResponseFuture<S, F, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("fallback::ResponseFuture")
             .field("target", &self.index)
@@ -102,11 +103,12 @@ impl<S, F> fmt::Debug for ResponseFuture<S, F> {
     }
 }
 
-impl<S, F, E> Future for ResponseFuture<S, F>
+impl<S, F, E, T> Future for ResponseFuture<S, F, T>
 where
     S: Service<Request<BufferedBody>, Response = Response<Body>, Error = E, Future = F> + Clone,
     F: Future<Output = Result<Response<Body>, E>>,
     E: Into<BoxError>,
+    T: Trigger,
 {
     type Output = Result<Response<Body>, BoxError>;
 
@@ -158,10 +160,9 @@ where
                             }
                             return answer(response, index);
                         }
-                        if triggers.moves_on(status) {
+                        if triggers.on_response(status, response.headers()) {
                             None
-                        } else if status == StatusCode::BAD_REQUEST
-                            && triggers.context_window_enabled()
+                        } else if status == StatusCode::BAD_REQUEST && triggers.on_context_window()
                         {
                             let (head, body) = response.into_parts();
                             this.state.set(State::Reading {
@@ -216,7 +217,7 @@ where
                 }
             };
             if let Some(err) = error {
-                if last || !triggers.error_moves_on(&err) {
+                if last || !triggers.on_error(&err) {
                     return Poll::Ready(Err(last_error(err, *this.wait)));
                 }
                 note_wait(this.wait, &err);

@@ -4,7 +4,14 @@
 //! `http::Request<BufferedBody>` and returning `http::Response<Body>`; targets of different
 //! types are boxed as [`BoxTarget`]). Each request goes to the first target; when that one fails,
 //! the same request (re-sent with [`clone_request`](portcullis_core::clone_request)) goes to
-//! the next, and so on. The answer says which target gave it.
+//! the next, and so on. The answer says which target gave it. When it moves on is a
+//! [`Trigger`]: [`Triggers`] (Portkey's status list) by default, or a rule of your own.
+//!
+//! The fallback needs the core types: it reads a stream's first event and a 400's body in
+//! the core [`Body`](portcullis_core::Body), and replays the
+//! [`BufferedBody`](portcullis_core::BufferedBody). Put [`Edge`](portcullis_core::Edge) in
+//! front (it buffers any request body and answers any error as a response), and adapt a
+//! target of your own with `map_request` and `map_response` (`Body::new` takes any body).
 //!
 //! ```
 //! use http_body_util::Full;
@@ -67,7 +74,8 @@
 //!
 //! # When it moves on
 //!
-//! The [`Triggers`]:
+//! By default, the [`Triggers`] (a [`Trigger`] of your own replaces them, see
+//! [`FallbackBuilder::trigger`]):
 //!
 //! - **Errors** always move on: a transport failure, a timeout, an
 //!   [`Unavailable`](portcullis_core::error::Unavailable) target (an open circuit breaker), an
@@ -184,6 +192,6 @@ mod policy;
 mod service;
 
 pub use self::future::ResponseFuture;
-pub use self::policy::Triggers;
+pub use self::policy::{Trigger, Triggers};
 pub use self::service::{Fallback, FallbackBuilder, box_target};
 pub use portcullis_core::{BoxTarget, BuildError};

@@ -1,8 +1,8 @@
-//! When a fallback moves on: [`Triggers`].
+//! When a fallback moves on: the [`Trigger`] trait and its default, [`Triggers`].
 
 use std::fmt;
 
-use http::StatusCode;
+use http::{HeaderMap, StatusCode};
 use portcullis_core::error::ErrorClass;
 #[cfg(doc)]
 use portcullis_core::error::{
@@ -14,7 +14,85 @@ use portcullis_core::{BoxError, StatusSet};
 /// The statuses a fallback moves on after by default, besides every 5xx.
 const DEFAULT_STATUS_CODES: [u16; 3] = [408, 409, 429];
 
-/// The outcomes after which a [`Fallback`](crate::Fallback) tries its next target.
+/// Decides whether a [`Fallback`](crate::Fallback) tries its next target after an answer.
+///
+/// [`Triggers`] is the default (a status list, errors, an opt-in context-window check);
+/// implement this for a rule of your own, or pass a closure `Fn(StatusCode) -> bool` (true:
+/// move on), which judges errors as [`Triggers`] does. Give it to
+/// [`FallbackBuilder::trigger`](crate::FallbackBuilder::trigger).
+///
+/// A 2xx never reaches the trigger: it is an answer (a stream that fails before its first
+/// event moves on whatever the trigger says, since nothing reached the client). Neither does
+/// the last target's answer, nor any answer once the request's attempt budget is spent.
+///
+/// ```
+/// use http::{HeaderMap, StatusCode};
+/// use portcullis_fallback::Trigger;
+///
+/// // Move on after any server error, and after a 429 only when the target says it is out of
+/// // quota for a while (a short wait is better spent on a retry).
+/// struct OutOfQuota;
+///
+/// impl Trigger for OutOfQuota {
+///     fn on_response(&self, status: StatusCode, headers: &HeaderMap) -> bool {
+///         status.is_server_error()
+///             || (status == StatusCode::TOO_MANY_REQUESTS
+///                 && headers.get("retry-after").and_then(|v| v.to_str().ok())
+///                     .and_then(|v| v.parse::<u64>().ok())
+///                     .is_some_and(|secs| secs > 60))
+///     }
+/// }
+///
+/// let mut long = HeaderMap::new();
+/// long.insert("retry-after", "3600".parse().unwrap());
+/// assert!(OutOfQuota.on_response(StatusCode::TOO_MANY_REQUESTS, &long));
+/// assert!(!OutOfQuota.on_response(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new()));
+///
+/// // A closure judges statuses; errors as the default does.
+/// let only_503 = |status: StatusCode| status == StatusCode::SERVICE_UNAVAILABLE;
+/// assert!(only_503.on_response(StatusCode::SERVICE_UNAVAILABLE, &HeaderMap::new()));
+/// assert!(only_503.on_error(&"connection reset".into()));
+/// ```
+pub trait Trigger: Send + Sync + 'static {
+    /// Whether a response that is not 2xx moves on, by its status and headers.
+    fn on_response(&self, status: StatusCode, headers: &HeaderMap) -> bool;
+
+    /// Whether an error from a target (or from its `poll_ready`) moves on. By default as
+    /// [`Triggers`] does: transport failures, timeouts and unavailable targets move on, a
+    /// refusal with an HTTP status of its own is judged by
+    /// [`on_response`](Self::on_response) with that status, and a spent attempt budget
+    /// never moves on.
+    fn on_error(&self, error: &BoxError) -> bool {
+        error_moves_on(error, |status| self.on_response(status, &HeaderMap::new()))
+    }
+
+    /// Whether a 400 that says the request exceeded the model's context window moves on
+    /// (the fallback then reads the small 400 body to find out). Off by default.
+    fn on_context_window(&self) -> bool {
+        false
+    }
+}
+
+impl<F> Trigger for F
+where
+    F: Fn(StatusCode) -> bool + Send + Sync + 'static,
+{
+    fn on_response(&self, status: StatusCode, _headers: &HeaderMap) -> bool {
+        self(status)
+    }
+}
+
+/// Core's classification of an error: refusals judged by their status, the rest by kind.
+fn error_moves_on(err: &BoxError, status_moves_on: impl FnOnce(StatusCode) -> bool) -> bool {
+    match ErrorClass::of(err) {
+        ErrorClass::AttemptsExhausted => false,
+        ErrorClass::Answer(status) | ErrorClass::Refused(status) => status_moves_on(status),
+        ErrorClass::Unavailable | ErrorClass::Failure => true,
+    }
+}
+
+/// The default [`Trigger`]: the outcomes after which a [`Fallback`](crate::Fallback) tries its
+/// next target.
 ///
 /// - **Errors** (`Err` from a target, or from its `poll_ready`) are transport failures,
 ///   timeouts or unavailability, and always move on, whatever the status list. The
@@ -78,11 +156,7 @@ impl Triggers {
 
     /// Whether an error from a target moves on (see the [type docs](Triggers)).
     pub fn error_moves_on(&self, err: &BoxError) -> bool {
-        match ErrorClass::of(err) {
-            ErrorClass::AttemptsExhausted => false,
-            ErrorClass::Answer(status) | ErrorClass::Refused(status) => self.moves_on(status),
-            ErrorClass::Unavailable | ErrorClass::Failure => true,
-        }
+        error_moves_on(err, |status| self.moves_on(status))
     }
 
     /// Whether context-window errors move on.
@@ -93,6 +167,20 @@ impl Triggers {
     /// The statuses that move on.
     pub fn status_codes(&self) -> StatusSet {
         self.codes
+    }
+}
+
+impl Trigger for Triggers {
+    fn on_response(&self, status: StatusCode, _headers: &HeaderMap) -> bool {
+        self.moves_on(status)
+    }
+
+    fn on_error(&self, error: &BoxError) -> bool {
+        self.error_moves_on(error)
+    }
+
+    fn on_context_window(&self) -> bool {
+        self.context_window
     }
 }
 

@@ -7,18 +7,19 @@ use portcullis_core::{Body, BoxError, BoxTarget, BufferedBody, BuildError, Statu
 use tower_service::Service;
 
 use crate::future::ResponseFuture;
-use crate::policy::Triggers;
+use crate::policy::{Trigger, Triggers};
 
-/// Tries its targets in order until one answers (see the [crate docs](crate)).
+/// Tries its targets in order until one answers (see the [crate docs](crate)); when it
+/// moves on is a [`Trigger`], [`Triggers`] by default.
 ///
-/// Cloning is cheap: the targets and the triggers are shared behind one `Arc`.
-pub struct Fallback<S> {
-    shared: Arc<Shared<S>>,
+/// Cloning is cheap: the targets and the trigger are shared behind one `Arc`.
+pub struct Fallback<S, T = Triggers> {
+    shared: Arc<Shared<S, T>>,
 }
 
-pub(crate) struct Shared<S> {
+pub(crate) struct Shared<S, T> {
     pub(crate) targets: Vec<S>,
-    pub(crate) triggers: Triggers,
+    pub(crate) triggers: T,
 }
 
 impl<S> Fallback<S> {
@@ -27,18 +28,20 @@ impl<S> Fallback<S> {
         Self::from_parts(targets.into_iter().collect(), Triggers::default())
     }
 
-    fn from_parts(targets: Vec<S>, triggers: Triggers) -> Self {
-        Self {
-            shared: Arc::new(Shared { targets, triggers }),
-        }
-    }
-
     /// A builder: add targets in order, then set the triggers.
     pub fn builder() -> FallbackBuilder<S> {
         FallbackBuilder {
             targets: Vec::new(),
             triggers: Triggers::default(),
             invalid: None,
+        }
+    }
+}
+
+impl<S, T> Fallback<S, T> {
+    fn from_parts(targets: Vec<S>, triggers: T) -> Self {
+        Self {
+            shared: Arc::new(Shared { targets, triggers }),
         }
     }
 
@@ -51,6 +54,7 @@ impl<S> Fallback<S> {
     pub fn get_mut(&mut self) -> &mut Vec<S>
     where
         S: Clone,
+        T: Clone,
     {
         &mut Arc::make_mut(&mut self.shared).targets
     }
@@ -59,6 +63,7 @@ impl<S> Fallback<S> {
     pub fn into_inner(self) -> Vec<S>
     where
         S: Clone,
+        T: Clone,
     {
         match Arc::try_unwrap(self.shared) {
             Ok(shared) => shared.targets,
@@ -67,21 +72,21 @@ impl<S> Fallback<S> {
     }
 
     /// When this fallback moves on.
-    pub fn triggers(&self) -> &Triggers {
+    pub fn triggers(&self) -> &T {
         &self.shared.triggers
     }
 }
 
-impl<S: Clone> Clone for Shared<S> {
+impl<S: Clone, T: Clone> Clone for Shared<S, T> {
     fn clone(&self) -> Self {
         Self {
             targets: self.targets.clone(),
-            triggers: self.triggers,
+            triggers: self.triggers.clone(),
         }
     }
 }
 
-impl<S> Clone for Fallback<S> {
+impl<S, T> Clone for Fallback<S, T> {
     fn clone(&self) -> Self {
         Self {
             shared: self.shared.clone(),
@@ -89,7 +94,7 @@ impl<S> Clone for Fallback<S> {
     }
 }
 
-impl<S: fmt::Debug> fmt::Debug for Fallback<S> {
+impl<S: fmt::Debug, T: fmt::Debug> fmt::Debug for Fallback<S, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Fallback")
             .field("targets", &self.shared.targets)
@@ -98,14 +103,15 @@ impl<S: fmt::Debug> fmt::Debug for Fallback<S> {
     }
 }
 
-impl<S> Service<Request<BufferedBody>> for Fallback<S>
+impl<S, T> Service<Request<BufferedBody>> for Fallback<S, T>
 where
     S: Service<Request<BufferedBody>, Response = Response<Body>> + Clone,
     S::Error: Into<BoxError>,
+    T: Trigger,
 {
     type Response = Response<Body>;
     type Error = BoxError;
-    type Future = ResponseFuture<S, S::Future>;
+    type Future = ResponseFuture<S, S::Future, T>;
 
     /// Always ready: each target is a clone readied inside the response future, so that an
     /// unready target is skipped rather than holding up the whole fallback.
@@ -140,14 +146,14 @@ where
 /// let err = Fallback::<BoxTarget>::builder().on_status_codes([429, 99]).build().unwrap_err();
 /// assert_eq!(err.to_string(), "on_status_codes: must be HTTP status codes from 100 to 599, got 99");
 /// ```
-pub struct FallbackBuilder<S> {
+pub struct FallbackBuilder<S, T = Triggers> {
     targets: Vec<S>,
-    triggers: Triggers,
+    triggers: T,
     /// A setting that cannot be used, reported by [`build`](Self::build).
     invalid: Option<BuildError>,
 }
 
-impl<S> FallbackBuilder<S> {
+impl<S, T> FallbackBuilder<S, T> {
     /// Adds the next target.
     pub fn target(mut self, target: S) -> Self {
         self.targets.push(target);
@@ -160,6 +166,32 @@ impl<S> FallbackBuilder<S> {
         self
     }
 
+    /// Decides when to move on with a [`Trigger`] of your own instead of [`Triggers`] (a
+    /// closure `Fn(StatusCode) -> bool` is one). It replaces any status list or
+    /// context-window setting given before.
+    pub fn trigger<T2: Trigger>(self, trigger: T2) -> FallbackBuilder<S, T2> {
+        FallbackBuilder {
+            targets: self.targets,
+            triggers: trigger,
+            invalid: None,
+        }
+    }
+
+    /// The fallback. With no target, every call answers
+    /// [`Unavailable`](portcullis_core::error::Unavailable) (503).
+    ///
+    /// # Errors
+    /// A status code outside 100..=599 given to [`on_status_codes`](Self::on_status_codes),
+    /// at the path `on_status_codes`.
+    pub fn build(self) -> Result<Fallback<S, T>, BuildError> {
+        match self.invalid {
+            Some(err) => Err(err),
+            None => Ok(Fallback::from_parts(self.targets, self.triggers)),
+        }
+    }
+}
+
+impl<S> FallbackBuilder<S> {
     /// Moves on after these statuses only, replacing the default list (408, 409, 429,
     /// 5xx); Portkey's `strategy.on_status_codes`. Errors still move on (see [`Triggers`]).
     /// A number outside 100..=599 makes [`build`](Self::build) fail.
@@ -185,22 +217,9 @@ impl<S> FallbackBuilder<S> {
         self.triggers = triggers;
         self
     }
-
-    /// The fallback. With no target, every call answers
-    /// [`Unavailable`](portcullis_core::error::Unavailable) (503).
-    ///
-    /// # Errors
-    /// A status code outside 100..=599 given to [`on_status_codes`](Self::on_status_codes),
-    /// at the path `on_status_codes`.
-    pub fn build(self) -> Result<Fallback<S>, BuildError> {
-        match self.invalid {
-            Some(err) => Err(err),
-            None => Ok(Fallback::from_parts(self.targets, self.triggers)),
-        }
-    }
 }
 
-impl FallbackBuilder<BoxTarget> {
+impl<Tr> FallbackBuilder<BoxTarget, Tr> {
     /// Adds the next target, boxed: for targets of different types.
     pub fn boxed<T>(self, target: T) -> Self
     where
@@ -226,7 +245,7 @@ where
     BoxTarget::new(tower::ServiceExt::map_err(target, Into::into))
 }
 
-impl<S: fmt::Debug> fmt::Debug for FallbackBuilder<S> {
+impl<S: fmt::Debug, T: fmt::Debug> fmt::Debug for FallbackBuilder<S, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FallbackBuilder")
             .field("targets", &self.targets)

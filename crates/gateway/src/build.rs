@@ -6,7 +6,9 @@
 //! none left answers 502 `attempts_exhausted`).
 //!
 //! A leaf is, outside in: circuit breaker → retry → per-attempt timeout → override_params →
-//! attempt spending → provider. Inheritance follows Portkey: `override_params` merge shallowly down the tree
+//! attempt spending → provider, one concrete type boxed once (a layer the config does not ask
+//! for is an empty `Either` arm, not another box); each strategy is boxed once over its boxed
+//! targets. Inheritance follows Portkey: `override_params` merge shallowly down the tree
 //! (child keys win), a child's `retry` replaces its parent's, `request_timeout` and
 //! `circuit_breaker` are inherited unless set, credentials never travel (they live in the
 //! providers).
@@ -17,7 +19,7 @@ use std::time::Duration;
 
 use http::{Request, Response};
 use portcullis_balance::{Balance, PeakEwma, Sticky, Strategy, Target};
-use portcullis_breaker::{CircuitBreakerLayer, Policy as BreakerPolicy};
+use portcullis_breaker::{BreakerPolicy, CircuitBreakerLayer};
 use portcullis_core::{
     AttemptLimitLayer, Body, BoxError, BufferedBody, OverrideParamsLayer, SpendAttemptLayer,
 };
@@ -27,12 +29,12 @@ use portcullis_provider::{HttpClient, Mock, OpenAi};
 use portcullis_retry::{RetryLayer, RetryPolicy};
 use portcullis_route::{ConditionalRouter, RegexLimits};
 use serde_json::{Map, Value};
-use tower::util::BoxCloneSyncService;
-use tower::{Layer, ServiceExt};
+use tower::util::{BoxCloneSyncService, Either};
+use tower::{Layer, ServiceBuilder, ServiceExt};
 
 use crate::config::{
-    Balancer, BreakerSpec, Config, ConfigError, Mode, Node, NodeKind, OpenAiSpec, ProviderKind,
-    RetrySpec, StickyKey,
+    Balancer, BreakerSpec, Config, ConfigError, MockSpec, Mode, Node, NodeKind, OpenAiSpec,
+    ProviderKind, RetrySpec, StickyKey,
 };
 
 /// A compiled stack: any tree of layers over providers, behind one type.
@@ -66,10 +68,15 @@ pub(crate) fn openai_builder(
     b.client(client)
 }
 
+/// A built provider, kept concrete so that a leaf boxes it together with its layers.
+type Upstream = Either<OpenAi, Mock>;
+
 /// Every provider of a config, built once and shared by all stacks that name it.
 #[derive(Clone, Debug)]
 pub struct Providers {
-    services: BTreeMap<String, Stack>,
+    /// Each provider as the leaves of a tree wrap it, and boxed, as `x-portkey-virtual-key`
+    /// calls it.
+    services: BTreeMap<String, (Upstream, Stack)>,
 }
 
 impl Providers {
@@ -79,52 +86,60 @@ impl Providers {
         let client = HttpClient::new();
         let mut services = BTreeMap::new();
         for (name, provider) in &config.providers {
-            let service: Stack = match &provider.kind {
-                ProviderKind::OpenAi(spec) => BoxCloneSyncService::new(
+            let upstream = match &provider.kind {
+                ProviderKind::OpenAi(spec) => Either::Left(
                     openai_builder(name, spec, Some(client.clone()))
                         .build()
                         .map_err(|e| {
                             ConfigError::new(format!("providers.{name}"), e.to_string())
                         })?,
                 ),
-                ProviderKind::Mock(spec) => {
-                    let mut b = Mock::builder()
-                        .name(name)
-                        .latency(spec.latency)
-                        .chunk_delay(spec.chunk_delay)
-                        .failure_rate(spec.failure_rate);
-                    if let Some(s) = spec.failure_status {
-                        b = b.failure_status(s);
-                    }
-                    if let Some(s) = spec.status {
-                        b = b.status(s);
-                    }
-                    if let Some(c) = &spec.content {
-                        b = b.content(c.clone());
-                    }
-                    if let Some((p, c)) = spec.usage {
-                        b = b.usage(p, c);
-                    }
-                    if !provider.models.is_empty() {
-                        b = b.models(provider.models.clone());
-                    }
-                    BoxCloneSyncService::new(b.build())
-                }
+                ProviderKind::Mock(spec) => Either::Right(mock(name, spec, &provider.models)),
             };
-            services.insert(name.clone(), service);
+            let boxed = BoxCloneSyncService::new(upstream.clone());
+            services.insert(name.clone(), (upstream, boxed));
         }
         Ok(Self { services })
     }
 
     /// The provider named `name`.
     pub fn get(&self, name: &str) -> Option<&Stack> {
-        self.services.get(name)
+        self.services.get(name).map(|(_, boxed)| boxed)
+    }
+
+    /// The provider named `name`, unboxed, for a leaf to wrap.
+    fn upstream(&self, name: &str) -> Option<&Upstream> {
+        self.services.get(name).map(|(upstream, _)| upstream)
     }
 
     /// Provider names.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.services.keys().map(String::as_str)
     }
+}
+
+fn mock(name: &str, spec: &MockSpec, models: &[String]) -> Mock {
+    let mut b = Mock::builder()
+        .name(name)
+        .latency(spec.latency)
+        .chunk_delay(spec.chunk_delay)
+        .failure_rate(spec.failure_rate);
+    if let Some(s) = spec.failure_status {
+        b = b.failure_status(s);
+    }
+    if let Some(s) = spec.status {
+        b = b.status(s);
+    }
+    if let Some(c) = &spec.content {
+        b = b.content(c.clone());
+    }
+    if let Some((p, c)) = spec.usage {
+        b = b.usage(p, c);
+    }
+    if !models.is_empty() {
+        b = b.models(models.to_vec());
+    }
+    b.build()
 }
 
 /// What a node inherits from its ancestors.
@@ -191,7 +206,7 @@ fn compile_node(
     match &node.kind {
         NodeKind::Leaf { provider } => {
             let service = providers
-                .get(provider)
+                .upstream(provider)
                 .ok_or_else(|| {
                     ConfigError::new(&node.path, format!("unknown provider `{provider}`"))
                 })?
@@ -306,63 +321,81 @@ fn single(target: Stack) -> Stack {
     }))
 }
 
+/// A leaf: its provider and the layers its config asks for, as one type boxed once.
 fn leaf(
-    provider: Stack,
+    provider: Upstream,
     name: &str,
     node: &Node,
     inherited: &Inherited,
 ) -> Result<Stack, ConfigError> {
-    // Innermost, so that every call that would reach the provider, and only those, spends.
-    let mut stack = BoxCloneSyncService::new(SpendAttemptLayer::new().layer(provider));
-    if !inherited.params.is_empty() {
-        stack = BoxCloneSyncService::new(
-            OverrideParamsLayer::new(inherited.params.clone()).layer(stack),
-        );
+    let params =
+        (!inherited.params.is_empty()).then(|| OverrideParamsLayer::new(inherited.params.clone()));
+    let retry = match (&inherited.retry, inherited.timeout) {
+        (None, None) => None,
+        (spec, timeout) => Some(RetryLayer::new(retry_policy(spec.as_ref(), timeout, node)?)),
+    };
+    let breaker = inherited
+        .breaker
+        .as_ref()
+        .map(|spec| breaker_layer(spec, name, node))
+        .transpose()?;
+    let leaf = ServiceBuilder::new()
+        .option_layer(breaker)
+        .option_layer(retry)
+        .option_layer(params)
+        // Innermost, so that every call that would reach the provider, and only those, spends.
+        .layer(SpendAttemptLayer::new().provider(name))
+        .service(provider);
+    Ok(BoxCloneSyncService::new(leaf))
+}
+
+/// The retry policy of a leaf with `retry` or `request_timeout` (a timeout alone is retry's
+/// per-attempt timeout with no retries).
+fn retry_policy(
+    spec: Option<&RetrySpec>,
+    timeout: Option<Duration>,
+    node: &Node,
+) -> Result<RetryPolicy, ConfigError> {
+    let mut policy = RetryPolicy::builder(spec.map_or(0, |s| s.attempts))
+        .use_retry_after_header(spec.is_some_and(|s| s.use_retry_after_header));
+    if let Some(codes) = spec.and_then(|s| s.on_status_codes.clone()) {
+        policy = policy.on_status_codes(codes);
     }
-    if inherited.retry.is_some() || inherited.timeout.is_some() {
-        let spec = inherited.retry.clone().unwrap_or(RetrySpec {
-            attempts: 0,
-            on_status_codes: None,
-            use_retry_after_header: false,
-        });
-        let mut policy =
-            RetryPolicy::builder(spec.attempts).use_retry_after_header(spec.use_retry_after_header);
-        if let Some(codes) = spec.on_status_codes {
-            policy = policy.on_status_codes(codes);
-        }
-        if let Some(after) = inherited.timeout {
-            policy = policy.attempt_timeout(after);
-        }
-        let policy = policy
-            .build()
-            .map_err(|e| ConfigError::from_build(&format!("{}.retry", node.path), e))?;
-        stack = BoxCloneSyncService::new(RetryLayer::new(policy).layer(stack));
+    if let Some(after) = timeout {
+        policy = policy.attempt_timeout(after);
     }
-    if let Some(spec) = &inherited.breaker {
-        let mut policy = BreakerPolicy::new();
-        if let Some(n) = spec.consecutive_failures {
-            policy = policy.consecutive_failures(n);
-        }
-        if let Some(r) = spec.failure_rate {
-            policy = policy.failure_rate(r);
-        }
-        if let Some(n) = spec.minimum_requests {
-            policy = policy.minimum_requests(n);
-        }
-        if let Some(w) = spec.window {
-            policy = policy.window(w);
-        }
-        if let Some(c) = spec.cooldown {
-            policy = policy.cooldown(c);
-        }
-        // One circuit per leaf: the same provider at two places in the tree fails separately.
-        let breaker = CircuitBreakerLayer::builder()
-            .name(format!("{name} ({})", node.path))
-            .policy(policy)
-            .build();
-        stack = BoxCloneSyncService::new(breaker.layer(stack));
+    policy
+        .build()
+        .map_err(|e| ConfigError::from_build(&format!("{}.retry", node.path), e))
+}
+
+/// One circuit per leaf: the same provider at two places in the tree fails separately.
+fn breaker_layer(
+    spec: &BreakerSpec,
+    name: &str,
+    node: &Node,
+) -> Result<CircuitBreakerLayer, ConfigError> {
+    let mut policy = BreakerPolicy::new();
+    if let Some(n) = spec.consecutive_failures {
+        policy = policy.consecutive_failures(n);
     }
-    Ok(stack)
+    if let Some(r) = spec.failure_rate {
+        policy = policy.failure_rate(r);
+    }
+    if let Some(n) = spec.minimum_requests {
+        policy = policy.minimum_requests(n);
+    }
+    if let Some(w) = spec.window {
+        policy = policy.window(w);
+    }
+    if let Some(c) = spec.cooldown {
+        policy = policy.cooldown(c);
+    }
+    CircuitBreakerLayer::builder()
+        .name(format!("{name} ({})", node.path))
+        .policy(policy)
+        .build()
+        .map_err(|e| ConfigError::from_build(&format!("{}.circuit_breaker", node.path), e))
 }
 
 /// Shared, compiled routing: the file's tree and the providers it was built over.

@@ -1,6 +1,8 @@
-//! One attempt: the inner call, bounded by the attempt timeout and, for a stream, held until
-//! its first event so that a stream that broke before it can still be retried.
+//! One attempt: the inner call, bounded by the attempt timeout and, for a stream in the core
+//! [`Body`], held until its first event so that a stream that broke before it can still be
+//! retried.
 
+use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -11,7 +13,7 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use portcullis_core::error::RequestTimeout;
 use portcullis_core::observe::{self, Started};
-use portcullis_core::{Body, BoxError, BufferedBody, RequestView};
+use portcullis_core::{Body, BoxError, RequestView};
 use tokio::time::Sleep;
 use tower_service::Service;
 
@@ -48,12 +50,13 @@ impl<S> AttemptService<S> {
     }
 }
 
-impl<S> Service<Request<BufferedBody>> for AttemptService<S>
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for AttemptService<S>
 where
-    S: Service<Request<BufferedBody>, Response = Response<Body>>,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     S::Error: Into<BoxError>,
+    ResBody: 'static,
 {
-    type Response = Response<Body>;
+    type Response = Response<ResBody>;
     type Error = BoxError;
     type Future = AttemptFuture<S::Future>;
 
@@ -61,8 +64,9 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, req: Request<BufferedBody>) -> Self::Future {
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let stream = self.gate_streams
+            && is_core_body::<ResBody>()
             && req
                 .extensions()
                 .get::<Arc<RequestView>>()
@@ -79,6 +83,23 @@ where
     }
 }
 
+/// Whether responses carry the core [`Body`], the only body whose first event can be awaited.
+fn is_core_body<B: 'static>() -> bool {
+    std::any::TypeId::of::<B>() == std::any::TypeId::of::<Body>()
+}
+
+/// `value` as a `T` when it is one. Waiting for a stream's first event needs the core
+/// [`Body`] (whose observer reports how a stream failed); every other body passes through as
+/// its own type. A type check in place of a trait every user body would have to implement;
+/// nothing is boxed.
+fn same_type<T: 'static, U: 'static>(value: U) -> Result<T, U> {
+    let mut slot = Some(value);
+    match (&mut slot as &mut dyn Any).downcast_mut::<Option<T>>() {
+        Some(same) => Ok(same.take().expect("just filled")),
+        None => Err(slot.expect("just filled")),
+    }
+}
+
 pin_project! {
     /// The future of one attempt.
     pub(crate) struct AttemptFuture<F> {
@@ -87,6 +108,8 @@ pin_project! {
         #[pin]
         deadline: Option<Sleep>,
         timeout: Duration,
+        // A stream request whose responses are core bodies: a 2xx is held until its first
+        // event.
         stream: bool,
     }
 }
@@ -104,12 +127,13 @@ pin_project! {
     }
 }
 
-impl<F, E> Future for AttemptFuture<F>
+impl<F, E, ResBody> Future for AttemptFuture<F>
 where
-    F: Future<Output = Result<Response<Body>, E>>,
+    F: Future<Output = Result<Response<ResBody>, E>>,
     E: Into<BoxError>,
+    ResBody: 'static,
 {
-    type Output = Result<Response<Body>, BoxError>;
+    type Output = Result<Response<ResBody>, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
@@ -120,20 +144,27 @@ where
                         if !(*this.stream && response.status().is_success()) {
                             return Poll::Ready(Ok(response));
                         }
-                        this.state.set(State::Starting {
-                            started: observe::started(response),
-                        });
+                        // `stream` is only set for core bodies, so this always holds.
+                        match same_type::<Response<Body>, _>(response) {
+                            Ok(response) => this.state.set(State::Starting {
+                                started: observe::started(response),
+                            }),
+                            Err(response) => return Poll::Ready(Ok(response)),
+                        }
                         continue;
                     }
                     Poll::Ready(Err(err)) => return Poll::Ready(Err(err.into())),
                     Poll::Pending => {}
                 },
                 StateProj::Starting { started } => match Pin::new(started).poll(cx) {
-                    Poll::Ready(Ok(response)) => return Poll::Ready(Ok(response)),
-                    Poll::Ready(Err(not_started)) => {
-                        let mut response = not_started.response;
-                        response.extensions_mut().insert(NotStarted);
-                        return Poll::Ready(Ok(response));
+                    Poll::Ready(result) => {
+                        let response = result.unwrap_or_else(|not_started| {
+                            let mut response = not_started.response;
+                            response.extensions_mut().insert(NotStarted);
+                            response
+                        });
+                        return Poll::Ready(Ok(same_type(response)
+                            .unwrap_or_else(|_| unreachable!("held only for core bodies"))));
                     }
                     Poll::Pending => {}
                 },
@@ -149,5 +180,21 @@ where
             }
             return Poll::Pending;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_type_moves_only_a_value_of_that_type() {
+        assert_eq!(
+            same_type::<String, _>(String::from("a")),
+            Ok(String::from("a"))
+        );
+        assert_eq!(same_type::<String, _>(7u8), Err(7u8));
+        assert!(is_core_body::<Body>());
+        assert!(!is_core_body::<String>());
     }
 }

@@ -8,43 +8,48 @@ use std::task::{Context, Poll, ready};
 use http::{Request, Response};
 use pin_project_lite::pin_project;
 use portcullis_core::facts::{ResponseFacts, Retries};
-use portcullis_core::{Body, BoxError, BufferedBody};
+use portcullis_core::{BoxError, BufferedBody};
+use tower::retry::Policy;
 use tower_service::Service;
 
 use crate::RetryPolicy;
 use crate::attempt::AttemptService;
 
-type Inner<S> =
-    tower::retry::future::ResponseFuture<RetryPolicy, AttemptService<S>, Request<BufferedBody>>;
+type Inner<S, P, B> = tower::retry::future::ResponseFuture<P, AttemptService<S>, Request<B>>;
 
 pin_project! {
     /// The response future of [`Retry`](crate::Retry): the attempts, the waits between them,
     /// and the final answer with its [`Retries`] fact.
-    pub struct ResponseFuture<S>
+    pub struct ResponseFuture<S, P = RetryPolicy, B = BufferedBody>
     where
-        S: Service<Request<BufferedBody>, Response = Response<Body>>,
-        S::Error: Into<BoxError>,
+        AttemptService<S>: Service<Request<B>>,
+        P: Policy<Request<B>, <AttemptService<S> as Service<Request<B>>>::Response, BoxError>,
+        AttemptService<S>: Service<Request<B>, Error = BoxError>,
     {
         #[pin]
-        inner: Inner<S>,
+        inner: Inner<S, P, B>,
         off: bool,
     }
 }
 
-impl<S> ResponseFuture<S>
+impl<S, P, B, R> ResponseFuture<S, P, B>
 where
-    S: Service<Request<BufferedBody>, Response = Response<Body>>,
+    S: Service<Request<B>, Response = Response<R>>,
     S::Error: Into<BoxError>,
+    R: 'static,
+    P: Policy<Request<B>, Response<R>, BoxError>,
 {
-    pub(crate) fn new(inner: Inner<S>, off: bool) -> Self {
+    pub(crate) fn new(inner: Inner<S, P, B>, off: bool) -> Self {
         Self { inner, off }
     }
 }
 
-impl<S> fmt::Debug for ResponseFuture<S>
+impl<S, P, B, R> fmt::Debug for ResponseFuture<S, P, B>
 where
-    S: Service<Request<BufferedBody>, Response = Response<Body>>,
+    S: Service<Request<B>, Response = Response<R>>,
     S::Error: Into<BoxError>,
+    R: 'static,
+    P: Policy<Request<B>, Response<R>, BoxError>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
@@ -53,12 +58,14 @@ where
     }
 }
 
-impl<S> Future for ResponseFuture<S>
+impl<S, P, B, R> Future for ResponseFuture<S, P, B>
 where
-    S: Service<Request<BufferedBody>, Response = Response<Body>>,
+    S: Service<Request<B>, Response = Response<R>>,
     S::Error: Into<BoxError>,
+    R: 'static,
+    P: Policy<Request<B>, Response<R>, BoxError>,
 {
-    type Output = Result<Response<Body>, BoxError>;
+    type Output = Result<Response<R>, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();

@@ -2,8 +2,12 @@
 //! full jitter, `Retry-After`, a retry budget, per-attempt timeouts, and streams that are
 //! retried only while nothing has reached the client.
 //!
-//! [`Retry`] wraps a provider service (or any stack of `Request<BufferedBody>` →
-//! `Response<Body>`); [`RetryPolicy`] says what to retry and how long to wait.
+//! [`Retry`] wraps any `Clone` service over `http::Request<B>` whose body `B` is `Clone`
+//! (a replayable request: [`BufferedBody`](portcullis_core::BufferedBody), or your own
+//! `Full<Bytes>`), and answers that service's own `Response<R>`, whatever `R`: a provider, a
+//! Portcullis stack, or a `service_fn` of yours. [`RetryPolicy`] says what to retry and how
+//! long to wait; `Retry<S, P = RetryPolicy>` takes any [`tower::retry::Policy`] instead
+//! ([`Retry::with_policy`], [`RetryLayer::with_policy`]).
 //!
 //! ```
 //! use std::time::Duration;
@@ -112,6 +116,41 @@
 //! answer; inside, every attempt. Put [`Edge`](portcullis_core::Edge) in front so that
 //! requests arrive buffered and parsed (without the parsed view, no request is treated as a
 //! stream).
+//!
+//! # Around a service of your own
+//!
+//! What retry needs, and what to put in front when a service does not have it:
+//!
+//! - **A replayable request**: `B: Clone`, where a clone of an unsent body holds the whole
+//!   body. `BufferedBody`, `Full<Bytes>` and `String` are; a streaming body
+//!   (`axum::body::Body`, hyper's `Incoming`) is not, and fails to compile with "`Clone` is
+//!   not implemented for …, required for `RetryPolicy` to implement `Policy<…>`". Put
+//!   [`Edge`](portcullis_core::Edge) in front (it reads the body once into a
+//!   `BufferedBody`, and parses the view streams are recognised by), then, if your service
+//!   takes `Full<Bytes>`, `map_request(|req| req.map(|b: BufferedBody| Full::new(b.into_bytes())))`
+//!   (the bytes are shared, not copied).
+//! - **Errors** that convert `Into<BoxError>`; the layer's error is [`BoxError`](portcullis_core::BoxError).
+//! - **Nothing of the response body**: it passes through as its own type. Only a stream in
+//!   the core [`Body`](portcullis_core::Body) (a `stream: true` request, as the edge's view
+//!   says) is held until its first event, so that one that breaks before it is retried;
+//!   other bodies are judged by status alone.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use http_body_util::Full;
+//! use portcullis_retry::{RetryLayer, RetryPolicy};
+//! use tower::{Layer, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+//! let own = service_fn(|req: http::Request<Full<Bytes>>| async move {
+//!     Ok::<_, std::convert::Infallible>(http::Response::new(req.into_body()))
+//! });
+//! let retry = RetryLayer::new(RetryPolicy::builder(2).build().unwrap()).layer(own);
+//! let req = http::Request::new(Full::new(Bytes::from_static(b"hi")));
+//! let res: http::Response<Full<Bytes>> = retry.oneshot(req).await.unwrap();
+//! assert_eq!(res.status(), 200);
+//! # }
+//! ```
 
 #![forbid(unsafe_code)]
 

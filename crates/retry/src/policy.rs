@@ -8,9 +8,7 @@ use http::{Request, Response, StatusCode};
 use portcullis_core::context::{Attempt, AttemptBudget};
 use portcullis_core::error::{ErrorClass, to_http_error};
 use portcullis_core::facts::{ResponseFacts, Retries};
-use portcullis_core::{
-    Body, BoxError, BufferedBody, BuildError, StatusSet, clone_request, retry_after,
-};
+use portcullis_core::{BoxError, BuildError, StatusSet, retry_after};
 use tower::retry::budget::{Budget, TpsBudget};
 
 use crate::backoff::{self, Backoff, Jitter, RandomJitter, SeededJitter};
@@ -41,10 +39,12 @@ pub const DEFAULT_BUDGET_RATIO: f32 = 0.2;
 
 /// Decides, answer by answer, whether to try a request again and how long to wait first.
 ///
-/// It implements [`tower::retry::Policy`] for `Request<BufferedBody>`, `Response<Body>` and
-/// [`BoxError`], so it drives [`Retry`](crate::Retry) and also works with
-/// [`tower::retry::Retry`] directly (without the per-attempt timeout and the stream check,
-/// which [`Retry`](crate::Retry) adds around each attempt).
+/// It implements [`tower::retry::Policy`] for `Request<B>` with any replayable body
+/// (`B: Clone`, such as [`BufferedBody`](portcullis_core::BufferedBody) or
+/// `http_body_util::Full<Bytes>`), `Response<R>` with any body, and [`BoxError`], so it drives
+/// [`Retry`](crate::Retry) and also works with [`tower::retry::Retry`] directly (without the
+/// per-attempt timeout and the stream check, which [`Retry`](crate::Retry) adds around each
+/// attempt).
 ///
 /// Like every tower policy it is cloned for each request: clones share the settings, the
 /// retry budget and the jitter source, and each request counts its own retries and waits.
@@ -126,7 +126,7 @@ impl RetryPolicy {
     }
 
     /// Why an answer is worth another try, or `None` when it is final.
-    fn failure(&self, result: &Result<Response<Body>, BoxError>) -> Option<Failure> {
+    fn failure<R>(&self, result: &Result<Response<R>, BoxError>) -> Option<Failure> {
         match result {
             Ok(response) if response.extensions().get::<NotStarted>().is_some() => {
                 Some(Failure { retry_after: None })
@@ -170,7 +170,7 @@ impl RetryPolicy {
     /// The wait before the next retry of `req`, or `None` when no retry is allowed: attempts
     /// used, the request's whole [`AttemptBudget`] spent, the total wait would pass its cap,
     /// or the retry budget is spent (checked last, so a refused retry never takes from it).
-    fn next_wait(&self, failure: Failure, req: &Request<BufferedBody>) -> Option<Duration> {
+    fn next_wait<B>(&self, failure: Failure, req: &Request<B>) -> Option<Duration> {
         let config = &*self.config;
         if self.retries >= config.attempts || attempts_spent(req) {
             return None;
@@ -190,7 +190,7 @@ impl RetryPolicy {
         Some(wait)
     }
 
-    fn finish(result: &mut Result<Response<Body>, BoxError>, retries: Retries) {
+    fn finish<R>(result: &mut Result<Response<R>, BoxError>, retries: Retries) {
         if let Ok(response) = result {
             response.extensions_mut().remove::<NotStarted>();
             ResponseFacts::get_mut(response).retries = Some(retries);
@@ -216,13 +216,22 @@ impl fmt::Debug for RetryPolicy {
     }
 }
 
-impl tower::retry::Policy<Request<BufferedBody>, Response<Body>, BoxError> for RetryPolicy {
+/// A request is sent again as a clone taken before it was sent, so any `B: Clone` whose clone
+/// holds the whole body replays it ([`BufferedBody`](portcullis_core::BufferedBody) always
+/// does; `Full<Bytes>` and `String` do before they are polled, which is when they are
+/// copied). A body that is not `Clone` (`axum::body::Body`, hyper's `Incoming`) has to be
+/// read first: put [`Edge`](portcullis_core::Edge) in front, which reads it once into a
+/// `BufferedBody`, or collect it into `Full<Bytes>`.
+impl<B, R> tower::retry::Policy<Request<B>, Response<R>, BoxError> for RetryPolicy
+where
+    B: Clone,
+{
     type Future = Backoff;
 
     fn retry(
         &mut self,
-        req: &mut Request<BufferedBody>,
-        result: &mut Result<Response<Body>, BoxError>,
+        req: &mut Request<B>,
+        result: &mut Result<Response<R>, BoxError>,
     ) -> Option<Backoff> {
         let Some(failure) = self.failure(result) else {
             Self::finish(result, Retries::Made(self.retries));
@@ -238,7 +247,7 @@ impl tower::retry::Policy<Request<BufferedBody>, Response<Body>, BoxError> for R
         Some(Backoff::new(wait))
     }
 
-    fn clone_request(&mut self, req: &Request<BufferedBody>) -> Option<Request<BufferedBody>> {
+    fn clone_request(&mut self, req: &Request<B>) -> Option<Request<B>> {
         if self.config.attempts == 0 {
             return None;
         }
@@ -249,14 +258,14 @@ impl tower::retry::Policy<Request<BufferedBody>, Response<Body>, BoxError> for R
         {
             budget.deposit();
         }
-        Some(clone_request(req))
+        Some(req.clone())
     }
 }
 
 /// Whether the request has no upstream attempt left in its whole [`AttemptBudget`] (one
 /// atomic load; a request without a budget has no such limit). A retry then would only be
 /// refused with `AttemptsExhausted` after its wait: the last real answer is better.
-fn attempts_spent(req: &Request<BufferedBody>) -> bool {
+fn attempts_spent<B>(req: &Request<B>) -> bool {
     req.extensions()
         .get::<AttemptBudget>()
         .is_some_and(|budget| budget.remaining() == 0)
@@ -468,6 +477,7 @@ impl fmt::Debug for RetryPolicyBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use portcullis_core::Body;
     use portcullis_core::error::AttemptsExhausted;
 
     #[test]

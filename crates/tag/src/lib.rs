@@ -138,7 +138,12 @@
 //! `error.type` (the OpenAI error type of an error body or error, else the status code;
 //! `stream_failed`, `cancelled`), `server.address` (the host the client addressed),
 //! `http.response.status_code`, and `portcullis.trace_id`, `portcullis.target`,
-//! `portcullis.api_key` (the key's name), `portcullis.metadata` (the metadata as JSON; with
+//! `portcullis.attempt_count` and `portcullis.attempts` (every upstream attempt of the
+//! request, in order, as `targets[0]/a:503:12ms,targets[1]/b:200:20ms`: path, provider, status
+//! or error class, time to the response head; from the
+//! [`AttemptBudget`](portcullis_core::context::AttemptBudget) an outer layer put in the
+//! request, so a request that ends in an error shows them too, else from the response's
+//! [`ResponseFacts`](portcullis_core::facts::ResponseFacts)), `portcullis.api_key` (the key's name), `portcullis.metadata` (the metadata as JSON; with
 //! `otlp` also one attribute `portcullis.metadata.KEY` per key). Metadata values (the
 //! request's `user` among them, as `_user`) show as `<redacted>` unless their key is named
 //! by [`TagLayer::log_metadata_key`]: the keys are kept, the values never reach a log. Token counts, the response

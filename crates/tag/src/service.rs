@@ -154,6 +154,7 @@ where
                         start,
                         span,
                         shared.meter.request(model, &shared.empty),
+                        None,
                     );
                     return ResponseFuture::refused(
                         refusal(shared, err.to_string(), &trace),
@@ -174,11 +175,13 @@ where
         let caller = req.extensions_mut().get_or_insert_default::<Caller>();
         fill_caller(caller, &metadata, virtual_key);
         telemetry::record_request(&span, &metadata, caller, &shared.log_metadata_keys);
+        let attempts = telemetry::attempts_of(&req, &span);
         let pending = Pending::new(
             shared.clone(),
             start,
             span,
             shared.meter.request(model, &metadata),
+            attempts,
         );
         req.extensions_mut().insert(metadata);
 

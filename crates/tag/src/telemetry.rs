@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use http::{Request, Response, StatusCode, header};
-use portcullis_core::context::{Caller, Metadata, TraceId};
+use portcullis_core::attempts::Attempts;
+use portcullis_core::context::{AttemptBudget, Caller, Metadata, TraceId};
 use portcullis_core::error::to_http_error;
 use portcullis_core::facts::{ResponseFacts, Retries};
 use portcullis_core::observe::{Observation, Outcome, Report};
@@ -81,6 +82,8 @@ pub(crate) fn request_span<B>(
         http.response.status_code = Empty,
         portcullis.trace_id = trace.as_str(),
         portcullis.target = Empty,
+        portcullis.attempt_count = Empty,
+        portcullis.attempts = Empty,
         portcullis.api_key = Empty,
         portcullis.metadata = Empty,
     );
@@ -139,12 +142,35 @@ pub(crate) fn record_request(
     }
 }
 
+/// The attempts of a request whose span is recorded: those of the budget an outer layer gave
+/// it (seen even when the request ends in an error), else, later, those its response names.
+pub(crate) fn attempts_of<B>(req: &Request<B>, span: &Span) -> Option<Attempts> {
+    if span.is_disabled() {
+        return None;
+    }
+    req.extensions()
+        .get::<AttemptBudget>()
+        .map(AttemptBudget::attempts)
+}
+
+/// Records the request's upstream attempts: their number and each one, compactly
+/// (`targets[0]/a:503:12ms,targets[1]/b:200:20ms`).
+fn record_attempts(span: &Span, attempts: &Attempts) {
+    let count = attempts.len();
+    if count > 0 {
+        span.record("portcullis.attempt_count", int(count as u64));
+        span.record("portcullis.attempts", tracing::field::display(attempts));
+    }
+}
+
 /// What one request carries from its call to its end.
 pub(crate) struct Pending {
     shared: Arc<Shared>,
     start: Instant,
     span: Span,
     labels: RequestLabels,
+    /// The attempts of an outer budget, when the span is recorded.
+    attempts: Option<Attempts>,
 }
 
 impl Pending {
@@ -153,12 +179,14 @@ impl Pending {
         start: Instant,
         span: Span,
         labels: RequestLabels,
+        attempts: Option<Attempts>,
     ) -> Self {
         Self {
             shared,
             start,
             span,
             labels,
+            attempts,
         }
     }
 
@@ -196,6 +224,14 @@ impl Pending {
             }
             if let Some(target) = target {
                 span.record("portcullis.target", target.to_string());
+            }
+            match &self.attempts {
+                Some(attempts) => record_attempts(&span, attempts),
+                None => {
+                    if let Some(facts) = facts {
+                        record_attempts(&span, &facts.attempts);
+                    }
+                }
             }
         }
         let start = self.start;
@@ -237,6 +273,9 @@ impl Pending {
         series.duration().record(self.start.elapsed().as_secs_f64());
         if !self.span.is_disabled() {
             self.span.record("error.type", "cancelled");
+            if let Some(attempts) = &self.attempts {
+                record_attempts(&self.span, attempts);
+            }
         }
     }
 
@@ -249,6 +288,9 @@ impl Pending {
             self.span
                 .record("http.response.status_code", i64::from(status.as_u16()));
             record_error(&self.span, status, kind);
+            if let Some(attempts) = &self.attempts {
+                record_attempts(&self.span, attempts);
+            }
         }
     }
 }

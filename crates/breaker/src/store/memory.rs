@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{Admission, BreakerStore, Permit, State, Transition};
-use crate::{Outcome, Policy};
+use crate::{BreakerPolicy, Outcome};
 
 /// How many buckets the failure-rate window is cut into.
 const BUCKETS: usize = 30;
@@ -95,7 +95,7 @@ impl MemoryStore {
     }
 
     /// The bucket period `now` falls in.
-    fn period(&self, policy: &Policy, now: Instant) -> u32 {
+    fn period(&self, policy: &BreakerPolicy, now: Instant) -> u32 {
         let window = u64::try_from(policy.get_window().as_nanos()).unwrap_or(u64::MAX);
         let width = (window / BUCKETS as u64).max(1);
         // Periods wrap after 2^32 widths (136 years for a 30 s window); buckets are compared
@@ -142,7 +142,7 @@ impl MemoryStore {
     fn open(
         &self,
         probes: &mut u32,
-        policy: &Policy,
+        policy: &BreakerPolicy,
         now: Instant,
         epoch: u64,
         from: u64,
@@ -165,7 +165,11 @@ impl MemoryStore {
         })
     }
 
-    fn check_locked(&self, policy: &Policy, now: Instant) -> (Admission, Option<Transition>) {
+    fn check_locked(
+        &self,
+        policy: &BreakerPolicy,
+        now: Instant,
+    ) -> (Admission, Option<Transition>) {
         let mut probes = self.lock();
         let word = self.hot.0.word.load(Ordering::Acquire);
         let epoch = word >> STATE_BITS;
@@ -212,7 +216,7 @@ impl MemoryStore {
 
     fn record_probe(
         &self,
-        policy: &Policy,
+        policy: &BreakerPolicy,
         now: Instant,
         epoch: u64,
         outcome: Outcome,
@@ -247,7 +251,7 @@ impl MemoryStore {
 }
 
 impl BreakerStore for MemoryStore {
-    fn check(&self, policy: &Policy, now: Instant) -> (Admission, Option<Transition>) {
+    fn check(&self, policy: &BreakerPolicy, now: Instant) -> (Admission, Option<Transition>) {
         let word = self.hot.0.word.load(Ordering::Acquire);
         match word & STATE_MASK {
             CLOSED => {
@@ -272,7 +276,7 @@ impl BreakerStore for MemoryStore {
 
     fn record(
         &self,
-        policy: &Policy,
+        policy: &BreakerPolicy,
         now: Instant,
         permit: Permit,
         outcome: Outcome,
@@ -356,7 +360,7 @@ fn unpack(bucket: u64) -> (u32, u16, u16) {
 mod tests {
     use super::*;
 
-    fn allowed(store: &MemoryStore, policy: &Policy) -> Permit {
+    fn allowed(store: &MemoryStore, policy: &BreakerPolicy) -> Permit {
         match store.check(policy, Instant::now()).0 {
             Admission::Allowed(p) => p,
             other => panic!("expected a permit, got {other:?}"),
@@ -365,7 +369,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn late_answers_from_an_old_epoch_change_nothing() {
-        let policy = Policy::new().consecutive_failures(1);
+        let policy = BreakerPolicy::new().consecutive_failures(1);
         let store = MemoryStore::new();
         let slow = allowed(&store, &policy);
         let fast = allowed(&store, &policy);
@@ -381,7 +385,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_full_bucket_stops_counting() {
-        let policy = Policy::new().consecutive_failures(0);
+        let policy = BreakerPolicy::new().consecutive_failures(0);
         let store = MemoryStore::new();
         let period = store.period(&policy, Instant::now());
         for _ in 0..u16::MAX {
@@ -393,7 +397,7 @@ mod tests {
 
     #[test]
     fn racing_threads_open_once_and_share_the_probes() {
-        let policy = Policy::new().consecutive_failures(10).probes(3);
+        let policy = BreakerPolicy::new().consecutive_failures(10).probes(3);
         let store = MemoryStore::new();
         let opened = std::sync::atomic::AtomicUsize::new(0);
         let probes = std::sync::atomic::AtomicUsize::new(0);

@@ -4,7 +4,7 @@
 //! A store does two steps, each of which must be atomic on its own: [`check`] (may this call
 //! go ahead?) and [`record`] (what did a call that went ahead tell?). Neither reads a value in
 //! one step and writes it back in another, so a shared store (Redis, later) can do each step
-//! as one script. The [`Policy`] is passed to every step, so a store needs no set-up of its
+//! as one script. The [`BreakerPolicy`] is passed to every step, so a store needs no set-up of its
 //! own and a script takes it as arguments.
 //!
 //! Every call that a check lets through carries a [`Permit`] naming the *epoch* of the
@@ -14,11 +14,11 @@
 //!
 //! ```
 //! use portcullis_breaker::store::{Admission, BreakerStore, MemoryStore, State};
-//! use portcullis_breaker::{Outcome, Policy};
+//! use portcullis_breaker::{Outcome, BreakerPolicy};
 //! use std::time::Duration;
 //! use tokio::time::Instant;
 //!
-//! let policy = Policy::new().consecutive_failures(1);
+//! let policy = BreakerPolicy::new().consecutive_failures(1);
 //! let store = MemoryStore::new();
 //! let (Admission::Allowed(permit), None) = store.check(&policy, Instant::now()) else {
 //!     unreachable!("a new circuit is closed")
@@ -40,7 +40,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 pub use self::memory::MemoryStore;
-use crate::{Outcome, Policy};
+use crate::{BreakerPolicy, Outcome};
 
 /// The state of a circuit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -95,16 +95,16 @@ pub trait BreakerStore: Send + Sync + 'static {
     ///
     /// An open circuit whose cooldown is over becomes half-open here, and the call that finds
     /// it so is its first probe; that change is returned with the admission.
-    fn check(&self, policy: &Policy, now: Instant) -> (Admission, Option<Transition>);
+    fn check(&self, policy: &BreakerPolicy, now: Instant) -> (Admission, Option<Transition>);
 
     /// Records what a call let through by [`check`](Self::check) told, and returns the change
     /// of state it caused, if any.
     ///
     /// `retry_after` is the wait the upstream asked for on a failure; a circuit it opens stays
-    /// open that long ([`Policy::cooldown_for`]).
+    /// open that long ([`BreakerPolicy::cooldown_for`]).
     fn record(
         &self,
-        policy: &Policy,
+        policy: &BreakerPolicy,
         now: Instant,
         permit: Permit,
         outcome: Outcome,

@@ -366,8 +366,13 @@ impl Observer {
 
     fn on_error(&mut self, err: &BoxError) -> Option<Bytes> {
         let message = format!("the upstream stream broke: {err}");
-        self.report(Outcome::Failed(message.clone()));
-        self.sse.is_some().then(|| error_event(&message))
+        // Counted before the report: the event reaches the client like any other bytes.
+        let event = self.sse.is_some().then(|| error_event(&message));
+        if let Some(event) = &event {
+            self.bytes += event.len() as u64;
+        }
+        self.report(Outcome::Failed(message));
+        event
     }
 
     fn on_end(&mut self) -> Option<Bytes> {
@@ -396,9 +401,9 @@ impl Observer {
             return tail;
         }
         let message = "the upstream stream ended before it was complete (no [DONE])";
-        self.report(Outcome::Failed(message.to_owned()));
         let event = error_event(message);
         self.bytes += event.len() as u64;
+        self.report(Outcome::Failed(message.to_owned()));
         match tail {
             None => Some(event),
             Some(tail) => {

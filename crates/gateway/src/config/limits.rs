@@ -21,12 +21,13 @@
 //! }
 //! ```
 
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use portcullis_route::RegexLimits;
 use serde_json::Value;
 
-use super::reader::{ConfigError, Obj, Result, index};
+use super::reader::{ConfigError, Obj, Result, items};
 
 /// The default of [`Server::max_attempts`](super::Server::max_attempts).
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
@@ -41,6 +42,7 @@ pub const MAX_HEADER_CONFIG_BYTES: usize = 16 * 1024;
 
 /// What a client's `x-portkey-config` may ask for (`server.header_config`). Every limit is
 /// checked while the header is read, before anything of it is compiled.
+#[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeaderConfigLimits {
     /// Whether clients may send header configs at all (default true; refused with 403 when
@@ -111,15 +113,8 @@ impl HeaderConfigLimits {
 
 /// `server.max_attempts`: upstream calls one request may make across all its retries and
 /// fallbacks.
-pub(super) fn parse_max_attempts(obj: &mut Obj<'_>) -> Result<u32> {
-    match obj.u64("max_attempts")? {
-        None => Ok(DEFAULT_MAX_ATTEMPTS),
-        Some((n @ 1..=10_000, _)) => Ok(n as u32),
-        Some((n, path)) => Err(ConfigError::new(
-            path,
-            format!("must be 1 to 10000, got {n}"),
-        )),
-    }
+pub(super) fn parse_max_attempts(obj: &mut Obj<'_>, key: &str) -> Result<Option<u32>> {
+    Ok(obj.range(key, 1..=10_000)?.map(|n| n as u32))
 }
 
 /// `server.header_config`; `api_keys` are the names of the server's gateway keys.
@@ -135,67 +130,60 @@ pub(super) fn parse_header_config(
     if let Some((on, _)) = obj.bool("enabled")? {
         limits.enabled = on;
     }
-    if let Some((items, kpath)) = obj.array("allowed_keys")? {
-        if api_keys.is_empty() {
-            return Err(ConfigError::new(
-                kpath,
-                "names gateway keys, but `server.api_keys` defines none",
-            ));
-        }
-        let mut names = Vec::with_capacity(items.len());
-        for (i, item) in items.iter().enumerate() {
-            let ipath = index(&kpath, i);
-            let name = item
-                .as_str()
-                .ok_or_else(|| ConfigError::new(&ipath, "must be the name of a gateway key"))?;
-            if !api_keys.iter().any(|(n, _)| n == name) {
-                return Err(ConfigError::new(
-                    ipath,
-                    format!("`{name}` is not a key of `server.api_keys`"),
-                ));
-            }
-            names.push(name.to_owned());
-        }
-        limits.allowed_keys = Some(names);
-    }
-    let mut count = |key: &str, min: u64, max: u64, into: &mut usize| -> Result<()> {
-        if let Some((n, npath)) = obj.u64(key)? {
-            if !(min..=max).contains(&n) {
-                return Err(ConfigError::new(
-                    npath,
-                    format!("must be {min} to {max}, got {n}"),
-                ));
-            }
+    limits.allowed_keys = allowed_keys(&mut obj, api_keys)?;
+    // Each limit in its range, in this order (the first one out of range is reported).
+    let counts: [(&str, RangeInclusive<u64>, &mut usize); 8] = [
+        ("max_nodes", 1..=100_000, &mut limits.max_nodes),
+        ("max_depth", 0..=12, &mut limits.max_depth),
+        ("max_targets", 1..=65_536, &mut limits.max_targets),
+        ("max_conditions", 0..=100_000, &mut limits.max_conditions),
+        ("max_regex_len", 1..=1 << 20, &mut limits.max_regex_len),
+        (
+            "regex_size_limit",
+            1024..=1 << 30,
+            &mut limits.regex_size_limit,
+        ),
+        (
+            "regex_dfa_size_limit",
+            1024..=1 << 30,
+            &mut limits.regex_dfa_size_limit,
+        ),
+        ("cache_bytes", 0..=1 << 40, &mut limits.cache_bytes),
+    ];
+    for (key, allowed, into) in counts {
+        if let Some(n) = obj.range(key, allowed)? {
             *into = usize::try_from(n).unwrap_or(usize::MAX);
         }
-        Ok(())
-    };
-    count("max_nodes", 1, 100_000, &mut limits.max_nodes)?;
-    count("max_depth", 0, 12, &mut limits.max_depth)?;
-    count("max_targets", 1, 65_536, &mut limits.max_targets)?;
-    count("max_conditions", 0, 100_000, &mut limits.max_conditions)?;
-    count("max_regex_len", 1, 1 << 20, &mut limits.max_regex_len)?;
-    count(
-        "regex_size_limit",
-        1024,
-        1 << 30,
-        &mut limits.regex_size_limit,
-    )?;
-    count(
-        "regex_dfa_size_limit",
-        1024,
-        1 << 30,
-        &mut limits.regex_dfa_size_limit,
-    )?;
-    count("cache_bytes", 0, 1 << 40, &mut limits.cache_bytes)?;
-    let mut retries = limits.max_retry_attempts as usize;
-    count("max_retry_attempts", 0, 10, &mut retries)?;
-    limits.max_retry_attempts = retries as u32;
+    }
+    if let Some(n) = obj.range("max_retry_attempts", 0..=10)? {
+        limits.max_retry_attempts = n as u32;
+    }
     obj.finish(
         " (expected enabled, allowed_keys, max_nodes, max_depth, max_targets, max_conditions, \
          max_regex_len, regex_size_limit, regex_dfa_size_limit, max_retry_attempts, cache_bytes)",
     )?;
     Ok(limits)
+}
+
+/// `header_config.allowed_keys`: names of the server's gateway keys.
+fn allowed_keys(obj: &mut Obj<'_>, api_keys: &[(String, String)]) -> Result<Option<Vec<String>>> {
+    let Some((values, path)) = obj.array("allowed_keys")? else {
+        return Ok(None);
+    };
+    if api_keys.is_empty() {
+        return Err(ConfigError::new(
+            path,
+            "names gateway keys, but `server.api_keys` defines none",
+        ));
+    }
+    let names = items(values, &path, |item| {
+        let name = item.as_str().ok_or("must be the name of a gateway key")?;
+        if !api_keys.iter().any(|(n, _)| n == name) {
+            return Err(format!("`{name}` is not a key of `server.api_keys`"));
+        }
+        Ok(name.to_owned())
+    })?;
+    Ok(Some(names))
 }
 
 #[cfg(test)]

@@ -1,6 +1,9 @@
 //! The gateway's config file: providers defined once, a routing tree in Portkey's schema, and
 //! server settings. Parsing is strict: an unknown key, a wrong type or a value out of range
 //! stops start-up with an error that names its path (`config.targets[1].weight: must be >= 0`).
+//! The types are `#[non_exhaustive]`, so the cache, guard and budget sections can join them:
+//! read them from JSON, or start from a default ([`Server::default`],
+//! [`HeaderConfigLimits::default`]) and set its fields.
 //!
 //! ```json
 //! {
@@ -31,13 +34,14 @@ pub use self::limits::{
     DEFAULT_MAX_ATTEMPTS, DEFAULT_REQUEST_TIMEOUT, HeaderConfigLimits, MAX_HEADER_CONFIG_BYTES,
 };
 pub use self::reader::ConfigError;
-use self::reader::{Obj, Result, join, type_name};
+use self::reader::{Env, Obj, Result, join, type_name};
 pub use self::tree::{Balancer, BreakerSpec, Mode, Node, NodeKind, Origin, RetrySpec, StickyKey};
 
 /// The default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
 
 /// A whole config file.
+#[non_exhaustive]
 #[derive(Clone, Debug)]
 pub struct Config {
     /// Server settings.
@@ -50,6 +54,7 @@ pub struct Config {
 }
 
 /// Server settings.
+#[non_exhaustive]
 #[derive(Clone, Debug)]
 pub struct Server {
     /// Where to listen.
@@ -94,6 +99,8 @@ pub struct Server {
     pub header_config: HeaderConfigLimits,
 }
 
+/// The default of [`Server::shutdown_timeout`].
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// The default of [`Server::max_connections`].
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// The default of [`Server::header_read_timeout`].
@@ -106,6 +113,7 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_H2_MAX_CONCURRENT_STREAMS: u32 = 128;
 
 /// A provider: what it is and how to reach it.
+#[non_exhaustive]
 #[derive(Clone, Debug)]
 pub struct Provider {
     /// Its name, as configs name it.
@@ -117,6 +125,7 @@ pub struct Provider {
 }
 
 /// Provider kinds.
+#[non_exhaustive]
 #[derive(Clone, Debug)]
 pub enum ProviderKind {
     /// An OpenAI-compatible API.
@@ -126,6 +135,7 @@ pub enum ProviderKind {
 }
 
 /// Settings of an OpenAI-compatible provider.
+#[non_exhaustive]
 #[derive(Clone)]
 pub struct OpenAiSpec {
     /// Base URL, e.g. `https://api.openai.com/v1`.
@@ -162,6 +172,7 @@ impl std::fmt::Debug for OpenAiSpec {
 }
 
 /// Settings of the mock provider.
+#[non_exhaustive]
 #[derive(Clone, Debug, Default)]
 pub struct MockSpec {
     /// Wait before answering.
@@ -198,10 +209,11 @@ impl Config {
     /// Reads a parsed config.
     pub fn from_value(value: &Value, env: &dyn Fn(&str) -> Option<String>) -> Result<Config> {
         let mut root = Obj::new(value, "")?;
-        let server = match root.get("server")? {
-            Some((v, path)) => parse_server(v, &path, env)?,
-            None => parse_server(&Value::Object(Default::default()), "server", env)?,
-        };
+        let server = root
+            .get("server")?
+            .map(|(v, path)| parse_server(v, &path, env))
+            .transpose()?
+            .unwrap_or_default();
         let mut providers = BTreeMap::new();
         if let Some((map, path)) = root.object("providers")? {
             for (name, v) in map {
@@ -209,10 +221,9 @@ impl Config {
                 providers.insert(name.clone(), provider);
             }
         }
-        let routing = match root.get("config")? {
-            None | Some((Value::Null, _)) => None,
-            Some((v, path)) => Some(Node::parse(v, &path, &providers, Origin::File)?),
-        };
+        let routing = root.section("config", |v, path| {
+            Node::parse(v, path, &providers, Origin::File)
+        })?;
         root.finish(" (expected server, providers, config)")?;
         if providers.is_empty() {
             return Err(ConfigError::new(
@@ -229,7 +240,7 @@ impl Config {
 }
 
 /// Replaces each `${VAR}` in `s` with the variable's value; a missing variable is an error.
-fn substitute(s: &str, path: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String> {
+fn substitute(s: &str, path: &str, env: Env<'_>) -> Result<String> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(start) = rest.find("${") {
@@ -259,30 +270,140 @@ fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
-fn positive_ms(obj: &mut Obj<'_>, key: &str) -> Result<Option<Duration>> {
-    match obj.u64(key)? {
-        None => Ok(None),
-        Some((0, path)) => Err(ConfigError::new(path, "must be > 0 (milliseconds)")),
-        Some((n, _)) => Ok(Some(ms(n))),
+impl Default for Server {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.parse().expect("valid default"),
+            body_limit: portcullis_core::edge::DEFAULT_BODY_LIMIT,
+            api_keys: Vec::new(),
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),
+            metadata_labels: Vec::new(),
+            otlp_endpoint: None,
+            log_metadata_keys: Vec::new(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            h2_max_concurrent_streams: DEFAULT_H2_MAX_CONCURRENT_STREAMS,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            header_config: HeaderConfigLimits::default(),
+        }
     }
 }
 
-fn parse_server(v: &Value, path: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Server> {
+/// Reads one key of `server` (the key, as the reader reads it) into the settings.
+type ServerKey = fn(&mut Obj<'_>, &str, &mut Server, Env<'_>) -> Result<()>;
+
+/// `server`'s keys in the order they are read, each with its reader; a reader may use what
+/// the rows above it read (`header_config` names `api_keys`). A new server setting (a cache's
+/// or a budget's store, a `limits` section) drops in as a row, and the unknown-key hint
+/// follows.
+const SERVER_KEYS: [(&str, ServerKey); 15] = [
+    ("listen", |obj, key, s, _| {
+        set(
+            obj.str(key)?.map(|(a, p)| listen(a, &p)).transpose()?,
+            &mut s.listen,
+        )
+    }),
+    ("body_limit", |obj, key, s, _| {
+        let n = obj.u64_in(key, 1..=u64::MAX, |_| "must be > 0 (bytes)".into())?;
+        set(n.map(saturating_usize), &mut s.body_limit)
+    }),
+    ("api_keys", |obj, key, s, env| {
+        s.api_keys = api_keys(obj, key, env)?;
+        Ok(())
+    }),
+    ("shutdown_timeout_ms", |obj, key, s, _| {
+        set(obj.positive_ms(key)?, &mut s.shutdown_timeout)
+    }),
+    ("request_timeout", |obj, key, s, _| {
+        set(obj.positive_ms(key)?.map(Some), &mut s.request_timeout)
+    }),
+    ("metadata_labels", |obj, key, s, _| {
+        s.metadata_labels = metadata_labels(obj, key)?;
+        Ok(())
+    }),
+    ("otlp_endpoint", |obj, key, s, env| {
+        let url = obj.str(key)?.map(|(u, p)| otlp_endpoint(u, &p, env));
+        set(url.transpose()?.map(Some), &mut s.otlp_endpoint)
+    }),
+    ("log_metadata_keys", |obj, key, s, _| {
+        let keys = obj.list(key, |item| {
+            item.as_str()
+                .filter(|k| !k.is_empty())
+                .map(str::to_owned)
+                .ok_or_else(|| "must be a metadata key".to_owned())
+        })?;
+        set(keys, &mut s.log_metadata_keys)
+    }),
+    ("max_connections", |obj, key, s, _| {
+        let n = obj.u64_in(key, 1..=u64::MAX, |_| "must be > 0".into())?;
+        set(n.map(saturating_usize), &mut s.max_connections)
+    }),
+    ("header_read_timeout_ms", |obj, key, s, _| {
+        set(obj.positive_ms(key)?, &mut s.header_read_timeout)
+    }),
+    ("body_read_timeout_ms", |obj, key, s, _| {
+        set(obj.positive_ms(key)?, &mut s.body_read_timeout)
+    }),
+    ("idle_timeout_ms", |obj, key, s, _| {
+        set(obj.positive_ms(key)?, &mut s.idle_timeout)
+    }),
+    ("h2_max_concurrent_streams", |obj, key, s, _| {
+        let n = obj.u64_in(key, 1..=0xFFFF_FFFF, |_| {
+            "must be between 1 and 2^32 - 1".into()
+        })?;
+        set(n.map(|n| n as u32), &mut s.h2_max_concurrent_streams)
+    }),
+    ("max_attempts", |obj, key, s, _| {
+        set(limits::parse_max_attempts(obj, key)?, &mut s.max_attempts)
+    }),
+    ("header_config", |obj, key, s, _| {
+        s.header_config = limits::parse_header_config(obj.get(key)?, &s.api_keys)?;
+        Ok(())
+    }),
+];
+
+/// Sets `into` to what a key gave, if it gave anything.
+fn set<T>(value: Option<T>, into: &mut T) -> Result<()> {
+    if let Some(value) = value {
+        *into = value;
+    }
+    Ok(())
+}
+
+fn saturating_usize(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+fn parse_server(v: &Value, path: &str, env: Env<'_>) -> Result<Server> {
     let mut obj = Obj::new(v, path)?;
-    let listen = match obj.str("listen")? {
-        None => DEFAULT_LISTEN.parse().expect("valid default"),
-        Some((s, path)) => s.parse().map_err(|_| {
-            ConfigError::new(path, format!("`{s}` is not an address like 127.0.0.1:8787"))
-        })?,
+    let mut server = Server::default();
+    for (key, read) in SERVER_KEYS {
+        read(&mut obj, key, &mut server, env)?;
+    }
+    let keys = SERVER_KEYS.map(|(key, _)| key).join(", ");
+    obj.finish(&format!(" (expected {keys})"))?;
+    Ok(server)
+}
+
+fn listen(address: &str, path: &str) -> Result<SocketAddr> {
+    address.parse().map_err(|_| {
+        ConfigError::new(
+            path,
+            format!("`{address}` is not an address like 127.0.0.1:8787"),
+        )
+    })
+}
+
+/// `server.api_keys`: name -> key, each key at least 8 characters.
+fn api_keys(obj: &mut Obj<'_>, key: &str, env: Env<'_>) -> Result<Vec<(String, String)>> {
+    let Some((map, path)) = obj.object(key)? else {
+        return Ok(Vec::new());
     };
-    let body_limit = match obj.u64("body_limit")? {
-        None => portcullis_core::edge::DEFAULT_BODY_LIMIT,
-        Some((0, path)) => return Err(ConfigError::new(path, "must be > 0 (bytes)")),
-        Some((n, _)) => usize::try_from(n).unwrap_or(usize::MAX),
-    };
-    let mut api_keys = Vec::new();
-    if let Some((map, path)) = obj.object("api_keys")? {
-        for (name, key) in map {
+    map.iter()
+        .map(|(name, key)| {
             let key_path = join(&path, name);
             let Value::String(key) = key else {
                 return Err(ConfigError::new(
@@ -297,128 +418,65 @@ fn parse_server(v: &Value, path: &str, env: &dyn Fn(&str) -> Option<String>) -> 
                     "a key must be at least 8 characters",
                 ));
             }
-            api_keys.push((name.clone(), key));
-        }
+            Ok((name.clone(), key))
+        })
+        .collect()
+}
+
+/// `server.metadata_labels`: at most 8 metadata keys that may become metric labels.
+fn metadata_labels(obj: &mut Obj<'_>, key: &str) -> Result<Vec<String>> {
+    let Some((items, path)) = obj.array(key)? else {
+        return Ok(Vec::new());
+    };
+    if items.len() > 8 {
+        return Err(ConfigError::new(
+            path,
+            "at most 8 metadata keys can be labels",
+        ));
     }
-    let shutdown_timeout =
-        positive_ms(&mut obj, "shutdown_timeout_ms")?.unwrap_or(Duration::from_secs(30));
-    let request_timeout =
-        positive_ms(&mut obj, "request_timeout")?.or(Some(DEFAULT_REQUEST_TIMEOUT));
-    let mut metadata_labels = Vec::new();
-    if let Some((items, lpath)) = obj.array("metadata_labels")? {
-        if items.len() > 8 {
-            return Err(ConfigError::new(
-                lpath,
-                "at most 8 metadata keys can be labels",
-            ));
-        }
-        for (i, item) in items.iter().enumerate() {
-            let key = item
-                .as_str()
-                .filter(|k| {
-                    !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                })
-                .ok_or_else(|| {
-                    ConfigError::new(
-                        reader::index(&lpath, i),
-                        "must be a metadata key of letters, digits and `_`",
-                    )
-                })?;
-            metadata_labels.push(key.to_owned());
-        }
-    }
-    let otlp_endpoint = match obj.str("otlp_endpoint")? {
-        None => None,
-        Some((s, opath)) => {
-            let url = substitute(s, &opath, env)?;
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(ConfigError::new(
-                    opath,
-                    "must be an http:// or https:// URL",
-                ));
-            }
-            if !cfg!(feature = "otlp") {
-                return Err(ConfigError::new(
-                    opath,
-                    "this build has no OTLP export: build with `--features otlp`",
-                ));
-            }
-            Some(url)
-        }
-    };
-    let log_metadata_keys = match obj.array("log_metadata_keys")? {
-        None => Vec::new(),
-        Some((items, lpath)) => items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| {
-                item.as_str()
-                    .filter(|k| !k.is_empty())
-                    .map(str::to_owned)
-                    .ok_or_else(|| {
-                        ConfigError::new(reader::index(&lpath, i), "must be a metadata key")
-                    })
-            })
-            .collect::<Result<_>>()?,
-    };
-    let max_connections = match obj.u64("max_connections")? {
-        None => DEFAULT_MAX_CONNECTIONS,
-        Some((0, path)) => return Err(ConfigError::new(path, "must be > 0")),
-        Some((n, _)) => usize::try_from(n).unwrap_or(usize::MAX),
-    };
-    let header_read_timeout =
-        positive_ms(&mut obj, "header_read_timeout_ms")?.unwrap_or(DEFAULT_HEADER_READ_TIMEOUT);
-    let body_read_timeout =
-        positive_ms(&mut obj, "body_read_timeout_ms")?.unwrap_or(DEFAULT_BODY_READ_TIMEOUT);
-    let idle_timeout = positive_ms(&mut obj, "idle_timeout_ms")?.unwrap_or(DEFAULT_IDLE_TIMEOUT);
-    let h2_max_concurrent_streams = match obj.u64("h2_max_concurrent_streams")? {
-        None => DEFAULT_H2_MAX_CONCURRENT_STREAMS,
-        Some((n @ 1..=0xFFFF_FFFF, _)) => n as u32,
-        Some((_, path)) => return Err(ConfigError::new(path, "must be between 1 and 2^32 - 1")),
-    };
-    let max_attempts = limits::parse_max_attempts(&mut obj)?;
-    let header_config = limits::parse_header_config(obj.get("header_config")?, &api_keys)?;
-    obj.finish(" (expected listen, body_limit, api_keys, shutdown_timeout_ms, request_timeout, metadata_labels, otlp_endpoint, log_metadata_keys, max_connections, header_read_timeout_ms, body_read_timeout_ms, idle_timeout_ms, h2_max_concurrent_streams, max_attempts, header_config)")?;
-    Ok(Server {
-        listen,
-        body_limit,
-        api_keys,
-        shutdown_timeout,
-        request_timeout,
-        metadata_labels,
-        otlp_endpoint,
-        log_metadata_keys,
-        max_connections,
-        header_read_timeout,
-        body_read_timeout,
-        idle_timeout,
-        h2_max_concurrent_streams,
-        max_attempts,
-        header_config,
+    reader::items(items, &path, |item| {
+        item.as_str()
+            .filter(|k| !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+            .map(str::to_owned)
+            .ok_or_else(|| "must be a metadata key of letters, digits and `_`".to_owned())
     })
 }
 
-/// Default base URLs of OpenAI-compatible endpoints by provider type.
-fn default_base_url(kind: &str) -> Option<&'static str> {
-    match kind {
-        "openai" => Some("https://api.openai.com/v1"),
-        "anthropic" => Some("https://api.anthropic.com/v1"),
-        "gemini" | "google" => Some("https://generativelanguage.googleapis.com/v1beta/openai"),
-        "groq" => Some("https://api.groq.com/openai/v1"),
-        "mistral-ai" => Some("https://api.mistral.ai/v1"),
-        "openai-compatible" => None,
-        _ => None,
+fn otlp_endpoint(url: &str, path: &str, env: Env<'_>) -> Result<String> {
+    let url = substitute(url, path, env)?;
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(ConfigError::new(path, "must be an http:// or https:// URL"));
     }
+    if !cfg!(feature = "otlp") {
+        return Err(ConfigError::new(
+            path,
+            "this build has no OTLP export: build with `--features otlp`",
+        ));
+    }
+    Ok(url)
 }
 
-const KINDS: &str = "openai, anthropic, gemini, groq, mistral-ai, openai-compatible, mock";
+/// The OpenAI-compatible provider kinds and their default base URLs.
+const OPENAI_KINDS: [(&str, Option<&str>); 6] = [
+    ("openai", Some("https://api.openai.com/v1")),
+    ("anthropic", Some("https://api.anthropic.com/v1")),
+    (
+        "gemini",
+        Some("https://generativelanguage.googleapis.com/v1beta/openai"),
+    ),
+    ("groq", Some("https://api.groq.com/openai/v1")),
+    ("mistral-ai", Some("https://api.mistral.ai/v1")),
+    ("openai-compatible", None),
+];
 
-fn parse_provider(
-    name: &str,
-    v: &Value,
-    path: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Provider> {
+/// Every provider kind, for messages.
+fn kinds() -> String {
+    let mut names: Vec<&str> = OPENAI_KINDS.iter().map(|(kind, _)| *kind).collect();
+    names.push("mock");
+    names.join(", ")
+}
+
+fn parse_provider(name: &str, v: &Value, path: &str, env: Env<'_>) -> Result<Provider> {
     if name.is_empty()
         || name.len() > 64
         || !name
@@ -432,119 +490,126 @@ fn parse_provider(
     }
     let mut obj = Obj::new(v, path)?;
     let (kind, kind_path) = obj.str("provider")?.ok_or_else(|| {
-        ConfigError::new(join(path, "provider"), format!("missing (one of {KINDS})"))
+        ConfigError::new(
+            join(path, "provider"),
+            format!("missing (one of {})", kinds()),
+        )
     })?;
-    let models = match obj.array("models")? {
-        None => Vec::new(),
-        Some((items, mpath)) => items
-            .iter()
-            .enumerate()
-            .map(|(i, m)| {
-                m.as_str()
-                    .map(str::to_owned)
-                    .ok_or_else(|| ConfigError::new(reader::index(&mpath, i), "must be a string"))
-            })
-            .collect::<Result<_>>()?,
-    };
+    let models = obj.list("models", |m| {
+        m.as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| "must be a string".to_owned())
+    })?;
     let kind = if kind == "mock" {
-        let mut spec = MockSpec::default();
-        if let Some((n, _)) = obj.u64("latency_ms")? {
-            spec.latency = ms(n);
-        }
-        if let Some((n, _)) = obj.u64("chunk_delay_ms")? {
-            spec.chunk_delay = ms(n);
-        }
-        if let Some((rate, rpath)) = obj.f64("failure_rate")? {
-            if !(0.0..=1.0).contains(&rate) {
-                return Err(ConfigError::new(rpath, "must be between 0 and 1"));
-            }
-            spec.failure_rate = rate;
-        }
-        spec.failure_status = status(&mut obj, "failure_status")?;
-        spec.status = status(&mut obj, "status")?;
-        spec.content = obj.str("content")?.map(|(s, _)| s.to_owned());
-        if let Some((u, upath)) = obj.object("usage")? {
-            let get = |k: &str| {
-                u.get(k)
-                    .and_then(Value::as_u64)
-                    .ok_or_else(|| ConfigError::new(join(&upath, k), "must be a whole number >= 0"))
-            };
-            spec.usage = Some((get("prompt_tokens")?, get("completion_tokens")?));
-        }
-        obj.finish(" (a mock takes latency_ms, chunk_delay_ms, failure_rate, failure_status, status, content, usage, models)")?;
-        ProviderKind::Mock(spec)
-    } else if KINDS.split(", ").any(|k| k == kind) {
-        let base_url = match obj.str("base_url")? {
-            Some((s, bpath)) => substitute(s, &bpath, env)?,
-            None => default_base_url(kind)
-                .ok_or_else(|| {
-                    ConfigError::new(
-                        join(path, "base_url"),
-                        format!("missing (required for `{kind}`)"),
-                    )
-                })?
-                .to_owned(),
-        };
-        let api_key = match obj.str("api_key")? {
-            Some((s, kpath)) => Some(substitute(s, &kpath, env)?),
-            None => None,
-        };
-        let mut headers = Vec::new();
-        if let Some((map, hpath)) = obj.object("headers")? {
-            for (k, hv) in map {
-                let hp = join(&hpath, k);
-                let Value::String(hv) = hv else {
-                    return Err(ConfigError::new(hp, "must be a string"));
-                };
-                headers.push((k.clone(), substitute(hv, &hp, env)?));
-            }
-        }
-        let query_path = join(path, "allow_query_params");
-        let allow_query_params = match obj.array("allow_query_params")? {
-            None => Vec::new(),
-            Some((items, qpath)) => items
-                .iter()
-                .enumerate()
-                .map(|(i, q)| match q {
-                    Value::String(q) => Ok(q.clone()),
-                    other => Err(ConfigError::new(
-                        reader::index(&qpath, i),
-                        format!("must be a string, got {}", type_name(other)),
-                    )),
-                })
-                .collect::<Result<_>>()?,
-        };
-        let spec = OpenAiSpec {
-            base_url,
-            api_key,
-            headers,
-            connect_timeout: positive_ms(&mut obj, "connect_timeout_ms")?,
-            response_timeout: positive_ms(&mut obj, "response_timeout_ms")?,
-            idle_timeout: positive_ms(&mut obj, "idle_timeout_ms")?,
-            stream_usage: obj.bool("stream_usage")?.is_none_or(|(b, _)| b),
-            allow_query_params,
-        };
-        obj.finish(" (expected provider, base_url, api_key, headers, models, connect_timeout_ms, response_timeout_ms, idle_timeout_ms, stream_usage, allow_query_params)")?;
+        ProviderKind::Mock(mock_spec(obj)?)
+    } else if let Some((_, default_url)) = OPENAI_KINDS.iter().find(|(k, _)| *k == kind) {
+        let spec = openai_spec(obj, kind, *default_url, env)?;
         // Build once now so a bad URL, header or query parameter name stops start-up here,
         // with its path.
         crate::build::openai_builder(name, &spec, None)
             .build()
             .map_err(|e| {
-                refused_query_param(&spec.allow_query_params, &query_path)
+                refused_query_param(&spec.allow_query_params, &join(path, "allow_query_params"))
                     .unwrap_or_else(|| ConfigError::new(path, e.to_string()))
             })?;
         ProviderKind::OpenAi(spec)
     } else {
         return Err(ConfigError::new(
             kind_path,
-            format!("unknown provider `{kind}` (one of {KINDS})"),
+            format!("unknown provider `{kind}` (one of {})", kinds()),
         ));
     };
     Ok(Provider {
         name: name.to_owned(),
         kind,
-        models,
+        models: models.unwrap_or_default(),
     })
+}
+
+fn mock_spec(mut obj: Obj<'_>) -> Result<MockSpec> {
+    let spec = MockSpec {
+        latency: obj
+            .u64("latency_ms")?
+            .map_or(Duration::ZERO, |(n, _)| ms(n)),
+        chunk_delay: obj
+            .u64("chunk_delay_ms")?
+            .map_or(Duration::ZERO, |(n, _)| ms(n)),
+        failure_rate: match obj.f64("failure_rate")? {
+            None => 0.0,
+            Some((rate, _)) if (0.0..=1.0).contains(&rate) => rate,
+            Some((_, path)) => return Err(ConfigError::new(path, "must be between 0 and 1")),
+        },
+        failure_status: obj.status("failure_status")?,
+        status: obj.status("status")?,
+        content: obj.str("content")?.map(|(s, _)| s.to_owned()),
+        usage: obj.section("usage", |v, path| {
+            let get = |k: &str| {
+                v.get(k)
+                    .and_then(Value::as_u64)
+                    .ok_or_else(|| ConfigError::new(join(path, k), "must be a whole number >= 0"))
+            };
+            Ok((get("prompt_tokens")?, get("completion_tokens")?))
+        })?,
+    };
+    obj.finish(" (a mock takes latency_ms, chunk_delay_ms, failure_rate, failure_status, status, content, usage, models)")?;
+    Ok(spec)
+}
+
+fn openai_spec(
+    mut obj: Obj<'_>,
+    kind: &str,
+    default_url: Option<&str>,
+    env: Env<'_>,
+) -> Result<OpenAiSpec> {
+    let base_url = match obj.str("base_url")? {
+        Some((s, path)) => substitute(s, &path, env)?,
+        None => default_url
+            .ok_or_else(|| {
+                ConfigError::new(
+                    obj.path_of("base_url"),
+                    format!("missing (required for `{kind}`)"),
+                )
+            })?
+            .to_owned(),
+    };
+    let api_key = obj
+        .str("api_key")?
+        .map(|(s, path)| substitute(s, &path, env))
+        .transpose()?;
+    let headers = upstream_headers(&mut obj, env)?;
+    let allow_query_params = obj.list("allow_query_params", |q| {
+        q.as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| format!("must be a string, got {}", type_name(q)))
+    })?;
+    let spec = OpenAiSpec {
+        base_url,
+        api_key,
+        headers,
+        connect_timeout: obj.positive_ms("connect_timeout_ms")?,
+        response_timeout: obj.positive_ms("response_timeout_ms")?,
+        idle_timeout: obj.positive_ms("idle_timeout_ms")?,
+        stream_usage: obj.bool("stream_usage")?.is_none_or(|(b, _)| b),
+        allow_query_params: allow_query_params.unwrap_or_default(),
+    };
+    obj.finish(" (expected provider, base_url, api_key, headers, models, connect_timeout_ms, response_timeout_ms, idle_timeout_ms, stream_usage, allow_query_params)")?;
+    Ok(spec)
+}
+
+/// A provider's `headers`, each value with `${VAR}` resolved.
+fn upstream_headers(obj: &mut Obj<'_>, env: Env<'_>) -> Result<Vec<(String, String)>> {
+    let Some((map, path)) = obj.object("headers")? else {
+        return Ok(Vec::new());
+    };
+    map.iter()
+        .map(|(name, value)| {
+            let value_path = join(&path, name);
+            let Value::String(value) = value else {
+                return Err(ConfigError::new(value_path, "must be a string"));
+            };
+            Ok((name.clone(), substitute(value, &value_path, env)?))
+        })
+        .collect()
 }
 
 /// The first of `names` that the OpenAI provider refuses as a query parameter name, as an error
@@ -560,14 +625,6 @@ fn refused_query_param(names: &[String], path: &str) -> Option<ConfigError> {
         let message = err.strip_prefix("allow_query_params: ").unwrap_or(&err);
         Some(ConfigError::new(reader::index(path, i), message))
     })
-}
-
-fn status(obj: &mut Obj<'_>, key: &str) -> Result<Option<u16>> {
-    match obj.u64(key)? {
-        None => Ok(None),
-        Some((n @ 100..=599, _)) => Ok(Some(n as u16)),
-        Some((n, path)) => Err(ConfigError::new(path, format!("{n} is not an HTTP status"))),
-    }
 }
 
 #[cfg(test)]

@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::reader::{ConfigError, Obj, Result, index, join, status_codes};
+use super::reader::{ConfigError, Obj, Result, index, join};
 use super::{HeaderConfigLimits, Provider};
 
 /// Where a routing tree came from: the server's file, or a client's `x-portkey-config`.
+#[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Origin {
     /// The config file.
@@ -20,6 +21,7 @@ pub enum Origin {
 }
 
 /// A strategy.
+#[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     /// `targets[0]` only.
@@ -46,6 +48,7 @@ impl Mode {
 
 /// How a `loadbalance` strategy chooses (Portcullis extensions: `strategy.balancer` and
 /// `strategy.sticky`).
+#[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Balancer {
     /// A weighted random choice per request (Portkey's behaviour; the default).
@@ -59,6 +62,7 @@ pub enum Balancer {
 }
 
 /// Where a sticky key comes from.
+#[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StickyKey {
     /// A metadata field, e.g. `_user`.
@@ -68,6 +72,7 @@ pub enum StickyKey {
 }
 
 /// `retry`.
+#[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RetrySpec {
     /// Retries after the first try (0 to 10).
@@ -79,6 +84,7 @@ pub struct RetrySpec {
 }
 
 /// `circuit_breaker` (a Portcullis extension).
+#[non_exhaustive]
 #[derive(Clone, Debug, PartialEq)]
 pub struct BreakerSpec {
     /// Open after this many failures in a row.
@@ -94,6 +100,7 @@ pub struct BreakerSpec {
 }
 
 /// A node of the tree.
+#[non_exhaustive]
 #[derive(Clone, Debug)]
 pub struct Node {
     /// Its path, e.g. `config.targets[1]`.
@@ -115,14 +122,17 @@ pub struct Node {
 }
 
 /// What a node is.
+#[non_exhaustive]
 #[derive(Clone, Debug)]
 pub enum NodeKind {
     /// A provider.
+    #[non_exhaustive]
     Leaf {
         /// The provider's name.
         provider: String,
     },
     /// A strategy over targets.
+    #[non_exhaustive]
     Group {
         /// The strategy.
         mode: Mode,
@@ -139,7 +149,12 @@ pub enum NodeKind {
     },
 }
 
-const NOT_YET: [&str; 6] = [
+/// The sections of a node that the next layers read: the cache, the guard's hooks (and
+/// Portkey's guardrail shorthand for them) and header forwarding. Each is refused until its
+/// layer lands, rather than ignored: a config that asks for a cache must not run without
+/// one. A section drops in at [`Reading::sections`]: its reader there in place of its name
+/// here, its field on [`Node`], its inheritance and compile step in `build`.
+const PENDING_SECTIONS: [&str; 6] = [
     "cache",
     "before_request_hooks",
     "after_request_hooks",
@@ -147,6 +162,9 @@ const NOT_YET: [&str; 6] = [
     "output_guardrails",
     "forward_headers",
 ];
+
+/// Keys that would point the gateway at a host or credentials of the config's choosing.
+const CREDENTIALS: [&str; 3] = ["api_key", "base_url", "provider_key"];
 
 const MAX_DEPTH: usize = 12;
 
@@ -157,6 +175,13 @@ const MAX_RETRY_ATTEMPTS: u32 = 10;
 /// stream or one JSON document), and a config that turned one into the other would hand it
 /// an answer it cannot read.
 const NOT_OVERRIDABLE: [&str; 2] = ["stream", "stream_options"];
+
+const MODES: [Mode; 4] = [
+    Mode::Single,
+    Mode::Fallback,
+    Mode::LoadBalance,
+    Mode::Conditional,
+];
 
 impl Node {
     /// Reads a routing tree rooted at `path` whose leaves must name one of `providers`. A
@@ -238,7 +263,64 @@ impl<'a> Reading<'a> {
         }
     }
 
+    /// Reads one node: its feature sections, the keys every node may have, then what it is.
     fn node(&mut self, v: &Value, path: &str, depth: usize) -> Result<Node> {
+        self.count_node(path, depth)?;
+        let mut obj = Obj::new(v, path)?;
+        self.sections(&mut obj)?;
+        obj.refuse(
+            &["custom_host"],
+            "custom hosts are not allowed: name a provider the server defines with `virtual_key`",
+        )?;
+        obj.refuse(
+            &CREDENTIALS,
+            "credentials and hosts come from the server's providers: name one with `virtual_key`",
+        )?;
+        let name = match obj.str("name")? {
+            Some(("", npath)) => return Err(ConfigError::new(npath, "must not be empty")),
+            other => other.map(|(s, _)| s.to_owned()),
+        };
+        // Only a balancer reads weights, and its builder checks them (`must be >= 0`).
+        let weight = obj.f64("weight")?.map_or(1.0, |(w, _)| w);
+        let override_params = override_params(&mut obj)?;
+        let max_retries = self
+            .limits
+            .map_or(MAX_RETRY_ATTEMPTS, |l| l.max_retry_attempts);
+        let retry = obj.section("retry", |v, p| parse_retry(v, p, max_retries))?;
+        let request_timeout = obj.positive_ms("request_timeout")?;
+        let origin = self.origin();
+        let breaker = obj.section("circuit_breaker", |v, p| match origin {
+            Origin::File => parse_breaker(v, p),
+            Origin::Header => Err(ConfigError::new(
+                p,
+                "circuit breakers keep state across requests: configure them in the server's file",
+            )),
+        })?;
+        let kind = self.kind(&mut obj, path, depth)?;
+        obj.finish("")?;
+        Ok(Node {
+            path: path.to_owned(),
+            name,
+            weight,
+            override_params,
+            retry,
+            request_timeout,
+            breaker,
+            kind,
+        })
+    }
+
+    /// The extension point for a node's feature sections (see [`PENDING_SECTIONS`]): each
+    /// layer's reader is called here as it lands. Until then, each is refused.
+    fn sections(&mut self, obj: &mut Obj<'_>) -> Result<()> {
+        obj.refuse(
+            &PENDING_SECTIONS,
+            "not supported yet by this gateway (refused rather than ignored)",
+        )
+    }
+
+    /// Counts one more node against the depth and, for a header config, the node limit.
+    fn count_node(&mut self, path: &str, depth: usize) -> Result<()> {
         let max_depth = self.limits.map_or(MAX_DEPTH, |l| l.max_depth);
         if depth > max_depth {
             return Err(ConfigError::new(
@@ -247,18 +329,170 @@ impl<'a> Reading<'a> {
             ));
         }
         self.nodes += 1;
-        if let Some(limits) = self.limits
-            && self.nodes > limits.max_nodes
-        {
-            return Err(ConfigError::new(
+        match self.limits {
+            Some(limits) if self.nodes > limits.max_nodes => Err(ConfigError::new(
                 path,
                 format!(
                     "a header config holds at most {} targets in all (strategies included)",
                     limits.max_nodes
                 ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// A leaf (`virtual_key` or `provider`) or a group (`strategy` and `targets`).
+    fn kind(&mut self, obj: &mut Obj<'_>, path: &str, depth: usize) -> Result<NodeKind> {
+        let provider = provider_name(obj)?;
+        let strategy = obj.get("strategy")?;
+        let targets = obj.array("targets")?;
+        match (provider, strategy, targets) {
+            (Some((provider, ppath)), None, None) => self.leaf(provider, &ppath),
+            (Some((_, ppath)), _, _) => Err(ConfigError::new(
+                ppath,
+                "a target names a provider or has `strategy` and `targets`, not both",
+            )),
+            (None, _, None) => Err(ConfigError::new(
+                path,
+                "a target needs `virtual_key` (a provider) or `strategy` and `targets`",
+            )),
+            (None, strategy, Some((targets, tpath))) => {
+                let targets = self.targets(targets, &tpath, depth)?;
+                let (sv, spath) = strategy.ok_or_else(|| {
+                    ConfigError::new(join(path, "strategy"), "missing (with `targets`)")
+                })?;
+                self.strategy(sv, &spath, targets)
+            }
+        }
+    }
+
+    fn leaf(&self, provider: &str, path: &str) -> Result<NodeKind> {
+        if self.providers.contains_key(provider) {
+            return Ok(NodeKind::Leaf {
+                provider: provider.to_owned(),
+            });
+        }
+        // A client sees only the name it sent; the operator, reading the file's error, sees
+        // the names to choose from.
+        let message = match self.origin() {
+            Origin::Header => {
+                format!("unknown provider `{provider}`: name a provider the server defines")
+            }
+            Origin::File => {
+                let known = self
+                    .providers
+                    .keys()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                format!("unknown provider `{provider}` (the server defines: {known})")
+            }
+        };
+        Err(ConfigError::new(path, message))
+    }
+
+    fn targets(&mut self, targets: &[Value], path: &str, depth: usize) -> Result<Vec<Node>> {
+        if targets.is_empty() {
+            return Err(ConfigError::new(path, "must list at least one target"));
+        }
+        if let Some(limits) = self.limits
+            && targets.len() > limits.max_targets
+        {
+            return Err(ConfigError::new(
+                path,
+                format!(
+                    "lists {} targets; a strategy in a header config lists at most {}",
+                    targets.len(),
+                    limits.max_targets
+                ),
             ));
         }
-        parse_node(v, path, self, depth)
+        targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| self.node(t, &index(path, i), depth + 1))
+            .collect()
+    }
+
+    /// `strategy`, over its node's `targets`, read already.
+    fn strategy(&mut self, v: &Value, path: &str, targets: Vec<Node>) -> Result<NodeKind> {
+        let mut obj = Obj::new(v, path)?;
+        let mode = mode(&mut obj)?;
+        let on_status_codes = obj.status_codes("on_status_codes")?;
+        let conditions = obj.array("conditions")?;
+        let default = obj.str("default")?;
+        let balancer_name = obj.str("balancer")?;
+        let sticky = obj.str("sticky")?;
+        obj.finish(" (expected mode, on_status_codes, conditions, default, balancer, sticky)")?;
+        let balancer = balancer(mode, balancer_name, sticky)?;
+        if on_status_codes.is_some() && mode != Mode::Fallback {
+            return Err(only_for(join(path, "on_status_codes"), Mode::Fallback));
+        }
+        let targets_path = path
+            .strip_suffix(".strategy")
+            .map_or_else(|| "targets".to_owned(), |p| join(p, "targets"));
+        if mode == Mode::Single && targets.len() > 1 {
+            return Err(ConfigError::new(
+                targets_path,
+                format!("mode `single` uses one target; found {}", targets.len()),
+            ));
+        }
+        let (conditions, default) = if mode == Mode::Conditional {
+            let conditions = conditions.ok_or_else(|| {
+                ConfigError::new(join(path, "conditions"), "missing (mode `conditional`)")
+            })?;
+            let default = default.ok_or_else(|| {
+                ConfigError::new(
+                    join(path, "default"),
+                    "missing: a conditional strategy needs a default target",
+                )
+            })?;
+            self.conditional(&targets, &targets_path, conditions, default)?
+        } else if let Some(p) = conditions.map(|(_, p)| p).or(default.map(|(_, p)| p)) {
+            return Err(only_for(p, Mode::Conditional));
+        } else {
+            (Vec::new(), None)
+        };
+        Ok(NodeKind::Group {
+            mode,
+            on_status_codes,
+            conditions,
+            default,
+            balancer,
+            targets,
+        })
+    }
+
+    /// A conditional strategy's parts: every target named once, the default and each
+    /// condition's `then` naming one of them.
+    fn conditional(
+        &mut self,
+        targets: &[Node],
+        targets_path: &str,
+        (conditions, cpath): (&Vec<Value>, String),
+        (default, dpath): (&str, String),
+    ) -> Result<(Vec<Value>, Option<String>)> {
+        let names = target_names(targets, targets_path)?;
+        if !names.contains(&default) {
+            return Err(ConfigError::new(
+                dpath,
+                format!("no target is named `{default}`"),
+            ));
+        }
+        for (i, c) in conditions.iter().enumerate() {
+            let cp = index(&cpath, i);
+            self.condition(c, &cp)?;
+            let then = c.get("then").and_then(Value::as_str).ok_or_else(|| {
+                ConfigError::new(join(&cp, "then"), "missing: the name of a target")
+            })?;
+            if !names.contains(&then) {
+                return Err(ConfigError::new(
+                    join(&cp, "then"),
+                    format!("no target is named `{then}`"),
+                ));
+            }
+        }
+        Ok((conditions.clone(), Some(default.to_owned())))
     }
 
     /// Counts the tests of one condition's query and checks its patterns' lengths, so that
@@ -323,404 +557,157 @@ impl<'a> Reading<'a> {
     }
 }
 
-fn parse_node(v: &Value, path: &str, reading: &mut Reading<'_>, depth: usize) -> Result<Node> {
-    let origin = reading.origin();
-    let mut obj = Obj::new(v, path)?;
-    for key in NOT_YET {
-        if obj.has(key)? {
-            return Err(ConfigError::new(
-                join(path, key),
-                "not supported yet by this gateway (refused rather than ignored)",
-            ));
-        }
-    }
-    if obj.has("custom_host")? {
+/// `override_params`, except what only the client may choose.
+fn override_params(obj: &mut Obj<'_>) -> Result<Map<String, Value>> {
+    let Some((params, path)) = obj.object("override_params")? else {
+        return Ok(Map::new());
+    };
+    if let Some(key) = NOT_OVERRIDABLE.iter().find(|k| params.contains_key(**k)) {
         return Err(ConfigError::new(
-            join(path, "custom_host"),
-            "custom hosts are not allowed: name a provider the server defines with `virtual_key`",
+            join(&path, key),
+            "cannot be overridden: the client's request decides whether the answer streams",
         ));
     }
-    for key in ["api_key", "base_url", "provider_key"] {
-        if obj.has(key)? {
-            return Err(ConfigError::new(
-                join(path, key),
-                "credentials and hosts come from the server's providers: name one with `virtual_key`",
-            ));
-        }
-    }
-    let name = match obj.str("name")? {
-        Some(("", npath)) => return Err(ConfigError::new(npath, "must not be empty")),
-        other => other.map(|(s, _)| s.to_owned()),
-    };
-    // Only a balancer reads weights, and its builder checks them (`must be >= 0`).
-    let weight = obj.f64("weight")?.map_or(1.0, |(w, _)| w);
-    let override_params = match obj.object("override_params")? {
-        None => Map::new(),
-        Some((params, opath)) => {
-            if let Some(key) = NOT_OVERRIDABLE.iter().find(|k| params.contains_key(**k)) {
-                return Err(ConfigError::new(
-                    join(&opath, key),
-                    "cannot be overridden: the client's request decides whether the answer streams",
-                ));
-            }
-            params.clone()
-        }
-    };
-    let max_retries = reading
-        .limits
-        .map_or(MAX_RETRY_ATTEMPTS, |l| l.max_retry_attempts);
-    let retry = match obj.get("retry")? {
-        None | Some((Value::Null, _)) => None,
-        Some((rv, rpath)) => Some(parse_retry(rv, &rpath, max_retries)?),
-    };
-    let request_timeout = match obj.u64("request_timeout")? {
-        None => None,
-        Some((0, tpath)) => return Err(ConfigError::new(tpath, "must be > 0 (milliseconds)")),
-        Some((n, _)) => Some(Duration::from_millis(n)),
-    };
-    let breaker = match obj.get("circuit_breaker")? {
-        None | Some((Value::Null, _)) => None,
-        Some((_, bpath)) if origin == Origin::Header => {
-            return Err(ConfigError::new(
-                bpath,
-                "circuit breakers keep state across requests: configure them in the server's file",
-            ));
-        }
-        Some((bv, bpath)) => Some(parse_breaker(bv, &bpath)?),
-    };
-
-    // A leaf names a provider with `virtual_key` (Portkey's) or `provider`.
-    let leaf = match (obj.str("virtual_key")?, obj.str("provider")?) {
-        (Some(_), Some((_, ppath))) => {
-            return Err(ConfigError::new(
-                ppath,
-                "give `virtual_key` or `provider`, not both",
-            ));
-        }
-        (Some(hit), None) | (None, Some(hit)) => Some(hit),
-        (None, None) => None,
-    };
-    let strategy = obj.get("strategy")?;
-    let targets = obj.array("targets")?;
-    let kind = match (leaf, strategy, targets) {
-        (Some((provider, ppath)), None, None) => {
-            if !reading.providers.contains_key(provider) {
-                // A client sees only the name it sent; the operator, reading the file's
-                // error, sees the names to choose from.
-                let message = match origin {
-                    Origin::Header => {
-                        format!("unknown provider `{provider}`: name a provider the server defines")
-                    }
-                    Origin::File => {
-                        let known = reading
-                            .providers
-                            .keys()
-                            .map(String::as_str)
-                            .collect::<Vec<_>>()
-                            .join(", ");
-                        format!("unknown provider `{provider}` (the server defines: {known})")
-                    }
-                };
-                return Err(ConfigError::new(ppath, message));
-            }
-            NodeKind::Leaf {
-                provider: provider.to_owned(),
-            }
-        }
-        (Some((_, ppath)), _, _) => {
-            return Err(ConfigError::new(
-                ppath,
-                "a target names a provider or has `strategy` and `targets`, not both",
-            ));
-        }
-        (None, strategy, targets) => {
-            let Some((targets, tpath)) = targets else {
-                return Err(ConfigError::new(
-                    path,
-                    "a target needs `virtual_key` (a provider) or `strategy` and `targets`",
-                ));
-            };
-            if targets.is_empty() {
-                return Err(ConfigError::new(tpath, "must list at least one target"));
-            }
-            if let Some(limits) = reading.limits
-                && targets.len() > limits.max_targets
-            {
-                return Err(ConfigError::new(
-                    tpath,
-                    format!(
-                        "lists {} targets; a strategy in a header config lists at most {}",
-                        targets.len(),
-                        limits.max_targets
-                    ),
-                ));
-            }
-            let targets = targets
-                .iter()
-                .enumerate()
-                .map(|(i, t)| reading.node(t, &index(&tpath, i), depth + 1))
-                .collect::<Result<Vec<_>>>()?;
-            let Some((sv, spath)) = strategy else {
-                return Err(ConfigError::new(
-                    join(path, "strategy"),
-                    "missing (with `targets`)",
-                ));
-            };
-            parse_strategy(sv, &spath, targets, reading)?
-        }
-    };
-    obj.finish("")?;
-    Ok(Node {
-        path: path.to_owned(),
-        name,
-        weight,
-        override_params,
-        retry,
-        request_timeout,
-        breaker,
-        kind,
-    })
+    Ok(params.clone())
 }
 
-fn parse_strategy(
-    v: &Value,
-    path: &str,
-    targets: Vec<Node>,
-    reading: &mut Reading<'_>,
-) -> Result<NodeKind> {
-    let mut obj = Obj::new(v, path)?;
-    let (mode, mpath) = obj.str("mode")?.ok_or_else(|| {
-        ConfigError::new(
-            join(path, "mode"),
-            "missing (single, fallback, loadbalance or conditional)",
-        )
-    })?;
-    let mode = match mode {
-        "single" => Mode::Single,
-        "fallback" => Mode::Fallback,
-        "loadbalance" => Mode::LoadBalance,
-        "conditional" => Mode::Conditional,
-        other => {
-            return Err(ConfigError::new(
-                mpath,
-                format!("unknown mode `{other}` (single, fallback, loadbalance or conditional)"),
-            ));
-        }
-    };
-    let on_status_codes = match obj.array("on_status_codes")? {
-        None => None,
-        Some((codes, cpath)) => Some(status_codes(codes, &cpath)?),
-    };
-    let conditions = obj.array("conditions")?;
-    let default = obj.str("default")?;
-    let balancer_kind = obj.str("balancer")?;
-    let sticky = obj.str("sticky")?;
-    obj.finish(" (expected mode, on_status_codes, conditions, default, balancer, sticky)")?;
-    let balancer = match (balancer_kind, sticky) {
-        (_, Some((key, kpath))) if mode != Mode::LoadBalance => {
-            let _ = key;
-            return Err(ConfigError::new(
-                kpath,
-                "only applies to mode `loadbalance`",
-            ));
-        }
-        (Some((_, bpath)), _) if mode != Mode::LoadBalance => {
-            return Err(ConfigError::new(
-                bpath,
-                "only applies to mode `loadbalance`",
-            ));
-        }
-        (None | Some(("sticky", _)), Some((key, kpath))) => {
-            let key = if let Some(field) = key.strip_prefix("metadata.") {
-                StickyKey::Metadata(field.to_owned())
-            } else if let Some(name) = key.strip_prefix("header.") {
-                if http::HeaderName::try_from(name).is_err() {
-                    return Err(ConfigError::new(
-                        kpath,
-                        format!("`{name}` is not a header name"),
-                    ));
-                }
-                StickyKey::Header(name.to_ascii_lowercase())
-            } else {
-                return Err(ConfigError::new(
-                    kpath,
-                    "must be `metadata.KEY` or `header.NAME`",
-                ));
-            };
-            if matches!(&key, StickyKey::Metadata(k) | StickyKey::Header(k) if k.is_empty()) {
-                return Err(ConfigError::new(kpath, "names no key"));
-            }
-            Balancer::Sticky(key)
-        }
-        (Some((kind, _)), Some((_, kpath))) => {
-            return Err(ConfigError::new(
-                kpath,
-                format!("does not apply to balancer `{kind}`"),
-            ));
-        }
-        (None | Some(("weighted", _)), None) => Balancer::Weighted,
-        (Some(("least_in_flight", _)), None) => Balancer::LeastInFlight,
-        (Some(("peak_ewma", _)), None) => Balancer::PeakEwma,
-        (Some(("sticky", bpath)), None) => {
-            return Err(ConfigError::new(
-                bpath,
-                "`sticky` needs `strategy.sticky` (metadata.KEY or header.NAME)",
-            ));
-        }
-        (Some((other, bpath)), None) => {
-            return Err(ConfigError::new(
-                bpath,
-                format!(
-                    "unknown balancer `{other}` (weighted, sticky, least_in_flight or peak_ewma)"
-                ),
-            ));
-        }
-    };
-    let targets_path = path
-        .strip_suffix(".strategy")
-        .map_or_else(|| "targets".to_owned(), |p| join(p, "targets"));
+/// A leaf names a provider with `virtual_key` (Portkey's) or `provider`.
+fn provider_name<'v>(obj: &mut Obj<'v>) -> Result<Option<(&'v str, String)>> {
+    match (obj.str("virtual_key")?, obj.str("provider")?) {
+        (Some(_), Some((_, ppath))) => Err(ConfigError::new(
+            ppath,
+            "give `virtual_key` or `provider`, not both",
+        )),
+        (hit, None) | (None, hit) => Ok(hit),
+    }
+}
 
-    if on_status_codes.is_some() && mode != Mode::Fallback {
+fn mode(obj: &mut Obj<'_>) -> Result<Mode> {
+    const NAMES: &str = "single, fallback, loadbalance or conditional";
+    let (name, path) = obj
+        .str("mode")?
+        .ok_or_else(|| ConfigError::new(obj.path_of("mode"), format!("missing ({NAMES})")))?;
+    MODES
+        .into_iter()
+        .find(|m| m.as_str() == name)
+        .ok_or_else(|| ConfigError::new(path, format!("unknown mode `{name}` ({NAMES})")))
+}
+
+fn only_for(path: String, mode: Mode) -> ConfigError {
+    ConfigError::new(path, format!("only applies to mode `{}`", mode.as_str()))
+}
+
+/// `strategy.balancer` and `strategy.sticky`, which only a `loadbalance` strategy reads.
+fn balancer(
+    mode: Mode,
+    name: Option<(&str, String)>,
+    sticky: Option<(&str, String)>,
+) -> Result<Balancer> {
+    if mode != Mode::LoadBalance {
+        return match sticky.or(name) {
+            Some((_, path)) => Err(only_for(path, Mode::LoadBalance)),
+            None => Ok(Balancer::Weighted),
+        };
+    }
+    match (name, sticky) {
+        (None | Some(("sticky", _)), Some((key, kpath))) => {
+            sticky_key(key, &kpath).map(Balancer::Sticky)
+        }
+        (Some((name, _)), Some((_, kpath))) => Err(ConfigError::new(
+            kpath,
+            format!("does not apply to balancer `{name}`"),
+        )),
+        (None | Some(("weighted", _)), None) => Ok(Balancer::Weighted),
+        (Some(("least_in_flight", _)), None) => Ok(Balancer::LeastInFlight),
+        (Some(("peak_ewma", _)), None) => Ok(Balancer::PeakEwma),
+        (Some(("sticky", bpath)), None) => Err(ConfigError::new(
+            bpath,
+            "`sticky` needs `strategy.sticky` (metadata.KEY or header.NAME)",
+        )),
+        (Some((other, bpath)), None) => Err(ConfigError::new(
+            bpath,
+            format!("unknown balancer `{other}` (weighted, sticky, least_in_flight or peak_ewma)"),
+        )),
+    }
+}
+
+/// `metadata.KEY` or `header.NAME`.
+fn sticky_key(key: &str, path: &str) -> Result<StickyKey> {
+    let key = if let Some(field) = key.strip_prefix("metadata.") {
+        StickyKey::Metadata(field.to_owned())
+    } else if let Some(name) = key.strip_prefix("header.") {
+        if http::HeaderName::try_from(name).is_err() {
+            return Err(ConfigError::new(
+                path,
+                format!("`{name}` is not a header name"),
+            ));
+        }
+        StickyKey::Header(name.to_ascii_lowercase())
+    } else {
         return Err(ConfigError::new(
-            join(path, "on_status_codes"),
-            "only applies to mode `fallback`",
+            path,
+            "must be `metadata.KEY` or `header.NAME`",
+        ));
+    };
+    match &key {
+        StickyKey::Metadata(k) | StickyKey::Header(k) if k.is_empty() => {
+            Err(ConfigError::new(path, "names no key"))
+        }
+        _ => Ok(key),
+    }
+}
+
+/// The names of a conditional strategy's targets: each has one, none twice.
+fn target_names<'n>(targets: &'n [Node], path: &str) -> Result<Vec<&'n str>> {
+    if let Some(i) = targets.iter().position(|t| t.name.is_none()) {
+        return Err(ConfigError::new(
+            join(&index(path, i), "name"),
+            "missing: conditions refer to targets by name",
         ));
     }
-    match mode {
-        Mode::Single if targets.len() > 1 => {
+    let names: Vec<&str> = targets.iter().filter_map(|t| t.name.as_deref()).collect();
+    for (i, name) in names.iter().enumerate() {
+        if names[..i].contains(name) {
             return Err(ConfigError::new(
-                targets_path,
-                format!("mode `single` uses one target; found {}", targets.len()),
+                join(&index(path, i), "name"),
+                format!("`{name}` names two targets"),
             ));
         }
-        _ => {}
     }
-    let (conditions, default) = if mode == Mode::Conditional {
-        let (conditions, cpath) = conditions.ok_or_else(|| {
-            ConfigError::new(join(path, "conditions"), "missing (mode `conditional`)")
-        })?;
-        let (default, dpath) = default.ok_or_else(|| {
-            ConfigError::new(
-                join(path, "default"),
-                "missing: a conditional strategy needs a default target",
-            )
-        })?;
-        let names: Vec<&str> = targets.iter().filter_map(|t| t.name.as_deref()).collect();
-        for (i, t) in targets.iter().enumerate() {
-            if t.name.is_none() {
-                return Err(ConfigError::new(
-                    join(&index(&targets_path, i), "name"),
-                    "missing: conditions refer to targets by name",
-                ));
-            }
-        }
-        for (i, name) in names.iter().enumerate() {
-            if names[..i].contains(name) {
-                return Err(ConfigError::new(
-                    join(&index(&targets_path, i), "name"),
-                    format!("`{name}` names two targets"),
-                ));
-            }
-        }
-        if !names.contains(&default) {
-            return Err(ConfigError::new(
-                dpath,
-                format!("no target is named `{default}`"),
-            ));
-        }
-        for (i, c) in conditions.iter().enumerate() {
-            let cp = index(&cpath, i);
-            reading.condition(c, &cp)?;
-            let then = c.get("then").and_then(Value::as_str).ok_or_else(|| {
-                ConfigError::new(join(&cp, "then"), "missing: the name of a target")
-            })?;
-            if !names.contains(&then) {
-                return Err(ConfigError::new(
-                    join(&cp, "then"),
-                    format!("no target is named `{then}`"),
-                ));
-            }
-        }
-        (conditions.clone(), Some(default.to_owned()))
-    } else {
-        if let Some((_, cpath)) = conditions {
-            return Err(ConfigError::new(
-                cpath,
-                "only applies to mode `conditional`",
-            ));
-        }
-        if let Some((_, dpath)) = default {
-            return Err(ConfigError::new(
-                dpath,
-                "only applies to mode `conditional`",
-            ));
-        }
-        (Vec::new(), None)
-    };
-    Ok(NodeKind::Group {
-        mode,
-        on_status_codes,
-        conditions,
-        default,
-        balancer,
-        targets,
-    })
+    Ok(names)
 }
 
 fn parse_retry(v: &Value, path: &str, max_attempts: u32) -> Result<RetrySpec> {
     let mut obj = Obj::new(v, path)?;
-    let attempts = match obj.u64("attempts")? {
-        None => 0,
-        Some((n, _)) if n <= u64::from(max_attempts) => n as u32,
-        Some((n, apath)) => {
-            return Err(ConfigError::new(
-                apath,
-                format!("must be 0 to {max_attempts}, got {n}"),
-            ));
-        }
-    };
-    let on_status_codes = match obj.array("on_status_codes")? {
-        None => None,
-        Some((codes, cpath)) => Some(status_codes(codes, &cpath)?),
-    };
+    let attempts = obj.range("attempts", 0..=u64::from(max_attempts))?;
+    let on_status_codes = obj.status_codes("on_status_codes")?;
     // Portkey documents both spellings.
     let single = obj.bool("use_retry_after_header")?;
     let plural = obj.bool("use_retry_after_headers")?;
-    let use_retry_after_header = single.or(plural).is_some_and(|(b, _)| b);
     obj.finish(" (expected attempts, on_status_codes, use_retry_after_header)")?;
     Ok(RetrySpec {
-        attempts,
+        attempts: attempts.map_or(0, |n| n as u32),
         on_status_codes,
-        use_retry_after_header,
+        use_retry_after_header: single.or(plural).is_some_and(|(b, _)| b),
     })
 }
 
 fn parse_breaker(v: &Value, path: &str) -> Result<BreakerSpec> {
     let mut obj = Obj::new(v, path)?;
-    let ms = |o: Option<(u64, String)>| -> Result<Option<Duration>> {
-        match o {
-            None => Ok(None),
-            Some((0, p)) => Err(ConfigError::new(p, "must be > 0 (milliseconds)")),
-            Some((n, _)) => Ok(Some(Duration::from_millis(n))),
-        }
-    };
-    let count = |o: Option<(u64, String)>| -> Result<Option<u32>> {
-        match o {
-            None => Ok(None),
-            Some((n @ 1..=1_000_000, _)) => Ok(Some(n as u32)),
-            Some((_, p)) => Err(ConfigError::new(p, "must be 1 to 1000000")),
-        }
+    let count = |obj: &mut Obj<'_>, key: &str| {
+        let n = obj.u64_in(key, 1..=1_000_000, |_| "must be 1 to 1000000".into())?;
+        Ok::<_, ConfigError>(n.map(|n| n as u32))
     };
     let spec = BreakerSpec {
-        consecutive_failures: count(obj.u64("consecutive_failures")?)?,
+        consecutive_failures: count(&mut obj, "consecutive_failures")?,
         failure_rate: match obj.f64("failure_rate")? {
             None => None,
             Some((r, _)) if r > 0.0 && r <= 1.0 => Some(r),
             Some((_, p)) => return Err(ConfigError::new(p, "must be > 0 and <= 1")),
         },
-        minimum_requests: count(obj.u64("minimum_requests")?)?,
-        window: ms(obj.u64("window_ms")?)?,
-        cooldown: ms(obj.u64("cooldown_ms")?)?,
+        minimum_requests: count(&mut obj, "minimum_requests")?,
+        window: obj.positive_ms("window_ms")?,
+        cooldown: obj.positive_ms("cooldown_ms")?,
     };
     obj.finish(
         " (expected consecutive_failures, failure_rate, minimum_requests, window_ms, cooldown_ms)",

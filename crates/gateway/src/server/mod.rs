@@ -23,6 +23,14 @@
 //! - **Accept errors** (out of file descriptors, of memory): a growing wait, 10 ms to 1 s,
 //!   with one warning per wait.
 //!
+//! Each request's log line (target `portcullis::request`) names the peer, method, path, status,
+//! time to the response head, trace id, the provider and target that answered, and every
+//! upstream attempt the request made, in order: `attempts=targets[0]/a:503:12ms,
+//! targets[0]/a:503:9ms,targets[1]/b:200:20ms` (path, provider, status or error class, time to
+//! the response head; see [`Attempts`]). The server gives
+//! each request its attempt budget (`max_attempts`, as the compiled trees would) so that the
+//! attempts of a request that ended in an error are logged too.
+//!
 //! On shutdown the listener closes and open requests have `shutdown_timeout_ms` to finish.
 //! A stream still open then ends with an SSE error event (`server_shutting_down`, in the
 //! OpenAI error shape the observer gives a broken upstream stream) rather than being cut.
@@ -44,6 +52,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use portcullis_core::attempts::Attempts;
+use portcullis_core::context::AttemptBudget;
 use portcullis_core::error::{ErrorBody, HttpError};
 use portcullis_core::facts::ResponseFacts;
 use portcullis_core::{Body, FactHeaders, FactHeadersLayer};
@@ -80,6 +90,8 @@ pub(crate) struct Conn {
     peer: SocketAddr,
     activity: Activity,
     body_read_timeout: Duration,
+    /// Upstream attempts per request (`server.max_attempts`).
+    max_attempts: u32,
     /// Turns `true` when the shutdown deadline passes.
     drain: watch::Receiver<bool>,
     /// Past `max_connections`: `GET /health` only.
@@ -171,6 +183,7 @@ pub async fn serve(
             peer,
             activity: Activity::new(),
             body_read_timeout: server.body_read_timeout,
+            max_attempts: server.max_attempts,
             drain: draining.clone(),
             spare,
         });
@@ -239,8 +252,17 @@ fn served(
     Error = std::convert::Infallible,
     Future = impl Future<Output = Result<Response<ServedBody>, std::convert::Infallible>> + Send,
 > + Clone {
-    tower::service_fn(move |req: Request<Incoming>| {
+    tower::service_fn(move |mut req: Request<Incoming>| {
         let in_flight = InFlight::start(conn.clone());
+        // The same budget the compiled tree would give (an outer budget wins), given here so
+        // that this layer still holds the attempts when the request ends in an error. Only
+        // the POST endpoints reach an upstream.
+        let attempts = (req.method() == Method::POST).then(|| {
+            let budget = AttemptBudget::new(conn.max_attempts);
+            let attempts = budget.attempts();
+            req.extensions_mut().insert(budget);
+            attempts
+        });
         // Nothing is copied for the log line unless it will be written.
         let seen = tracing::enabled!(target: "portcullis::request", tracing::Level::INFO)
             .then(|| (req.method().clone(), req.uri().clone()));
@@ -264,7 +286,14 @@ fn served(
                 close_after(&mut response, version);
             }
             if let Some((method, uri)) = seen {
-                log_request(&conn, &method, uri.path(), start, &response);
+                log_request(
+                    &conn,
+                    &method,
+                    uri.path(),
+                    start,
+                    &response,
+                    attempts.as_ref(),
+                );
             }
             let deadline = is_event_stream(&response).then(|| conn.deadline());
             Ok(response.map(|body| ServedBody::new(body, in_flight, deadline)))
@@ -278,6 +307,7 @@ fn log_request(
     path: &str,
     start: tokio::time::Instant,
     response: &Response<Body>,
+    attempts: Option<&Attempts>,
 ) {
     let facts = ResponseFacts::get(response);
     tracing::info!(
@@ -290,6 +320,7 @@ fn log_request(
         trace_id = response.headers().get("x-portkey-trace-id").and_then(|v| v.to_str().ok()).unwrap_or(""),
         provider = facts.and_then(|f| f.provider.as_deref()).unwrap_or(""),
         target = %format_args!("{}", OrEmpty(facts.and_then(|f| f.target))),
+        attempts = %OrEmpty(attempts),
     );
 }
 
