@@ -315,10 +315,18 @@ fn conditional(
 
 /// `single`: the one target, recorded as `targets[0]`.
 fn single(target: Stack) -> Stack {
-    BoxCloneSyncService::new(target.map_response(|mut r: Response<Body>| {
-        portcullis_core::context::TargetPath::answered(&mut r, 0);
-        r
-    }))
+    use portcullis_core::context::TargetPath;
+    // On the request too, as the multi-target layers do, so the attempts record the path.
+    let target = target
+        .map_request(|mut req: Request<BufferedBody>| {
+            TargetPath::enter(&mut req, 0);
+            req
+        })
+        .map_response(|mut r: Response<Body>| {
+            TargetPath::answered(&mut r, 0);
+            r
+        });
+    BoxCloneSyncService::new(target)
 }
 
 /// A leaf: its provider and the layers its config asks for, as one type boxed once.

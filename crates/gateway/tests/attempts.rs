@@ -198,3 +198,38 @@ async fn attempts_that_end_in_an_error_are_logged_too() {
         "{span}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_single_target_records_its_path_on_every_attempt() {
+    let (captured, _guard) = capture();
+    let a = FakeUpstream::start().await;
+    a.set(Plan::ok().status(503));
+    let gw = start(&format!(
+        r#"{{"providers": {{
+            "a": {{"provider": "openai-compatible", "base_url": "{}", "api_key": "sk-a"}}
+        }}, "config": {{"strategy": {{"mode": "single"}}, "retry": {{"attempts": 1}},
+            "targets": [{{"virtual_key": "a"}}]}}}}"#,
+        a.base_url()
+    ))
+    .await;
+    let res = post(
+        gw.addr,
+        "/v1/chat/completions",
+        &[("x-portkey-trace-id", "attempts-3")],
+        CHAT,
+    )
+    .await;
+    assert_eq!(res.status, 503, "{}", res.text());
+    assert_eq!(
+        res.header("x-portkey-last-used-option-index"),
+        Some("config.targets[0]")
+    );
+    let log = captured
+        .line(&["portcullis::request:", r#"trace_id="attempts-3""#])
+        .await;
+    assert_eq!(
+        without_durations(field(&log, "attempts")),
+        ["targets[0]/a:503", "targets[0]/a:503"],
+        "{log}"
+    );
+}
