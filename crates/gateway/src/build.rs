@@ -21,7 +21,8 @@ use http::{Request, Response};
 use portcullis_balance::{Balance, PeakEwma, Sticky, Strategy, Target};
 use portcullis_breaker::{BreakerPolicy, CircuitBreakerLayer};
 use portcullis_core::{
-    AttemptLimitLayer, Body, BoxError, BufferedBody, OverrideParamsLayer, SpendAttemptLayer,
+    AttemptLimitLayer, Body, BoxError, BufferedBody, BuildError, OverrideParamsLayer,
+    SpendAttemptLayer,
 };
 use portcullis_fallback::Fallback;
 use portcullis_provider::openai::OpenAiBuilder;
@@ -294,8 +295,17 @@ fn conditional(
     default: Option<&str>,
     regex: RegexLimits,
 ) -> Result<Stack, ConfigError> {
+    // The builder's paths are `targets[i].name` (below the node) or `conditions[..]` and
+    // `default` (below its strategy).
     let strategy_path = format!("{}.strategy", node.path);
-    let err = |e| ConfigError::from_build(&strategy_path, e);
+    let err = |e: BuildError| {
+        let prefix = if e.path().starts_with("targets") {
+            &node.path
+        } else {
+            &strategy_path
+        };
+        ConfigError::from_build(prefix, e)
+    };
     let mut builder = ConditionalRouter::builder().regex_limits(regex);
     for (target, service) in targets.iter().zip(children) {
         let name = target

@@ -154,6 +154,15 @@ async fn header_config_may_only_name_server_providers() {
             r#"{"strategy": {"mode": "fallback"}, "targets": [{"virtual_key": "a"}, {"virtual_key": "x"}]}"#,
             "x-portkey-config.targets[1].virtual_key",
         ),
+        // Checked by the router's builder when the header's tree is compiled: still a 400.
+        (
+            r#"{"strategy": {"mode": "conditional", "conditions": [{"query": {}, "then": "gold"}], "default": "x"}, "targets": [{"name": "x", "virtual_key": "a"}]}"#,
+            "x-portkey-config.strategy.conditions[0].then: no target is named `gold`",
+        ),
+        (
+            r#"{"strategy": {"mode": "conditional", "conditions": [], "default": "x"}, "targets": [{"name": "x", "virtual_key": "a"}, {"name": "x", "virtual_key": "b"}]}"#,
+            "x-portkey-config.targets[1].name: `x` names two targets",
+        ),
         ("pc-saved-123", "saved config ids are not supported"),
         ("{nope", "not valid JSON"),
     ] {

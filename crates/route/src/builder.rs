@@ -77,8 +77,10 @@ impl<S> ConditionalRouterBuilder<S> {
         self
     }
 
-    /// Builds the router: fails when there is no target, two targets share a name, or a
-    /// condition or the default names a target that does not exist.
+    /// Builds the router: fails when there is no target, two targets share a name
+    /// (``targets[2].name: `a` names two targets``), or the default or a condition names a
+    /// target that does not exist (``conditions[0].then: no target is named `gold` ``),
+    /// checked in that order.
     pub fn build(self) -> Result<ConditionalRouter<S>, BuildError> {
         if self.targets.is_empty() {
             return Err(BuildError::new("a router needs at least one target").prefixed("targets"));
@@ -90,7 +92,7 @@ impl<S> ConditionalRouterBuilder<S> {
         let mut services = Vec::with_capacity(self.targets.len());
         for (i, (name, service)) in self.targets.into_iter().enumerate() {
             if names.iter().any(|n| **n == *name) {
-                return Err(BuildError::new(format!("duplicate target name {name:?}"))
+                return Err(BuildError::new(format!("`{name}` names two targets"))
                     .in_key("name")
                     .in_index(i)
                     .prefixed("targets"));
@@ -101,14 +103,13 @@ impl<S> ConditionalRouterBuilder<S> {
         let find = |name: &str| -> Result<u16, BuildError> {
             match names.iter().position(|n| **n == *name) {
                 Some(index) => Ok(u16::try_from(index).expect("at most 65536 targets")),
-                None => {
-                    let known: Vec<String> = names.iter().map(|n| format!("{n:?}")).collect();
-                    Err(BuildError::new(format!(
-                        "unknown target {name:?}; the targets are {}",
-                        known.join(", ")
-                    )))
-                }
+                None => Err(BuildError::new(format!("no target is named `{name}`"))),
             }
+        };
+        // The default first, then each condition in order.
+        let default = match self.default {
+            Some(name) => Some(find(&name).map_err(|e| e.prefixed("default"))?),
+            None => None,
         };
         let mut routes = Vec::with_capacity(self.conditions.len());
         for (i, (condition, then)) in self.conditions.into_iter().enumerate() {
@@ -116,10 +117,6 @@ impl<S> ConditionalRouterBuilder<S> {
                 find(&then).map_err(|e| e.in_key("then").in_index(i).prefixed("conditions"))?;
             routes.push((condition, index));
         }
-        let default = match self.default {
-            Some(name) => Some(find(&name).map_err(|e| e.prefixed("default"))?),
-            None => None,
-        };
         Ok(ConditionalRouter::from_parts(
             services.into(),
             Arc::new(Table {
@@ -179,6 +176,29 @@ mod tests {
     use serde_json::json;
 
     use crate::{ConditionalRouter, RegexLimits};
+
+    #[test]
+    fn names_are_resolved_default_first_then_each_condition() {
+        let err = ConditionalRouter::<()>::builder()
+            .target("a", ())
+            .conditions(&json!([{"query": {}, "then": "gold"}]))
+            .unwrap()
+            .default("nope")
+            .build()
+            .unwrap_err();
+        assert_eq!(err.to_string(), "default: no target is named `nope`");
+        let err = ConditionalRouter::<()>::builder()
+            .target("a", ())
+            .conditions(&json!([{"query": {}, "then": "a"}, {"query": {}, "then": "gold"}]))
+            .unwrap()
+            .default("a")
+            .build()
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "conditions[1].then: no target is named `gold`"
+        );
+    }
 
     #[test]
     fn regex_limits_apply_to_the_conditions_added_after_them() {

@@ -291,12 +291,12 @@ fn build_errors_name_their_position() {
         (
             build_error(json!([{"query": {}, "then": "gold"}]), None),
             "conditions[0].then",
-            r#"unknown target "gold"; the targets are "paid", "free""#,
+            "no target is named `gold`",
         ),
         (
             build_error(json!([]), Some("gold")),
             "default",
-            "unknown target \"gold\"",
+            "no target is named `gold`",
         ),
         // operators
         (
@@ -498,7 +498,7 @@ fn target_lists_are_checked() {
         .build()
         .unwrap_err();
     assert_eq!(err.path(), "targets[2].name");
-    assert_eq!(err.message(), "duplicate target name \"a\"");
+    assert_eq!(err.message(), "`a` names two targets");
 }
 
 #[test]

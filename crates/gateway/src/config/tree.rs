@@ -447,7 +447,7 @@ impl<'a> Reading<'a> {
                     "missing: a conditional strategy needs a default target",
                 )
             })?;
-            self.conditional(&targets, &targets_path, conditions, default)?
+            self.conditional(&targets, &targets_path, conditions, default.0)?
         } else if let Some(p) = conditions.map(|(_, p)| p).or(default.map(|(_, p)| p)) {
             return Err(only_for(p, Mode::Conditional));
         } else {
@@ -463,32 +463,29 @@ impl<'a> Reading<'a> {
         })
     }
 
-    /// A conditional strategy's parts: every target named once, the default and each
-    /// condition's `then` naming one of them.
+    /// A conditional strategy's parts: every target named and each condition with a `then`.
+    /// That the names differ and that the default and each `then` name a target is the
+    /// router builder's check, when the tree is compiled.
     fn conditional(
         &mut self,
         targets: &[Node],
         targets_path: &str,
         (conditions, cpath): (&Vec<Value>, String),
-        (default, dpath): (&str, String),
+        default: &str,
     ) -> Result<(Vec<Value>, Option<String>)> {
-        let names = target_names(targets, targets_path)?;
-        if !names.contains(&default) {
+        if let Some(i) = targets.iter().position(|t| t.name.is_none()) {
             return Err(ConfigError::new(
-                dpath,
-                format!("no target is named `{default}`"),
+                join(&index(targets_path, i), "name"),
+                "missing: conditions refer to targets by name",
             ));
         }
         for (i, c) in conditions.iter().enumerate() {
             let cp = index(&cpath, i);
             self.condition(c, &cp)?;
-            let then = c.get("then").and_then(Value::as_str).ok_or_else(|| {
-                ConfigError::new(join(&cp, "then"), "missing: the name of a target")
-            })?;
-            if !names.contains(&then) {
+            if !c.get("then").is_some_and(Value::is_string) {
                 return Err(ConfigError::new(
                     join(&cp, "then"),
-                    format!("no target is named `{then}`"),
+                    "missing: the name of a target",
                 ));
             }
         }
@@ -657,26 +654,6 @@ fn sticky_key(key: &str, path: &str) -> Result<StickyKey> {
     }
 }
 
-/// The names of a conditional strategy's targets: each has one, none twice.
-fn target_names<'n>(targets: &'n [Node], path: &str) -> Result<Vec<&'n str>> {
-    if let Some(i) = targets.iter().position(|t| t.name.is_none()) {
-        return Err(ConfigError::new(
-            join(&index(path, i), "name"),
-            "missing: conditions refer to targets by name",
-        ));
-    }
-    let names: Vec<&str> = targets.iter().filter_map(|t| t.name.as_deref()).collect();
-    for (i, name) in names.iter().enumerate() {
-        if names[..i].contains(name) {
-            return Err(ConfigError::new(
-                join(&index(path, i), "name"),
-                format!("`{name}` names two targets"),
-            ));
-        }
-    }
-    Ok(names)
-}
-
 fn parse_retry(v: &Value, path: &str, max_attempts: u32) -> Result<RetrySpec> {
     let mut obj = Obj::new(v, path)?;
     let attempts = obj.range("attempts", 0..=u64::from(max_attempts))?;
@@ -791,6 +768,16 @@ mod tests {
         parse(v).unwrap_err().to_string()
     }
 
+    /// The file's tree `v` over mock providers `a` and `b`, parsed and compiled.
+    fn compiled(v: Value) -> std::result::Result<crate::build::Compiled, ConfigError> {
+        let file = json!({
+            "providers": {"a": {"provider": "mock"}, "b": {"provider": "mock"}},
+            "config": v,
+        });
+        let config = crate::config::Config::from_value(&file, &|_| None)?;
+        crate::build::Compiled::new(&config)
+    }
+
     #[test]
     fn reads_nested_trees_in_both_spellings() {
         let n = parse(json!({
@@ -898,14 +885,31 @@ mod tests {
             json!([{"query": {"metadata.user_plan": {"$eq": "paid"}}, "then": "paid"}]),
             json!("free"),
         );
-        assert!(parse(ok).is_ok());
+        assert!(parse(ok.clone()).is_ok());
+        assert!(compiled(ok).is_ok());
+        // Names are resolved by the router's builder, when the tree is compiled.
+        let compile_err = |v: Value| compiled(v).unwrap_err().to_string();
         assert_eq!(
-            err(base(json!([{"query": {}, "then": "gold"}]), json!("free"))),
+            compile_err(base(json!([{"query": {}, "then": "gold"}]), json!("free"))),
             "config.strategy.conditions[0].then: no target is named `gold`"
         );
         assert_eq!(
-            err(base(json!([]), json!("nope"))),
+            compile_err(base(json!([]), json!("nope"))),
             "config.strategy.default: no target is named `nope`"
+        );
+        assert_eq!(
+            compile_err(json!({
+                "strategy": {"mode": "conditional", "conditions": [], "default": "x"},
+                "targets": [{"name": "x", "virtual_key": "a"}, {"name": "x", "virtual_key": "b"}]
+            })),
+            "config.targets[1].name: `x` names two targets"
+        );
+        let nested = json!({"strategy": {"mode": "fallback"}, "targets": [
+            base(json!([{"query": {}, "then": "gold"}]), json!("free"))
+        ]});
+        assert_eq!(
+            compile_err(nested),
+            "config.targets[0].strategy.conditions[0].then: no target is named `gold`"
         );
         assert!(err(json!({"strategy": {"mode": "conditional", "conditions": []}, "targets": [{"name": "x", "virtual_key": "a"}]}))
             .starts_with("config.strategy.default: missing"));
