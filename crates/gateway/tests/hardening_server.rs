@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use portcullis_testkit::client::parse;
 use support::{
-    CHAT, CHAT_STREAM, post, read_response, read_until_closed, request, send, start,
-    start_with_grace, tick_every_millisecond,
+    CHAT, CHAT_STREAM, advance_in_steps, post, read_response, read_until_closed, request, send,
+    start, start_with_grace, tick_every_millisecond,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -59,7 +59,7 @@ async fn an_idle_keep_alive_connection_is_closed_at_the_idle_timeout() {
     assert_eq!(read_response(&mut tcp).await.status, 200);
     let idle_from = Instant::now();
     // Still open well inside the timeout: a second request on it is served.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    advance_in_steps(Duration::from_secs(2)).await;
     tcp.write_all(HEALTH_KEEP_ALIVE).await.unwrap();
     assert_eq!(read_response(&mut tcp).await.status, 200);
     let idle_from_again = Instant::now();
@@ -236,12 +236,12 @@ async fn past_max_connections_new_ones_wait_and_health_still_answers() {
     assert_eq!(chat.json()["error"]["code"], "too_many_connections");
     assert_eq!(chat.header("retry-after"), Some("1"));
     // The spare slots (the server keeps 4) taken by connections that say nothing...
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    advance_in_steps(Duration::from_millis(100)).await;
     let mut spares = Vec::new();
     for _ in 0..4 {
         spares.push(TcpStream::connect(gw.addr).await.unwrap());
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    advance_in_steps(Duration::from_millis(100)).await;
     // ...the next connection waits in the backlog, neither served nor refused.
     let mut waiting = TcpStream::connect(gw.addr).await.unwrap();
     waiting.write_all(HEALTH_KEEP_ALIVE).await.unwrap();
@@ -265,7 +265,7 @@ async fn past_max_connections_new_ones_wait_and_health_still_answers() {
     }
     // And a full one serves chat again.
     drop(held);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    advance_in_steps(Duration::from_millis(100)).await;
     let chat = post(gw.addr, "/v1/chat/completions", &[], CHAT).await;
     assert_ne!(chat.status, 503);
 }
@@ -278,7 +278,7 @@ async fn shutdown_past_the_grace_ends_an_open_stream_with_an_error_event() {
     let stream =
         tokio::spawn(async move { post(addr, "/v1/chat/completions", &[], CHAT_STREAM).await });
     // The stream has started (its first event is out, the next is a minute away).
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    advance_in_steps(Duration::from_secs(1)).await;
     let _ = gw.stop.take().unwrap().send(());
     let shutdown_at = Instant::now();
     let res = timeout(Duration::from_secs(30), stream)

@@ -143,3 +143,13 @@ pub(crate) fn tick_every_millisecond() -> AbortOnDrop {
         }
     }))
 }
+
+/// Moves the paused clock forward by `by`, a millisecond at a time, letting the server and
+/// the sockets run between steps (as a paused `sleep` with [`tick_every_millisecond`] would,
+/// but stated: no real time passes).
+pub(crate) async fn advance_in_steps(by: Duration) {
+    let steps = by.as_millis();
+    for _ in 0..steps {
+        tokio::time::advance(Duration::from_millis(1)).await;
+    }
+}
