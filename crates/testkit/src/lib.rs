@@ -56,6 +56,7 @@
 
 pub mod client;
 mod plan;
+pub mod redis;
 mod respond;
 
 use std::collections::HashMap;

@@ -1,0 +1,2 @@
+//! Cache benches (work in progress).
+fn main() {}

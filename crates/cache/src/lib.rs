@@ -1,0 +1,5 @@
+//! Response cache for LLM calls (work in progress; not yet in the umbrella crate).
+
+#![forbid(unsafe_code)]
+
+pub mod semantic;
