@@ -5,11 +5,12 @@
 //! and fallback stop when none is left and pass on the last answer, and a leaf reached with
 //! none left answers 502 `attempts_exhausted`).
 //!
-//! A leaf is, outside in: circuit breaker → retry → per-attempt timeout → override_params →
-//! attempt spending → provider, one concrete type boxed once (a layer the config does not ask
+//! A leaf is, outside in: override_params → cache → circuit breaker → retry → per-attempt
+//! timeout → attempt spending → provider (the cache keys the request as the provider will
+//! see it, and a hit makes no attempt and touches no breaker), one concrete type boxed once (a layer the config does not ask
 //! for is an empty `Either` arm, not another box); each strategy is boxed once over its boxed
 //! targets. Inheritance follows Portkey: `override_params` merge shallowly down the tree
-//! (child keys win), a child's `retry` replaces its parent's, `request_timeout` and
+//! (child keys win), a child's `retry` and `cache` replace their parent's, `request_timeout` and
 //! `circuit_breaker` are inherited unless set, credentials never travel (they live in the
 //! providers).
 
@@ -20,6 +21,8 @@ use std::time::Duration;
 use http::{Request, Response};
 use portcullis_balance::{Balance, PeakEwma, Sticky, Strategy, Target};
 use portcullis_breaker::{BreakerPolicy, CircuitBreakerLayer};
+use portcullis_cache::store::{MemoryStore, RedisStore};
+use portcullis_cache::{CacheEngine, CacheSettings};
 use portcullis_core::{
     AttemptLimitLayer, Body, BoxError, BufferedBody, BuildError, OverrideParamsLayer,
     SpendAttemptLayer,
@@ -34,8 +37,8 @@ use tower::util::{BoxCloneSyncService, Either};
 use tower::{Layer, ServiceBuilder, ServiceExt};
 
 use crate::config::{
-    Balancer, BreakerSpec, Config, ConfigError, MockSpec, Mode, Node, NodeKind, OpenAiSpec,
-    ProviderKind, RetrySpec, StickyKey,
+    Balancer, BreakerSpec, CacheServer, CacheStore, Config, ConfigError, MockSpec, Mode, Node,
+    NodeKind, OpenAiSpec, ProviderKind, RetrySpec, StickyKey,
 };
 
 /// A compiled stack: any tree of layers over providers, behind one type.
@@ -72,18 +75,40 @@ pub(crate) fn openai_builder(
 /// A built provider, kept concrete so that a leaf boxes it together with its layers.
 type Upstream = Either<OpenAi, Mock>;
 
-/// Every provider of a config, built once and shared by all stacks that name it.
+/// Every provider of a config, built once and shared by all stacks that name it, and the
+/// cache engine every leaf shares.
 #[derive(Clone, Debug)]
 pub struct Providers {
     /// Each provider as the leaves of a tree wrap it, and boxed, as `x-portkey-virtual-key`
-    /// calls it.
+    /// calls it (with a cache that only `x-portkey-cache` turns on).
     services: BTreeMap<String, (Upstream, Stack)>,
+    cache: Arc<CacheEngine>,
+}
+
+/// The cache engine of `server.cache`.
+pub(crate) fn cache_engine(spec: &CacheServer) -> Result<Arc<CacheEngine>, ConfigError> {
+    let mut b = CacheEngine::builder()
+        .max_entry_bytes(spec.max_entry_bytes)
+        .store_timeout(spec.timeout);
+    if let Some(t) = spec.semantic_threshold {
+        b = b.threshold(t);
+    }
+    b = match &spec.store {
+        CacheStore::Memory { max_bytes } => b.store(MemoryStore::new(*max_bytes)),
+        CacheStore::Redis { url, prefix } => b.store(
+            RedisStore::with_prefix(url, prefix)
+                .map_err(|e| ConfigError::new("server.cache.url", e.to_string()))?,
+        ),
+    };
+    b.build()
+        .map_err(|e| ConfigError::from_build("server.cache", e))
 }
 
 impl Providers {
     /// Builds the providers of `config` (one pooled client shared by all that use the default
-    /// connect timeout).
+    /// connect timeout) and the cache engine.
     pub fn build(config: &Config) -> Result<Self, ConfigError> {
+        let cache = cache_engine(&config.server.cache)?;
         let client = HttpClient::new();
         let mut services = BTreeMap::new();
         for (name, provider) in &config.providers {
@@ -97,10 +122,15 @@ impl Providers {
                 ),
                 ProviderKind::Mock(spec) => Either::Right(mock(name, spec, &provider.models)),
             };
-            let boxed = BoxCloneSyncService::new(upstream.clone());
+            let boxed = BoxCloneSyncService::new(cache.layer(None, name).layer(upstream.clone()));
             services.insert(name.clone(), (upstream, boxed));
         }
-        Ok(Self { services })
+        Ok(Self { services, cache })
+    }
+
+    /// The cache engine every leaf shares.
+    pub fn cache(&self) -> &Arc<CacheEngine> {
+        &self.cache
     }
 
     /// The provider named `name`.
@@ -150,6 +180,7 @@ struct Inherited {
     retry: Option<RetrySpec>,
     timeout: Option<Duration>,
     breaker: Option<BreakerSpec>,
+    cache: Option<CacheSettings>,
 }
 
 impl Inherited {
@@ -163,6 +194,7 @@ impl Inherited {
             retry: node.retry.clone().or_else(|| self.retry.clone()),
             timeout: node.request_timeout.or(self.timeout),
             breaker: node.breaker.clone().or_else(|| self.breaker.clone()),
+            cache: node.cache.or(self.cache),
         }
     }
 }
@@ -212,7 +244,7 @@ fn compile_node(
                     ConfigError::new(&node.path, format!("unknown provider `{provider}`"))
                 })?
                 .clone();
-            leaf(service, provider, node, &inherited)
+            leaf(service, provider, node, &inherited, &providers.cache)
         }
         NodeKind::Group {
             mode,
@@ -345,6 +377,7 @@ fn leaf(
     name: &str,
     node: &Node,
     inherited: &Inherited,
+    cache: &Arc<CacheEngine>,
 ) -> Result<Stack, ConfigError> {
     let params =
         (!inherited.params.is_empty()).then(|| OverrideParamsLayer::new(inherited.params.clone()));
@@ -358,9 +391,12 @@ fn leaf(
         .map(|spec| breaker_layer(spec, name, node))
         .transpose()?;
     let leaf = ServiceBuilder::new()
+        // Once per request, before the key is computed: the cache keys what the provider sees.
+        .option_layer(params)
+        // Always present: a request may turn it on with `x-portkey-cache`.
+        .layer(cache.layer(inherited.cache, name))
         .option_layer(breaker)
         .option_layer(retry)
-        .option_layer(params)
         // Innermost, so that every call that would reach the provider, and only those, spends.
         .layer(SpendAttemptLayer::new().provider(name))
         .service(provider);

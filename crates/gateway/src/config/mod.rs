@@ -20,6 +20,7 @@
 //! }
 //! ```
 
+mod cache;
 mod limits;
 mod reader;
 mod tree;
@@ -30,12 +31,14 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+pub use self::cache::{CacheServer, CacheStore};
 pub use self::limits::{
     DEFAULT_MAX_ATTEMPTS, DEFAULT_REQUEST_TIMEOUT, HeaderConfigLimits, MAX_HEADER_CONFIG_BYTES,
 };
 pub use self::reader::ConfigError;
 use self::reader::{Env, Obj, Result, join, type_name};
 pub use self::tree::{Balancer, BreakerSpec, Mode, Node, NodeKind, Origin, RetrySpec, StickyKey};
+pub use portcullis_cache::{CacheSettings, Mode as CacheMode};
 
 /// The default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
@@ -97,6 +100,8 @@ pub struct Server {
     pub max_attempts: u32,
     /// What a client's `x-portkey-config` may ask for.
     pub header_config: HeaderConfigLimits,
+    /// Where the cache keeps entries (default: 64 MiB in memory).
+    pub cache: CacheServer,
 }
 
 /// The default of [`Server::shutdown_timeout`].
@@ -288,6 +293,7 @@ impl Default for Server {
             h2_max_concurrent_streams: DEFAULT_H2_MAX_CONCURRENT_STREAMS,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             header_config: HeaderConfigLimits::default(),
+            cache: CacheServer::default(),
         }
     }
 }
@@ -299,7 +305,7 @@ type ServerKey = fn(&mut Obj<'_>, &str, &mut Server, Env<'_>) -> Result<()>;
 /// the rows above it read (`header_config` names `api_keys`). A new server setting (a cache's
 /// or a budget's store, a `limits` section) drops in as a row, and the unknown-key hint
 /// follows.
-const SERVER_KEYS: [(&str, ServerKey); 15] = [
+const SERVER_KEYS: [(&str, ServerKey); 16] = [
     ("listen", |obj, key, s, _| {
         set(
             obj.str(key)?.map(|(a, p)| listen(a, &p)).transpose()?,
@@ -362,6 +368,10 @@ const SERVER_KEYS: [(&str, ServerKey); 15] = [
     ("header_config", |obj, key, s, _| {
         s.header_config = limits::parse_header_config(obj.get(key)?, &s.api_keys)?;
         Ok(())
+    }),
+    ("cache", |obj, key, s, env| {
+        let cache = obj.section(key, |v, p| cache::parse_cache_server(v, p, env))?;
+        set(cache, &mut s.cache)
     }),
 ];
 

@@ -117,6 +117,8 @@ pub struct Node {
     pub request_timeout: Option<Duration>,
     /// Its own `circuit_breaker` (inherited unless set; each leaf has its own state).
     pub breaker: Option<BreakerSpec>,
+    /// Its own `cache` (a child's replaces its parent's).
+    pub cache: Option<portcullis_cache::CacheSettings>,
     /// A provider, or a strategy over targets.
     pub kind: NodeKind,
 }
@@ -154,14 +156,18 @@ pub enum NodeKind {
 /// layer lands, rather than ignored: a config that asks for a cache must not run without
 /// one. A section drops in at [`Reading::sections`]: its reader there in place of its name
 /// here, its field on [`Node`], its inheritance and compile step in `build`.
-const PENDING_SECTIONS: [&str; 6] = [
-    "cache",
+const PENDING_SECTIONS: [&str; 5] = [
     "before_request_hooks",
     "after_request_hooks",
     "input_guardrails",
     "output_guardrails",
     "forward_headers",
 ];
+
+/// The feature sections of a node, read by [`Reading::sections`].
+struct Sections {
+    cache: Option<portcullis_cache::CacheSettings>,
+}
 
 /// Keys that would point the gateway at a host or credentials of the config's choosing.
 const CREDENTIALS: [&str; 3] = ["api_key", "base_url", "provider_key"];
@@ -267,7 +273,7 @@ impl<'a> Reading<'a> {
     fn node(&mut self, v: &Value, path: &str, depth: usize) -> Result<Node> {
         self.count_node(path, depth)?;
         let mut obj = Obj::new(v, path)?;
-        self.sections(&mut obj)?;
+        let Sections { cache } = self.sections(&mut obj)?;
         obj.refuse(
             &["custom_host"],
             "custom hosts are not allowed: name a provider the server defines with `virtual_key`",
@@ -306,17 +312,35 @@ impl<'a> Reading<'a> {
             retry,
             request_timeout,
             breaker,
+            cache,
             kind,
         })
     }
 
     /// The extension point for a node's feature sections (see [`PENDING_SECTIONS`]): each
     /// layer's reader is called here as it lands. Until then, each is refused.
-    fn sections(&mut self, obj: &mut Obj<'_>) -> Result<()> {
+    fn sections(&mut self, obj: &mut Obj<'_>) -> Result<Sections> {
         obj.refuse(
             &PENDING_SECTIONS,
             "not supported yet by this gateway (refused rather than ignored)",
-        )
+        )?;
+        let origin = self.origin();
+        let cache = obj.section("cache", |v, p| {
+            let settings = portcullis_cache::CacheSettings::from_json(v).map_err(|(at, why)| {
+                ConfigError::new(if at.is_empty() { p.to_owned() } else { join(p, &at) }, why)
+            })?;
+            if origin == Origin::File && settings.max_age < Duration::from_secs(60) {
+                // Portkey's open-source build reads max_age in milliseconds: 60000 meant a
+                // minute there and means 16 hours here; 60 meant 60 ms there.
+                tracing::warn!(
+                    path = p,
+                    max_age_s = settings.max_age.as_secs_f64(),
+                    "cache max_age is in seconds here (Portkey's open-source build read milliseconds)"
+                );
+            }
+            Ok(settings)
+        })?;
+        Ok(Sections { cache })
     }
 
     /// Counts one more node against the depth and, for a header config, the node limit.
@@ -719,6 +743,13 @@ impl fmt::Display for Node {
             if let Some(t) = n.request_timeout {
                 write!(f, ", timeout {} ms", t.as_millis())?;
             }
+            if let Some(c) = &n.cache {
+                let mode = match c.mode {
+                    portcullis_cache::Mode::Simple => "simple",
+                    portcullis_cache::Mode::Semantic => "semantic",
+                };
+                write!(f, ", cache {mode} {} s", c.max_age.as_secs_f64())?;
+            }
             if !n.override_params.is_empty() {
                 write!(
                     f,
@@ -834,8 +865,8 @@ mod tests {
                 .starts_with("config.api_key: credentials")
         );
         assert!(
-            err(json!({"virtual_key": "a", "cache": {"mode": "simple"}}))
-                .starts_with("config.cache: not supported yet")
+            err(json!({"virtual_key": "a", "cache": {"mode": "fuzzy"}}))
+                .starts_with("config.cache.mode: expected \"simple\" or \"semantic\"")
         );
         assert!(
             err(json!({"virtual_key": "a", "retry": {"attempts": 11}}))

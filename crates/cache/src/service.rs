@@ -1,0 +1,385 @@
+//! [`Cache`]: looks a request up, answers hits, fills the store from misses.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode, header};
+use pin_project_lite::pin_project;
+use portcullis_core::context::Caller;
+use portcullis_core::error::{self, ErrorBody};
+use portcullis_core::facts::{CacheStatus, ResponseFacts};
+use portcullis_core::observe::{Observation, observe_response};
+use portcullis_core::{Body, BoxError, BufferedBody, RequestView};
+use tower_service::Service;
+
+use crate::entry::{Entry, Shape};
+use crate::key::{Key, KeyInput, exact_key, partition};
+use crate::layer::{CacheEngine, CacheLayer};
+use crate::record::{Inflight, Pending, RecordBody, Role, follow};
+use crate::settings::{Directives, Mode};
+use crate::store::Candidate;
+
+/// The cache service (see the [crate docs](crate)); made by [`CacheLayer`].
+#[derive(Clone, Debug)]
+pub struct Cache<S> {
+    inner: S,
+    layer: CacheLayer,
+}
+
+impl<S> Cache<S> {
+    pub(crate) fn new(inner: S, layer: CacheLayer) -> Self {
+        Self { inner, layer }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The wrapped service, unwrapped.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+/// What one cached request does, worked out before any I/O.
+struct Plan {
+    key: Key,
+    /// Semantic mode: the partition and the last user turn's text.
+    semantic: Option<(Key, String)>,
+    shape: Shape,
+    /// Serve nothing older.
+    accept_age: Duration,
+    /// Keep the answer this long.
+    ttl: Duration,
+    refresh: bool,
+    status: CacheStatus,
+}
+
+type BoxFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, BoxError>> + Send>>;
+
+impl<S> Service<Request<BufferedBody>> for Cache<S>
+where
+    S: Service<Request<BufferedBody>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, mut req: Request<BufferedBody>) -> Self::Future {
+        // The common case of a target with no cache: one header lookup, no parsing.
+        if self.layer.settings.is_none() && !req.headers().contains_key("x-portkey-cache") {
+            return ResponseFuture::direct(self.inner.call(req), CacheStatus::Disabled);
+        }
+        let directives = match Directives::from_headers(req.headers()) {
+            Ok(d) => d,
+            Err(message) => {
+                return ResponseFuture::answer(error::response(
+                    StatusCode::BAD_REQUEST,
+                    ErrorBody::new("invalid_request_error", message).code("invalid_cache_header"),
+                ));
+            }
+        };
+        let settings = match directives.settings.or(self.layer.settings) {
+            Some(s) if !directives.off && !directives.no_store => s,
+            _ => return ResponseFuture::direct(self.inner.call(req), CacheStatus::Disabled),
+        };
+        let view = match req.extensions().get::<Arc<RequestView>>() {
+            Some(view) => view.clone(),
+            None => match RequestView::parse(req.body().bytes().clone()) {
+                Ok(view) => {
+                    let view = Arc::new(view);
+                    req.extensions_mut().insert(view.clone());
+                    view
+                }
+                // Not a JSON request: nothing to key it by; the service answers it.
+                Err(_) => {
+                    return ResponseFuture::direct(self.inner.call(req), CacheStatus::Disabled);
+                }
+            },
+        };
+        let api_key = req
+            .extensions()
+            .get::<Caller>()
+            .and_then(|c| c.api_key.as_deref())
+            .unwrap_or("");
+        // The tenant: the gateway key's name, then the client's namespace, length-prefixed
+        // so that no choice of namespace reaches another key's entries.
+        let namespace = format!(
+            "{}:{api_key}{}",
+            api_key.len(),
+            directives.namespace.as_deref().unwrap_or("")
+        );
+        let input = KeyInput {
+            namespace: &namespace,
+            target: &self.layer.target,
+            endpoint: req.uri().path(),
+        };
+        let key = exact_key(&view, &input);
+        let semantic = match settings.mode {
+            Mode::Semantic => partition(&view, &input),
+            Mode::Simple => None,
+        };
+        let shape = if view.stream() {
+            Shape::Stream {
+                include_usage: view.include_usage(),
+            }
+        } else {
+            Shape::Json
+        };
+        let ttl = directives.ttl.unwrap_or(settings.max_age);
+        let accept_age = [Some(ttl), directives.max_age]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(ttl);
+        let status = match (directives.refresh, settings.mode) {
+            (true, _) => CacheStatus::Refresh,
+            (false, Mode::Simple) => CacheStatus::Miss,
+            (false, Mode::Semantic) => CacheStatus::SemanticMiss,
+        };
+        let plan = Plan {
+            key,
+            semantic,
+            shape,
+            accept_age,
+            ttl,
+            refresh: directives.refresh,
+            status,
+        };
+        // The clone that was driven ready goes with the request; this one stays.
+        let ready = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, ready);
+        let engine = self.layer.engine.clone();
+        ResponseFuture::lookup(Box::pin(run(engine, inner, req, plan)))
+    }
+}
+
+async fn run<S>(
+    engine: Arc<CacheEngine>,
+    mut inner: S,
+    req: Request<BufferedBody>,
+    plan: Plan,
+) -> Result<Response<Body>, BoxError>
+where
+    S: Service<Request<BufferedBody>, Response = Response<Body>>,
+    S::Error: Into<BoxError>,
+{
+    let mut leader = None;
+    let mut vector = None;
+    if !plan.refresh {
+        if let Some(hit) = fresh(&engine, &plan, &plan.key).await {
+            return Ok(respond(&hit, plan.shape, CacheStatus::Hit));
+        }
+        if let Some((partition, text)) = &plan.semantic {
+            let query = engine.matcher.embed(text);
+            if let Some(hit) = semantic(&engine, &plan, partition, text, &query).await {
+                return Ok(respond(&hit, plan.shape, CacheStatus::SemanticHit));
+            }
+            vector = Some(query);
+        }
+        match Inflight::join(&engine, plan.key) {
+            Role::Leader(l) => leader = Some(l),
+            Role::Follower(rx) => {
+                follow(rx, engine.coalesce_wait).await;
+                if let Some(hit) = fresh(&engine, &plan, &plan.key).await {
+                    return Ok(respond(&hit, plan.shape, CacheStatus::Hit));
+                }
+                // The leader's answer was not stored (an error, a cut stream): fetch our own.
+            }
+        }
+    } else if let Some((_, text)) = &plan.semantic {
+        vector = Some(engine.matcher.embed(text));
+    }
+    let mut response = inner.call(req).await.map_err(Into::into)?;
+    ResponseFacts::get_mut(&mut response).cache = Some(plan.status);
+    if !storable(&response) {
+        return Ok(response);
+    }
+    if response.extensions().get::<Observation>().is_none() {
+        response = observe_response(response);
+    }
+    let observation = response
+        .extensions()
+        .get::<Observation>()
+        .cloned()
+        .expect("observed above");
+    let stream = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
+    let candidate = match (plan.semantic, vector) {
+        (Some((partition, text)), Some(vector)) => Some((
+            partition,
+            Candidate {
+                key: plan.key,
+                embedder: Arc::from(engine.matcher.embedder_id()),
+                text: Arc::from(text),
+                vector: Arc::from(vector),
+            },
+        )),
+        _ => None,
+    };
+    let pending = Pending {
+        engine,
+        key: plan.key,
+        ttl: plan.ttl,
+        stream,
+        observation,
+        candidate,
+        leader,
+    };
+    let (parts, body) = response.into_parts();
+    Ok(Response::from_parts(
+        parts,
+        Body::new(RecordBody::new(body, pending)),
+    ))
+}
+
+/// Only whole successes are kept: never an error, a 246 (a guardrail failed), or an answer
+/// a guard judged failed.
+fn storable(response: &Response<Body>) -> bool {
+    let status = response.status();
+    status.is_success()
+        && status.as_u16() != 246
+        && !ResponseFacts::get(response).is_some_and(|f| f.guards.iter().any(|g| !g.passed))
+}
+
+/// The entry under `key` if it is young enough for this request.
+async fn fresh(engine: &CacheEngine, plan: &Plan, key: &Key) -> Option<Arc<Entry>> {
+    let entry = engine.get(key).await?;
+    let age = engine.clock.now_ms().saturating_sub(entry.stored_at_ms);
+    (u128::from(age) <= plan.accept_age.as_millis()).then_some(entry)
+}
+
+/// The best candidate of the partition that the matcher accepts, if its entry is fresh.
+async fn semantic(
+    engine: &CacheEngine,
+    plan: &Plan,
+    partition: &Key,
+    text: &str,
+    query: &[f32],
+) -> Option<Arc<Entry>> {
+    let candidates = engine.candidates(partition).await;
+    let id = engine.matcher.embedder_id();
+    let mut accepted: Vec<(f32, Key)> = candidates
+        .iter()
+        .filter(|c| &*c.embedder == id)
+        .filter_map(|c| {
+            engine
+                .matcher
+                .accepts(text, query, &c.text, &c.vector)
+                .ok()
+                .map(|score| (score, c.key))
+        })
+        .collect();
+    accepted.sort_by(|a, b| b.0.total_cmp(&a.0));
+    // The best few, in case the best has expired.
+    for (_, key) in accepted.into_iter().take(3) {
+        if let Some(entry) = fresh(engine, plan, &key).await {
+            return Some(entry);
+        }
+    }
+    None
+}
+
+/// A hit, in the shape asked for, observed like an upstream answer (so usage is reported;
+/// its cost is zero: no upstream was called).
+fn respond(entry: &Entry, shape: Shape, status: CacheStatus) -> Response<Body> {
+    let mut response = observe_response(entry.to_response(shape));
+    ResponseFacts::get_mut(&mut response).cache = Some(status);
+    response
+}
+
+pin_project! {
+    /// The response future of [`Cache`].
+    pub struct ResponseFuture<F> {
+        #[pin]
+        state: State<F>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        /// No cache for this request: the service's own future, the status set on its answer.
+        Direct {
+            #[pin]
+            future: F,
+            status: CacheStatus,
+        },
+        /// A bad cache header: the 400 is here.
+        Answer {
+            response: Option<Response<Body>>,
+        },
+        /// A lookup (store I/O), then the service on a miss.
+        Lookup {
+            future: BoxFuture,
+        },
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    fn direct(future: F, status: CacheStatus) -> Self {
+        Self {
+            state: State::Direct { future, status },
+        }
+    }
+
+    fn answer(response: Response<Body>) -> Self {
+        Self {
+            state: State::Answer {
+                response: Some(response),
+            },
+        }
+    }
+
+    fn lookup(future: BoxFuture) -> Self {
+        Self {
+            state: State::Lookup { future },
+        }
+    }
+}
+
+impl<F, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<Body>, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<Response<Body>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Direct { future, status } => {
+                let mut response = std::task::ready!(future.poll(cx)).map_err(Into::into)?;
+                ResponseFacts::get_mut(&mut response).cache = Some(*status);
+                Poll::Ready(Ok(response))
+            }
+            StateProj::Answer { response } => Poll::Ready(Ok(response
+                .take()
+                .expect("ResponseFuture polled after it completed"))),
+            StateProj::Lookup { future } => future.as_mut().poll(cx),
+        }
+    }
+}
+
+impl<F> std::fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
