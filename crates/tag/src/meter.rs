@@ -45,6 +45,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 use http::StatusCode;
 use metrics::{Counter, Histogram, Label, SharedString, Unit};
 use portcullis_core::context::{Metadata, TargetPath};
+use portcullis_core::facts::CacheStatus;
 
 /// Requests answered, by status.
 pub const REQUESTS_TOTAL: &str = "portcullis_requests_total";
@@ -62,6 +63,9 @@ pub const RETRIES: &str = "portcullis_retries_total";
 pub const RETRIES_EXHAUSTED: &str = "portcullis_retries_exhausted_total";
 /// Answers from a target other than the first.
 pub const FALLBACKS: &str = "portcullis_fallbacks_total";
+/// Cache lookups, by `cache_status` (`HIT`, `SEMANTIC HIT`, `MISS`, `SEMANTIC MISS`,
+/// `REFRESH`; requests with the cache off are not counted).
+pub const CACHE_LOOKUPS: &str = "portcullis_cache_lookups_total";
 
 /// Histogram buckets for the request duration, in seconds (LLM calls take up to minutes).
 pub const DURATION_BUCKETS: &[f64] = &[
@@ -104,6 +108,7 @@ pub fn describe() {
         "Answers given after every allowed retry failed."
     );
     describe_counter!(FALLBACKS, "Answers from a target other than the first.");
+    describe_counter!(CACHE_LOOKUPS, "Cache lookups, by cache status.");
 }
 
 /// The most metadata keys that may become labels.
@@ -247,6 +252,8 @@ pub(crate) struct Series {
     retries: OnceLock<Counter>,
     retries_exhausted: OnceLock<Counter>,
     fallbacks: OnceLock<Counter>,
+    /// By [`CacheStatus`] (its order), `Disabled` never recorded.
+    cache: [OnceLock<Counter>; 5],
 }
 
 impl Series {
@@ -294,6 +301,23 @@ impl Series {
     pub(crate) fn fallbacks(&self) -> &Counter {
         self.fallbacks
             .get_or_init(|| metrics::counter!(FALLBACKS, self.base.clone()))
+    }
+
+    /// The lookup counter of `status`; `None` for [`CacheStatus::Disabled`].
+    pub(crate) fn cache(&self, status: CacheStatus) -> Option<&Counter> {
+        let i = match status {
+            CacheStatus::Hit => 0,
+            CacheStatus::SemanticHit => 1,
+            CacheStatus::Miss => 2,
+            CacheStatus::SemanticMiss => 3,
+            CacheStatus::Refresh => 4,
+            CacheStatus::Disabled => return None,
+        };
+        Some(self.cache[i].get_or_init(|| {
+            let mut labels = self.base.clone();
+            labels.push(Label::new("cache_status", status.as_str()));
+            metrics::counter!(CACHE_LOOKUPS, labels)
+        }))
     }
 }
 
@@ -408,6 +432,7 @@ impl Meter {
             retries: OnceLock::new(),
             retries_exhausted: OnceLock::new(),
             fallbacks: OnceLock::new(),
+            cache: Default::default(),
         }
     }
 }

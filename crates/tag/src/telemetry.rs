@@ -215,6 +215,9 @@ impl Pending {
         if is_fallback(target) {
             series.fallbacks().increment(1);
         }
+        if let Some(counter) = facts.and_then(|f| f.cache).and_then(|c| series.cache(c)) {
+            counter.increment(1);
+        }
 
         let span = self.span;
         if !span.is_disabled() {

@@ -507,6 +507,48 @@ async fn metrics_carry_provider_model_target_status_and_allowed_metadata() {
 }
 
 #[tokio::test]
+async fn cache_hits_and_misses_are_counted_and_disabled_is_not() {
+    use portcullis_core::facts::CacheStatus;
+    let metrics = Metrics::new();
+    let _guard = metrics::set_default_local_recorder(&metrics.recorder);
+    for status in [
+        CacheStatus::Hit,
+        CacheStatus::Hit,
+        CacheStatus::Miss,
+        CacheStatus::SemanticHit,
+        CacheStatus::Disabled,
+    ] {
+        let inner = service_fn(move |_req: Request<BufferedBody>| async move {
+            let mut r = json_answer(JSON_ANSWER);
+            ResponseFacts::get_mut(&mut r).cache = Some(status);
+            Ok::<_, BoxError>(r)
+        });
+        let r = send(TagLayer::new(), inner, post(CHAT, &[])).await;
+        r.into_body().collect().await.unwrap();
+    }
+    let series = metrics.series();
+    let mut counts: Vec<(String, u64)> = named(&series, meter::CACHE_LOOKUPS)
+        .into_iter()
+        .map(|s| {
+            let status = s.labels["cache_status"].clone();
+            let Value::Counter(n) = s.value else {
+                panic!("a counter")
+            };
+            (status, n)
+        })
+        .collect();
+    counts.sort();
+    assert_eq!(
+        counts,
+        [
+            ("HIT".to_owned(), 2),
+            ("MISS".to_owned(), 1),
+            ("SEMANTIC HIT".to_owned(), 1)
+        ]
+    );
+}
+
+#[tokio::test]
 async fn metadata_becomes_a_label_only_when_allowed() {
     let metrics = Metrics::new();
     let _guard = metrics::set_default_local_recorder(&metrics.recorder);
