@@ -1,8 +1,9 @@
 //! # Portcullis
 //!
 //! Tower middleware for LLM traffic: retries, fallbacks, circuit breaking, weighted load
-//! balancing, conditional routing and metadata tagging, in front of LLM providers, in any
-//! hyper or axum server. Caching, guardrails and budgets come next; they are not here yet.
+//! balancing, conditional routing, metadata tagging and caching (exact and semantic), in
+//! front of LLM providers, in any hyper or axum server. Guardrails and budgets come next;
+//! they are not here yet.
 //!
 //! This umbrella crate re-exports the workspace's crates, one feature each:
 //!
@@ -16,7 +17,8 @@
 //! | `breaker` | `portcullis-breaker` | a per-target circuit breaker |
 //! | `balance` | `portcullis-balance` | weighted, sticky, least-in-flight, peak-EWMA balancing |
 //! | `route` | `portcullis-route` | conditional routing in Portkey's condition language |
-//! | next | | caching (exact and semantic), guardrail hooks, cost and token budgets: not yet |
+//! | `cache` | `portcullis-cache` | response cache: exact and semantic, in memory (or Redis with `redis`), per tenant |
+//! | next | | guardrail hooks, cost and token budgets: not yet |
 //!
 //! Integrations turn on a part of a layer that is on, never a layer by themselves:
 //!
@@ -25,9 +27,10 @@
 //! | `rustls` (default) | `provider` | TLS for `https://` providers: rustls, ring, webpki roots. Without it an `https://` base URL is a build error |
 //! | `prometheus` | `tag` | `tag::Prometheus`: a `metrics` recorder rendered for `GET /metrics` |
 //! | `otlp` | `tag` | `tag::otlp`: request spans exported over OTLP/HTTP |
+//! | `redis` | `cache` | `cache::store::RedisStore`: one cache for every replica |
 //!
-//! `default` is `provider` and `rustls`; `full` turns every layer on, with `rustls` and
-//! `prometheus` (not `otlp`). Without TLS: `default-features = false, features =
+//! `default` is `provider` and `rustls`; `full` turns every layer on, with `rustls`,
+//! `prometheus` and `redis` (not `otlp`). Without TLS: `default-features = false, features =
 //! ["provider", ...]`.
 //!
 //! ```
@@ -228,4 +231,10 @@ pub mod fallback {
 #[cfg(feature = "tag")]
 pub mod tag {
     pub use portcullis_tag::*;
+}
+
+/// The response cache, exact and semantic ([`portcullis-cache`](portcullis_cache)).
+#[cfg(feature = "cache")]
+pub mod cache {
+    pub use portcullis_cache::*;
 }

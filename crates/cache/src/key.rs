@@ -16,9 +16,9 @@
 //!
 //! let a = RequestView::parse(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true}"#.into()).unwrap();
 //! let b = RequestView::parse(r#"{ "messages": [{"content":"hi","role":"user"}], "model": "m" }"#.into()).unwrap();
-//! let input = KeyInput { namespace: "team-a", target: "openai", endpoint: "/v1/chat/completions" };
+//! let input = KeyInput { tenant: "team-a", namespace: "", target: "openai", endpoint: "/v1/chat/completions" };
 //! assert_eq!(exact_key(&a, &input), exact_key(&b, &input));
-//! let other = KeyInput { namespace: "team-b", ..input };
+//! let other = KeyInput { tenant: "team-b", ..input };
 //! assert_ne!(exact_key(&a, &input), exact_key(&a, &other));
 //! ```
 
@@ -55,7 +55,9 @@ impl fmt::Debug for Key {
 /// What besides the body goes into a key.
 #[derive(Clone, Copy, Debug)]
 pub struct KeyInput<'a> {
-    /// The tenant: the caller's gateway key name and `x-portkey-cache-namespace`, joined.
+    /// The tenant: the name of the caller's gateway key.
+    pub tenant: &'a str,
+    /// The namespace within the tenant: `x-portkey-cache-namespace`.
     pub namespace: &'a str,
     /// The target's identity (a provider name).
     pub target: &'a str,
@@ -90,7 +92,7 @@ fn hash(view: &RequestView, input: &KeyInput<'_>, scope: Scope) -> Key {
         Scope::Partition(_) => b"portcullis-cache/partition/1\0",
     };
     buf.extend_from_slice(tag);
-    for part in [input.namespace, input.target, input.endpoint] {
+    for part in [input.tenant, input.namespace, input.target, input.endpoint] {
         // Length-prefixed, so no two different triples encode the same.
         buf.extend_from_slice(&(part.len() as u64).to_le_bytes());
         buf.extend_from_slice(part.as_bytes());
@@ -99,7 +101,9 @@ fn hash(view: &RequestView, input: &KeyInput<'_>, scope: Scope) -> Key {
         .iter()
         .filter(|(k, _)| !NOT_IN_KEY.contains(k))
         .collect();
-    fields.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    if !fields.is_sorted_by(|a, b| a.0 <= b.0) {
+        fields.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    }
     buf.push(b'{');
     for (i, (k, v)) in fields.into_iter().enumerate() {
         if i > 0 {
@@ -153,16 +157,27 @@ fn write_messages_without(buf: &mut Vec<u8>, messages: &Value, turn: usize) {
 fn write_canonical(buf: &mut Vec<u8>, v: &Value) {
     match v {
         Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            buf.push(b'{');
-            for (i, (k, v)) in entries.into_iter().enumerate() {
+            let write = |buf: &mut Vec<u8>, i: usize, k: &str, v: &Value| {
                 if i > 0 {
                     buf.push(b',');
                 }
                 write_str(buf, k);
                 buf.push(b':');
                 write_canonical(buf, v);
+            };
+            buf.push(b'{');
+            // serde_json's map iterates in key order unless its `preserve_order` feature is
+            // on somewhere in the build: sort only then.
+            if map.keys().is_sorted() {
+                for (i, (k, v)) in map.iter().enumerate() {
+                    write(buf, i, k, v);
+                }
+            } else {
+                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                for (i, (k, v)) in entries.into_iter().enumerate() {
+                    write(buf, i, k, v);
+                }
             }
             buf.push(b'}');
         }
@@ -232,6 +247,7 @@ mod tests {
     }
 
     const INPUT: KeyInput<'static> = KeyInput {
+        tenant: "team",
         namespace: "ns",
         target: "openai",
         endpoint: "/v1/chat/completions",

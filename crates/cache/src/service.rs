@@ -82,7 +82,9 @@ where
 
     fn call(&mut self, mut req: Request<BufferedBody>) -> Self::Future {
         // The common case of a target with no cache: one header lookup, no parsing.
-        if self.layer.settings.is_none() && !req.headers().contains_key("x-portkey-cache") {
+        if self.layer.settings.is_none()
+            && !req.headers().contains_key(crate::settings::names::CACHE)
+        {
             return ResponseFuture::direct(self.inner.call(req), CacheStatus::Disabled);
         }
         let directives = match Directives::from_headers(req.headers()) {
@@ -117,15 +119,11 @@ where
             .get::<Caller>()
             .and_then(|c| c.api_key.as_deref())
             .unwrap_or("");
-        // The tenant: the gateway key's name, then the client's namespace, length-prefixed
-        // so that no choice of namespace reaches another key's entries.
-        let namespace = format!(
-            "{}:{api_key}{}",
-            api_key.len(),
-            directives.namespace.as_deref().unwrap_or("")
-        );
+        // The tenant: the gateway key's name, then the client's namespace (each
+        // length-prefixed in the key, so no choice of namespace reaches another key's entries).
         let input = KeyInput {
-            namespace: &namespace,
+            tenant: api_key,
+            namespace: directives.namespace.as_deref().unwrap_or(""),
             target: &self.layer.target,
             endpoint: req.uri().path(),
         };

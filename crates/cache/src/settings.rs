@@ -125,7 +125,19 @@ pub struct Directives {
     pub namespace: Option<String>,
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, String> {
+/// The headers the cache reads, named once (a lookup by `&str` parses the name each time).
+pub(crate) mod names {
+    use http::HeaderName;
+
+    pub(crate) const CACHE: HeaderName = HeaderName::from_static("x-portkey-cache");
+    pub(crate) const FORCE_REFRESH: HeaderName =
+        HeaderName::from_static("x-portkey-cache-force-refresh");
+    pub(crate) const CACHE_CONTROL: HeaderName = http::header::CACHE_CONTROL;
+    pub(crate) const TTL: HeaderName = HeaderName::from_static("x-portkey-cache-ttl");
+    pub(crate) const NAMESPACE: HeaderName = HeaderName::from_static("x-portkey-cache-namespace");
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &http::HeaderName) -> Result<Option<&'a str>, String> {
     match headers.get(name) {
         None => Ok(None),
         Some(v) => v
@@ -150,7 +162,7 @@ impl Directives {
     /// error (a 400 for the client), never ignored.
     pub fn from_headers(headers: &HeaderMap) -> Result<Self, String> {
         let mut d = Self::default();
-        if let Some(v) = header(headers, "x-portkey-cache")? {
+        if let Some(v) = header(headers, &names::CACHE)? {
             match v.to_ascii_lowercase().as_str() {
                 "simple" | "true" => d.settings = Some(CacheSettings::new(Mode::Simple)),
                 "semantic" => d.settings = Some(CacheSettings::new(Mode::Semantic)),
@@ -174,10 +186,10 @@ impl Directives {
                 }
             }
         }
-        if let Some(v) = header(headers, "x-portkey-cache-force-refresh")? {
+        if let Some(v) = header(headers, &names::FORCE_REFRESH)? {
             d.refresh = !(v.eq_ignore_ascii_case("false") || v == "0");
         }
-        if let Some(v) = header(headers, "cache-control")? {
+        if let Some(v) = header(headers, &names::CACHE_CONTROL)? {
             for directive in v.split(',').map(str::trim) {
                 let (name, value) = directive.split_once('=').unwrap_or((directive, ""));
                 match name.trim().to_ascii_lowercase().as_str() {
@@ -200,10 +212,10 @@ impl Directives {
                 }
             }
         }
-        if let Some(v) = header(headers, "x-portkey-cache-ttl")? {
+        if let Some(v) = header(headers, &names::TTL)? {
             d.ttl = Some(seconds("x-portkey-cache-ttl", v)?);
         }
-        if let Some(v) = header(headers, "x-portkey-cache-namespace")? {
+        if let Some(v) = header(headers, &names::NAMESPACE)? {
             if v.is_empty() || v.len() > MAX_NAMESPACE_LEN {
                 return Err(format!(
                     "x-portkey-cache-namespace: 1 to {MAX_NAMESPACE_LEN} characters"
