@@ -35,11 +35,20 @@ pub enum Target {
     Single,
     /// The gateway with `configs/all-layers.json`: every landed layer on.
     All,
+    /// The gateway with `configs/cached.json`: one provider behind the cache; every request
+    /// after the first is a hit (in-memory store).
+    Cached,
 }
 
 impl Target {
     /// Every target, in table order.
-    pub const ALL: [Target; 4] = [Target::Direct, Target::Bare, Target::Single, Target::All];
+    pub const ALL: [Target; 5] = [
+        Target::Direct,
+        Target::Bare,
+        Target::Single,
+        Target::All,
+        Target::Cached,
+    ];
 
     /// The name on the command line.
     pub fn flag(self) -> &'static str {
@@ -48,6 +57,7 @@ impl Target {
             Target::Bare => "bare",
             Target::Single => "single",
             Target::All => "all",
+            Target::Cached => "cached",
         }
     }
 
@@ -58,6 +68,7 @@ impl Target {
             Target::Bare => "bare proxy",
             Target::Single => "gateway (single)",
             Target::All => "gateway (all layers)",
+            Target::Cached => "gateway (cache hits)",
         }
     }
 
@@ -66,6 +77,7 @@ impl Target {
         match self {
             Target::Single => Some("single.json"),
             Target::All => Some("all-layers.json"),
+            Target::Cached => Some("cached.json"),
             Target::Direct | Target::Bare => None,
         }
     }
@@ -85,7 +97,7 @@ pub struct Options {
     pub concurrency: Vec<usize>,
     /// Request kinds (`--modes json,stream`).
     pub modes: Vec<Mode>,
-    /// Targets (`--targets direct,bare,single,all`).
+    /// Targets (`--targets direct,bare,single,all,cached`).
     pub targets: Vec<Target>,
     /// Also write the Markdown here (`--out FILE`).
     pub out: Option<PathBuf>,
@@ -121,7 +133,7 @@ pub const USAGE: &str = "usage: loadgen [options]
   --warmup SECS          warm-up per load, not counted (default 1)
   --concurrency LIST     connections, e.g. 1,32 (default 1,32)
   --modes LIST           json,stream (default both)
-  --targets LIST         direct,bare,single,all (default all four)
+  --targets LIST         direct,bare,single,all,cached (default all five)
   --out FILE             also write the Markdown report to FILE
   --upstream-bin PATH    fake-upstream binary (default: next to loadgen)
   --bare-proxy-bin PATH  bare-proxy binary (default: next to loadgen)
@@ -357,7 +369,7 @@ pub async fn run(
                 .cpus(cpus(&options.cpus_proxy));
                 s.start(&work.path).map(Some)
             }
-            Target::Single | Target::All => {
+            Target::Single | Target::All | Target::Cached => {
                 let name = target.config().expect("a gateway target has a config");
                 let addr = free_addr()?;
                 render_config(
@@ -367,10 +379,10 @@ pub async fn run(
                 )
                 .and_then(|config| {
                     let mut s = Spawn::new(
-                        if target == Target::Single {
-                            "portcullis-single"
-                        } else {
-                            "portcullis-all"
+                        match target {
+                            Target::Single => "portcullis-single",
+                            Target::Cached => "portcullis-cached",
+                            _ => "portcullis-all",
                         },
                         &options.gateway_bin,
                         addr,

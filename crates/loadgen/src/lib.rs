@@ -6,8 +6,10 @@
 //! - `fake-upstream` ([`upstream`]): a fast OpenAI-compatible endpoint, no delay.
 //! - `bare-proxy` ([`proxy`]): the floor for one hop, a pooled hyper pass-through.
 //! - `loadgen` ([`harness`], [`client`], [`report`]): starts the fake upstream, the bare
-//!   proxy and the real `portcullis` binary twice (with `configs/single.json` and
-//!   `configs/all-layers.json`, their `${UPSTREAM_PORT}` filled in), checks each answers,
+//!   proxy and the real `portcullis` binary three times (with `configs/single.json`,
+//!   `configs/all-layers.json` and `configs/cached.json`, their `${UPSTREAM_PORT}` filled
+//!   in; the last puts the cache in front of one provider, so every request after the first
+//!   is a hit), checks each answers,
 //!   then runs every load (non-stream and stream, concurrency 1 and 32 by default; 1 s
 //!   warm-up, 5 s measured) on every target and prints a Markdown section for
 //!   `BENCHMARKS.md`.
