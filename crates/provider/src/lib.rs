@@ -40,6 +40,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod anthropic;
 mod client;
 mod endpoint;
 pub mod mock;

@@ -54,6 +54,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod anthropic;
 pub mod client;
 mod plan;
 pub mod redis;

@@ -1,0 +1,1 @@
+//! The native Anthropic Messages API provider (work in progress).

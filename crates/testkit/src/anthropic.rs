@@ -1,0 +1,1 @@
+//! A fake Anthropic Messages API upstream on loopback (work in progress).
