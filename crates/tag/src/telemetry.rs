@@ -82,6 +82,7 @@ pub(crate) fn request_span<B>(
         http.response.status_code = Empty,
         portcullis.trace_id = trace.as_str(),
         portcullis.target = Empty,
+        portcullis.cache_status = Empty,
         portcullis.attempt_count = Empty,
         portcullis.attempts = Empty,
         portcullis.api_key = Empty,
@@ -227,6 +228,9 @@ impl Pending {
             }
             if let Some(target) = target {
                 span.record("portcullis.target", target.to_string());
+            }
+            if let Some(cache) = facts.and_then(|f| f.cache) {
+                span.record("portcullis.cache_status", cache.as_str());
             }
             match &self.attempts {
                 Some(attempts) => record_attempts(&span, attempts),

@@ -824,6 +824,32 @@ async fn one_span_per_request_with_the_gen_ai_attributes() {
 }
 
 #[tokio::test]
+async fn the_span_carries_the_cache_status() {
+    use portcullis_core::facts::CacheStatus;
+    let spans = spans();
+    let inner = service_fn(|_req: Request<BufferedBody>| async {
+        let mut r = json_answer(JSON_ANSWER);
+        ResponseFacts::get_mut(&mut r).cache = Some(CacheStatus::SemanticHit);
+        Ok::<_, BoxError>(r)
+    });
+    let r = send(
+        TagLayer::new(),
+        inner,
+        post(CHAT, &[("x-portkey-trace-id", "trace-cache")]),
+    )
+    .await;
+    r.into_body().collect().await.unwrap();
+    let closed = spans.closed("trace-cache");
+    assert_eq!(
+        closed[0]
+            .1
+            .get("portcullis.cache_status")
+            .map(String::as_str),
+        Some("SEMANTIC HIT")
+    );
+}
+
+#[tokio::test]
 async fn metadata_values_stay_out_of_spans_unless_allowed() {
     let spans = spans();
     for (layer, trace) in [
