@@ -89,7 +89,8 @@ pub struct Providers {
 pub(crate) fn cache_engine(spec: &CacheServer) -> Result<Arc<CacheEngine>, ConfigError> {
     let mut b = CacheEngine::builder()
         .max_entry_bytes(spec.max_entry_bytes)
-        .store_timeout(spec.timeout);
+        .store_timeout(spec.timeout)
+        .coalesce_wait(spec.coalesce_wait);
     if let Some(t) = spec.semantic_threshold {
         b = b.threshold(t);
     }

@@ -208,6 +208,49 @@ async fn errors_246_and_cut_streams_are_never_stored() {
 }
 
 #[tokio::test]
+async fn answers_past_the_entry_size_limit_pass_uncached() {
+    let upstream = FakeUpstream::start().await;
+    let gw = start(&config(
+        &upstream,
+        SIMPLE,
+        r#""cache": {"max_entry_bytes": 100}"#,
+    ))
+    .await;
+    for body in [CHAT, CHAT_STREAM] {
+        let first = post(gw.addr, CHAT_PATH, &[], body).await;
+        let second = post(gw.addr, CHAT_PATH, &[], body).await;
+        assert_eq!((status(&first), status(&second)), ("MISS", "MISS"));
+        assert_eq!(first.status, 200);
+        assert!(first.body.len() > 100);
+    }
+    assert_eq!(upstream.hits(), 4);
+}
+
+#[tokio::test]
+async fn a_bad_server_cache_section_names_its_path() {
+    for (section, path) in [
+        (r#"{"store": "disk"}"#, "server.cache.store"),
+        (r#"{"store": "redis"}"#, "server.cache.url"),
+        (
+            r#"{"store": "redis", "url": "http://x"}"#,
+            "server.cache.url",
+        ),
+        (r#"{"max_bytes": 0}"#, "server.cache.max_bytes"),
+        (
+            r#"{"semantic_threshold": 1.5}"#,
+            "server.cache.semantic_threshold",
+        ),
+        (r#"{"timeout": 5}"#, "server.cache.timeout"),
+    ] {
+        let text = format!(
+            r#"{{"server": {{"cache": {section}}}, "providers": {{"m": {{"provider": "mock"}}}}}}"#
+        );
+        let err = portcullis_gateway::Config::parse(&text, &|_| None).unwrap_err();
+        assert_eq!(err.path(), path, "{section}: {err}");
+    }
+}
+
+#[tokio::test]
 async fn identical_concurrent_misses_make_one_upstream_call() {
     let upstream = FakeUpstream::start().await;
     upstream.set(Plan::ok().delay(Duration::from_millis(200)));

@@ -4,7 +4,8 @@
 //! "server": {
 //!   "cache": {
 //!     "store": "redis", "url": "${REDIS_URL}",
-//!     "max_entry_bytes": 1048576, "timeout_ms": 100, "semantic_threshold": 0.9
+//!     "max_entry_bytes": 1048576, "timeout_ms": 100, "coalesce_wait_ms": 30000,
+//!     "semantic_threshold": 0.9
 //!   }
 //! }
 //! ```
@@ -66,6 +67,8 @@ pub struct CacheServer {
     pub timeout: Duration,
     /// The semantic threshold (default: the embedder's).
     pub semantic_threshold: Option<f32>,
+    /// How long identical requests wait for the one fetching their answer (default 30 s).
+    pub coalesce_wait: Duration,
 }
 
 impl Default for CacheServer {
@@ -77,6 +80,7 @@ impl Default for CacheServer {
             max_entry_bytes: 1 << 20,
             timeout: Duration::from_millis(100),
             semantic_threshold: None,
+            coalesce_wait: Duration::from_secs(30),
         }
     }
 }
@@ -124,12 +128,15 @@ pub(crate) fn parse_cache_server(v: &Value, path: &str, env: Env<'_>) -> Result<
     if let Some(t) = obj.positive_ms("timeout_ms")? {
         out.timeout = t;
     }
+    if let Some(t) = obj.positive_ms("coalesce_wait_ms")? {
+        out.coalesce_wait = t;
+    }
     if let Some((t, p)) = obj.f64("semantic_threshold")? {
         if !(t > 0.0 && t <= 1.0) {
             return Err(ConfigError::new(p, format!("must be in (0, 1], got {t}")));
         }
         out.semantic_threshold = Some(t as f32);
     }
-    obj.finish(" (expected store, max_bytes, url, prefix, max_entry_bytes, timeout_ms, semantic_threshold)")?;
+    obj.finish(" (expected store, max_bytes, url, prefix, max_entry_bytes, timeout_ms, coalesce_wait_ms, semantic_threshold)")?;
     Ok(out)
 }
