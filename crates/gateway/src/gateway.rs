@@ -22,6 +22,7 @@ use tower_service::Service;
 use crate::build::{CompileLimits, Compiled, Stack, compile};
 use crate::config::{Config, MAX_HEADER_CONFIG_BYTES, Node};
 use crate::header_cache::{self, HeaderConfigCache};
+use crate::slug::Slug;
 
 /// The gateway service: cheap to clone, shared state behind an `Arc`.
 #[derive(Clone)]
@@ -235,91 +236,242 @@ impl Shared {
         ))
     }
 
-    /// The stack for this request: `x-portkey-config`, else `x-portkey-virtual-key`, else the
-    /// file's tree. `caller` is the name of the gateway key the request carries.
-    fn select(&self, headers: &HeaderMap, caller: Option<&str>) -> Result<Stack, Refusal> {
+    /// The provider a request names with `x-portkey-provider` (`NAME` or `@NAME`, text after
+    /// a `/` ignored) or `x-portkey-virtual-key`, checked against the server's providers.
+    fn header_provider<'h>(&self, headers: &'h HeaderMap) -> Result<Option<&'h str>, Refusal> {
         let bad = |msg: String| {
             refuse(
                 StatusCode::BAD_REQUEST,
                 "invalid_request_error",
-                "invalid_config",
+                "invalid_provider",
                 msg,
             )
         };
+        if let Some(v) = headers.get("x-portkey-provider") {
+            let v = v
+                .to_str()
+                .map_err(|_| bad("x-portkey-provider: not visible ASCII".into()))?
+                .trim();
+            let name = v.strip_prefix('@').unwrap_or(v);
+            let name = name.split('/').next().unwrap_or(name);
+            if self.compiled.providers.get(name).is_some() {
+                return Ok(Some(name));
+            }
+            let known = self
+                .compiled
+                .providers
+                .names()
+                .collect::<Vec<_>>()
+                .join(", ");
+            let why = if PROVIDER_KINDS.contains(&name) {
+                format!(
+                    "x-portkey-provider: `{name}` is a provider kind, not a provider of this gateway, and bring-your-own-key is not enabled here: name one of the server's providers ({known})"
+                )
+            } else {
+                format!("x-portkey-provider: unknown provider `{name}` (this gateway has: {known})")
+            };
+            return Err(bad(why));
+        }
+        if let Some(v) = headers.get("x-portkey-virtual-key") {
+            let name = v
+                .to_str()
+                .map_err(|_| bad("x-portkey-virtual-key: not visible ASCII".into()))?;
+            if self.compiled.providers.get(name).is_none() {
+                return Err(bad(format!(
+                    "x-portkey-virtual-key: unknown provider `{name}`"
+                )));
+            }
+            return Ok(Some(name));
+        }
+        Ok(None)
+    }
+
+    /// A client's routing tree, read under the header-config limits and compiled once (kept
+    /// in the bounded cache of compiled trees). `alias` is the exact text it came as (with
+    /// anything else that shaped it), the cache's fast key.
+    fn header_tree(&self, value: &Value, path: &str, alias: &str) -> Result<Stack, Refusal> {
+        let limits = &self.config.server.header_config;
+        let node = Node::parse_header(value, path, &self.config.providers, limits)
+            .map_err(|e| bad_config(e.to_string()))?;
+        self.compile_header_tree(node, alias)
+    }
+
+    fn compile_header_tree(&self, node: Node, alias: &str) -> Result<Stack, Refusal> {
+        let limits = &self.config.server.header_config;
+        let key = header_cache::canonical(&node);
+        if let Some(stack) = self.header_configs.get(&key, alias) {
+            return Ok(stack);
+        }
+        let regex = limits.regex_limits();
+        let compile_limits = CompileLimits {
+            max_attempts: self.config.server.max_attempts,
+            regex,
+        };
+        let stack = compile(&node, &self.compiled.providers, &compile_limits)
+            .map_err(|e| bad_config(e.to_string()))?;
+        let regex_bytes = regex
+            .get_size_limit()
+            .saturating_add(regex.get_dfa_size_limit());
+        let bytes = header_cache::tree_bytes(&node, regex_bytes);
+        self.header_configs.insert(key, alias, stack.clone(), bytes);
+        Ok(stack)
+    }
+
+    /// Whether this caller may shape its routing with headers.
+    fn may_send_config(&self, caller: Option<&str>, header: &str) -> Result<(), Refusal> {
+        let limits = &self.config.server.header_config;
+        if limits.allows(caller) {
+            return Ok(());
+        }
+        let why = if limits.enabled {
+            format!("{header}: this gateway key may not send configs; the server's config applies")
+        } else {
+            format!(
+                "{header}: this gateway takes no configs from clients; the server's config applies"
+            )
+        };
+        Err(refuse(
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            "config_not_allowed",
+            why,
+        ))
+    }
+
+    /// The stack for this request: `x-portkey-config` (with the header's provider injected
+    /// into a root that names none: Portkey's hybrid mode), else `x-portkey-retry` around the
+    /// header's provider or the file's tree, else the provider of `x-portkey-provider` /
+    /// `x-portkey-virtual-key`, else the file's tree. `caller` is the name of the gateway key
+    /// the request carries. `Ok((stack, true))` when the file's tree was chosen (so a model
+    /// slug may still pick a provider).
+    fn select(&self, headers: &HeaderMap, caller: Option<&str>) -> Result<(Stack, bool), Refusal> {
+        if let Err((name, why)) = crate::portkey_headers::check(headers) {
+            return Err(refuse(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "unsupported_header",
+                format!("{name}: {why}"),
+            ));
+        }
+        let provider = self.header_provider(headers)?;
+        let retry = headers.get("x-portkey-retry");
         if let Some(raw) = headers.get("x-portkey-config") {
-            let limits = &self.config.server.header_config;
-            if !limits.allows(caller) {
-                let why = if limits.enabled {
-                    "x-portkey-config: this gateway key may not send configs; the server's config applies"
-                } else {
-                    "x-portkey-config: this gateway takes no configs from clients; the server's config applies"
-                };
-                return Err(refuse(
-                    StatusCode::FORBIDDEN,
-                    "permission_error",
-                    "config_not_allowed",
-                    why,
+            self.may_send_config(caller, "x-portkey-config")?;
+            if retry.is_some() {
+                return Err(bad_config(
+                    "x-portkey-retry: send `retry` inside x-portkey-config when sending both"
+                        .into(),
                 ));
             }
             let raw = raw
                 .to_str()
-                .map_err(|_| bad("x-portkey-config: not visible ASCII".into()))?;
+                .map_err(|_| bad_config("x-portkey-config: not visible ASCII".into()))?;
             if raw.len() > MAX_HEADER_CONFIG_BYTES {
-                return Err(bad(format!(
+                return Err(bad_config(format!(
                     "x-portkey-config: longer than {MAX_HEADER_CONFIG_BYTES} bytes"
                 )));
             }
-            if let Some(stack) = self.header_configs.get_raw(raw) {
-                return Ok(stack);
+            // The provider header can complete the tree: it is part of what the text means.
+            let alias = match provider {
+                None => std::borrow::Cow::Borrowed(raw),
+                Some(p) => std::borrow::Cow::Owned(format!("{p}\0{raw}")),
+            };
+            if let Some(stack) = self.header_configs.get_raw(&alias) {
+                return Ok((stack, false));
             }
-            let trimmed = raw.trim_start();
-            if !trimmed.starts_with('{') {
-                return Err(bad(
+            if !raw.trim_start().starts_with('{') {
+                return Err(bad_config(
                     "x-portkey-config: saved config ids are not supported; send the config as JSON"
                         .into(),
                 ));
             }
-            let value: Value = serde_json::from_str(raw)
-                .map_err(|e| bad(format!("x-portkey-config: not valid JSON: {e}")))?;
-            // Every limit is checked here, before anything of the tree is compiled.
-            let node =
-                Node::parse_header(&value, "x-portkey-config", &self.config.providers, limits)
-                    .map_err(|e| bad(e.to_string()))?;
-            let key = header_cache::canonical(&node);
-            if let Some(stack) = self.header_configs.get(&key, raw) {
-                return Ok(stack);
+            let mut value: Value = serde_json::from_str(raw)
+                .map_err(|e| bad_config(format!("x-portkey-config: not valid JSON: {e}")))?;
+            if let (Some(p), Value::Object(root)) = (provider, &mut value)
+                && !["targets", "virtual_key", "virtualKey", "provider"]
+                    .iter()
+                    .any(|k| root.contains_key(*k))
+            {
+                root.insert("virtual_key".into(), Value::from(p));
             }
-            let regex = limits.regex_limits();
-            let compile_limits = CompileLimits {
-                max_attempts: self.config.server.max_attempts,
-                regex,
-            };
-            let stack = compile(&node, &self.compiled.providers, &compile_limits)
-                .map_err(|e| bad(e.to_string()))?;
-            let regex_bytes = regex
-                .get_size_limit()
-                .saturating_add(regex.get_dfa_size_limit());
-            let bytes = header_cache::tree_bytes(&node, regex_bytes);
-            self.header_configs.insert(key, raw, stack.clone(), bytes);
-            return Ok(stack);
-        }
-        if let Some(name) = header_str(headers, "x-portkey-virtual-key") {
             return self
-                .compiled
-                .providers
-                .get(name)
-                .cloned()
-                .ok_or_else(|| bad(format!("x-portkey-virtual-key: unknown provider `{name}`")));
+                .header_tree(&value, "x-portkey-config", &alias)
+                .map(|s| (s, false));
+        }
+        if let Some(raw) = retry {
+            self.may_send_config(caller, "x-portkey-retry")?;
+            let raw = raw
+                .to_str()
+                .map_err(|_| bad_config("x-portkey-retry: not visible ASCII".into()))?;
+            let alias = format!("retry\0{}\0{raw}", provider.unwrap_or(""));
+            if let Some(stack) = self.header_configs.get_raw(&alias) {
+                return Ok((stack, false));
+            }
+            let value: Value = serde_json::from_str(raw)
+                .map_err(|e| bad_config(format!("x-portkey-retry: not valid JSON: {e}")))?;
+            let limits = &self.config.server.header_config;
+            let spec = crate::config::parse_header_retry(&value, "x-portkey-retry", limits)
+                .map_err(|e| bad_config(e.to_string()))?;
+            // Portkey's hybrid mode: the retry applies to the header's provider, else to the
+            // file's tree (a target's own `retry` still replaces it below).
+            let mut node = match provider {
+                Some(p) => Node::parse_header(
+                    &serde_json::json!({ "virtual_key": p }),
+                    "x-portkey-retry",
+                    &self.config.providers,
+                    limits,
+                )
+                .map_err(|e| bad_config(e.to_string()))?,
+                None => self.config.routing.clone().ok_or_else(|| {
+                    bad_config("x-portkey-retry: the server has no `config` to retry; name a provider with x-portkey-provider".into())
+                })?,
+            };
+            node.retry = Some(spec);
+            let stack = self.compile_header_tree(node, &alias)?;
+            return Ok((stack, false));
+        }
+        if let Some(name) = provider {
+            let stack = self.compiled.providers.get(name).cloned().expect("checked");
+            return Ok((stack, false));
         }
         if headers.contains_key("x-portkey-custom-host") {
-            return Err(bad(
-                "x-portkey-custom-host: custom hosts are not allowed".into()
+            return Err(bad_config(
+                "x-portkey-custom-host: custom hosts are not allowed".into(),
             ));
         }
-        self.compiled.default.clone().ok_or_else(|| {
-            bad("no routing: the server has no `config`; send x-portkey-config or x-portkey-virtual-key".into())
+        self.compiled.default.clone().map(|s| (s, true)).ok_or_else(|| {
+            bad_config("no routing: the server has no `config`; send x-portkey-config, x-portkey-provider or x-portkey-virtual-key".into())
         })
     }
+}
+
+/// Provider kinds clients name in `x-portkey-provider` for bring-your-own-key.
+const PROVIDER_KINDS: [&str; 16] = [
+    "openai",
+    "anthropic",
+    "google",
+    "gemini",
+    "vertex-ai",
+    "azure-openai",
+    "groq",
+    "mistral-ai",
+    "cohere",
+    "together-ai",
+    "perplexity-ai",
+    "deepseek",
+    "bedrock",
+    "ollama",
+    "fireworks-ai",
+    "openrouter",
+];
+
+fn bad_config(msg: String) -> Refusal {
+    refuse(
+        StatusCode::BAD_REQUEST,
+        "invalid_request_error",
+        "invalid_config",
+        msg,
+    )
 }
 
 /// The time the whole request may take: the server's `request_timeout`, or a client's shorter
@@ -430,7 +582,7 @@ where
             let timeout = request_timeout(req.headers(), shared.config.server.request_timeout)?;
             Ok::<_, Refusal>((stack, timeout))
         })();
-        let (stack, timeout) = match prepared {
+        let ((stack, route), timeout) = match prepared {
             Ok(p) => p,
             Err(r) => return answer(*r),
         };
@@ -440,7 +592,13 @@ where
         let mut identity = Caller::default();
         identity.api_key = caller;
         req.extensions_mut().insert(identity);
-        let mut edge = Edge::new(shared.tag.layer(stack), shared.config.server.body_limit);
+        let slug = Slug {
+            inner: shared.tag.layer(stack),
+            route,
+            providers: shared.compiled.providers.clone(),
+            tag: shared.tag.clone(),
+        };
+        let mut edge = Edge::new(slug, shared.config.server.body_limit);
         Box::pin(async move {
             // Not `oneshot`: holding a `Oneshot<Edge<_>, _>` across an await trips
             // rust-lang/rust#102211 when the future must be `Send`.

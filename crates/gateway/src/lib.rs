@@ -27,7 +27,9 @@ pub mod build;
 pub mod config;
 mod gateway;
 mod header_cache;
+mod portkey_headers;
 pub mod server;
+mod slug;
 
 pub use self::config::{Config, ConfigError};
 pub use self::gateway::Gateway;

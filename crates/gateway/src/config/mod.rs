@@ -37,6 +37,7 @@ pub use self::limits::{
 };
 pub use self::reader::ConfigError;
 use self::reader::{Env, Obj, Result, join, type_name};
+pub(crate) use self::tree::parse_header_retry;
 pub use self::tree::{Balancer, BreakerSpec, Mode, Node, NodeKind, Origin, RetrySpec, StickyKey};
 pub use portcullis_cache::{CacheSettings, Mode as CacheMode};
 

@@ -678,6 +678,16 @@ fn sticky_key(key: &str, path: &str) -> Result<StickyKey> {
     }
 }
 
+/// Reads a `retry` object sent on its own (langroid's `x-portkey-retry` header) under a header
+/// config's limits.
+pub(crate) fn parse_header_retry(
+    v: &Value,
+    path: &str,
+    limits: &HeaderConfigLimits,
+) -> Result<RetrySpec> {
+    parse_retry(v, path, limits.max_retry_attempts)
+}
+
 fn parse_retry(v: &Value, path: &str, max_attempts: u32) -> Result<RetrySpec> {
     let mut obj = Obj::new(v, path)?;
     let attempts = obj.range("attempts", 0..=u64::from(max_attempts))?;
