@@ -1,9 +1,9 @@
 //! # Portcullis
 //!
 //! Tower middleware for LLM traffic: retries, fallbacks, circuit breaking, weighted load
-//! balancing, conditional routing, metadata tagging and caching (exact and semantic), in
-//! front of LLM providers, in any hyper or axum server. Guardrails and budgets come next;
-//! they are not here yet.
+//! balancing, conditional routing, metadata tagging, caching (exact and semantic), and
+//! budgets and rate limits, in front of LLM providers, in any hyper or axum server.
+//! Guardrails come next; they are not here yet.
 //!
 //! This umbrella crate re-exports the workspace's crates, one feature each:
 //!
@@ -18,7 +18,8 @@
 //! | `balance` | `portcullis-balance` | weighted, sticky, least-in-flight, peak-EWMA balancing |
 //! | `route` | `portcullis-route` | conditional routing in Portkey's condition language |
 //! | `cache` | `portcullis-cache` | response cache: exact and semantic, in memory (or Redis with `redis`), per tenant |
-//! | next | | guardrail hooks, cost and token budgets: not yet |
+//! | `budget` | `portcullis-budget` | cost and token budgets and rate limits: reserve before, settle after, never overspend; in memory (or Redis with `redis`) |
+//! | next | | guardrail hooks: not yet |
 //!
 //! Integrations turn on a part of a layer that is on, never a layer by themselves:
 //!
@@ -27,7 +28,7 @@
 //! | `rustls` (default) | `provider` | TLS for `https://` providers: rustls, ring, webpki roots. Without it an `https://` base URL is a build error |
 //! | `prometheus` | `tag` | `tag::Prometheus`: a `metrics` recorder rendered for `GET /metrics` |
 //! | `otlp` | `tag` | `tag::otlp`: request spans exported over OTLP/HTTP |
-//! | `redis` | `cache` | `cache::store::RedisStore`: one cache for every replica |
+//! | `redis` | `cache`, `budget` | the Redis stores: one cache, one ledger for every replica |
 //!
 //! `default` is `provider` and `rustls`; `full` turns every layer on, with `rustls`,
 //! `prometheus` and `redis` (not `otlp`). Without TLS: `default-features = false, features =
@@ -231,6 +232,12 @@ pub mod fallback {
 #[cfg(feature = "tag")]
 pub mod tag {
     pub use portcullis_tag::*;
+}
+
+/// Budgets and rate limits ([`portcullis-budget`](portcullis_budget)).
+#[cfg(feature = "budget")]
+pub mod budget {
+    pub use portcullis_budget::*;
 }
 
 /// The response cache, exact and semantic ([`portcullis-cache`](portcullis_cache)).

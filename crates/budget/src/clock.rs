@@ -1,0 +1,240 @@
+//! [`Clock`]: unix time for calendar windows, moved by tokio's clock; and the UTC calendar
+//! arithmetic the windows need (day, ISO week, month), written out with no date library.
+//!
+//! ```
+//! use portcullis_budget::clock::{self, Clock};
+//! use std::time::Duration;
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+//! // 2025-03-15T12:00:00Z, a Saturday.
+//! let clock = Clock::starting_at(Duration::from_secs(1_742_040_000));
+//! tokio::time::advance(Duration::from_secs(60)).await;
+//! let now = clock.now().as_secs();
+//! assert_eq!(now, 1_742_040_060);
+//! assert_eq!(clock::format_utc(clock::day_start(now)), "2025-03-15T00:00:00Z");
+//! assert_eq!(clock::format_utc(clock::week_start(now, clock::Weekday::Monday)), "2025-03-10T00:00:00Z");
+//! assert_eq!(clock::format_utc(clock::month_start(now)), "2025-03-01T00:00:00Z");
+//! assert_eq!(clock::format_utc(clock::next_month_start(now)), "2025-04-01T00:00:00Z");
+//! # }
+//! ```
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
+
+/// Seconds in a day.
+pub const DAY: u64 = 86_400;
+
+/// Unix time, read from a wall-clock reading taken once and tokio's monotonic clock since.
+///
+/// The layer never reads `std::time::Instant` or the system clock per request: it adds the
+/// [`tokio::time::Instant`] elapsed since the anchor to the anchor's unix time. So a test
+/// that pauses tokio's clock moves the calendar with `tokio::time::advance`, and a system
+/// clock stepped backwards by NTP never moves a window back. Copies share the anchor.
+#[derive(Clone, Copy)]
+pub struct Clock {
+    anchor: Duration,
+    start: Instant,
+}
+
+impl Clock {
+    /// A clock anchored at the system's unix time now.
+    pub fn system() -> Self {
+        let anchor = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        Self::starting_at(anchor)
+    }
+
+    /// A clock that reads `unix` (time since 1970-01-01T00:00:00Z) now, and moves with
+    /// tokio's clock from here on: for tests and for replaying a day.
+    pub fn starting_at(unix: Duration) -> Self {
+        Self {
+            anchor: unix,
+            start: Instant::now(),
+        }
+    }
+
+    /// Time since the unix epoch.
+    pub fn now(&self) -> Duration {
+        self.anchor + self.start.elapsed()
+    }
+
+    /// Microseconds since the unix epoch.
+    pub fn now_micros(&self) -> u64 {
+        u64::try_from(self.now().as_micros()).unwrap_or(u64::MAX)
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::system()
+    }
+}
+
+impl fmt::Debug for Clock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Clock")
+            .field(&format_utc(self.now().as_secs()))
+            .finish()
+    }
+}
+
+/// The day a week starts on, for weekly windows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Weekday {
+    /// ISO 8601: weeks start on Monday 00:00 UTC (the default).
+    #[default]
+    Monday,
+    /// Weeks start on Sunday 00:00 UTC (what Portkey's docs describe).
+    Sunday,
+}
+
+/// Days since 1970-01-01 of the civil date `y-m-d` (proleptic Gregorian calendar).
+///
+/// The era arithmetic: years are counted from March, so the leap day ends a year; a
+/// 400-year era has exactly 146,097 days.
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400); // [0, 399]
+    let m = i64::from(m);
+    let mp = if m > 2 { m - 3 } else { m + 9 }; // March = 0
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1; // [0, 365]
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy; // [0, 146096]
+    era * 146_097 + doe - 719_468
+}
+
+/// The civil date `(year, month, day)` of a count of days since 1970-01-01.
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097); // [0, 146096]
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
+    let mp = (5 * doy + 2) / 153; // [0, 11], March = 0
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// The start of the UTC day holding `secs` (unix seconds).
+pub fn day_start(secs: u64) -> u64 {
+    secs - secs % DAY
+}
+
+/// The start of the week holding `secs`, weeks starting on `first`.
+pub fn week_start(secs: u64, first: Weekday) -> u64 {
+    let days = secs / DAY;
+    // 1970-01-01 was a Thursday: Monday-based weekday 3, Sunday-based 4.
+    let offset = match first {
+        Weekday::Monday => 3,
+        Weekday::Sunday => 4,
+    };
+    let since_first = (days + offset) % 7;
+    (days.saturating_sub(since_first)) * DAY
+}
+
+/// The start of the UTC calendar month holding `secs`.
+pub fn month_start(secs: u64) -> u64 {
+    let (y, m, _) = civil_from_days((secs / DAY) as i64);
+    days_from_civil(y, m, 1).max(0) as u64 * DAY
+}
+
+/// The start of the UTC calendar month after the one holding `secs`.
+pub fn next_month_start(secs: u64) -> u64 {
+    let (y, m, _) = civil_from_days((secs / DAY) as i64);
+    let (y, m) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+    days_from_civil(y, m, 1).max(0) as u64 * DAY
+}
+
+/// `secs` as an RFC 3339 UTC timestamp, e.g. `2025-03-01T00:00:00Z`.
+pub fn format_utc(secs: u64) -> String {
+    let (y, m, d) = civil_from_days((secs / DAY) as i64);
+    let rest = secs % DAY;
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(y: i64, m: u32, d: u32, h: u64) -> u64 {
+        days_from_civil(y, m, d) as u64 * DAY + h * 3600
+    }
+
+    #[test]
+    fn civil_round_trips_over_four_centuries() {
+        for days in -800_000..800_000i64 {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days, "{y}-{m}-{d}");
+        }
+    }
+
+    #[test]
+    fn known_dates() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
+        assert_eq!(format_utc(1_709_164_800), "2024-02-29T00:00:00Z");
+        assert_eq!(format_utc(0), "1970-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn days_weeks_and_months_start_where_the_calendar_says() {
+        let t = at(2024, 2, 29, 13) + 59; // a Thursday in a leap February
+        assert_eq!(day_start(t), at(2024, 2, 29, 0));
+        assert_eq!(week_start(t, Weekday::Monday), at(2024, 2, 26, 0));
+        assert_eq!(week_start(t, Weekday::Sunday), at(2024, 2, 25, 0));
+        assert_eq!(month_start(t), at(2024, 2, 1, 0));
+        assert_eq!(next_month_start(t), at(2024, 3, 1, 0));
+        // December rolls into January of the next year.
+        let dec = at(2024, 12, 31, 23);
+        assert_eq!(month_start(dec), at(2024, 12, 1, 0));
+        assert_eq!(next_month_start(dec), at(2025, 1, 1, 0));
+        // A Monday is its own week start; a Sunday belongs to the week before (ISO).
+        assert_eq!(
+            week_start(at(2025, 3, 10, 0), Weekday::Monday),
+            at(2025, 3, 10, 0)
+        );
+        assert_eq!(
+            week_start(at(2025, 3, 16, 23), Weekday::Monday),
+            at(2025, 3, 10, 0)
+        );
+        assert_eq!(
+            week_start(at(2025, 3, 16, 23), Weekday::Sunday),
+            at(2025, 3, 16, 0)
+        );
+    }
+
+    #[test]
+    fn every_day_of_a_year_lands_in_its_week_and_month() {
+        let start = days_from_civil(2023, 1, 1);
+        for day in start..start + 800 {
+            let t = day as u64 * DAY + 12_345;
+            let (y, m, d) = civil_from_days(day);
+            let ws = week_start(t, Weekday::Monday);
+            assert!(ws <= t && t - ws < 7 * DAY);
+            // The week start is a Monday (1970-01-05 was one).
+            assert_eq!((ws / DAY + 3) % 7, 0);
+            assert_eq!(month_start(t), days_from_civil(y, m, 1) as u64 * DAY);
+            assert!(next_month_start(t) > t);
+            assert_eq!(civil_from_days((next_month_start(t) / DAY) as i64).2, 1);
+            assert_eq!(format_utc(t)[..10], format!("{y:04}-{m:02}-{d:02}"));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn paused_time_moves_the_clock() {
+        let clock = Clock::starting_at(Duration::from_secs(at(2025, 1, 31, 23)));
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        assert_eq!(clock.now().as_secs(), at(2025, 2, 1, 0));
+    }
+}
