@@ -179,5 +179,5 @@ pub use self::policy::{
 pub use self::price::{Price, PriceTable};
 pub use self::service::Budget;
 #[cfg(feature = "redis")]
-pub use self::store::RedisStore;
+pub use self::store::{AnyStore, RedisStore};
 pub use self::store::{LimitStore, MemoryStore};

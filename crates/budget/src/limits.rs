@@ -271,6 +271,10 @@ impl<St> Limits<St> {
         extensions: &'a Extensions,
         view: Option<&'a RequestView>,
     ) -> &'a str {
+        // Known for certain where a leaf set it; otherwise read from what the client named.
+        if let Some(p) = extensions.get::<portcullis_core::context::ProviderName>() {
+            return &p.0;
+        }
         if let Some(model) = view.and_then(RequestView::model)
             && let Some(rest) = model.strip_prefix('@')
             && let Some((provider, _)) = rest.split_once('/')

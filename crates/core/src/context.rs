@@ -107,6 +107,11 @@ impl Metadata {
     }
 }
 
+/// The provider a request is on its way to: set by whoever knows it before the provider is
+/// called (a gateway's leaf), for the layers in between (budgets scoped per provider).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ProviderName(pub Arc<str>);
+
 /// Who is calling, recorded once for every layer to use (budgets, cache namespaces, limits).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]

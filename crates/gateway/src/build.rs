@@ -21,6 +21,7 @@ use std::time::Duration;
 use http::{Request, Response};
 use portcullis_balance::{Balance, PeakEwma, Sticky, Strategy, Target};
 use portcullis_breaker::{BreakerPolicy, CircuitBreakerLayer};
+use portcullis_budget::{AnyStore, BudgetLayer, LimitsConfig, Policy, PriceTable};
 use portcullis_cache::store::{MemoryStore, RedisStore};
 use portcullis_cache::{CacheEngine, CacheSettings};
 use portcullis_core::{
@@ -37,8 +38,8 @@ use tower::util::{BoxCloneSyncService, Either};
 use tower::{Layer, ServiceBuilder, ServiceExt};
 
 use crate::config::{
-    Balancer, BreakerSpec, CacheServer, CacheStore, Config, ConfigError, MockSpec, Mode, Node,
-    NodeKind, OpenAiSpec, ProviderKind, RetrySpec, StickyKey,
+    Balancer, BreakerSpec, CacheServer, CacheStore, Config, ConfigError, LimitsStore, MockSpec,
+    Mode, Node, NodeKind, OpenAiSpec, ProviderKind, RetrySpec, StickyKey,
 };
 
 /// A compiled stack: any tree of layers over providers, behind one type.
@@ -83,6 +84,88 @@ pub struct Providers {
     /// calls it (with a cache that only `x-portkey-cache` turns on).
     services: BTreeMap<String, (Upstream, Stack)>,
     cache: Arc<CacheEngine>,
+    /// The providers' own limits, enforced at each leaf that calls one (`None`: no provider
+    /// has any).
+    leaf_limits: Option<BudgetLayer<AnyStore>>,
+    /// The providers that have limits.
+    limited: std::collections::BTreeSet<String>,
+}
+
+/// The limits of a config: the per-request policies (`server.limits` and the gateway keys'),
+/// and the providers' (enforced at their leaves), over one store.
+#[derive(Clone, Debug, Default)]
+pub struct Budgets {
+    /// Per request, before routing (`None`: no such policy).
+    pub request: Option<BudgetLayer<AnyStore>>,
+    /// At the leaves.
+    pub leaf: Option<BudgetLayer<AnyStore>>,
+}
+
+impl Budgets {
+    /// Builds the limits of `config` over the store of `server.limits_store`.
+    pub fn build(config: &Config) -> Result<Self, ConfigError> {
+        let server = &config.server;
+        let request: Vec<Policy> = server
+            .limits
+            .policies
+            .iter()
+            .chain(&server.api_key_limits)
+            .cloned()
+            .collect();
+        let leaf: Vec<Policy> = config
+            .providers
+            .values()
+            .filter_map(|p| p.limits.clone())
+            .collect();
+        if request.is_empty() && leaf.is_empty() {
+            return Ok(Self::default());
+        }
+        let store = match &server.limits.store {
+            LimitsStore::Memory => AnyStore::Memory(portcullis_budget::MemoryStore::new()),
+            LimitsStore::Redis {
+                url,
+                prefix,
+                timeout,
+            } => AnyStore::Redis(
+                portcullis_budget::RedisStore::builder(url.clone())
+                    .prefix(prefix.clone())
+                    .deadline(*timeout)
+                    .build()
+                    .map_err(|e| ConfigError::new("server.limits_store.url", e.to_string()))?,
+            ),
+        };
+        let mut prices = PriceTable::builtin();
+        for (name, provider) in &config.providers {
+            if let Some(p) = &provider.prices {
+                let mut by_provider = Map::new();
+                by_provider.insert(name.clone(), p.clone());
+                prices
+                    .extend_from_json(&Value::Object(by_provider))
+                    .map_err(|e| ConfigError::from_build(&format!("providers.{name}.prices"), e))?;
+            }
+        }
+        let layer = |policies: Vec<Policy>, path: &str| {
+            if policies.is_empty() {
+                return Ok(None);
+            }
+            let mut limits = LimitsConfig::default();
+            limits.policies = policies;
+            limits.prices = prices.clone();
+            limits.unpriced = server.limits.unpriced;
+            (limits.budgets_on_store_error, limits.rates_on_store_error) =
+                server.limits.on_store_error;
+            BudgetLayer::builder()
+                .config(limits)
+                .store(store.clone())
+                .build()
+                .map(Some)
+                .map_err(|e| ConfigError::from_build(path, e))
+        };
+        Ok(Self {
+            request: layer(request, "server.limits")?,
+            leaf: layer(leaf, "providers")?,
+        })
+    }
 }
 
 /// The cache engine of `server.cache`.
@@ -108,8 +191,14 @@ pub(crate) fn cache_engine(spec: &CacheServer) -> Result<Arc<CacheEngine>, Confi
 impl Providers {
     /// Builds the providers of `config` (one pooled client shared by all that use the default
     /// connect timeout) and the cache engine.
-    pub fn build(config: &Config) -> Result<Self, ConfigError> {
+    pub fn build(config: &Config, budgets: &Budgets) -> Result<Self, ConfigError> {
         let cache = cache_engine(&config.server.cache)?;
+        let limited = config
+            .providers
+            .values()
+            .filter(|p| p.limits.is_some())
+            .map(|p| p.name.clone())
+            .collect();
         let client = HttpClient::new();
         let mut services = BTreeMap::new();
         for (name, provider) in &config.providers {
@@ -126,7 +215,12 @@ impl Providers {
             let boxed = BoxCloneSyncService::new(cache.layer(None, name).layer(upstream.clone()));
             services.insert(name.clone(), (upstream, boxed));
         }
-        Ok(Self { services, cache })
+        Ok(Self {
+            services,
+            cache,
+            leaf_limits: budgets.leaf.clone(),
+            limited,
+        })
     }
 
     /// The cache engine every leaf shares.
@@ -245,7 +339,19 @@ fn compile_node(
                     ConfigError::new(&node.path, format!("unknown provider `{provider}`"))
                 })?
                 .clone();
-            leaf(service, provider, node, &inherited, &providers.cache)
+            let limits = providers
+                .limited
+                .contains(provider)
+                .then(|| providers.leaf_limits.clone())
+                .flatten();
+            leaf(
+                service,
+                provider,
+                node,
+                &inherited,
+                &providers.cache,
+                limits,
+            )
         }
         NodeKind::Group {
             mode,
@@ -379,6 +485,7 @@ fn leaf(
     node: &Node,
     inherited: &Inherited,
     cache: &Arc<CacheEngine>,
+    limits: Option<BudgetLayer<AnyStore>>,
 ) -> Result<Stack, ConfigError> {
     let params =
         (!inherited.params.is_empty()).then(|| OverrideParamsLayer::new(inherited.params.clone()));
@@ -396,6 +503,17 @@ fn leaf(
         .option_layer(params)
         // Always present: a request may turn it on with `x-portkey-cache`.
         .layer(cache.layer(inherited.cache, name))
+        // The provider's own limits: after the cache (a hit spends nothing), once per call of
+        // this leaf (its retries are one call: a refusal of ours is never retried).
+        .option_layer(limits.map(|l| {
+            let provider = portcullis_core::context::ProviderName(Arc::from(name));
+            tower::ServiceBuilder::new()
+                .map_request(move |mut req: Request<BufferedBody>| {
+                    req.extensions_mut().insert(provider.clone());
+                    req
+                })
+                .layer(l)
+        }))
         .option_layer(breaker)
         .option_layer(retry)
         // Innermost, so that every call that would reach the provider, and only those, spends.
@@ -460,12 +578,15 @@ pub struct Compiled {
     pub providers: Arc<Providers>,
     /// The file's routing tree, compiled.
     pub default: Option<Stack>,
+    /// The limits.
+    pub budgets: Budgets,
 }
 
 impl Compiled {
     /// Builds the providers and the file's tree.
     pub fn new(config: &Config) -> Result<Self, ConfigError> {
-        let providers = Arc::new(Providers::build(config)?);
+        let budgets = Budgets::build(config)?;
+        let providers = Arc::new(Providers::build(config, &budgets)?);
         let limits = CompileLimits {
             max_attempts: config.server.max_attempts,
             regex: RegexLimits::default(),
@@ -475,6 +596,10 @@ impl Compiled {
             .as_ref()
             .map(|node| compile(node, &providers, &limits))
             .transpose()?;
-        Ok(Self { providers, default })
+        Ok(Self {
+            providers,
+            default,
+            budgets,
+        })
     }
 }

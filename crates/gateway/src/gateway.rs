@@ -40,6 +40,8 @@ struct Shared {
     models: Bytes,
     tag: TagLayer,
     prometheus: Option<Prometheus>,
+    /// The digest of `server.admin_token`.
+    admin: Option<KeyDigest>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -86,6 +88,11 @@ impl Gateway {
             tag = tag.log_metadata_key(key.clone());
         }
         let header_configs = HeaderConfigCache::new(config.server.header_config.cache_bytes);
+        let admin = config
+            .server
+            .admin_token
+            .as_ref()
+            .map(|t| key_digest(t.as_bytes()));
         Ok(Self {
             shared: Arc::new(Shared {
                 config,
@@ -95,6 +102,7 @@ impl Gateway {
                 models,
                 tag,
                 prometheus,
+                admin,
             }),
         })
     }
@@ -338,6 +346,29 @@ impl Shared {
         ))
     }
 
+    /// `Authorization: Bearer <server.admin_token>`: 404 when no token is configured (the
+    /// endpoint is off), 401 for a missing or wrong one.
+    fn authorize_admin(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+        let Some(admin) = &self.admin else {
+            return Err(refuse(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "unknown_endpoint",
+                "GET /v1/limits is off: set server.admin_token to turn it on",
+            ));
+        };
+        let presented = header_str(headers, "authorization").and_then(bearer_token);
+        match presented {
+            Some(token) if constant_time_eq(&key_digest(token.as_bytes()), admin) => Ok(()),
+            _ => Err(refuse(
+                StatusCode::UNAUTHORIZED,
+                "authentication_error",
+                "invalid_admin_token",
+                "GET /v1/limits needs the admin token (Authorization: Bearer)",
+            )),
+        }
+    }
+
     /// The stack for this request: `x-portkey-config` (with the header's provider injected
     /// into a root that names none: Portkey's hybrid mode), else `x-portkey-retry` around the
     /// header's provider or the file's tree, else the provider of `x-portkey-provider` /
@@ -499,6 +530,42 @@ fn request_timeout(
     }
 }
 
+/// `GET /v1/limits`: every scope's usage, remaining and reset time, per request limits and
+/// per provider.
+async fn limits_document(shared: Arc<Shared>) -> Result<Response<Body>, Infallible> {
+    let budgets = &shared.compiled.budgets;
+    let mut scopes = Vec::new();
+    let mut taken_at = Value::Null;
+    for (level, layer) in [("request", &budgets.request), ("provider", &budgets.leaf)] {
+        let Some(layer) = layer else { continue };
+        match layer.snapshot().await {
+            Ok(snapshot) => {
+                let mut doc = snapshot.to_json();
+                taken_at = doc["taken_at"].take();
+                if let Value::Array(list) = doc["scopes"].take() {
+                    for mut scope in list {
+                        scope["level"] = Value::from(level);
+                        scopes.push(scope);
+                    }
+                }
+            }
+            Err(e) => {
+                return Ok(*refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "api_error",
+                    "limit_store_unavailable",
+                    format!("the limits store did not answer: {e}"),
+                ));
+            }
+        }
+    }
+    let doc = serde_json::json!({"object": "list", "taken_at": taken_at, "data": scopes});
+    Ok(json_response(
+        StatusCode::OK,
+        serde_json::to_vec(&doc).expect("JSON serialises").into(),
+    ))
+}
+
 /// The endpoints that go through a stack.
 fn is_llm_endpoint(path: &str) -> bool {
     matches!(
@@ -548,6 +615,12 @@ where
                     ),
                 });
             }
+            (&Method::GET, "/v1/limits") => {
+                return match shared.authorize_admin(req.headers()) {
+                    Err(r) => answer(*r),
+                    Ok(()) => Box::pin(limits_document(shared)),
+                };
+            }
             (&Method::GET, "/v1/models") => {
                 if let Err(r) = shared.authenticate(req.headers()) {
                     return answer(*r);
@@ -592,8 +665,14 @@ where
         let mut identity = Caller::default();
         identity.api_key = caller;
         req.extensions_mut().insert(identity);
+        let budget = shared.compiled.budgets.request.clone();
+        let stack = match &budget {
+            Some(b) => Stack::new(b.layer(stack)),
+            None => stack,
+        };
         let slug = Slug {
             inner: shared.tag.layer(stack),
+            budget,
             route,
             providers: shared.compiled.providers.clone(),
             tag: shared.tag.clone(),

@@ -19,6 +19,8 @@ use tower::util::ServiceExt;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use portcullis_budget::{AnyStore, BudgetLayer};
+
 use crate::build::{Providers, Stack};
 
 /// Reads the slug and chooses the service: `inner` (what the headers chose), or, when
@@ -29,6 +31,8 @@ pub(crate) struct Slug {
     pub(crate) route: bool,
     pub(crate) providers: Arc<Providers>,
     pub(crate) tag: TagLayer,
+    /// The per-request limits, put around a provider the slug chose as around `inner`.
+    pub(crate) budget: Option<BudgetLayer<AnyStore>>,
 }
 
 type BoxFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, BoxError>> + Send>>;
@@ -98,7 +102,10 @@ impl Service<Request<BufferedBody>> for Slug {
                 "model: `@{model}` names a provider but no model (expected `@PROVIDER/MODEL`)"
             ));
         };
-        let Some(provider) = self.providers.get(name).map(|p| self.tag.layer(p.clone())) else {
+        let Some(provider) = self.providers.get(name).map(|p| match &self.budget {
+            Some(b) => self.tag.layer(Stack::new(b.layer(p.clone()))),
+            None => self.tag.layer(p.clone()),
+        }) else {
             return answer(format!("model: unknown provider `@{name}`"));
         };
         let mut params = Map::new();

@@ -451,6 +451,63 @@ pub(crate) fn rate_refusal(value: u64, period_secs: u64, level: f64, amount: u64
     standing
 }
 
+/// The memory store or the Redis store, chosen at run time (a gateway reading its config):
+/// one type for every layer that shares it.
+#[cfg(feature = "redis")]
+#[derive(Clone)]
+pub enum AnyStore {
+    /// In this process.
+    Memory(MemoryStore),
+    /// In Redis, shared by every replica.
+    Redis(RedisStore),
+}
+
+#[cfg(feature = "redis")]
+impl fmt::Debug for AnyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Memory(_) => f.write_str("AnyStore::Memory"),
+            Self::Redis(_) => f.write_str("AnyStore::Redis"),
+        }
+    }
+}
+
+#[cfg(feature = "redis")]
+impl LimitStore for AnyStore {
+    type Future = BoxFuture<'static, Result<Verdict, StoreError>>;
+
+    fn reserve(&self, reservation: &Arc<Reservation>) -> Reserve<Self::Future> {
+        match self {
+            Self::Memory(s) => match s.reserve(reservation) {
+                Reserve::Ready(v) => Reserve::Ready(v),
+                Reserve::Pending(f) => Reserve::Pending(Box::pin(f)),
+            },
+            Self::Redis(s) => s.reserve(reservation),
+        }
+    }
+
+    fn settle(&self, reservation: &Arc<Reservation>, actual: &[u64]) {
+        match self {
+            Self::Memory(s) => s.settle(reservation, actual),
+            Self::Redis(s) => s.settle(reservation, actual),
+        }
+    }
+
+    fn entries(&self) -> BoxFuture<'_, Result<Vec<Entry>, StoreError>> {
+        match self {
+            Self::Memory(s) => s.entries(),
+            Self::Redis(s) => s.entries(),
+        }
+    }
+
+    fn is_shared(&self) -> bool {
+        match self {
+            Self::Memory(s) => s.is_shared(),
+            Self::Redis(s) => s.is_shared(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,6 +20,7 @@
 //! }
 //! ```
 
+mod budget;
 mod cache;
 mod limits;
 mod reader;
@@ -31,6 +32,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+pub use self::budget::{LimitsServer, LimitsStore};
 pub use self::cache::{CacheServer, CacheStore};
 pub use self::limits::{
     DEFAULT_MAX_ATTEMPTS, DEFAULT_REQUEST_TIMEOUT, HeaderConfigLimits, MAX_HEADER_CONFIG_BYTES,
@@ -103,6 +105,13 @@ pub struct Server {
     pub header_config: HeaderConfigLimits,
     /// Where the cache keeps entries (default: 64 MiB in memory).
     pub cache: CacheServer,
+    /// The gateway keys' own `usage_limits` and `rate_limits`, one policy per key.
+    pub api_key_limits: Vec<portcullis_budget::Policy>,
+    /// `server.limits`, `limits_store`, `unpriced_models`.
+    pub limits: LimitsServer,
+    /// The token of `GET /v1/limits` (as `Authorization: Bearer`); without one, the endpoint
+    /// is off.
+    pub admin_token: Option<String>,
 }
 
 /// The default of [`Server::shutdown_timeout`].
@@ -128,6 +137,11 @@ pub struct Provider {
     pub kind: ProviderKind,
     /// Models it serves, for `GET /v1/models`.
     pub models: Vec<String>,
+    /// Its `usage_limits` and `rate_limits`, as a policy named `provider:NAME`.
+    pub limits: Option<portcullis_budget::Policy>,
+    /// Its `prices`: model -> `{"input", "output", "cached_input"}` in USD per million
+    /// tokens, over the built-in table.
+    pub prices: Option<Value>,
 }
 
 /// Provider kinds.
@@ -295,6 +309,9 @@ impl Default for Server {
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             header_config: HeaderConfigLimits::default(),
             cache: CacheServer::default(),
+            api_key_limits: Vec::new(),
+            limits: LimitsServer::default(),
+            admin_token: None,
         }
     }
 }
@@ -306,7 +323,7 @@ type ServerKey = fn(&mut Obj<'_>, &str, &mut Server, Env<'_>) -> Result<()>;
 /// the rows above it read (`header_config` names `api_keys`). A new server setting (a cache's
 /// or a budget's store, a `limits` section) drops in as a row, and the unknown-key hint
 /// follows.
-const SERVER_KEYS: [(&str, ServerKey); 16] = [
+const SERVER_KEYS: [(&str, ServerKey); 20] = [
     ("listen", |obj, key, s, _| {
         set(
             obj.str(key)?.map(|(a, p)| listen(a, &p)).transpose()?,
@@ -318,7 +335,7 @@ const SERVER_KEYS: [(&str, ServerKey); 16] = [
         set(n.map(saturating_usize), &mut s.body_limit)
     }),
     ("api_keys", |obj, key, s, env| {
-        s.api_keys = api_keys(obj, key, env)?;
+        (s.api_keys, s.api_key_limits) = api_keys(obj, key, env)?;
         Ok(())
     }),
     ("shutdown_timeout_ms", |obj, key, s, _| {
@@ -374,6 +391,27 @@ const SERVER_KEYS: [(&str, ServerKey); 16] = [
         let cache = obj.section(key, |v, p| cache::parse_cache_server(v, p, env))?;
         set(cache, &mut s.cache)
     }),
+    ("limits", |obj, key, s, _| {
+        let policies = obj.section(key, budget::parse_policies)?;
+        set(policies, &mut s.limits.policies)
+    }),
+    ("limits_store", |obj, key, s, env| {
+        if let Some((store, on_error)) = obj.section(key, |v, p| budget::parse_store(v, p, env))? {
+            s.limits.store = store;
+            s.limits.on_store_error = on_error;
+        }
+        Ok(())
+    }),
+    ("unpriced_models", |obj, key, s, _| {
+        let unpriced = obj.str(key)?.map(|(v, p)| budget::parse_unpriced(v, &p));
+        set(unpriced.transpose()?, &mut s.limits.unpriced)
+    }),
+    ("admin_token", |obj, key, s, env| {
+        let token = obj
+            .str(key)?
+            .map(|(v, p)| budget::parse_admin_token(v, &p, env));
+        set(token.transpose()?.map(Some), &mut s.admin_token)
+    }),
 ];
 
 /// Sets `into` to what a key gave, if it gave anything.
@@ -408,30 +446,58 @@ fn listen(address: &str, path: &str) -> Result<SocketAddr> {
     })
 }
 
-/// `server.api_keys`: name -> key, each key at least 8 characters.
-fn api_keys(obj: &mut Obj<'_>, key: &str, env: Env<'_>) -> Result<Vec<(String, String)>> {
+/// `server.api_keys`: name -> key, each key at least 8 characters; or name -> `{"key",
+/// "usage_limits", "rate_limits"}`, the key's own limits (a policy named `api_key:NAME`).
+fn api_keys(
+    obj: &mut Obj<'_>,
+    key: &str,
+    env: Env<'_>,
+) -> Result<(Vec<(String, String)>, Vec<portcullis_budget::Policy>)> {
     let Some((map, path)) = obj.object(key)? else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     };
-    map.iter()
-        .map(|(name, key)| {
-            let key_path = join(&path, name);
-            let Value::String(key) = key else {
+    let mut keys = Vec::with_capacity(map.len());
+    let mut policies = Vec::new();
+    for (name, value) in map {
+        let key_path = join(&path, name);
+        let (key, key_path) = match value {
+            Value::String(key) => (key.as_str(), key_path),
+            Value::Object(_) => {
+                let mut entry = Obj::new(value, &key_path)?;
+                let (key, kpath) = entry.str("key")?.ok_or_else(|| {
+                    ConfigError::new(join(&key_path, "key"), "missing (the key itself)")
+                })?;
+                if let Some(policy) = budget::owner_policy(
+                    &mut entry,
+                    format!("api_key:{name}"),
+                    portcullis_budget::Dimension::ApiKey,
+                    name,
+                )? {
+                    policies.push(policy);
+                }
+                entry.finish(" (expected key, usage_limits, rate_limits)")?;
+                (key, kpath)
+            }
+            other => {
                 return Err(ConfigError::new(
                     key_path,
-                    format!("must be a string, got {}", type_name(key)),
-                ));
-            };
-            let key = substitute(key, &key_path, env)?;
-            if key.len() < 8 {
-                return Err(ConfigError::new(
-                    key_path,
-                    "a key must be at least 8 characters",
+                    format!(
+                        "must be a string or an object {{\"key\", \"usage_limits\", \"rate_limits\"}}, got {}",
+                        type_name(other)
+                    ),
                 ));
             }
-            Ok((name.clone(), key))
-        })
-        .collect()
+        };
+        let key = substitute(key, &key_path, env)?;
+        if key.len() < 8 {
+            return Err(ConfigError::new(
+                key_path,
+                "a key must be at least 8 characters",
+            ));
+        }
+        keys.push((name.clone(), key));
+    }
+    Ok((keys, policies))
 }
 
 /// `server.metadata_labels`: at most 8 metadata keys that may become metric labels.
@@ -511,6 +577,26 @@ fn parse_provider(name: &str, v: &Value, path: &str, env: Env<'_>) -> Result<Pro
             .map(str::to_owned)
             .ok_or_else(|| "must be a string".to_owned())
     })?;
+    let limits = budget::owner_policy(
+        &mut obj,
+        format!("provider:{name}"),
+        portcullis_budget::Dimension::Provider,
+        name,
+    )?;
+    let prices = obj.section("prices", |v, p| {
+        // Checked now, with its path; read again when the gateway is built.
+        let mut table = portcullis_budget::PriceTable::empty();
+        let mut by_provider = serde_json::Map::new();
+        by_provider.insert(name.to_owned(), v.clone());
+        table
+            .extend_from_json(&Value::Object(by_provider))
+            .map_err(|e| {
+                // The error's path starts at the provider name: keep what is below it.
+                let below = e.path().strip_prefix(name).unwrap_or(e.path());
+                ConfigError::new(format!("{p}{below}"), e.message())
+            })?;
+        Ok(v.clone())
+    })?;
     let kind = if kind == "mock" {
         ProviderKind::Mock(mock_spec(obj)?)
     } else if let Some((_, default_url)) = OPENAI_KINDS.iter().find(|(k, _)| *k == kind) {
@@ -534,6 +620,8 @@ fn parse_provider(name: &str, v: &Value, path: &str, env: Env<'_>) -> Result<Pro
         name: name.to_owned(),
         kind,
         models: models.unwrap_or_default(),
+        limits,
+        prices,
     })
 }
 
