@@ -27,6 +27,7 @@ pub mod build;
 pub mod config;
 mod gateway;
 mod header_cache;
+pub mod litellm;
 mod portkey_headers;
 pub mod server;
 mod slug;

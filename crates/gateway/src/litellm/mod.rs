@@ -1,0 +1,1 @@
+//! LiteLLM's `config.yaml`, read as a Portcullis config (work in progress).

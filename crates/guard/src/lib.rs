@@ -1,0 +1,3 @@
+//! Guardrails for LLM calls (work in progress; not yet in the umbrella crate).
+
+#![forbid(unsafe_code)]
