@@ -580,6 +580,12 @@ pub struct Compiled {
     pub default: Option<Stack>,
     /// The limits.
     pub budgets: Budgets,
+    /// The saved configs, by id.
+    pub saved: BTreeMap<String, Stack>,
+    /// The prompts' own trees (`config` given as an object), by prompt id.
+    pub prompt_trees: BTreeMap<String, Stack>,
+    /// The prompt templates, compiled.
+    pub(crate) templates: Arc<crate::prompts::Templates>,
 }
 
 impl Compiled {
@@ -596,10 +602,31 @@ impl Compiled {
             .as_ref()
             .map(|node| compile(node, &providers, &limits))
             .transpose()?;
+        let saved = config
+            .configs
+            .iter()
+            .map(|(id, node)| Ok((id.clone(), compile(node, &providers, &limits)?)))
+            .collect::<Result<_, ConfigError>>()?;
+        let prompt_trees = config
+            .prompts
+            .iter()
+            .filter_map(|(id, p)| match &p.route {
+                crate::config::PromptRoute::Tree(node) => Some((id, node)),
+                _ => None,
+            })
+            .map(|(id, node)| Ok((id.clone(), compile(node, &providers, &limits)?)))
+            .collect::<Result<_, ConfigError>>()?;
+        let templates = Arc::new(crate::prompts::Templates::new(
+            &config.prompts,
+            &config.partials,
+        )?);
         Ok(Self {
             providers,
             default,
             budgets,
+            saved,
+            prompt_trees,
+            templates,
         })
     }
 }

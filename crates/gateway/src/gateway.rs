@@ -411,10 +411,19 @@ impl Shared {
                 return Ok((stack, false));
             }
             if !raw.trim_start().starts_with('{') {
-                return Err(bad_config(
-                    "x-portkey-config: saved config ids are not supported; send the config as JSON"
-                        .into(),
-                ));
+                // A saved config of the file, by id.
+                let id = raw.trim();
+                return self
+                    .compiled
+                    .saved
+                    .get(id)
+                    .cloned()
+                    .map(|s| (s, false))
+                    .ok_or_else(|| {
+                        bad_config(format!(
+                            "x-portkey-config: unknown saved config `{id}` (send a config as JSON, or the id of one in the server's `configs`)"
+                        ))
+                    });
             }
             let mut value: Value = serde_json::from_str(raw)
                 .map_err(|e| bad_config(format!("x-portkey-config: not valid JSON: {e}")))?;
@@ -628,6 +637,37 @@ where
                 return answer(json_response(StatusCode::OK, shared.models.clone()));
             }
             (&Method::POST, p) if is_llm_endpoint(p) => {}
+            (&Method::POST, p) if p.starts_with("/v1/prompts/") => {
+                let rest = &p["/v1/prompts/".len()..];
+                let (id, render_only) = match rest.rsplit_once('/') {
+                    Some((id, "completions")) => (id, false),
+                    Some((id, "render")) => (id, true),
+                    _ => {
+                        return answer(*refuse(
+                            StatusCode::NOT_FOUND,
+                            "invalid_request_error",
+                            "unknown_endpoint",
+                            format!(
+                                "unknown endpoint POST {p} (expected /v1/prompts/ID/completions or /render)"
+                            ),
+                        ));
+                    }
+                };
+                if !shared.config.prompts.contains_key(id) {
+                    return answer(*refuse(
+                        StatusCode::NOT_FOUND,
+                        "invalid_request_error",
+                        "prompt_not_found",
+                        format!("unknown prompt `{id}`"),
+                    ));
+                }
+                let caller = match shared.authenticate(req.headers()) {
+                    Ok(name) => name,
+                    Err(r) => return answer(*r),
+                };
+                let id = id.to_owned();
+                return Box::pin(prompt(shared, req, id, render_only, caller));
+            }
             (_, p) if is_llm_endpoint(p) => {
                 return answer(*refuse(
                     StatusCode::METHOD_NOT_ALLOWED,
@@ -659,43 +699,165 @@ where
             Ok(p) => p,
             Err(r) => return answer(*r),
         };
-        let mut req = req;
-        // The tag layer fills in the rest of the caller (virtual key, user, team) and reads the
-        // metadata once the body is parsed.
-        let mut identity = Caller::default();
-        identity.api_key = caller;
-        req.extensions_mut().insert(identity);
-        let budget = shared.compiled.budgets.request.clone();
-        let stack = match &budget {
-            Some(b) => Stack::new(b.layer(stack)),
-            None => stack,
-        };
-        let slug = Slug {
-            inner: shared.tag.layer(stack),
-            budget,
-            route,
-            providers: shared.compiled.providers.clone(),
-            tag: shared.tag.clone(),
-        };
-        let mut edge = Edge::new(slug, shared.config.server.body_limit);
-        Box::pin(async move {
-            // Not `oneshot`: holding a `Oneshot<Edge<_>, _>` across an await trips
-            // rust-lang/rust#102211 when the future must be `Send`.
-            let Ok(()) =
-                std::future::poll_fn(|cx| Service::<Request<B>>::poll_ready(&mut edge, cx)).await;
-            let response = edge.call(req);
-            match timeout {
-                None => response.await,
-                Some(after) => match tokio::time::timeout(after, response).await {
-                    Ok(r) => r,
-                    Err(_) => {
-                        let err: BoxError = RequestTimeout { after }.into();
-                        Ok(error::error_response(&err))
-                    }
-                },
-            }
-        })
+        Box::pin(dispatch(shared, req, stack, route, caller, timeout))
     }
+}
+
+/// Runs a request through `stack` behind the edge (body read once, parsed once), the slug
+/// router, the tag layer and the per-request limits, within `timeout`.
+fn dispatch<B>(
+    shared: Arc<Shared>,
+    mut req: Request<B>,
+    stack: Stack,
+    route: bool,
+    caller: Option<Arc<str>>,
+    timeout: Option<Duration>,
+) -> impl Future<Output = Result<Response<Body>, Infallible>> + Send
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    // The tag layer fills in the rest of the caller (virtual key, user, team) and reads the
+    // metadata once the body is parsed.
+    let mut identity = Caller::default();
+    identity.api_key = caller;
+    req.extensions_mut().insert(identity);
+    let budget = shared.compiled.budgets.request.clone();
+    let stack = match &budget {
+        Some(b) => Stack::new(b.layer(stack)),
+        None => stack,
+    };
+    let slug = Slug {
+        inner: shared.tag.layer(stack),
+        budget,
+        route,
+        providers: shared.compiled.providers.clone(),
+        tag: shared.tag.clone(),
+    };
+    let mut edge = Edge::new(slug, shared.config.server.body_limit);
+    async move {
+        // Not `oneshot`: holding a `Oneshot<Edge<_>, _>` across an await trips
+        // rust-lang/rust#102211 when the future must be `Send`.
+        let Ok(()) =
+            std::future::poll_fn(|cx| Service::<Request<B>>::poll_ready(&mut edge, cx)).await;
+        let response = edge.call(req);
+        match timeout {
+            None => response.await,
+            Some(after) => match tokio::time::timeout(after, response).await {
+                Ok(r) => r,
+                Err(_) => {
+                    let err: BoxError = RequestTimeout { after }.into();
+                    Ok(error::error_response(&err))
+                }
+            },
+        }
+    }
+}
+
+/// `POST /v1/prompts/{id}/completions` and `/render`: the body read (within the body
+/// limit), the template rendered, then the rendered request answered like a chat
+/// completion through the prompt's route (`render`: returned as it is).
+async fn prompt<B>(
+    shared: Arc<Shared>,
+    req: Request<B>,
+    id: String,
+    render_only: bool,
+    caller: Option<Arc<str>>,
+) -> Result<Response<Body>, Infallible>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    use http_body_util::BodyExt;
+    let bad = |msg: String| {
+        Ok(*refuse(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "invalid_prompt_request",
+            msg,
+        ))
+    };
+    let limit = shared.config.server.body_limit;
+    let (parts, body) = req.into_parts();
+    let bytes = match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            let too_large = e
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some();
+            return if too_large {
+                Ok(*refuse(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "invalid_request_error",
+                    "request_too_large",
+                    format!("the request body is larger than {limit} bytes"),
+                ))
+            } else {
+                bad(format!("the request body could not be read: {e}"))
+            };
+        }
+    };
+    let body: Value = if bytes.is_empty() {
+        Value::Object(Default::default())
+    } else {
+        match serde_json::from_slice(&bytes) {
+            Ok(v) => v,
+            Err(e) => return bad(format!("request body is not valid JSON: {e}")),
+        }
+    };
+    let prompt = &shared.config.prompts[&id];
+    let rendered = match shared.compiled.templates.render(&id, prompt, &body) {
+        Ok(r) => r,
+        Err(msg) => return bad(msg),
+    };
+    if render_only {
+        let doc = serde_json::json!({"success": true, "data": rendered});
+        return Ok(json_response(
+            StatusCode::OK,
+            serde_json::to_vec(&doc).expect("JSON serialises").into(),
+        ));
+    }
+    let chosen = match &prompt.route {
+        crate::config::PromptRoute::Provider(name) => shared
+            .compiled
+            .providers
+            .get(name)
+            .cloned()
+            .map(|s| (s, false))
+            .ok_or_else(|| bad_config(format!("unknown provider `{name}`"))),
+        crate::config::PromptRoute::Saved(id) => shared
+            .compiled
+            .saved
+            .get(id)
+            .cloned()
+            .map(|s| (s, false))
+            .ok_or_else(|| bad_config(format!("unknown saved config `{id}`"))),
+        crate::config::PromptRoute::Tree(_) => shared
+            .compiled
+            .prompt_trees
+            .get(&id)
+            .cloned()
+            .map(|s| (s, false))
+            .ok_or_else(|| bad_config(format!("prompt `{id}` has no compiled config"))),
+        _ => shared.select(&parts.headers, caller.as_deref()),
+    };
+    let timeout = request_timeout(&parts.headers, shared.config.server.request_timeout);
+    let ((stack, route), timeout) = match chosen.and_then(|c| timeout.map(|t| (c, t))) {
+        Ok(p) => p,
+        Err(r) => return Ok(*r),
+    };
+    let bytes = Bytes::from(serde_json::to_vec(&rendered).expect("JSON serialises"));
+    let mut req = Request::from_parts(parts, http_body_util::Full::new(bytes.clone()));
+    *req.uri_mut() = http::Uri::from_static("/v1/chat/completions");
+    req.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    req.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    dispatch(shared, req, stack, route, caller, timeout).await
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ mod gateway;
 mod header_cache;
 pub mod litellm;
 mod portkey_headers;
+mod prompts;
 pub mod server;
 mod slug;
 

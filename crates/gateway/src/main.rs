@@ -143,6 +143,14 @@ fn check(config: Config, path: &Path) -> ExitCode {
             "no routing tree: requests name a provider with x-portkey-virtual-key or send x-portkey-config"
         ),
     }
+    for (id, node) in &config.configs {
+        println!("saved config `{id}`:");
+        print!("{node}");
+    }
+    if !config.prompts.is_empty() {
+        let ids: Vec<&str> = config.prompts.keys().map(String::as_str).collect();
+        println!("prompts: {}", ids.join(", "));
+    }
     ExitCode::SUCCESS
 }
 

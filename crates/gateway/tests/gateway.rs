@@ -163,7 +163,7 @@ async fn header_config_may_only_name_server_providers() {
             r#"{"strategy": {"mode": "conditional", "conditions": [], "default": "x"}, "targets": [{"name": "x", "virtual_key": "a"}, {"name": "x", "virtual_key": "b"}]}"#,
             "x-portkey-config.targets[1].name: `x` names two targets",
         ),
-        ("pc-saved-123", "saved config ids are not supported"),
+        ("pc-saved-123", "unknown saved config `pc-saved-123`"),
         ("{nope", "not valid JSON"),
     ] {
         let res = post(

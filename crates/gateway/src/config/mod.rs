@@ -24,6 +24,7 @@ mod budget;
 mod cache;
 mod limits;
 mod reader;
+mod saved;
 mod tree;
 
 use std::collections::BTreeMap;
@@ -39,6 +40,7 @@ pub use self::limits::{
 };
 pub use self::reader::ConfigError;
 use self::reader::{Env, Obj, Result, join, type_name};
+pub use self::saved::{Prompt, PromptRoute};
 pub(crate) use self::tree::parse_header_retry;
 pub use self::tree::{Balancer, BreakerSpec, Mode, Node, NodeKind, Origin, RetrySpec, StickyKey};
 pub use portcullis_cache::{CacheSettings, Mode as CacheMode};
@@ -57,6 +59,12 @@ pub struct Config {
     /// The routing tree; without one, requests must name a provider with
     /// `x-portkey-virtual-key` or carry an `x-portkey-config`.
     pub routing: Option<Node>,
+    /// Saved configs by id (`x-portkey-config: ID`).
+    pub configs: BTreeMap<String, Node>,
+    /// Prompt templates by id (`POST /v1/prompts/ID/completions`).
+    pub prompts: BTreeMap<String, Prompt>,
+    /// Mustache partials by name.
+    pub partials: BTreeMap<String, String>,
 }
 
 /// Server settings.
@@ -244,17 +252,34 @@ impl Config {
         let routing = root.section("config", |v, path| {
             Node::parse(v, path, &providers, Origin::File)
         })?;
-        root.finish(" (expected server, providers, config)")?;
+        let configs = root
+            .section("configs", |v, path| {
+                saved::parse_configs(v, path, &providers)
+            })?
+            .unwrap_or_default();
+        let partials = root
+            .section("partials", saved::parse_partials)?
+            .unwrap_or_default();
+        let prompts = root
+            .section("prompts", |v, path| {
+                saved::parse_prompts(v, path, &providers, &configs)
+            })?
+            .unwrap_or_default();
+        root.finish(" (expected server, providers, config, configs, prompts, partials)")?;
         if providers.is_empty() {
             return Err(ConfigError::new(
                 "providers",
                 "define at least one provider",
             ));
         }
+        crate::prompts::check_templates(&prompts, &partials)?;
         Ok(Config {
             server,
             providers,
             routing,
+            configs,
+            prompts,
+            partials,
         })
     }
 }

@@ -795,6 +795,8 @@ mod tests {
                         name: n.to_owned(),
                         kind: ProviderKind::Mock(MockSpec::default()),
                         models: vec![],
+                        limits: None,
+                        prices: None,
                     },
                 )
             })
