@@ -30,7 +30,7 @@ use portcullis_core::{
 };
 use portcullis_fallback::Fallback;
 use portcullis_provider::openai::OpenAiBuilder;
-use portcullis_provider::{HttpClient, Mock, OpenAi};
+use portcullis_provider::{Anthropic, AnthropicBuilder, HttpClient, Mock, OpenAi};
 use portcullis_retry::{RetryLayer, RetryPolicy};
 use portcullis_route::{ConditionalRouter, RegexLimits};
 use serde_json::{Map, Value};
@@ -38,8 +38,8 @@ use tower::util::{BoxCloneSyncService, Either};
 use tower::{Layer, ServiceBuilder, ServiceExt};
 
 use crate::config::{
-    Balancer, BreakerSpec, CacheServer, CacheStore, Config, ConfigError, LimitsStore, MockSpec,
-    Mode, Node, NodeKind, OpenAiSpec, ProviderKind, RetrySpec, StickyKey,
+    AnthropicSpec, Balancer, BreakerSpec, CacheServer, CacheStore, Config, ConfigError,
+    LimitsStore, MockSpec, Mode, Node, NodeKind, OpenAiSpec, ProviderKind, RetrySpec, StickyKey,
 };
 
 /// A compiled stack: any tree of layers over providers, behind one type.
@@ -73,8 +73,45 @@ pub(crate) fn openai_builder(
     b.client(client)
 }
 
+/// The builder of a native Anthropic provider from its spec.
+pub(crate) fn anthropic_builder(
+    name: &str,
+    spec: &AnthropicSpec,
+    client: Option<HttpClient>,
+) -> AnthropicBuilder {
+    let mut b = Anthropic::builder()
+        .base_url(spec.base_url.clone())
+        .name(name)
+        .idle_timeout(spec.idle_timeout)
+        .drop_unsupported(spec.drop_unsupported);
+    if let Some(key) = &spec.api_key {
+        b = b.api_key(key.clone());
+    }
+    if let Some(v) = &spec.version {
+        b = b.version(v.clone());
+    }
+    for feature in &spec.beta {
+        b = b.beta(feature.clone());
+    }
+    if let Some(n) = spec.max_tokens {
+        b = b.max_tokens(n);
+    }
+    for (k, v) in &spec.headers {
+        b = b.header(k.clone(), v.clone());
+    }
+    if let Some(t) = spec.response_timeout {
+        b = b.response_timeout(t);
+    }
+    let client = match (client, spec.connect_timeout) {
+        (_, Some(t)) => HttpClient::with_connect_timeout(t),
+        (Some(c), None) => c,
+        (None, None) => HttpClient::new(),
+    };
+    b.client(client)
+}
+
 /// A built provider, kept concrete so that a leaf boxes it together with its layers.
-type Upstream = Either<OpenAi, Mock>;
+type Upstream = Either<OpenAi, Either<Anthropic, Mock>>;
 
 /// Every provider of a config, built once and shared by all stacks that name it, and the
 /// cache engine every leaf shares.
@@ -210,7 +247,14 @@ impl Providers {
                             ConfigError::new(format!("providers.{name}"), e.to_string())
                         })?,
                 ),
-                ProviderKind::Mock(spec) => Either::Right(mock(name, spec, &provider.models)),
+                ProviderKind::Anthropic(spec) => Either::Right(Either::Left(
+                    anthropic_builder(name, spec, Some(client.clone()))
+                        .build()
+                        .map_err(|e| ConfigError::from_build(&format!("providers.{name}"), e))?,
+                )),
+                ProviderKind::Mock(spec) => {
+                    Either::Right(Either::Right(mock(name, spec, &provider.models)))
+                }
             };
             let boxed = BoxCloneSyncService::new(cache.layer(None, name).layer(upstream.clone()));
             services.insert(name.clone(), (upstream, boxed));

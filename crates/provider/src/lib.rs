@@ -3,6 +3,8 @@
 //!
 //! - [`OpenAi`]: an OpenAI-compatible API over a pooled hyper client ([`HttpClient`]), with
 //!   TLS through rustls when the `rustls` feature is on.
+//! - [`Anthropic`]: Anthropic's native Messages API, translated from and to OpenAI's chat
+//!   completions (JSON and streams, tools, images, usage with cached tokens, errors).
 //! - [`Mock`]: a deterministic in-process OpenAI-compatible responder (latency, failure rate,
 //!   status, streams, usage) for trying configs and load tests without a key.
 //! - [`Endpoint`]: the upstream endpoint a request goes to. Both providers read it from the
@@ -46,6 +48,7 @@ mod endpoint;
 pub mod mock;
 pub mod openai;
 
+pub use self::anthropic::{Anthropic, AnthropicBuilder};
 pub use self::client::{DEFAULT_CONNECT_TIMEOUT, HttpClient};
 pub use self::endpoint::Endpoint;
 pub use self::mock::Mock;

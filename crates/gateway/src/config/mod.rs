@@ -158,6 +158,8 @@ pub struct Provider {
 pub enum ProviderKind {
     /// An OpenAI-compatible API.
     OpenAi(OpenAiSpec),
+    /// Anthropic's native Messages API.
+    Anthropic(AnthropicSpec),
     /// The offline mock.
     Mock(MockSpec),
 }
@@ -195,6 +197,42 @@ impl std::fmt::Debug for OpenAiSpec {
                 &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
             )
             .field("allow_query_params", &self.allow_query_params)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Settings of the native Anthropic provider.
+#[non_exhaustive]
+#[derive(Clone)]
+pub struct AnthropicSpec {
+    /// Base URL (default `https://api.anthropic.com`).
+    pub base_url: String,
+    /// The API key (`x-api-key`).
+    pub api_key: Option<String>,
+    /// `anthropic-version` (default `2023-06-01`).
+    pub version: Option<String>,
+    /// `anthropic-beta` features.
+    pub beta: Vec<String>,
+    /// `max_tokens` when a request sets none (Anthropic requires it; default 4096).
+    pub max_tokens: Option<u32>,
+    /// Drop OpenAI fields Anthropic has no equivalent for, instead of a 400 naming them.
+    pub drop_unsupported: bool,
+    /// Extra headers sent upstream.
+    pub headers: Vec<(String, String)>,
+    /// Connect timeout.
+    pub connect_timeout: Option<Duration>,
+    /// Time allowed for response headers.
+    pub response_timeout: Option<Duration>,
+    /// Time allowed between body chunks.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for AnthropicSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnthropicSpec")
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("version", &self.version)
             .finish_non_exhaustive()
     }
 }
@@ -558,10 +596,11 @@ fn otlp_endpoint(url: &str, path: &str, env: Env<'_>) -> Result<String> {
     Ok(url)
 }
 
-/// The OpenAI-compatible provider kinds and their default base URLs.
-const OPENAI_KINDS: [(&str, Option<&str>); 6] = [
+/// The OpenAI-compatible provider kinds and their default base URLs. (`anthropic` is the
+/// native Messages API; Anthropic's OpenAI-compatible endpoint stays reachable as
+/// `openai-compatible` with `base_url: https://api.anthropic.com/v1`.)
+const OPENAI_KINDS: [(&str, Option<&str>); 5] = [
     ("openai", Some("https://api.openai.com/v1")),
-    ("anthropic", Some("https://api.anthropic.com/v1")),
     (
         "gemini",
         Some("https://generativelanguage.googleapis.com/v1beta/openai"),
@@ -574,6 +613,7 @@ const OPENAI_KINDS: [(&str, Option<&str>); 6] = [
 /// Every provider kind, for messages.
 fn kinds() -> String {
     let mut names: Vec<&str> = OPENAI_KINDS.iter().map(|(kind, _)| *kind).collect();
+    names.push("anthropic");
     names.push("mock");
     names.join(", ")
 }
@@ -624,6 +664,12 @@ fn parse_provider(name: &str, v: &Value, path: &str, env: Env<'_>) -> Result<Pro
     })?;
     let kind = if kind == "mock" {
         ProviderKind::Mock(mock_spec(obj)?)
+    } else if kind == "anthropic" {
+        let spec = anthropic_spec(obj, env)?;
+        crate::build::anthropic_builder(name, &spec, None)
+            .build()
+            .map_err(|e| ConfigError::from_build(path, e))?;
+        ProviderKind::Anthropic(spec)
     } else if let Some((_, default_url)) = OPENAI_KINDS.iter().find(|(k, _)| *k == kind) {
         let spec = openai_spec(obj, kind, *default_url, env)?;
         // Build once now so a bad URL, header or query parameter name stops start-up here,
@@ -717,6 +763,46 @@ fn openai_spec(
         allow_query_params: allow_query_params.unwrap_or_default(),
     };
     obj.finish(" (expected provider, base_url, api_key, headers, models, connect_timeout_ms, response_timeout_ms, idle_timeout_ms, stream_usage, allow_query_params)")?;
+    Ok(spec)
+}
+
+fn anthropic_spec(mut obj: Obj<'_>, env: Env<'_>) -> Result<AnthropicSpec> {
+    let base_url = match obj.str("base_url")? {
+        Some((s, path)) => substitute(s, &path, env)?,
+        None => portcullis_provider::anthropic::DEFAULT_BASE_URL.to_owned(),
+    };
+    let api_key = obj
+        .str("api_key")?
+        .map(|(s, path)| substitute(s, &path, env))
+        .transpose()?;
+    let version = obj.str("anthropic_version")?.map(|(s, _)| s.to_owned());
+    let beta = obj
+        .list("anthropic_beta", |b| {
+            b.as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| format!("must be a string, got {}", type_name(b)))
+        })?
+        .unwrap_or_default();
+    let max_tokens = obj
+        .u64_in("max_tokens", 1..=u64::from(u32::MAX), |_| {
+            "must be > 0".into()
+        })?
+        .map(|n| n as u32);
+    let drop_unsupported = obj.bool("drop_unsupported")?.is_some_and(|(b, _)| b);
+    let headers = upstream_headers(&mut obj, env)?;
+    let spec = AnthropicSpec {
+        base_url,
+        api_key,
+        version,
+        beta,
+        max_tokens,
+        drop_unsupported,
+        headers,
+        connect_timeout: obj.positive_ms("connect_timeout_ms")?,
+        response_timeout: obj.positive_ms("response_timeout_ms")?,
+        idle_timeout: obj.positive_ms("idle_timeout_ms")?,
+    };
+    obj.finish(" (expected provider, base_url, api_key, anthropic_version, anthropic_beta, max_tokens, drop_unsupported, headers, models, connect_timeout_ms, response_timeout_ms, idle_timeout_ms)")?;
     Ok(spec)
 }
 

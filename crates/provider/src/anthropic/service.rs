@@ -1,0 +1,434 @@
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::header::{self, HeaderName, HeaderValue};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
+use portcullis_core::error::{self as core_error, ErrorBody, HttpError};
+use portcullis_core::{Body, BoxError, BufferedBody, BuildError, RequestView};
+use tower_service::Service;
+
+use super::future::{Call, ResponseFuture};
+use super::request::{DEFAULT_MAX_TOKENS, Translator};
+use crate::client::HttpClient;
+use crate::endpoint::{self, Endpoint};
+use crate::openai::DEFAULT_RESPONSE_TIMEOUT;
+
+/// Anthropic's API, the default base URL.
+pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
+
+/// The `anthropic-version` sent by default.
+pub const DEFAULT_VERSION: &str = "2023-06-01";
+
+/// Headers the provider sets itself or that describe one connection only; configuring them
+/// with [`AnthropicBuilder::header`] is a build error (the key, version and beta features
+/// have methods of their own).
+const RESERVED: [&str; 14] = [
+    "authorization",
+    "x-api-key",
+    "anthropic-version",
+    "anthropic-beta",
+    "host",
+    "content-length",
+    "content-type",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// Builds an [`Anthropic`] provider.
+pub struct AnthropicBuilder {
+    base_url: String,
+    api_key: Option<String>,
+    version: String,
+    beta: Vec<String>,
+    headers: Vec<(String, String)>,
+    name: Option<String>,
+    client: Option<HttpClient>,
+    response_timeout: Duration,
+    idle_timeout: Option<Duration>,
+    translator: Translator,
+    endpoint: Option<Endpoint>,
+}
+
+impl fmt::Debug for AnthropicBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AnthropicBuilder")
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("version", &self.version)
+            .field("beta", &self.beta)
+            .field(
+                "headers",
+                &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .field("name", &self.name)
+            .field("response_timeout", &self.response_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("translator", &self.translator)
+            .field("endpoint", &self.endpoint)
+            .finish()
+    }
+}
+
+impl AnthropicBuilder {
+    /// Sets the base URL (default [`DEFAULT_BASE_URL`]); requests go to `{base_url}/v1/messages`.
+    pub fn base_url(mut self, base_url: impl Into<String>) -> Self {
+        self.base_url = base_url.into();
+        self
+    }
+
+    /// Sets the API key, sent as `x-api-key`.
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(key.into());
+        self
+    }
+
+    /// Sets the `anthropic-version` sent (default [`DEFAULT_VERSION`]). A request's body field
+    /// `anthropic_version` overrides it for that request.
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = version.into();
+        self
+    }
+
+    /// Adds a beta feature to `anthropic-beta` (default: none, and no header is sent). A
+    /// request's body field `anthropic_beta` adds its own for that request.
+    pub fn beta(mut self, feature: impl Into<String>) -> Self {
+        self.beta.push(feature.into());
+        self
+    }
+
+    /// Adds a header sent on every upstream request.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sets the name recorded as the provider in response facts (default `anthropic`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Shares a pooled client (and its connect timeout) with other providers.
+    pub fn client(mut self, client: HttpClient) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    /// Sets how long to wait for the response headers (default 600 s): 504 past it.
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// Sets how long a response body may go without a chunk (default: no limit). Past it a
+    /// stream ends with an SSE error event, and a JSON answer is a 504.
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Sets the `max_tokens` sent when a request has neither `max_completion_tokens` nor
+    /// `max_tokens` (default [`DEFAULT_MAX_TOKENS`]): Anthropic requires one.
+    pub fn max_tokens(mut self, max_tokens: u32) -> Self {
+        self.translator = self.translator.max_tokens(max_tokens);
+        self
+    }
+
+    /// Drops the request fields Anthropic cannot honour instead of answering 400 (see
+    /// [`Translator::drop_unsupported`]). Default: refuse.
+    pub fn drop_unsupported(mut self, drop: bool) -> Self {
+        self.translator = self.translator.drop_unsupported(drop);
+        self
+    }
+
+    /// Pins the provider to `endpoint`, whatever the incoming path (see
+    /// [`OpenAiBuilder::endpoint`](crate::openai::OpenAiBuilder::endpoint)). Only
+    /// [`Endpoint::Chat`] is served; the others are answered 400.
+    pub fn endpoint(mut self, endpoint: Endpoint) -> Self {
+        self.endpoint = Some(endpoint);
+        self
+    }
+
+    /// Builds the provider, checking the base URL and headers.
+    ///
+    /// # Errors
+    /// A [`BuildError`] for a base URL that is not `http://` or `https://`, has no host or
+    /// has a query; an `https://` base URL in a build without the `rustls` feature; a key,
+    /// version, beta feature or header that is not a valid header, or a header the provider
+    /// sets itself; a `max_tokens` of 0.
+    pub fn build(self) -> Result<Anthropic, BuildError> {
+        let url = &self.base_url;
+        let base: Uri = url
+            .parse()
+            .map_err(|e| BuildError::at("base_url", format!("`{url}` is not a URL: {e}")))?;
+        let scheme = base.scheme_str().unwrap_or("");
+        if scheme != "http" && scheme != "https" {
+            return Err(BuildError::at(
+                "base_url",
+                format!("`{url}` must start with http:// or https://"),
+            ));
+        }
+        if scheme == "https" && !HttpClient::TLS {
+            return Err(BuildError::at(
+                "base_url",
+                format!(
+                    "`{url}` needs TLS: this build of portcullis-provider has no TLS; enable \
+                     its `rustls` feature (`portcullis` and the gateway: `rustls`)"
+                ),
+            ));
+        }
+        let authority = base
+            .authority()
+            .ok_or_else(|| BuildError::at("base_url", format!("`{url}` has no host")))?
+            .clone();
+        if base.query().is_some() {
+            return Err(BuildError::at(
+                "base_url",
+                format!("`{url}` must not have a query"),
+            ));
+        }
+        let uri = Uri::builder()
+            .scheme(scheme)
+            .authority(authority)
+            .path_and_query(format!("{}/v1/messages", base.path().trim_end_matches('/')))
+            .build()
+            .map_err(|e| BuildError::at("base_url", format!("`{url}`: {e}")))?;
+
+        let value = |path: &str, v: &str| {
+            HeaderValue::try_from(v)
+                .map_err(|_| BuildError::at(path, "has characters not allowed in a header"))
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::USER_AGENT,
+            HeaderValue::from_static(concat!("portcullis/", env!("CARGO_PKG_VERSION"))),
+        );
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Some(key) = &self.api_key {
+            let mut key = value("api_key", key)?;
+            key.set_sensitive(true);
+            headers.insert("x-api-key", key);
+        }
+        headers.insert("anthropic-version", value("version", &self.version)?);
+        if !self.beta.is_empty() {
+            headers.insert("anthropic-beta", value("beta", &self.beta.join(","))?);
+        }
+        for (name, v) in &self.headers {
+            let header_name = HeaderName::try_from(name.as_str())
+                .map_err(|_| BuildError::at("headers", format!("`{name}` is not a header name")))?;
+            if RESERVED.contains(&header_name.as_str()) {
+                return Err(BuildError::at(
+                    "headers",
+                    format!("`{name}` is set by the provider and cannot be configured"),
+                ));
+            }
+            headers.append(header_name, value(&format!("headers.{name}"), v)?);
+        }
+        if self.translator.default_max_tokens() == 0 {
+            return Err(BuildError::at("max_tokens", "must be at least 1"));
+        }
+        Ok(Anthropic {
+            shared: Arc::new(Shared {
+                client: self.client.unwrap_or_default(),
+                name: self.name.unwrap_or_else(|| "anthropic".to_owned()).into(),
+                uri,
+                headers,
+                response_timeout: self.response_timeout,
+                idle_timeout: self.idle_timeout,
+                translator: self.translator,
+                endpoint: self.endpoint,
+            }),
+        })
+    }
+}
+
+/// A provider for Anthropic's Messages API that speaks OpenAI's chat completions to its
+/// callers (see the [module docs](super)).
+#[derive(Clone)]
+pub struct Anthropic {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    client: HttpClient,
+    name: Arc<str>,
+    uri: Uri,
+    headers: HeaderMap,
+    response_timeout: Duration,
+    idle_timeout: Option<Duration>,
+    translator: Translator,
+    endpoint: Option<Endpoint>,
+}
+
+impl fmt::Debug for Anthropic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Anthropic")
+            .field("name", &self.shared.name)
+            .field("uri", &self.shared.uri)
+            .field("endpoint", &self.shared.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Anthropic {
+    /// Starts building a provider for [`DEFAULT_BASE_URL`].
+    pub fn builder() -> AnthropicBuilder {
+        AnthropicBuilder {
+            base_url: DEFAULT_BASE_URL.to_owned(),
+            api_key: None,
+            version: DEFAULT_VERSION.to_owned(),
+            beta: Vec::new(),
+            headers: Vec::new(),
+            name: None,
+            client: None,
+            response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+            idle_timeout: None,
+            translator: Translator::new().max_tokens(DEFAULT_MAX_TOKENS),
+            endpoint: None,
+        }
+    }
+
+    /// The provider's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The upstream URL requests go to, `{base_url}/v1/messages`.
+    pub fn uri(&self) -> &Uri {
+        &self.shared.uri
+    }
+
+    /// The endpoint the provider is pinned to, if any (see [`AnthropicBuilder::endpoint`]).
+    pub fn endpoint(&self) -> Option<Endpoint> {
+        self.shared.endpoint
+    }
+
+    /// The translator of requests, as configured.
+    pub fn translator(&self) -> &Translator {
+        &self.shared.translator
+    }
+
+    /// Builds the upstream request, or the answer when there is none to make (boxed: it is
+    /// the rare path).
+    fn prepare(
+        &self,
+        req: Request<BufferedBody>,
+    ) -> Result<(Request<BufferedBody>, Call), Box<Response<Body>>> {
+        let shared = &*self.shared;
+        let Some(endpoint) = Endpoint::of(&req, shared.endpoint) else {
+            return Err(Box::new(endpoint::unknown(&req)));
+        };
+        if endpoint != Endpoint::Chat {
+            return Err(Box::new(core_error::response(
+                StatusCode::BAD_REQUEST,
+                ErrorBody::new(
+                    "invalid_request_error",
+                    format!(
+                        "the Anthropic provider serves chat completions only \
+                         (POST /chat/completions), not {}",
+                        endpoint.path()
+                    ),
+                )
+                .code("unsupported_endpoint"),
+            )));
+        }
+        if req.method() != Method::POST {
+            return Err(Box::new(core_error::response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                ErrorBody::new(
+                    "invalid_request_error",
+                    format!("/chat/completions takes POST, not {}", req.method()),
+                )
+                .code("method_not_allowed"),
+            )));
+        }
+        let refuse =
+            |e: &portcullis_core::error::InvalidRequest| Box::new(HttpError::from(e).to_response());
+        let (parts, body) = req.into_parts();
+        let parsed;
+        let view = match parts.extensions.get::<Arc<RequestView>>() {
+            Some(view) => &**view,
+            None => {
+                parsed = RequestView::parse(body.into_bytes()).map_err(|e| refuse(&e))?;
+                &parsed
+            }
+        };
+        let translated = shared.translator.request(view).map_err(|e| refuse(&e))?;
+
+        let mut headers = shared.headers.clone();
+        headers.insert(
+            header::ACCEPT,
+            HeaderValue::from_static(if translated.stream() {
+                "text/event-stream"
+            } else {
+                "application/json"
+            }),
+        );
+        // Checked by the translator: both are valid header values.
+        if let Some(version) = translated
+            .version()
+            .and_then(|v| HeaderValue::try_from(v).ok())
+        {
+            headers.insert("anthropic-version", version);
+        }
+        if let Some(beta) = translated.beta() {
+            let joined = match headers.get("anthropic-beta").and_then(|v| v.to_str().ok()) {
+                Some(configured) => format!("{configured},{beta}"),
+                None => beta.to_owned(),
+            };
+            if let Ok(value) = HeaderValue::try_from(joined) {
+                headers.insert("anthropic-beta", value);
+            }
+        }
+        let strip_usage = translated.stream() && !translated.include_usage();
+        let (body, response) = translated.into_parts();
+        let mut upstream = Request::new(BufferedBody::new(body));
+        *upstream.method_mut() = Method::POST;
+        *upstream.uri_mut() = shared.uri.clone();
+        *upstream.headers_mut() = headers;
+        // The request's extensions (trace id, metadata, caller) stay with it: the client
+        // ignores them and nothing of them goes on the wire.
+        *upstream.extensions_mut() = parts.extensions;
+        Ok((
+            upstream,
+            Call {
+                name: shared.name.clone(),
+                response,
+                strip_usage,
+                connect_timeout: shared.client.connect_timeout,
+                response_timeout: shared.response_timeout,
+                idle_timeout: shared.idle_timeout,
+            },
+        ))
+    }
+}
+
+impl Service<Request<BufferedBody>> for Anthropic {
+    type Response = Response<Body>;
+    type Error = BoxError;
+    type Future = ResponseFuture;
+
+    /// Always ready: the pooled client opens connections as calls need them.
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<BufferedBody>) -> ResponseFuture {
+        match self.prepare(req) {
+            Ok((upstream, call)) => {
+                ResponseFuture::calling(self.shared.client.inner.request(upstream), call)
+            }
+            Err(answer) => ResponseFuture::answered(*answer),
+        }
+    }
+}
