@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use http::{Request, Response, StatusCode, header};
 use pin_project_lite::pin_project;
-use portcullis_core::context::Caller;
+use portcullis_core::context::{Caller, ClientKey};
 use portcullis_core::error::{self, ErrorBody};
 use portcullis_core::facts::{CacheStatus, ResponseFacts};
 use portcullis_core::observe::{Observation, observe_response};
@@ -119,6 +119,20 @@ where
             .get::<Caller>()
             .and_then(|c| c.api_key.as_deref())
             .unwrap_or("");
+        // A client's own provider key is an account of its own: its answers are its own.
+        let byok;
+        let api_key = match req.extensions().get::<ClientKey>() {
+            None => api_key,
+            Some(key) => {
+                let digest = ring::digest::digest(&ring::digest::SHA256, key.expose().as_bytes());
+                let hex: String = digest.as_ref()[..16]
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                byok = format!("{api_key}\u{0}byok:{hex}");
+                byok.as_str()
+            }
+        };
         // The tenant: the gateway key's name, then the client's namespace (each
         // length-prefixed in the key, so no choice of namespace reaches another key's entries).
         let input = KeyInput {

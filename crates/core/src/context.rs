@@ -107,6 +107,30 @@ impl Metadata {
     }
 }
 
+/// A provider credential the client brought with its request (bring-your-own-key): used by a
+/// provider that accepts client keys, for that call only. It never shows in `Debug`, logs or
+/// spans.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientKey(Arc<str>);
+
+impl ClientKey {
+    /// Wraps a key.
+    pub fn new(key: impl Into<Arc<str>>) -> Self {
+        Self(key.into())
+    }
+
+    /// The key itself, for the one header that carries it upstream.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ClientKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClientKey(<redacted>)")
+    }
+}
+
 /// The provider a request is on its way to: set by whoever knows it before the provider is
 /// called (a gateway's leaf), for the layers in between (budgets scoped per provider).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -305,6 +329,13 @@ impl fmt::Debug for AttemptBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_keys_never_show_in_debug() {
+        let key = ClientKey::new("sk-secret-123");
+        assert_eq!(format!("{key:?}"), "ClientKey(<redacted>)");
+        assert_eq!(key.expose(), "sk-secret-123");
+    }
 
     #[test]
     fn trace_id_accepts_visible_ascii_only() {

@@ -126,6 +126,8 @@ pub struct Providers {
     leaf_limits: Option<BudgetLayer<AnyStore>>,
     /// The providers that have limits.
     limited: std::collections::BTreeSet<String>,
+    /// Bring-your-own-key providers by kind: each call uses the client's key.
+    byok: BTreeMap<String, Stack>,
 }
 
 /// The limits of a config: the per-request policies (`server.limits` and the gateway keys'),
@@ -259,12 +261,42 @@ impl Providers {
             let boxed = BoxCloneSyncService::new(cache.layer(None, name).layer(upstream.clone()));
             services.insert(name.clone(), (upstream, boxed));
         }
+        let mut byok = BTreeMap::new();
+        for (kind, base_url) in &config.server.byok {
+            let name = format!("byok:{kind}");
+            let path = format!("server.byok.{kind}");
+            let upstream: Stack = if kind == "anthropic" {
+                let p = Anthropic::builder()
+                    .base_url(base_url.clone())
+                    .name(kind.clone())
+                    .client_keys(true)
+                    .client(client.clone())
+                    .build()
+                    .map_err(|e| ConfigError::from_build(&path, e))?;
+                BoxCloneSyncService::new(cache.layer(None, &name).layer(p))
+            } else {
+                let p = OpenAi::builder(base_url.clone())
+                    .name(kind.clone())
+                    .client_keys(true)
+                    .client(client.clone())
+                    .build()
+                    .map_err(|e| ConfigError::new(&path, e.to_string()))?;
+                BoxCloneSyncService::new(cache.layer(None, &name).layer(p))
+            };
+            byok.insert(kind.clone(), upstream);
+        }
         Ok(Self {
             services,
             cache,
             leaf_limits: budgets.leaf.clone(),
             limited,
+            byok,
         })
+    }
+
+    /// The bring-your-own-key provider of `kind`, if the server enables it.
+    pub fn byok(&self, kind: &str) -> Option<&Stack> {
+        self.byok.get(kind)
     }
 
     /// The cache engine every leaf shares.

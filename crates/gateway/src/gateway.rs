@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
-use portcullis_core::context::Caller;
+use portcullis_core::context::{Caller, ClientKey};
 use portcullis_core::error::{self, ErrorBody, RequestTimeout};
 use portcullis_core::{Body, BoxError, Edge};
 use portcullis_tag::{Prometheus, TagLayer};
@@ -273,7 +273,7 @@ impl Shared {
                 .join(", ");
             let why = if PROVIDER_KINDS.contains(&name) {
                 format!(
-                    "x-portkey-provider: `{name}` is a provider kind, not a provider of this gateway, and bring-your-own-key is not enabled here: name one of the server's providers ({known})"
+                    "x-portkey-provider: `{name}` is a provider kind, not a provider of this gateway, and bring-your-own-key is not enabled for it (server.byok): name one of the server's providers ({known})"
                 )
             } else {
                 format!("x-portkey-provider: unknown provider `{name}` (this gateway has: {known})")
@@ -292,6 +292,59 @@ impl Shared {
             return Ok(Some(name));
         }
         Ok(None)
+    }
+
+    /// Bring-your-own-key: `x-portkey-provider: KIND` for a kind `server.byok` enables (and no
+    /// provider of the file has that name), with the client's own key (`Authorization:
+    /// Bearer`, or `x-api-key` for Anthropic). The key is used for this call only, sent only
+    /// to the base URL the server gives the kind, and never logged.
+    fn byok(&self, headers: &HeaderMap) -> Result<Option<(Stack, ClientKey)>, Refusal> {
+        let Some(v) = header_str(headers, "x-portkey-provider") else {
+            return Ok(None);
+        };
+        let v = v.trim();
+        let name = v.strip_prefix('@').unwrap_or(v);
+        let kind = name.split('/').next().unwrap_or(name);
+        if self.compiled.providers.get(kind).is_some() {
+            // A provider of the file wins over a kind of the same name: the server's key.
+            return Ok(None);
+        }
+        let Some(stack) = self.compiled.providers.byok(kind) else {
+            return Ok(None);
+        };
+        if headers.contains_key("x-portkey-config") || headers.contains_key("x-portkey-retry") {
+            return Err(bad_config(format!(
+                "x-portkey-provider: the bring-your-own-key provider `{kind}` cannot be combined with x-portkey-config or x-portkey-retry"
+            )));
+        }
+        let anthropic_key = (kind == "anthropic")
+            .then(|| header_str(headers, "x-api-key"))
+            .flatten()
+            .map(str::trim)
+            .filter(|k| !k.is_empty());
+        let bearer = header_str(headers, "authorization").and_then(bearer_token);
+        // With gateway keys on, `Authorization` carries the gateway key unless it came in
+        // x-portkey-api-key: then it cannot also be the provider's.
+        let gateway_key_in_header =
+            header_str(headers, "x-portkey-api-key").is_some_and(|k| !k.is_empty());
+        let bearer = bearer.filter(|_| self.api_keys.is_empty() || gateway_key_in_header);
+        match anthropic_key.or(bearer) {
+            Some(key) => Ok(Some((stack.clone(), ClientKey::new(key)))),
+            None => Err(refuse(
+                StatusCode::UNAUTHORIZED,
+                "authentication_error",
+                "missing_provider_key",
+                if self.api_keys.is_empty() || gateway_key_in_header {
+                    format!(
+                        "x-portkey-provider: `{kind}` takes your own provider key in Authorization: Bearer"
+                    )
+                } else {
+                    format!(
+                        "x-portkey-provider: `{kind}` takes your own provider key in Authorization: Bearer; send the gateway key in x-portkey-api-key"
+                    )
+                },
+            )),
+        }
     }
 
     /// A client's routing tree, read under the header-config limits and compiled once (kept
@@ -376,14 +429,6 @@ impl Shared {
     /// the request carries. `Ok((stack, true))` when the file's tree was chosen (so a model
     /// slug may still pick a provider).
     fn select(&self, headers: &HeaderMap, caller: Option<&str>) -> Result<(Stack, bool), Refusal> {
-        if let Err((name, why)) = crate::portkey_headers::check(headers) {
-            return Err(refuse(
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                "unsupported_header",
-                format!("{name}: {why}"),
-            ));
-        }
         let provider = self.header_provider(headers)?;
         let retry = headers.get("x-portkey-retry");
         if let Some(raw) = headers.get("x-portkey-config") {
@@ -691,14 +736,32 @@ where
             Err(r) => return answer(*r),
         };
         let prepared = (|| {
-            let stack = shared.select(req.headers(), caller.as_deref())?;
+            if let Err((name, why)) = crate::portkey_headers::check(req.headers()) {
+                return Err(refuse(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    "unsupported_header",
+                    format!("{name}: {why}"),
+                ));
+            }
+            let chosen = match shared.byok(req.headers())? {
+                Some((stack, key)) => (stack, false, Some(key)),
+                None => {
+                    let (stack, route) = shared.select(req.headers(), caller.as_deref())?;
+                    (stack, route, None)
+                }
+            };
             let timeout = request_timeout(req.headers(), shared.config.server.request_timeout)?;
-            Ok::<_, Refusal>((stack, timeout))
+            Ok::<_, Refusal>((chosen, timeout))
         })();
-        let ((stack, route), timeout) = match prepared {
+        let ((stack, route, key), timeout) = match prepared {
             Ok(p) => p,
             Err(r) => return answer(*r),
         };
+        let mut req = req;
+        if let Some(key) = key {
+            req.extensions_mut().insert(key);
+        }
         Box::pin(dispatch(shared, req, stack, route, caller, timeout))
     }
 }
@@ -841,7 +904,15 @@ where
             .cloned()
             .map(|s| (s, false))
             .ok_or_else(|| bad_config(format!("prompt `{id}` has no compiled config"))),
-        _ => shared.select(&parts.headers, caller.as_deref()),
+        _ => match crate::portkey_headers::check(&parts.headers) {
+            Err((name, why)) => Err(refuse(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "unsupported_header",
+                format!("{name}: {why}"),
+            )),
+            Ok(()) => shared.select(&parts.headers, caller.as_deref()),
+        },
     };
     let timeout = request_timeout(&parts.headers, shared.config.server.request_timeout);
     let ((stack, route), timeout) = match chosen.and_then(|c| timeout.map(|t| (c, t))) {

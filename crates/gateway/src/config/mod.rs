@@ -120,6 +120,9 @@ pub struct Server {
     /// The token of `GET /v1/limits` (as `Authorization: Bearer`); without one, the endpoint
     /// is off.
     pub admin_token: Option<String>,
+    /// Bring-your-own-key, per provider kind: the base URL the client's key is sent to
+    /// (the kind's official API unless the file says otherwise). Empty: off.
+    pub byok: BTreeMap<String, String>,
 }
 
 /// The default of [`Server::shutdown_timeout`].
@@ -375,6 +378,7 @@ impl Default for Server {
             api_key_limits: Vec::new(),
             limits: LimitsServer::default(),
             admin_token: None,
+            byok: BTreeMap::new(),
         }
     }
 }
@@ -386,7 +390,7 @@ type ServerKey = fn(&mut Obj<'_>, &str, &mut Server, Env<'_>) -> Result<()>;
 /// the rows above it read (`header_config` names `api_keys`). A new server setting (a cache's
 /// or a budget's store, a `limits` section) drops in as a row, and the unknown-key hint
 /// follows.
-const SERVER_KEYS: [(&str, ServerKey); 20] = [
+const SERVER_KEYS: [(&str, ServerKey); 21] = [
     ("listen", |obj, key, s, _| {
         set(
             obj.str(key)?.map(|(a, p)| listen(a, &p)).transpose()?,
@@ -469,6 +473,10 @@ const SERVER_KEYS: [(&str, ServerKey); 20] = [
         let unpriced = obj.str(key)?.map(|(v, p)| budget::parse_unpriced(v, &p));
         set(unpriced.transpose()?, &mut s.limits.unpriced)
     }),
+    ("byok", |obj, key, s, env| {
+        let byok = obj.section(key, |v, p| parse_byok(v, p, env))?;
+        set(byok, &mut s.byok)
+    }),
     ("admin_token", |obj, key, s, env| {
         let token = obj
             .str(key)?
@@ -511,11 +519,10 @@ fn listen(address: &str, path: &str) -> Result<SocketAddr> {
 
 /// `server.api_keys`: name -> key, each key at least 8 characters; or name -> `{"key",
 /// "usage_limits", "rate_limits"}`, the key's own limits (a policy named `api_key:NAME`).
-fn api_keys(
-    obj: &mut Obj<'_>,
-    key: &str,
-    env: Env<'_>,
-) -> Result<(Vec<(String, String)>, Vec<portcullis_budget::Policy>)> {
+/// Gateway keys (name, key) and the policies of those that have limits.
+type ApiKeys = (Vec<(String, String)>, Vec<portcullis_budget::Policy>);
+
+fn api_keys(obj: &mut Obj<'_>, key: &str, env: Env<'_>) -> Result<ApiKeys> {
     let Some((map, path)) = obj.object(key)? else {
         return Ok((Vec::new(), Vec::new()));
     };
@@ -610,10 +617,45 @@ const OPENAI_KINDS: [(&str, Option<&str>); 5] = [
     ("openai-compatible", None),
 ];
 
+/// `server.byok`: kind -> `{"base_url"}` (`{}`: the kind's official API).
+fn parse_byok(v: &Value, path: &str, env: Env<'_>) -> Result<BTreeMap<String, String>> {
+    let map = v.as_object().ok_or_else(|| {
+        ConfigError::new(path, "must be an object of provider kind -> {\"base_url\"}")
+    })?;
+    let mut out = BTreeMap::new();
+    for (kind, spec) in map {
+        let at = join(path, kind);
+        let default = if kind == "anthropic" {
+            Some(portcullis_provider::anthropic::DEFAULT_BASE_URL)
+        } else {
+            OPENAI_KINDS
+                .iter()
+                .find(|(k, _)| k == kind)
+                .map(|(_, url)| *url)
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        &at,
+                        format!("unknown provider kind `{kind}` (one of {})", kinds()),
+                    )
+                })?
+        };
+        let mut obj = Obj::new(spec, &at)?;
+        let base_url = match obj.str("base_url")? {
+            Some((u, p)) => substitute(u, &p, env)?,
+            None => default
+                .ok_or_else(|| ConfigError::new(join(&at, "base_url"), "required for this kind"))?
+                .to_owned(),
+        };
+        obj.finish(" (expected base_url)")?;
+        out.insert(kind.clone(), base_url);
+    }
+    Ok(out)
+}
+
 /// Every provider kind, for messages.
 fn kinds() -> String {
     let mut names: Vec<&str> = OPENAI_KINDS.iter().map(|(kind, _)| *kind).collect();
-    names.push("anthropic");
+    names.insert(1, "anthropic");
     names.push("mock");
     names.join(", ")
 }

@@ -54,6 +54,7 @@ pub struct AnthropicBuilder {
     idle_timeout: Option<Duration>,
     translator: Translator,
     endpoint: Option<Endpoint>,
+    client_keys: bool,
 }
 
 impl fmt::Debug for AnthropicBuilder {
@@ -80,6 +81,14 @@ impl AnthropicBuilder {
     /// Sets the base URL (default [`DEFAULT_BASE_URL`]); requests go to `{base_url}/v1/messages`.
     pub fn base_url(mut self, base_url: impl Into<String>) -> Self {
         self.base_url = base_url.into();
+        self
+    }
+
+    /// Bring-your-own-key: each call uses the key the request carries in its
+    /// [`ClientKey`](portcullis_core::context::ClientKey) extension, sent as `x-api-key` (over
+    /// any configured key); a call without one is answered 401 without reaching the upstream.
+    pub fn client_keys(mut self, on: bool) -> Self {
+        self.client_keys = on;
         self
     }
 
@@ -247,6 +256,7 @@ impl AnthropicBuilder {
                 idle_timeout: self.idle_timeout,
                 translator: self.translator,
                 endpoint: self.endpoint,
+                client_keys: self.client_keys,
             }),
         })
     }
@@ -268,6 +278,7 @@ struct Shared {
     idle_timeout: Option<Duration>,
     translator: Translator,
     endpoint: Option<Endpoint>,
+    client_keys: bool,
 }
 
 impl fmt::Debug for Anthropic {
@@ -295,6 +306,7 @@ impl Anthropic {
             idle_timeout: None,
             translator: Translator::new().max_tokens(DEFAULT_MAX_TOKENS),
             endpoint: None,
+            client_keys: false,
         }
     }
 
@@ -366,6 +378,25 @@ impl Anthropic {
         let translated = shared.translator.request(view).map_err(|e| refuse(&e))?;
 
         let mut headers = shared.headers.clone();
+        if shared.client_keys {
+            let refused = |message: &str| {
+                Box::new(portcullis_core::error::response(
+                    http::StatusCode::UNAUTHORIZED,
+                    portcullis_core::error::ErrorBody::new("authentication_error", message)
+                        .code("missing_provider_key"),
+                ))
+            };
+            let key = parts
+                .extensions
+                .get::<portcullis_core::context::ClientKey>()
+                .ok_or_else(|| {
+                    refused("this provider takes the client's own key (x-api-key or Authorization: Bearer), and none was sent")
+                })?;
+            let mut value = HeaderValue::try_from(key.expose())
+                .map_err(|_| refused("the provider key has characters not allowed in a header"))?;
+            value.set_sensitive(true);
+            headers.insert("x-api-key", value);
+        }
         headers.insert(
             header::ACCEPT,
             HeaderValue::from_static(if translated.stream() {

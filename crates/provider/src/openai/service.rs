@@ -49,6 +49,7 @@ pub struct OpenAiBuilder {
     stream_usage: bool,
     query_params: Vec<String>,
     endpoint: Option<Endpoint>,
+    client_keys: bool,
 }
 
 impl fmt::Debug for OpenAiBuilder {
@@ -66,6 +67,7 @@ impl fmt::Debug for OpenAiBuilder {
             .field("stream_usage", &self.stream_usage)
             .field("query_params", &self.query_params)
             .field("endpoint", &self.endpoint)
+            .field("client_keys", &self.client_keys)
             .finish()
     }
 }
@@ -90,6 +92,14 @@ impl OpenAiBuilder {
     /// Sets the API key, sent as `authorization: Bearer KEY`.
     pub fn api_key(mut self, key: impl Into<String>) -> Self {
         self.api_key = Some(key.into());
+        self
+    }
+
+    /// Bring-your-own-key: each call uses the key the request carries in its
+    /// [`ClientKey`](portcullis_core::context::ClientKey) extension (over any configured key),
+    /// and a call without one is answered 401 without reaching the upstream.
+    pub fn client_keys(mut self, on: bool) -> Self {
+        self.client_keys = on;
         self
     }
 
@@ -259,6 +269,7 @@ impl OpenAiBuilder {
                 stream_usage: self.stream_usage,
                 query,
                 endpoint: self.endpoint,
+                client_keys: self.client_keys,
             }),
         })
     }
@@ -280,6 +291,7 @@ pub(super) struct Shared {
     stream_usage: bool,
     query: QueryAllowlist,
     endpoint: Option<Endpoint>,
+    client_keys: bool,
 }
 
 impl fmt::Debug for OpenAi {
@@ -307,6 +319,7 @@ impl OpenAi {
             stream_usage: true,
             query_params: Vec::new(),
             endpoint: None,
+            client_keys: false,
         }
     }
 
@@ -368,6 +381,14 @@ impl OpenAi {
         *upstream.uri_mut() = uri;
         let headers = upstream.headers_mut();
         headers.clone_from(&shared.headers);
+        if shared.client_keys {
+            match client_key_header(&parts.extensions) {
+                Ok(value) => {
+                    headers.insert(header::AUTHORIZATION, value);
+                }
+                Err(answer) => return Prepared::Answer(answer),
+            }
+        }
         if endpoint.method() == Method::POST {
             headers.insert(
                 header::CONTENT_TYPE,
@@ -387,6 +408,26 @@ impl OpenAi {
         *upstream.extensions_mut() = parts.extensions;
         Prepared::Send(upstream, strip_usage)
     }
+}
+
+/// `Bearer KEY` from the request's [`ClientKey`](portcullis_core::context::ClientKey), or
+/// the 401 for a request that brought none.
+fn client_key_header(extensions: &http::Extensions) -> Result<HeaderValue, Response<Body>> {
+    let refused = |message: &str| {
+        core_error::response(
+            StatusCode::UNAUTHORIZED,
+            ErrorBody::new("authentication_error", message).code("missing_provider_key"),
+        )
+    };
+    let Some(key) = extensions.get::<portcullis_core::context::ClientKey>() else {
+        return Err(refused(
+            "this provider takes the client's own key (Authorization: Bearer), and none was sent",
+        ));
+    };
+    let mut value = HeaderValue::try_from(format!("Bearer {}", key.expose()))
+        .map_err(|_| refused("the provider key has characters not allowed in a header"))?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 enum Prepared {
