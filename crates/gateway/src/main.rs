@@ -3,7 +3,11 @@
 //! ```text
 //! portcullis --config FILE [--listen ADDR] [--log-format text|json]   serve
 //! portcullis check --config FILE             validate a config and print the resolved tree
+//! portcullis import litellm FILE             print a LiteLLM config.yaml as a Portcullis config
 //! ```
+//!
+//! `--config` takes JSON or YAML; a LiteLLM proxy `config.yaml` is recognised by its
+//! `model_list` and served as it is (listening on 127.0.0.1:4000 unless it says otherwise).
 //!
 //! Logs go to stdout through a buffered writer on a thread of its own, so a request's log line
 //! costs no write on the request's path: lines are batched, written when the queue drains,
@@ -26,7 +30,8 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const USAGE: &str = "usage:
   portcullis --config FILE [--listen ADDR] [--log-format text|json]
                                              serve (default listen 127.0.0.1:8787, text logs)
-  portcullis check --config FILE             validate a config and print the resolved tree";
+  portcullis check --config FILE             validate a config and print the resolved tree
+  portcullis import litellm FILE             print a LiteLLM config.yaml as a Portcullis config";
 
 struct Args {
     check: bool,
@@ -75,7 +80,41 @@ fn args() -> Result<Args, String> {
     })
 }
 
+/// `portcullis import litellm FILE`.
+fn import_litellm(file: &str) -> ExitCode {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: cannot read {file}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let env = |name: &str| std::env::var(name).ok();
+    let imported = portcullis_gateway::litellm::parse_yaml(&text)
+        .and_then(|v| portcullis_gateway::litellm::import(&v, &env));
+    match imported {
+        Ok(import) => {
+            print!("{}", portcullis_gateway::litellm::render(&import));
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("error: {file}: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if let [cmd, kind, file] = argv.as_slice()
+        && cmd == "import"
+    {
+        if kind != "litellm" {
+            eprintln!("error: import takes `litellm`\n{USAGE}");
+            return ExitCode::from(2);
+        }
+        return import_litellm(file);
+    }
     let args = match args() {
         Ok(a) => a,
         Err(msg) => {

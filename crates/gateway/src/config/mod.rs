@@ -268,11 +268,26 @@ impl Config {
         Self::from_value(&value, env)
     }
 
-    /// Reads a config file, resolving `${VAR}` from the process environment.
+    /// Reads a config file, resolving `${VAR}` from the process environment. The file is
+    /// JSON, or YAML; a LiteLLM proxy config (recognised by its `model_list`) is imported
+    /// (see [`crate::litellm`]), its warnings logged.
     pub fn load(path: &std::path::Path) -> std::result::Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::new("", format!("cannot read {}: {e}", path.display())))?;
-        Self::parse(&text, &|name| std::env::var(name).ok())
+        Self::parse_any(&text, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses a config file's text: JSON or YAML, Portcullis's format or LiteLLM's.
+    pub fn parse_any(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config> {
+        let value = crate::litellm::parse_yaml(text)?;
+        if crate::litellm::is_litellm(&value) {
+            let import = crate::litellm::import(&value, env)?;
+            for d in &import.warnings {
+                tracing::warn!(path = %d.path, "LiteLLM config: {}", d.message);
+            }
+            return Self::from_value(&import.config, env);
+        }
+        Self::from_value(&value, env)
     }
 
     /// Reads a parsed config.
