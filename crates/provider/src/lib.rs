@@ -45,6 +45,7 @@
 pub mod anthropic;
 mod client;
 mod endpoint;
+pub mod gemini;
 pub mod mock;
 pub mod openai;
 

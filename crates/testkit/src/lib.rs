@@ -56,6 +56,7 @@
 
 pub mod anthropic;
 pub mod client;
+pub mod gemini;
 mod plan;
 pub mod redis;
 mod respond;

@@ -1,0 +1,1 @@
+//! The native Gemini provider (work in progress).

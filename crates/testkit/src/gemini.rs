@@ -1,0 +1,1 @@
+//! A fake Gemini API upstream on loopback (work in progress).
