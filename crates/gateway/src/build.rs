@@ -115,7 +115,7 @@ type Upstream = Either<OpenAi, Either<Anthropic, Mock>>;
 
 /// Every provider of a config, built once and shared by all stacks that name it, and the
 /// cache engine every leaf shares.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Providers {
     /// Each provider as the leaves of a tree wrap it, and boxed, as `x-portkey-virtual-key`
     /// calls it (with a cache that only `x-portkey-cache` turns on).
@@ -128,6 +128,8 @@ pub struct Providers {
     limited: std::collections::BTreeSet<String>,
     /// Bring-your-own-key providers by kind: each call uses the client's key.
     byok: BTreeMap<String, Stack>,
+    /// The leaves' circuit breakers, by leaf.
+    breakers: std::sync::Mutex<Breakers>,
 }
 
 /// The limits of a config: the per-request policies (`server.limits` and the gateway keys'),
@@ -138,11 +140,35 @@ pub struct Budgets {
     pub request: Option<BudgetLayer<AnyStore>>,
     /// At the leaves.
     pub leaf: Option<BudgetLayer<AnyStore>>,
+    /// The store both use, and the spec it was built from (kept by a reload).
+    store: Option<(LimitsStore, AnyStore)>,
 }
 
 impl Budgets {
+    /// The store of `server.limits_store`.
+    fn store(spec: &LimitsStore) -> Result<AnyStore, ConfigError> {
+        Ok(match spec {
+            LimitsStore::Memory => AnyStore::Memory(portcullis_budget::MemoryStore::new()),
+            LimitsStore::Redis {
+                url,
+                prefix,
+                timeout,
+            } => AnyStore::Redis(
+                portcullis_budget::RedisStore::builder(url.clone())
+                    .prefix(prefix.clone())
+                    .deadline(*timeout)
+                    .build()
+                    .map_err(|e| ConfigError::new("server.limits_store.url", e.to_string()))?,
+            ),
+        })
+    }
+
     /// Builds the limits of `config` over the store of `server.limits_store`.
     pub fn build(config: &Config) -> Result<Self, ConfigError> {
+        Self::build_keeping(config, &Kept::default())
+    }
+
+    fn build_keeping(config: &Config, kept: &Kept) -> Result<Self, ConfigError> {
         let server = &config.server;
         let request: Vec<Policy> = server
             .limits
@@ -159,19 +185,9 @@ impl Budgets {
         if request.is_empty() && leaf.is_empty() {
             return Ok(Self::default());
         }
-        let store = match &server.limits.store {
-            LimitsStore::Memory => AnyStore::Memory(portcullis_budget::MemoryStore::new()),
-            LimitsStore::Redis {
-                url,
-                prefix,
-                timeout,
-            } => AnyStore::Redis(
-                portcullis_budget::RedisStore::builder(url.clone())
-                    .prefix(prefix.clone())
-                    .deadline(*timeout)
-                    .build()
-                    .map_err(|e| ConfigError::new("server.limits_store.url", e.to_string()))?,
-            ),
+        let store = match (&kept.limits_store, &server.limits.store) {
+            (Some((spec, store)), now) if spec == now => store.clone(),
+            _ => Self::store(&server.limits.store)?,
         };
         let mut prices = PriceTable::builtin();
         for (name, provider) in &config.providers {
@@ -203,8 +219,27 @@ impl Budgets {
         Ok(Self {
             request: layer(request, "server.limits")?,
             leaf: layer(leaf, "providers")?,
+            store: Some((server.limits.store.clone(), store)),
         })
     }
+}
+
+/// What a reload keeps of the running config: the cache (its engine and entries, when
+/// `server.cache` is unchanged), the limits' store (its counters, when `server.limits_store`
+/// is unchanged) and each leaf's circuit breaker (its state, when the leaf's path, provider and
+/// `circuit_breaker` are unchanged).
+#[derive(Clone, Debug, Default)]
+pub struct Kept {
+    cache: Option<(CacheServer, Arc<CacheEngine>)>,
+    limits_store: Option<(LimitsStore, AnyStore)>,
+    breakers: BTreeMap<String, CircuitBreakerLayer>,
+}
+
+/// The circuit breakers of one build: those a reload kept, and those this build used.
+#[derive(Debug, Default)]
+struct Breakers {
+    kept: BTreeMap<String, CircuitBreakerLayer>,
+    used: BTreeMap<String, CircuitBreakerLayer>,
 }
 
 /// The cache engine of `server.cache`.
@@ -231,7 +266,14 @@ impl Providers {
     /// Builds the providers of `config` (one pooled client shared by all that use the default
     /// connect timeout) and the cache engine.
     pub fn build(config: &Config, budgets: &Budgets) -> Result<Self, ConfigError> {
-        let cache = cache_engine(&config.server.cache)?;
+        Self::build_keeping(config, budgets, &Kept::default())
+    }
+
+    fn build_keeping(config: &Config, budgets: &Budgets, kept: &Kept) -> Result<Self, ConfigError> {
+        let cache = match &kept.cache {
+            Some((spec, engine)) if *spec == config.server.cache => engine.clone(),
+            _ => cache_engine(&config.server.cache)?,
+        };
         let limited = config
             .providers
             .values()
@@ -291,7 +333,32 @@ impl Providers {
             leaf_limits: budgets.leaf.clone(),
             limited,
             byok,
+            breakers: std::sync::Mutex::new(Breakers {
+                kept: kept.breakers.clone(),
+                used: BTreeMap::new(),
+            }),
         })
+    }
+
+    /// The circuit breaker of a leaf: the one a reload kept for this leaf (same path, provider
+    /// and policy), else a new one.
+    fn breaker(
+        &self,
+        spec: &BreakerSpec,
+        name: &str,
+        node: &Node,
+    ) -> Result<CircuitBreakerLayer, ConfigError> {
+        let key = format!("{}|{name}|{spec:?}", node.path);
+        let mut breakers = self.breakers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = breakers.used.get(&key) {
+            return Ok(b.clone());
+        }
+        let b = match breakers.kept.remove(&key) {
+            Some(b) => b,
+            None => breaker_layer(spec, name, node)?,
+        };
+        breakers.used.insert(key, b.clone());
+        Ok(b)
     }
 
     /// The bring-your-own-key provider of `kind`, if the server enables it.
@@ -420,14 +487,7 @@ fn compile_node(
                 .contains(provider)
                 .then(|| providers.leaf_limits.clone())
                 .flatten();
-            leaf(
-                service,
-                provider,
-                node,
-                &inherited,
-                &providers.cache,
-                limits,
-            )
+            leaf(service, provider, node, &inherited, providers, limits)
         }
         NodeKind::Group {
             mode,
@@ -560,9 +620,10 @@ fn leaf(
     name: &str,
     node: &Node,
     inherited: &Inherited,
-    cache: &Arc<CacheEngine>,
+    providers: &Providers,
     limits: Option<BudgetLayer<AnyStore>>,
 ) -> Result<Stack, ConfigError> {
+    let cache = &providers.cache;
     let params =
         (!inherited.params.is_empty()).then(|| OverrideParamsLayer::new(inherited.params.clone()));
     let retry = match (&inherited.retry, inherited.timeout) {
@@ -572,7 +633,7 @@ fn leaf(
     let breaker = inherited
         .breaker
         .as_ref()
-        .map(|spec| breaker_layer(spec, name, node))
+        .map(|spec| providers.breaker(spec, name, node))
         .transpose()?;
     let leaf = ServiceBuilder::new()
         // Once per request, before the key is computed: the cache keys what the provider sees.
@@ -667,8 +728,29 @@ pub struct Compiled {
 impl Compiled {
     /// Builds the providers and the file's tree.
     pub fn new(config: &Config) -> Result<Self, ConfigError> {
-        let budgets = Budgets::build(config)?;
-        let providers = Arc::new(Providers::build(config, &budgets)?);
+        Self::new_keeping(config, &Kept::default())
+    }
+
+    /// What a reload of this build keeps (see [`Kept`]).
+    pub fn kept(&self, config: &Config) -> Kept {
+        let breakers = self
+            .providers
+            .breakers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .used
+            .clone();
+        Kept {
+            cache: Some((config.server.cache.clone(), self.providers.cache.clone())),
+            limits_store: self.budgets.store.clone(),
+            breakers,
+        }
+    }
+
+    /// Builds `config`, keeping what `kept` holds of a running build.
+    pub fn new_keeping(config: &Config, kept: &Kept) -> Result<Self, ConfigError> {
+        let budgets = Budgets::build_keeping(config, kept)?;
+        let providers = Arc::new(Providers::build_keeping(config, &budgets, kept)?);
         let limits = CompileLimits {
             max_attempts: config.server.max_attempts,
             regex: RegexLimits::default(),

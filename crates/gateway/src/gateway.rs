@@ -19,15 +19,34 @@ use serde_json::Value;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::build::{CompileLimits, Compiled, Stack, compile};
+use crate::build::{CompileLimits, Compiled, Kept, Stack, compile};
 use crate::config::{Config, MAX_HEADER_CONFIG_BYTES, Node};
 use crate::header_cache::{self, HeaderConfigCache};
 use crate::slug::Slug;
 
-/// The gateway service: cheap to clone, shared state behind an `Arc`.
+/// The gateway service: cheap to clone; clones share the running config, which
+/// [`Gateway::reload`] swaps for a new one while requests in flight finish on the old.
 #[derive(Clone)]
 pub struct Gateway {
-    shared: Arc<Shared>,
+    current: Arc<std::sync::RwLock<Arc<Shared>>>,
+}
+
+/// The running config, as [`Gateway::config`] lends it (it stays the one read, whatever a
+/// reload does meanwhile).
+pub struct ConfigRef(Arc<Shared>);
+
+impl std::ops::Deref for ConfigRef {
+    type Target = Config;
+
+    fn deref(&self) -> &Config {
+        &self.0.config
+    }
+}
+
+impl std::fmt::Debug for ConfigRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.config.fmt(f)
+    }
 }
 
 struct Shared {
@@ -49,7 +68,7 @@ impl std::fmt::Debug for Gateway {
         f.debug_struct("Gateway")
             .field(
                 "providers",
-                &self.shared.config.providers.keys().collect::<Vec<_>>(),
+                &self.shared().config.providers.keys().collect::<Vec<_>>(),
             )
             .finish_non_exhaustive()
     }
@@ -67,7 +86,56 @@ impl Gateway {
         config: Config,
         prometheus: Option<Prometheus>,
     ) -> Result<Self, crate::config::ConfigError> {
-        let compiled = Compiled::new(&config)?;
+        let shared = Shared::build(config, prometheus, &Kept::default())?;
+        Ok(Self {
+            current: Arc::new(std::sync::RwLock::new(Arc::new(shared))),
+        })
+    }
+
+    fn shared(&self) -> Arc<Shared> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Swaps in `config`, compiled now: requests already in flight finish on the old one,
+    /// new ones get the new one. The cache (entries included), the limits' counters and each
+    /// unchanged leaf's circuit breaker carry over (see [`Kept`]). On error the running config
+    /// stays. Settings of the listening server (address, connection limits, timeouts) take
+    /// effect at the next start only.
+    pub fn reload(&self, config: Config) -> Result<(), crate::config::ConfigError> {
+        let old = self.shared();
+        let kept = old.compiled.kept(&old.config);
+        let shared = Shared::build(config, old.prometheus.clone(), &kept)?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(shared);
+        Ok(())
+    }
+
+    /// The config the gateway runs.
+    pub fn config(&self) -> ConfigRef {
+        ConfigRef(self.shared())
+    }
+
+    /// The estimated bytes the compiled `x-portkey-config` trees kept for reuse hold: at most
+    /// `server.header_config.cache_bytes`.
+    pub fn header_config_cache_bytes(&self) -> usize {
+        self.shared().header_configs.bytes()
+    }
+
+    /// How many compiled `x-portkey-config` trees are kept for reuse.
+    pub fn header_config_cache_len(&self) -> usize {
+        self.shared().header_configs.len()
+    }
+}
+
+impl Shared {
+    fn build(
+        config: Config,
+        prometheus: Option<Prometheus>,
+        kept: &Kept,
+    ) -> Result<Self, crate::config::ConfigError> {
+        let compiled = Compiled::new_keeping(&config, kept)?;
         let api_keys = config
             .server
             .api_keys
@@ -93,34 +161,16 @@ impl Gateway {
             .admin_token
             .as_ref()
             .map(|t| key_digest(t.as_bytes()));
-        Ok(Self {
-            shared: Arc::new(Shared {
-                config,
-                compiled,
-                header_configs,
-                api_keys,
-                models,
-                tag,
-                prometheus,
-                admin,
-            }),
+        Ok(Shared {
+            config,
+            compiled,
+            header_configs,
+            api_keys,
+            models,
+            tag,
+            prometheus,
+            admin,
         })
-    }
-
-    /// The config the gateway runs.
-    pub fn config(&self) -> &Config {
-        &self.shared.config
-    }
-
-    /// The estimated bytes the compiled `x-portkey-config` trees kept for reuse hold: at most
-    /// `server.header_config.cache_bytes`.
-    pub fn header_config_cache_bytes(&self) -> usize {
-        self.shared.header_configs.bytes()
-    }
-
-    /// How many compiled `x-portkey-config` trees are kept for reuse.
-    pub fn header_config_cache_len(&self) -> usize {
-        self.shared.header_configs.len()
     }
 }
 
@@ -645,7 +695,7 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> BoxFuture {
-        let shared = self.shared.clone();
+        let shared = self.shared();
         let path = req.uri().path();
         let answer = |r: Response<Body>| -> BoxFuture { Box::pin(std::future::ready(Ok(r))) };
         match (req.method(), path) {

@@ -34,4 +34,4 @@ pub mod server;
 mod slug;
 
 pub use self::config::{Config, ConfigError};
-pub use self::gateway::Gateway;
+pub use self::gateway::{ConfigRef, Gateway};

@@ -6,6 +6,9 @@
 //! portcullis import litellm FILE             print a LiteLLM config.yaml as a Portcullis config
 //! ```
 //!
+//! `kill -HUP` reloads the config file: it is read, checked and compiled, then swapped in
+//! (requests in flight finish on the old one); a file that fails keeps the old one running.
+//!
 //! `--config` takes JSON or YAML; a LiteLLM proxy `config.yaml` is recognised by its
 //! `model_list` and served as it is (listening on 127.0.0.1:4000 unless it says otherwise).
 //!
@@ -193,6 +196,32 @@ fn check(config: Config, path: &Path) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// On SIGHUP: read the file again and swap it in; a file that does not read or build leaves
+/// the running config in place, and the log says why.
+fn reload_on_hangup(gateway: Gateway, path: PathBuf) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP: reloading is off");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            let loaded = Config::load(&path).and_then(|config| gateway.reload(config));
+            match loaded {
+                Ok(()) => tracing::info!(config = %path.display(), "config reloaded"),
+                Err(err) => tracing::error!(
+                    config = %path.display(),
+                    error = %err,
+                    "config not reloaded: the running config stays"
+                ),
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = (gateway, path);
+}
+
 /// The log filter: `RUST_LOG` as `target=level` directives, else `info`.
 fn log_filter() -> Targets {
     std::env::var("RUST_LOG")
@@ -287,6 +316,7 @@ async fn run(config: Config, path: PathBuf, log_format: LogFormat) -> ExitCode {
         "portcullis listening on http://{}",
         listener.local_addr().map_or(listen, |a| a)
     );
+    reload_on_hangup(gateway.clone(), path.clone());
     let code = match server::serve(listener, gateway, server::shutdown_signal(), grace).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
