@@ -315,18 +315,13 @@ impl Shared {
             if self.compiled.providers.get(name).is_some() {
                 return Ok(Some(name));
             }
-            let known = self
-                .compiled
-                .providers
-                .names()
-                .collect::<Vec<_>>()
-                .join(", ");
+            // Never the server's list of providers: a caller learns only about what it named.
             let why = if PROVIDER_KINDS.contains(&name) {
                 format!(
-                    "x-portkey-provider: `{name}` is a provider kind, not a provider of this gateway, and bring-your-own-key is not enabled for it (server.byok): name one of the server's providers ({known})"
+                    "x-portkey-provider: `{name}` is a provider kind, not a provider of this gateway, and bring-your-own-key is not enabled for it (server.byok)"
                 )
             } else {
-                format!("x-portkey-provider: unknown provider `{name}` (this gateway has: {known})")
+                format!("x-portkey-provider: unknown provider `{name}`")
             };
             return Err(bad(why));
         }
