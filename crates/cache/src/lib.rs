@@ -3,7 +3,7 @@
 //!
 //! [`CacheLayer`] wraps a target (a provider, or anything answering
 //! `Request<BufferedBody>` with `Response<Body>`). For each request it works out a
-//! [key](key): a SHA-256 of everything that can change the answer (the model after
+//! [`key`]: a SHA-256 of everything that can change the answer (the model after
 //! `override_params`, messages, tools, sampling parameters, `n`, `seed`, ... and unknown
 //! fields), the target's identity and the tenant (the caller's gateway key name and
 //! `x-portkey-cache-namespace`); `stream`, `stream_options`, `user` and `metadata` are left
@@ -32,7 +32,11 @@
 //! the questions cached in the same *partition* (the same key with that turn's text left
 //! out: system prompt, earlier turns, model, parameters and tools all equal). A candidate is
 //! served only if it passes a lexical veto (numbers, negations, entities, quoted strings
-//! and content words agree) and the embedding similarity passes the threshold.
+//! and content words agree) and the embedding similarity passes the threshold. The default
+//! embedder (hashed character n-grams, offline, no model to download) at its default
+//! threshold served no false hit on our labelled evaluation (383 tune and 175 held-out
+//! pairs: recall 0.93 and 0.76); the table, the method and the limits are in [`semantic`],
+//! and `cargo run -p portcullis-cache --release --example semantic_eval` prints it again.
 //!
 //! ```
 //! use portcullis_cache::{CacheEngine, CacheSettings, Mode};

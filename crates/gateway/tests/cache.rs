@@ -459,3 +459,93 @@ async fn two_gateways_share_one_redis() {
     }
     assert!(stored, "the store recovers after Redis restarts");
 }
+
+fn ask(question: &str) -> String {
+    format!(
+        r#"{{"model":"gpt-4o-mini","messages":[{{"role":"system","content":"You are a support bot."}},{{"role":"user","content":"{question}"}}]}}"#
+    )
+}
+
+#[tokio::test]
+async fn semantic_mode_serves_a_paraphrase_and_refuses_every_near_miss() {
+    let upstream = FakeUpstream::start().await;
+    let semantic = r#", "cache": {"mode": "semantic", "max_age": 600}"#;
+    let gw = start(&config(&upstream, semantic, "")).await;
+    upstream.set(Plan::ok().content("Open Settings, then Security, then Reset password."));
+    let first = post(gw.addr, CHAT_PATH, &[], &ask("How do I reset my password?")).await;
+    assert_eq!(status(&first), "SEMANTIC MISS");
+    // The same question exactly: an exact hit first.
+    let exact = post(gw.addr, CHAT_PATH, &[], &ask("How do I reset my password?")).await;
+    assert_eq!(status(&exact), "HIT");
+    for paraphrase in [
+        "How can I reset my password?",
+        "how do i reset my password",
+        "Please, how do I reset my password?",
+    ] {
+        let e = post(gw.addr, CHAT_PATH, &[], &ask(paraphrase)).await;
+        assert_eq!(status(&e), "SEMANTIC HIT", "{paraphrase}");
+        assert_eq!(e.body, first.body, "{paraphrase}: the cached answer");
+    }
+    assert_eq!(upstream.hits(), 1);
+    for near_miss in [
+        "How do I reset my username?",
+        "How do I not reset my password?",
+        "How do I reset my password in 2 steps?",
+        "How do I reset my Gmail password?",
+        "Comment réinitialiser mon mot de passe ?",
+        "Why do I reset my password?",
+    ] {
+        let before = upstream.hits();
+        let e = post(gw.addr, CHAT_PATH, &[], &ask(near_miss)).await;
+        assert_eq!(status(&e), "SEMANTIC MISS", "{near_miss}");
+        assert_eq!(upstream.hits(), before + 1, "{near_miss}");
+    }
+    // Another system prompt is another partition: never compared.
+    let other = r#"{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a pirate."},{"role":"user","content":"How can I reset my password?"}]}"#;
+    assert_eq!(
+        status(&post(gw.addr, CHAT_PATH, &[], other).await),
+        "SEMANTIC MISS"
+    );
+    // A different follow-up in the same conversation is a miss.
+    let convo = |last: &str| {
+        format!(
+            r#"{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"I use the mobile app."}},{{"role":"assistant","content":"Got it."}},{{"role":"user","content":"{last}"}}]}}"#
+        )
+    };
+    assert_eq!(
+        status(
+            &post(
+                gw.addr,
+                CHAT_PATH,
+                &[],
+                &convo("How do I reset my password?")
+            )
+            .await
+        ),
+        "SEMANTIC MISS"
+    );
+    assert_eq!(
+        status(
+            &post(
+                gw.addr,
+                CHAT_PATH,
+                &[],
+                &convo("How do I delete my account?")
+            )
+            .await
+        ),
+        "SEMANTIC MISS"
+    );
+    assert_eq!(
+        status(
+            &post(
+                gw.addr,
+                CHAT_PATH,
+                &[],
+                &convo("How can I reset my password?")
+            )
+            .await
+        ),
+        "SEMANTIC HIT"
+    );
+}

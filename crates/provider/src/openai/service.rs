@@ -386,7 +386,7 @@ impl OpenAi {
                 Ok(value) => {
                     headers.insert(header::AUTHORIZATION, value);
                 }
-                Err(answer) => return Prepared::Answer(answer),
+                Err(answer) => return Prepared::Answer(*answer),
             }
         }
         if endpoint.method() == Method::POST {
@@ -412,12 +412,12 @@ impl OpenAi {
 
 /// `Bearer KEY` from the request's [`ClientKey`](portcullis_core::context::ClientKey), or
 /// the 401 for a request that brought none.
-fn client_key_header(extensions: &http::Extensions) -> Result<HeaderValue, Response<Body>> {
+fn client_key_header(extensions: &http::Extensions) -> Result<HeaderValue, Box<Response<Body>>> {
     let refused = |message: &str| {
-        core_error::response(
+        Box::new(core_error::response(
             StatusCode::UNAUTHORIZED,
             ErrorBody::new("authentication_error", message).code("missing_provider_key"),
-        )
+        ))
     };
     let Some(key) = extensions.get::<portcullis_core::context::ClientKey>() else {
         return Err(refused(
