@@ -86,6 +86,9 @@ impl CacheEngine {
 
     /// The store's entry under `key`, `None` on a miss or a failure (counted).
     pub(crate) async fn get(&self, key: &Key) -> Option<Arc<Entry>> {
+        if let Some(now) = self.store.get_now(key) {
+            return now.unwrap_or_else(|e| self.failed("get", &e));
+        }
         match tokio::time::timeout(self.store_timeout, self.store.get(key)).await {
             Ok(Ok(found)) => found,
             Ok(Err(e)) => self.failed("get", &e),
@@ -94,6 +97,9 @@ impl CacheEngine {
     }
 
     pub(crate) async fn put(&self, key: &Key, entry: Arc<Entry>, ttl: Duration) {
+        if self.store.put_now(key, &entry, ttl) {
+            return;
+        }
         match tokio::time::timeout(self.store_timeout, self.store.put(key, entry, ttl)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => self.failed::<()>("put", &e).unwrap_or(()),

@@ -59,6 +59,11 @@ pub(crate) fn openai_builder(
     if let Some(key) = &spec.api_key {
         b = b.api_key(key.clone());
     }
+    if let Some(version) = &spec.azure_api_version {
+        b = b
+            .fixed_query("api-version", version.clone())
+            .key_header("api-key");
+    }
     for (k, v) in &spec.headers {
         b = b.header(k.clone(), v.clone());
     }

@@ -137,6 +137,15 @@ impl CacheStore for MemoryStore {
     fn kind(&self) -> &'static str {
         "memory"
     }
+
+    fn get_now(&self, key: &Key) -> Option<Result<Option<Arc<Entry>>, super::StoreError>> {
+        Some(Ok(self.entries.get(key).map(|(e, _)| e)))
+    }
+
+    fn put_now(&self, key: &Key, entry: &Arc<Entry>, ttl: Duration) -> bool {
+        self.entries.insert(*key, (entry.clone(), ttl));
+        true
+    }
 }
 
 #[cfg(test)]

@@ -148,6 +148,20 @@ pub trait CacheStore: Send + Sync + fmt::Debug + 'static {
 
     /// A short name for logs and metrics (`memory`, `redis`).
     fn kind(&self) -> &'static str;
+
+    /// [`get`](Self::get) answered at once, without a future, by a store that can (one in
+    /// this process); `None` for a store that must do I/O.
+    fn get_now(&self, key: &Key) -> Option<Result<Option<Arc<Entry>>, StoreError>> {
+        let _ = key;
+        None
+    }
+
+    /// [`put`](Self::put) done at once by a store that can; `false` for one that must do I/O
+    /// (then `put` is called).
+    fn put_now(&self, key: &Key, entry: &Arc<Entry>, ttl: Duration) -> bool {
+        let _ = (key, entry, ttl);
+        false
+    }
 }
 
 impl<T: CacheStore + ?Sized> CacheStore for Arc<T> {
@@ -171,6 +185,12 @@ impl<T: CacheStore + ?Sized> CacheStore for Arc<T> {
     }
     fn kind(&self) -> &'static str {
         (**self).kind()
+    }
+    fn get_now(&self, key: &Key) -> Option<Result<Option<Arc<Entry>>, StoreError>> {
+        (**self).get_now(key)
+    }
+    fn put_now(&self, key: &Key, entry: &Arc<Entry>, ttl: Duration) -> bool {
+        (**self).put_now(key, entry, ttl)
     }
 }
 

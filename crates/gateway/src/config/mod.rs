@@ -188,6 +188,8 @@ pub struct OpenAiSpec {
     /// Names of the client's query parameters passed on to the upstream (by default none: the
     /// client's query string is dropped, so it cannot pick an `api-version` or add a `key`).
     pub allow_query_params: Vec<String>,
+    /// Azure OpenAI: the `api-version` sent on every request, and the key sent as `api-key`.
+    pub azure_api_version: Option<String>,
 }
 
 impl std::fmt::Debug for OpenAiSpec {
@@ -671,6 +673,7 @@ fn parse_byok(v: &Value, path: &str, env: Env<'_>) -> Result<BTreeMap<String, St
 fn kinds() -> String {
     let mut names: Vec<&str> = OPENAI_KINDS.iter().map(|(kind, _)| *kind).collect();
     names.insert(1, "anthropic");
+    names.insert(2, "azure-openai");
     names.push("mock");
     names.join(", ")
 }
@@ -721,6 +724,12 @@ fn parse_provider(name: &str, v: &Value, path: &str, env: Env<'_>) -> Result<Pro
     })?;
     let kind = if kind == "mock" {
         ProviderKind::Mock(mock_spec(obj)?)
+    } else if kind == "azure-openai" {
+        let spec = azure_spec(obj, env)?;
+        crate::build::openai_builder(name, &spec, None)
+            .build()
+            .map_err(|e| ConfigError::new(path, e.to_string()))?;
+        ProviderKind::OpenAi(spec)
     } else if kind == "anthropic" {
         let spec = anthropic_spec(obj, env)?;
         crate::build::anthropic_builder(name, &spec, None)
@@ -818,8 +827,61 @@ fn openai_spec(
         idle_timeout: obj.positive_ms("idle_timeout_ms")?,
         stream_usage: obj.bool("stream_usage")?.is_none_or(|(b, _)| b),
         allow_query_params: allow_query_params.unwrap_or_default(),
+        azure_api_version: None,
     };
     obj.finish(" (expected provider, base_url, api_key, headers, models, connect_timeout_ms, response_timeout_ms, idle_timeout_ms, stream_usage, allow_query_params)")?;
+    Ok(spec)
+}
+
+/// Azure OpenAI: `base_url` of the resource (`https://NAME.openai.azure.com`),
+/// `deployment_id`, `api_version` (default 2024-10-21), `api_key` sent as `api-key`.
+fn azure_spec(mut obj: Obj<'_>, env: Env<'_>) -> Result<OpenAiSpec> {
+    let (base, bpath) = obj.str("base_url")?.ok_or_else(|| {
+        ConfigError::new(
+            obj.path_of("base_url"),
+            "missing (the resource, e.g. https://NAME.openai.azure.com)",
+        )
+    })?;
+    let base = substitute(base, &bpath, env)?;
+    let (deployment, dpath) = obj.str("deployment_id")?.ok_or_else(|| {
+        ConfigError::new(
+            obj.path_of("deployment_id"),
+            "missing (the deployment's name)",
+        )
+    })?;
+    if deployment.is_empty()
+        || !deployment
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(ConfigError::new(
+            dpath,
+            "letters, digits, `-`, `_` or `.` only",
+        ));
+    }
+    let api_version = obj
+        .str("api_version")?
+        .map_or_else(|| "2024-10-21".to_owned(), |(v, _)| v.to_owned());
+    let api_key = obj
+        .str("api_key")?
+        .map(|(s, path)| substitute(s, &path, env))
+        .transpose()?;
+    let headers = upstream_headers(&mut obj, env)?;
+    let spec = OpenAiSpec {
+        base_url: format!(
+            "{}/openai/deployments/{deployment}",
+            base.trim_end_matches('/')
+        ),
+        api_key,
+        headers,
+        connect_timeout: obj.positive_ms("connect_timeout_ms")?,
+        response_timeout: obj.positive_ms("response_timeout_ms")?,
+        idle_timeout: obj.positive_ms("idle_timeout_ms")?,
+        stream_usage: obj.bool("stream_usage")?.is_none_or(|(b, _)| b),
+        allow_query_params: Vec::new(),
+        azure_api_version: Some(api_version),
+    };
+    obj.finish(" (expected provider, base_url, deployment_id, api_version, api_key, headers, models, connect_timeout_ms, response_timeout_ms, idle_timeout_ms, stream_usage)")?;
     Ok(spec)
 }
 

@@ -50,6 +50,8 @@ pub struct OpenAiBuilder {
     query_params: Vec<String>,
     endpoint: Option<Endpoint>,
     client_keys: bool,
+    fixed_query: Vec<(String, String)>,
+    key_header: Option<String>,
 }
 
 impl fmt::Debug for OpenAiBuilder {
@@ -68,6 +70,8 @@ impl fmt::Debug for OpenAiBuilder {
             .field("query_params", &self.query_params)
             .field("endpoint", &self.endpoint)
             .field("client_keys", &self.client_keys)
+            .field("fixed_query", &self.fixed_query)
+            .field("key_header", &self.key_header)
             .finish()
     }
 }
@@ -100,6 +104,20 @@ impl OpenAiBuilder {
     /// and a call without one is answered 401 without reaching the upstream.
     pub fn client_keys(mut self, on: bool) -> Self {
         self.client_keys = on;
+        self
+    }
+
+    /// A query parameter sent on every upstream request, before any the client may pass
+    /// (Azure OpenAI's `api-version`).
+    pub fn fixed_query(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.fixed_query.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sends the key as `NAME: KEY` instead of `authorization: Bearer KEY` (Azure OpenAI's
+    /// `api-key`).
+    pub fn key_header(mut self, name: impl Into<String>) -> Self {
+        self.key_header = Some(name.into());
         self
     }
 
@@ -224,11 +242,28 @@ impl OpenAiBuilder {
             )));
         }
         let prefix = base.path().trim_end_matches('/');
+        let mut fixed = String::new();
+        for (name, value) in &self.fixed_query {
+            let ok = |s: &str| {
+                !s.is_empty()
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+            };
+            if !ok(name) || !ok(value) {
+                return Err(BuildError(format!(
+                    "fixed query `{name}={value}`: letters, digits, `-`, `.`, `_` and `~` only"
+                )));
+            }
+            fixed.push(if fixed.is_empty() { '?' } else { '&' });
+            fixed.push_str(name);
+            fixed.push('=');
+            fixed.push_str(value);
+        }
         let uris = Endpoint::table(|e| {
             Uri::builder()
                 .scheme(scheme)
                 .authority(authority.clone())
-                .path_and_query(format!("{prefix}{}", e.path()))
+                .path_and_query(format!("{prefix}{}{fixed}", e.path()))
                 .build()
                 .expect("parts of a valid URI")
         });
@@ -238,11 +273,22 @@ impl OpenAiBuilder {
             header::USER_AGENT,
             HeaderValue::from_static(concat!("portcullis/", env!("CARGO_PKG_VERSION"))),
         );
+        let key_header = match &self.key_header {
+            None => header::AUTHORIZATION,
+            Some(name) => HeaderName::try_from(name.as_str())
+                .map_err(|_| BuildError(format!("key_header: `{name}` is not a header name")))?,
+        };
+        let bearer = key_header == header::AUTHORIZATION;
         if let Some(key) = &self.api_key {
-            let mut value = HeaderValue::try_from(format!("Bearer {key}"))
+            let text = if bearer {
+                format!("Bearer {key}")
+            } else {
+                key.clone()
+            };
+            let mut value = HeaderValue::try_from(text)
                 .map_err(|_| BuildError("api_key has characters not allowed in a header".into()))?;
             value.set_sensitive(true);
-            headers.insert(header::AUTHORIZATION, value);
+            headers.insert(key_header.clone(), value);
         }
         for (name, value) in &self.headers {
             let header_name = HeaderName::try_from(name.as_str())
@@ -270,6 +316,7 @@ impl OpenAiBuilder {
                 query,
                 endpoint: self.endpoint,
                 client_keys: self.client_keys,
+                key_header,
             }),
         })
     }
@@ -292,6 +339,7 @@ pub(super) struct Shared {
     query: QueryAllowlist,
     endpoint: Option<Endpoint>,
     client_keys: bool,
+    key_header: HeaderName,
 }
 
 impl fmt::Debug for OpenAi {
@@ -320,6 +368,8 @@ impl OpenAi {
             query_params: Vec::new(),
             endpoint: None,
             client_keys: false,
+            fixed_query: Vec::new(),
+            key_header: None,
         }
     }
 
@@ -382,9 +432,10 @@ impl OpenAi {
         let headers = upstream.headers_mut();
         headers.clone_from(&shared.headers);
         if shared.client_keys {
-            match client_key_header(&parts.extensions) {
+            let bearer = shared.key_header == header::AUTHORIZATION;
+            match client_key_header(&parts.extensions, bearer) {
                 Ok(value) => {
-                    headers.insert(header::AUTHORIZATION, value);
+                    headers.insert(shared.key_header.clone(), value);
                 }
                 Err(answer) => return Prepared::Answer(*answer),
             }
@@ -412,7 +463,10 @@ impl OpenAi {
 
 /// `Bearer KEY` from the request's [`ClientKey`](portcullis_core::context::ClientKey), or
 /// the 401 for a request that brought none.
-fn client_key_header(extensions: &http::Extensions) -> Result<HeaderValue, Box<Response<Body>>> {
+fn client_key_header(
+    extensions: &http::Extensions,
+    bearer: bool,
+) -> Result<HeaderValue, Box<Response<Body>>> {
     let refused = |message: &str| {
         Box::new(core_error::response(
             StatusCode::UNAUTHORIZED,
@@ -424,7 +478,12 @@ fn client_key_header(extensions: &http::Extensions) -> Result<HeaderValue, Box<R
             "this provider takes the client's own key (Authorization: Bearer), and none was sent",
         ));
     };
-    let mut value = HeaderValue::try_from(format!("Bearer {}", key.expose()))
+    let text = if bearer {
+        format!("Bearer {}", key.expose())
+    } else {
+        key.expose().to_owned()
+    };
+    let mut value = HeaderValue::try_from(text)
         .map_err(|_| refused("the provider key has characters not allowed in a header"))?;
     value.set_sensitive(true);
     Ok(value)
@@ -437,10 +496,16 @@ enum Prepared {
     Answer(Response<Body>),
 }
 
-/// `base` with `query` as its query string (`base` has none: the builder refuses one).
+/// `base` with the client's allowed `query` added (after the provider's fixed parameters).
 fn with_query(base: &Uri, query: &str) -> Uri {
     let mut parts = base.clone().into_parts();
-    parts.path_and_query = format!("{}?{query}", base.path()).parse().ok();
+    // After the provider's fixed parameters, if it has any.
+    parts.path_and_query = match base.query() {
+        Some(fixed) => format!("{}?{fixed}&{query}", base.path()),
+        None => format!("{}?{query}", base.path()),
+    }
+    .parse()
+    .ok();
     // The kept pairs come from a query that already parsed, so this holds; were it not to,
     // sending no query is the safe answer.
     Uri::from_parts(parts).unwrap_or_else(|_| base.clone())
