@@ -30,7 +30,9 @@ use portcullis_core::{
 };
 use portcullis_fallback::Fallback;
 use portcullis_provider::openai::OpenAiBuilder;
-use portcullis_provider::{Anthropic, AnthropicBuilder, HttpClient, Mock, OpenAi};
+use portcullis_provider::{
+    Anthropic, AnthropicBuilder, Gemini, GeminiBuilder, HttpClient, Mock, OpenAi,
+};
 use portcullis_retry::{RetryLayer, RetryPolicy};
 use portcullis_route::{ConditionalRouter, RegexLimits};
 use serde_json::{Map, Value};
@@ -38,7 +40,7 @@ use tower::util::{BoxCloneSyncService, Either};
 use tower::{Layer, ServiceBuilder, ServiceExt};
 
 use crate::config::{
-    AnthropicSpec, Balancer, BreakerSpec, CacheServer, CacheStore, Config, ConfigError,
+    AnthropicSpec, Balancer, BreakerSpec, CacheServer, CacheStore, Config, ConfigError, GeminiSpec,
     LimitsStore, MockSpec, Mode, Node, NodeKind, OpenAiSpec, ProviderKind, RetrySpec, StickyKey,
 };
 
@@ -115,8 +117,41 @@ pub(crate) fn anthropic_builder(
     b.client(client)
 }
 
+/// The builder of a native Gemini (or Vertex AI) provider from its spec.
+pub(crate) fn gemini_builder(
+    name: &str,
+    spec: &GeminiSpec,
+    client: Option<HttpClient>,
+) -> GeminiBuilder {
+    let mut b = Gemini::builder()
+        .name(name)
+        .idle_timeout(spec.idle_timeout)
+        .drop_unsupported(spec.drop_unsupported);
+    if let Some(url) = &spec.base_url {
+        b = b.base_url(url.clone());
+    }
+    if let Some(key) = &spec.api_key {
+        b = b.api_key(key.clone());
+    }
+    if let Some((project, region, file)) = &spec.vertex {
+        b = b.vertex(project.clone(), region.clone(), file.clone());
+    }
+    for (k, v) in &spec.headers {
+        b = b.header(k.clone(), v.clone());
+    }
+    if let Some(t) = spec.response_timeout {
+        b = b.response_timeout(t);
+    }
+    let client = match (client, spec.connect_timeout) {
+        (_, Some(t)) => HttpClient::with_connect_timeout(t),
+        (Some(c), None) => c,
+        (None, None) => HttpClient::new(),
+    };
+    b.client(client)
+}
+
 /// A built provider, kept concrete so that a leaf boxes it together with its layers.
-type Upstream = Either<OpenAi, Either<Anthropic, Mock>>;
+type Upstream = Either<OpenAi, Either<Anthropic, Either<Gemini, Mock>>>;
 
 /// Every provider of a config, built once and shared by all stacks that name it, and the
 /// cache engine every leaf shares.
@@ -301,9 +336,16 @@ impl Providers {
                         .build()
                         .map_err(|e| ConfigError::from_build(&format!("providers.{name}"), e))?,
                 )),
-                ProviderKind::Mock(spec) => {
-                    Either::Right(Either::Right(mock(name, spec, &provider.models)))
-                }
+                ProviderKind::Gemini(spec) => Either::Right(Either::Right(Either::Left(
+                    gemini_builder(name, spec, Some(client.clone()))
+                        .build()
+                        .map_err(|e| ConfigError::from_build(&format!("providers.{name}"), e))?,
+                ))),
+                ProviderKind::Mock(spec) => Either::Right(Either::Right(Either::Right(mock(
+                    name,
+                    spec,
+                    &provider.models,
+                )))),
             };
             let boxed = BoxCloneSyncService::new(cache.layer(None, name).layer(upstream.clone()));
             services.insert(name.clone(), (upstream, boxed));
@@ -312,7 +354,16 @@ impl Providers {
         for (kind, base_url) in &config.server.byok {
             let name = format!("byok:{kind}");
             let path = format!("server.byok.{kind}");
-            let upstream: Stack = if kind == "anthropic" {
+            let upstream: Stack = if kind == "google" || kind == "gemini" {
+                let p = Gemini::builder()
+                    .base_url(base_url.clone())
+                    .name(kind.clone())
+                    .client_keys(true)
+                    .client(client.clone())
+                    .build()
+                    .map_err(|e| ConfigError::from_build(&path, e))?;
+                BoxCloneSyncService::new(cache.layer(None, &name).layer(p))
+            } else if kind == "anthropic" {
                 let p = Anthropic::builder()
                     .base_url(base_url.clone())
                     .name(kind.clone())

@@ -5,6 +5,8 @@
 //!   TLS through rustls when the `rustls` feature is on.
 //! - [`Anthropic`]: Anthropic's native Messages API, translated from and to OpenAI's chat
 //!   completions (JSON and streams, tools, images, usage with cached tokens, errors).
+//! - [`Gemini`]: Google's native Gemini API (AI Studio with an API key, or Vertex AI with a
+//!   service account), translated from and to OpenAI's chat completions and embeddings.
 //! - [`Mock`]: a deterministic in-process OpenAI-compatible responder (latency, failure rate,
 //!   status, streams, usage) for trying configs and load tests without a key.
 //! - [`Endpoint`]: the upstream endpoint a request goes to. Both providers read it from the
@@ -52,5 +54,6 @@ pub mod openai;
 pub use self::anthropic::{Anthropic, AnthropicBuilder};
 pub use self::client::{DEFAULT_CONNECT_TIMEOUT, HttpClient};
 pub use self::endpoint::Endpoint;
+pub use self::gemini::{Gemini, GeminiBuilder};
 pub use self::mock::Mock;
 pub use self::openai::OpenAi;

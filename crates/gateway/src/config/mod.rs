@@ -163,6 +163,8 @@ pub enum ProviderKind {
     OpenAi(OpenAiSpec),
     /// Anthropic's native Messages API.
     Anthropic(AnthropicSpec),
+    /// Google's native Gemini API: AI Studio, or Vertex AI.
+    Gemini(GeminiSpec),
     /// The offline mock.
     Mock(MockSpec),
 }
@@ -238,6 +240,38 @@ impl std::fmt::Debug for AnthropicSpec {
             .field("base_url", &self.base_url)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Settings of the native Gemini provider (`google`, alias `gemini`; `vertex-ai`).
+#[non_exhaustive]
+#[derive(Clone)]
+pub struct GeminiSpec {
+    /// Base URL (default Google's; Vertex: the regional endpoint).
+    pub base_url: Option<String>,
+    /// The AI Studio key (`x-goog-api-key`, never in the URL).
+    pub api_key: Option<String>,
+    /// Vertex AI: project, region and the service-account JSON file.
+    pub vertex: Option<(String, String, String)>,
+    /// Drop OpenAI fields Gemini has no equivalent for, instead of a 400 naming them.
+    pub drop_unsupported: bool,
+    /// Extra headers sent upstream.
+    pub headers: Vec<(String, String)>,
+    /// Connect timeout.
+    pub connect_timeout: Option<Duration>,
+    /// Time allowed for response headers.
+    pub response_timeout: Option<Duration>,
+    /// Time allowed between body chunks.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for GeminiSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GeminiSpec")
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("vertex", &self.vertex.as_ref().map(|(p, r, _)| (p, r)))
             .finish_non_exhaustive()
     }
 }
@@ -623,12 +657,8 @@ fn otlp_endpoint(url: &str, path: &str, env: Env<'_>) -> Result<String> {
 /// The OpenAI-compatible provider kinds and their default base URLs. (`anthropic` is the
 /// native Messages API; Anthropic's OpenAI-compatible endpoint stays reachable as
 /// `openai-compatible` with `base_url: https://api.anthropic.com/v1`.)
-const OPENAI_KINDS: [(&str, Option<&str>); 5] = [
+const OPENAI_KINDS: [(&str, Option<&str>); 4] = [
     ("openai", Some("https://api.openai.com/v1")),
-    (
-        "gemini",
-        Some("https://generativelanguage.googleapis.com/v1beta/openai"),
-    ),
     ("groq", Some("https://api.groq.com/openai/v1")),
     ("mistral-ai", Some("https://api.mistral.ai/v1")),
     ("openai-compatible", None),
@@ -644,6 +674,8 @@ fn parse_byok(v: &Value, path: &str, env: Env<'_>) -> Result<BTreeMap<String, St
         let at = join(path, kind);
         let default = if kind == "anthropic" {
             Some(portcullis_provider::anthropic::DEFAULT_BASE_URL)
+        } else if kind == "google" || kind == "gemini" {
+            Some(portcullis_provider::gemini::DEFAULT_BASE_URL)
         } else {
             OPENAI_KINDS
                 .iter()
@@ -674,6 +706,9 @@ fn kinds() -> String {
     let mut names: Vec<&str> = OPENAI_KINDS.iter().map(|(kind, _)| *kind).collect();
     names.insert(1, "anthropic");
     names.insert(2, "azure-openai");
+    names.insert(3, "google");
+    names.insert(4, "gemini");
+    names.insert(5, "vertex-ai");
     names.push("mock");
     names.join(", ")
 }
@@ -724,6 +759,12 @@ fn parse_provider(name: &str, v: &Value, path: &str, env: Env<'_>) -> Result<Pro
     })?;
     let kind = if kind == "mock" {
         ProviderKind::Mock(mock_spec(obj)?)
+    } else if matches!(kind, "google" | "gemini" | "vertex-ai") {
+        let spec = gemini_spec(obj, kind == "vertex-ai", env)?;
+        crate::build::gemini_builder(name, &spec, None)
+            .build()
+            .map_err(|e| ConfigError::from_build(path, e))?;
+        ProviderKind::Gemini(spec)
     } else if kind == "azure-openai" {
         let spec = azure_spec(obj, env)?;
         crate::build::openai_builder(name, &spec, None)
@@ -830,6 +871,55 @@ fn openai_spec(
         azure_api_version: None,
     };
     obj.finish(" (expected provider, base_url, api_key, headers, models, connect_timeout_ms, response_timeout_ms, idle_timeout_ms, stream_usage, allow_query_params)")?;
+    Ok(spec)
+}
+
+/// `google` / `gemini` (`api_key`) and `vertex-ai` (`vertex_project`, `vertex_region`,
+/// `vertex_service_account_file`).
+fn gemini_spec(mut obj: Obj<'_>, vertex: bool, env: Env<'_>) -> Result<GeminiSpec> {
+    let base_url = obj
+        .str("base_url")?
+        .map(|(s, p)| substitute(s, &p, env))
+        .transpose()?;
+    let mut api_key = None;
+    let mut account = None;
+    if vertex {
+        let mut field = |key: &str, what: &str| -> Result<String> {
+            let (v, p) = obj
+                .str(key)?
+                .ok_or_else(|| ConfigError::new(obj.path_of(key), format!("missing ({what})")))?;
+            substitute(v, &p, env)
+        };
+        let project = field("vertex_project", "the Google Cloud project")?;
+        let region = field("vertex_region", "e.g. us-central1, or global")?;
+        let file = field(
+            "vertex_service_account_file",
+            "the path of a service-account JSON key",
+        )?;
+        account = Some((project, region, file));
+    } else {
+        api_key = obj
+            .str("api_key")?
+            .map(|(s, path)| substitute(s, &path, env))
+            .transpose()?;
+    }
+    let drop_unsupported = obj.bool("drop_unsupported")?.is_some_and(|(b, _)| b);
+    let headers = upstream_headers(&mut obj, env)?;
+    let spec = GeminiSpec {
+        base_url,
+        api_key,
+        vertex: account,
+        drop_unsupported,
+        headers,
+        connect_timeout: obj.positive_ms("connect_timeout_ms")?,
+        response_timeout: obj.positive_ms("response_timeout_ms")?,
+        idle_timeout: obj.positive_ms("idle_timeout_ms")?,
+    };
+    if vertex {
+        obj.finish(" (expected provider, vertex_project, vertex_region, vertex_service_account_file, base_url, drop_unsupported, headers, models, connect_timeout_ms, response_timeout_ms, idle_timeout_ms)")?;
+    } else {
+        obj.finish(" (expected provider, api_key, base_url, drop_unsupported, headers, models, connect_timeout_ms, response_timeout_ms, idle_timeout_ms)")?;
+    }
     Ok(spec)
 }
 
@@ -1021,7 +1111,7 @@ mod tests {
         );
         assert_eq!(
             err(r#"{"providers":{"a":{"provider":"nope"}}}"#),
-            "providers.a.provider: unknown provider `nope` (one of openai, anthropic, gemini, groq, mistral-ai, openai-compatible, mock)"
+            "providers.a.provider: unknown provider `nope` (one of openai, anthropic, azure-openai, google, gemini, vertex-ai, groq, mistral-ai, openai-compatible, mock)"
         );
         assert!(
             err(r#"{"providers":{"a":{"provider":"openai-compatible"}}}"#)

@@ -1,0 +1,670 @@
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::header::{self, HeaderName, HeaderValue};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
+use portcullis_core::context::ClientKey;
+use portcullis_core::error::{self as core_error, ErrorBody, HttpError, InvalidRequest};
+use portcullis_core::{Body, BoxError, BufferedBody, BuildError, RequestView};
+use tower_service::Service;
+
+use super::future::{Answer, Call, ResponseFuture, Unsent};
+use super::request::Translator;
+use super::vertex::{ServiceAccount, TokenSource};
+use crate::client::HttpClient;
+use crate::endpoint::{self, Endpoint};
+use crate::openai::DEFAULT_RESPONSE_TIMEOUT;
+
+/// Google AI Studio's Gemini API, the default base URL.
+pub const DEFAULT_BASE_URL: &str = "https://generativelanguage.googleapis.com";
+
+/// The Gemini API version of Google AI Studio's URLs (Vertex AI's is `v1`).
+pub const DEFAULT_API_VERSION: &str = "v1beta";
+
+/// Headers the provider sets itself or that describe one connection only; configuring them
+/// with [`GeminiBuilder::header`] is a build error (the key has a method of its own).
+const RESERVED: [&str; 13] = [
+    "authorization",
+    "x-goog-api-key",
+    "host",
+    "content-length",
+    "content-type",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "accept",
+];
+
+/// Where Vertex AI credentials come from.
+#[derive(Clone, Debug)]
+enum Credentials {
+    File(PathBuf),
+    Account(ServiceAccount),
+}
+
+#[derive(Clone, Debug)]
+struct VertexConfig {
+    project: String,
+    region: String,
+    credentials: Credentials,
+}
+
+/// Builds a [`Gemini`] provider: for Google AI Studio by default, for Vertex AI with
+/// [`vertex`](Self::vertex).
+pub struct GeminiBuilder {
+    base_url: Option<String>,
+    api_version: Option<String>,
+    api_key: Option<String>,
+    client_keys: bool,
+    vertex: Option<VertexConfig>,
+    headers: Vec<(String, String)>,
+    name: Option<String>,
+    client: Option<HttpClient>,
+    response_timeout: Duration,
+    idle_timeout: Option<Duration>,
+    translator: Translator,
+    endpoint: Option<Endpoint>,
+}
+
+impl fmt::Debug for GeminiBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GeminiBuilder")
+            .field("base_url", &self.base_url)
+            .field("api_version", &self.api_version)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("client_keys", &self.client_keys)
+            .field("vertex", &self.vertex)
+            .field(
+                "headers",
+                &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .field("name", &self.name)
+            .field("response_timeout", &self.response_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("translator", &self.translator)
+            .field("endpoint", &self.endpoint)
+            .finish()
+    }
+}
+
+impl GeminiBuilder {
+    /// Sets the base URL. Default: [`DEFAULT_BASE_URL`] for Google AI Studio;
+    /// `https://{region}-aiplatform.googleapis.com` for Vertex AI
+    /// (`https://aiplatform.googleapis.com` for the `global` region).
+    pub fn base_url(mut self, base_url: impl Into<String>) -> Self {
+        self.base_url = Some(base_url.into());
+        self
+    }
+
+    /// Sets the API version in the URL (default [`DEFAULT_API_VERSION`] for Google AI Studio,
+    /// `v1` for Vertex AI).
+    pub fn api_version(mut self, version: impl Into<String>) -> Self {
+        self.api_version = Some(version.into());
+        self
+    }
+
+    /// Sets the Google AI Studio API key, sent as `x-goog-api-key` (never in the URL, where
+    /// it would reach access logs).
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(key.into());
+        self
+    }
+
+    /// Bring-your-own-key: each call uses the key the request carries in its
+    /// [`ClientKey`] extension, sent as `x-goog-api-key` (over any configured key); a call
+    /// without one is answered 401 without reaching the upstream. Google AI Studio only.
+    pub fn client_keys(mut self, on: bool) -> Self {
+        self.client_keys = on;
+        self
+    }
+
+    /// Speaks to Vertex AI instead of Google AI Studio: URLs
+    /// `{base}/v1/projects/{project}/locations/{region}/publishers/google/models/{model}:…`,
+    /// and `Authorization: Bearer` access tokens made from the service-account JSON key at
+    /// `service_account_file` (read when the provider is built). An empty `project` takes the
+    /// file's `project_id`.
+    pub fn vertex(
+        mut self,
+        project: impl Into<String>,
+        region: impl Into<String>,
+        service_account_file: impl Into<PathBuf>,
+    ) -> Self {
+        self.vertex = Some(VertexConfig {
+            project: project.into(),
+            region: region.into(),
+            credentials: Credentials::File(service_account_file.into()),
+        });
+        self
+    }
+
+    /// [`vertex`](Self::vertex) with a service account already read.
+    pub fn vertex_service_account(
+        mut self,
+        project: impl Into<String>,
+        region: impl Into<String>,
+        account: ServiceAccount,
+    ) -> Self {
+        self.vertex = Some(VertexConfig {
+            project: project.into(),
+            region: region.into(),
+            credentials: Credentials::Account(account),
+        });
+        self
+    }
+
+    /// Adds a header sent on every upstream request.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sets the name recorded as the provider in response facts (default `google`, or
+    /// `vertex-ai` for Vertex AI).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Shares a pooled client (and its connect timeout) with other providers; the Vertex AI
+    /// token endpoint is reached through it too.
+    pub fn client(mut self, client: HttpClient) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    /// Sets how long to wait for the response headers (default 600 s): 504 past it.
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// Sets how long a response body may go without a chunk (default: no limit). Past it a
+    /// stream ends with an SSE error event, and a JSON answer is a 504.
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Drops the request fields Gemini cannot honour instead of answering 400 (see
+    /// [`Translator::drop_unsupported`]). Default: refuse.
+    pub fn drop_unsupported(mut self, drop: bool) -> Self {
+        self.translator = self.translator.drop_unsupported(drop);
+        self
+    }
+
+    /// Pins the provider to `endpoint`, whatever the incoming path (see
+    /// [`OpenAiBuilder::endpoint`](crate::openai::OpenAiBuilder::endpoint)). Chat
+    /// completions and embeddings are served; the others are answered 400.
+    pub fn endpoint(mut self, endpoint: Endpoint) -> Self {
+        self.endpoint = Some(endpoint);
+        self
+    }
+
+    /// Builds the provider, checking the base URL and headers, and for Vertex AI reading the
+    /// service account.
+    ///
+    /// # Errors
+    /// A [`BuildError`] for a base URL that is not `http://` or `https://`, has no host or
+    /// has a query; an `https://` base URL in a build without the `rustls` feature; a key or
+    /// header that is not a valid header, or a header the provider sets itself; for Vertex
+    /// AI, a service-account file that cannot be read or used, a project or region that is
+    /// empty or not a plain name, or `client_keys`.
+    pub fn build(self) -> Result<Gemini, BuildError> {
+        let client = self.client.unwrap_or_default();
+        let (default_base, auth, route, name) = match &self.vertex {
+            None => (
+                DEFAULT_BASE_URL.to_owned(),
+                if self.client_keys {
+                    Auth::ClientKeys
+                } else {
+                    Auth::Static
+                },
+                format!(
+                    "/{}/models/",
+                    self.api_version.as_deref().unwrap_or(DEFAULT_API_VERSION)
+                ),
+                "google",
+            ),
+            Some(vertex) => {
+                if self.client_keys {
+                    return Err(BuildError::at(
+                        "client_keys",
+                        "client keys are for Google AI Studio; Vertex AI uses the service account",
+                    ));
+                }
+                let account = match &vertex.credentials {
+                    Credentials::Account(account) => account.clone(),
+                    Credentials::File(path) => ServiceAccount::from_file(path).map_err(|e| {
+                        BuildError::at("vertex_service_account_file", e.to_string())
+                    })?,
+                };
+                let project = match (vertex.project.as_str(), account.project_id()) {
+                    ("", Some(project)) => project.to_owned(),
+                    (project, _) => project.to_owned(),
+                };
+                for (path, value) in [
+                    ("vertex_project", &project),
+                    ("vertex_region", &vertex.region),
+                ] {
+                    let plain = !value.is_empty()
+                        && value
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+                    if !plain {
+                        return Err(BuildError::at(
+                            path,
+                            format!(
+                                "`{value}` must be a plain name (letters, digits, `-`, `_`, `.`)"
+                            ),
+                        ));
+                    }
+                }
+                let region = &vertex.region;
+                let base = if region == "global" {
+                    "https://aiplatform.googleapis.com".to_owned()
+                } else {
+                    format!("https://{region}-aiplatform.googleapis.com")
+                };
+                let tokens = TokenSource::new(account, client.clone())
+                    .map_err(|e| BuildError::at("vertex_service_account_file", e))?;
+                (
+                    base,
+                    Auth::Vertex(Arc::new(tokens)),
+                    format!(
+                        "/{}/projects/{project}/locations/{region}/publishers/google/models/",
+                        self.api_version.as_deref().unwrap_or("v1")
+                    ),
+                    "vertex-ai",
+                )
+            }
+        };
+        let url = self.base_url.unwrap_or(default_base);
+        let base: Uri = url
+            .parse()
+            .map_err(|e| BuildError::at("base_url", format!("`{url}` is not a URL: {e}")))?;
+        let scheme = base.scheme_str().unwrap_or("");
+        if scheme != "http" && scheme != "https" {
+            return Err(BuildError::at(
+                "base_url",
+                format!("`{url}` must start with http:// or https://"),
+            ));
+        }
+        if scheme == "https" && !HttpClient::TLS {
+            return Err(BuildError::at(
+                "base_url",
+                format!(
+                    "`{url}` needs TLS: this build of portcullis-provider has no TLS; enable \
+                     its `rustls` feature (`portcullis` and the gateway: `rustls`)"
+                ),
+            ));
+        }
+        let authority = base
+            .authority()
+            .ok_or_else(|| BuildError::at("base_url", format!("`{url}` has no host")))?;
+        if base.query().is_some() {
+            return Err(BuildError::at(
+                "base_url",
+                format!("`{url}` must not have a query"),
+            ));
+        }
+        let prefix = format!(
+            "{scheme}://{authority}{}{route}",
+            base.path().trim_end_matches('/')
+        );
+        // The URL of a model's method must parse: checked once here with a model name.
+        Uri::try_from(format!("{prefix}m:generateContent?alt=sse"))
+            .map_err(|e| BuildError::at("base_url", format!("`{url}`: {e}")))?;
+
+        let value = |path: &str, v: &str| {
+            HeaderValue::try_from(v)
+                .map_err(|_| BuildError::at(path, "has characters not allowed in a header"))
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::USER_AGENT,
+            HeaderValue::from_static(concat!("portcullis/", env!("CARGO_PKG_VERSION"))),
+        );
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Some(key) = &self.api_key {
+            if matches!(auth, Auth::Vertex(_)) {
+                return Err(BuildError::at(
+                    "api_key",
+                    "an API key is for Google AI Studio; Vertex AI uses the service account",
+                ));
+            }
+            let mut key = value("api_key", key)?;
+            key.set_sensitive(true);
+            headers.insert("x-goog-api-key", key);
+        }
+        for (name, v) in &self.headers {
+            let header_name = HeaderName::try_from(name.as_str())
+                .map_err(|_| BuildError::at("headers", format!("`{name}` is not a header name")))?;
+            if RESERVED.contains(&header_name.as_str()) {
+                return Err(BuildError::at(
+                    "headers",
+                    format!("`{name}` is set by the provider and cannot be configured"),
+                ));
+            }
+            headers.append(header_name, value(&format!("headers.{name}"), v)?);
+        }
+        Ok(Gemini {
+            shared: Arc::new(Shared {
+                client,
+                name: self.name.as_deref().unwrap_or(name).into(),
+                prefix,
+                headers,
+                auth,
+                response_timeout: self.response_timeout,
+                idle_timeout: self.idle_timeout,
+                translator: self.translator,
+                endpoint: self.endpoint,
+            }),
+        })
+    }
+}
+
+/// How upstream requests are authorised.
+enum Auth {
+    /// The configured key, in the headers already (or none).
+    Static,
+    /// The client's own key.
+    ClientKeys,
+    /// Vertex AI access tokens.
+    Vertex(Arc<TokenSource>),
+}
+
+/// A provider for Google's Gemini API (Google AI Studio or Vertex AI) that speaks OpenAI's
+/// chat completions and embeddings to its callers (see the [module docs](super)).
+#[derive(Clone)]
+pub struct Gemini {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    client: HttpClient,
+    name: Arc<str>,
+    /// `{base}/v1beta/models/` (or Vertex AI's route): the model and method follow.
+    prefix: String,
+    headers: HeaderMap,
+    auth: Auth,
+    response_timeout: Duration,
+    idle_timeout: Option<Duration>,
+    translator: Translator,
+    endpoint: Option<Endpoint>,
+}
+
+impl fmt::Debug for Gemini {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Gemini")
+            .field("name", &self.shared.name)
+            .field("prefix", &self.shared.prefix)
+            .field("vertex", &self.is_vertex())
+            .field("endpoint", &self.shared.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gemini {
+    /// Starts building a provider for Google AI Studio at [`DEFAULT_BASE_URL`] (Vertex AI
+    /// with [`GeminiBuilder::vertex`]).
+    pub fn builder() -> GeminiBuilder {
+        GeminiBuilder {
+            base_url: None,
+            api_version: None,
+            api_key: None,
+            client_keys: false,
+            vertex: None,
+            headers: Vec::new(),
+            name: None,
+            client: None,
+            response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+            idle_timeout: None,
+            translator: Translator::new(),
+            endpoint: None,
+        }
+    }
+
+    /// The provider's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The URL of `model`'s `method` (`generateContent`, `streamGenerateContent`,
+    /// `embedContent`, …): `{base}/v1beta/models/{model}:{method}`, or Vertex AI's
+    /// `{base}/v1/projects/{project}/locations/{region}/publishers/google/models/{model}:{method}`.
+    pub fn url(&self, model: &str, method: &str) -> String {
+        format!("{}{model}:{method}", self.shared.prefix)
+    }
+
+    /// Whether the provider speaks to Vertex AI.
+    pub fn is_vertex(&self) -> bool {
+        matches!(self.shared.auth, Auth::Vertex(_))
+    }
+
+    /// The endpoint the provider is pinned to, if any (see [`GeminiBuilder::endpoint`]).
+    pub fn endpoint(&self) -> Option<Endpoint> {
+        self.shared.endpoint
+    }
+
+    /// The translator of requests, as configured.
+    pub fn translator(&self) -> &Translator {
+        &self.shared.translator
+    }
+
+    /// Builds the upstream request (without its Vertex AI token), or the answer when there is
+    /// none to make (boxed: it is the rare path).
+    fn prepare(
+        &self,
+        req: Request<BufferedBody>,
+    ) -> Result<(Request<BufferedBody>, Call), Box<Response<Body>>> {
+        let shared = &*self.shared;
+        let Some(endpoint) = Endpoint::of(&req, shared.endpoint) else {
+            return Err(Box::new(endpoint::unknown(&req)));
+        };
+        let unsupported = |why: String| {
+            Box::new(core_error::response(
+                StatusCode::BAD_REQUEST,
+                ErrorBody::new("invalid_request_error", why).code("unsupported_endpoint"),
+            ))
+        };
+        match endpoint {
+            Endpoint::Chat => {}
+            Endpoint::Embeddings if !self.is_vertex() => {}
+            Endpoint::Embeddings => {
+                return Err(unsupported(
+                    "the Vertex AI provider serves chat completions only (POST \
+                     /chat/completions); embeddings are served by the Google AI Studio provider"
+                        .to_owned(),
+                ));
+            }
+            other => {
+                return Err(unsupported(format!(
+                    "the Gemini provider serves chat completions (POST /chat/completions) and \
+                     embeddings (POST /embeddings), not {}",
+                    other.path()
+                )));
+            }
+        }
+        if req.method() != Method::POST {
+            return Err(Box::new(core_error::response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                ErrorBody::new(
+                    "invalid_request_error",
+                    format!("{} takes POST, not {}", endpoint.path(), req.method()),
+                )
+                .code("method_not_allowed"),
+            )));
+        }
+        let refuse = |e: &InvalidRequest| Box::new(HttpError::from(e).to_response());
+        let (parts, body) = req.into_parts();
+        let parsed;
+        let view = match parts.extensions.get::<Arc<RequestView>>() {
+            Some(view) => &**view,
+            None => {
+                parsed = RequestView::parse(body.into_bytes()).map_err(|e| refuse(&e))?;
+                &parsed
+            }
+        };
+        let (body, url, answer, stream, strip_usage) = if endpoint == Endpoint::Chat {
+            let translated = shared.translator.request(view).map_err(|e| refuse(&e))?;
+            let stream = translated.stream();
+            let url = if stream {
+                self.url(translated.model(), "streamGenerateContent?alt=sse")
+            } else {
+                self.url(translated.model(), "generateContent")
+            };
+            let strip_usage = stream && !translated.include_usage();
+            let (body, response) = translated.into_parts();
+            (body, url, Answer::Chat(response), stream, strip_usage)
+        } else {
+            let translated = shared.translator.embeddings(view).map_err(|e| refuse(&e))?;
+            let url = self.url(translated.model(), translated.method());
+            let (body, response) = translated.into_parts();
+            (body, url, Answer::Embeddings(response), false, false)
+        };
+        // The model was checked to be a plain name, and the prefix to make URLs.
+        let uri = Uri::try_from(url).map_err(|e| {
+            refuse(&InvalidRequest::param(
+                "model",
+                format!("the model makes no URL: {e}"),
+            ))
+        })?;
+
+        let mut headers = shared.headers.clone();
+        if let Auth::ClientKeys = shared.auth {
+            let refused = |message: &str| {
+                Box::new(core_error::response(
+                    StatusCode::UNAUTHORIZED,
+                    ErrorBody::new("authentication_error", message).code("missing_provider_key"),
+                ))
+            };
+            let key = parts.extensions.get::<ClientKey>().ok_or_else(|| {
+                refused(
+                    "this provider takes the client's own Google API key (x-api-key or \
+                     Authorization: Bearer), and none was sent",
+                )
+            })?;
+            let mut value = HeaderValue::try_from(key.expose())
+                .map_err(|_| refused("the provider key has characters not allowed in a header"))?;
+            value.set_sensitive(true);
+            headers.insert("x-goog-api-key", value);
+        }
+        headers.insert(
+            header::ACCEPT,
+            HeaderValue::from_static(if stream {
+                "text/event-stream"
+            } else {
+                "application/json"
+            }),
+        );
+        let mut upstream = Request::new(BufferedBody::new(body));
+        *upstream.method_mut() = Method::POST;
+        *upstream.uri_mut() = uri;
+        *upstream.headers_mut() = headers;
+        // The request's extensions (trace id, metadata, caller) stay with it: the client
+        // ignores them and nothing of them goes on the wire.
+        *upstream.extensions_mut() = parts.extensions;
+        Ok((
+            upstream,
+            Call {
+                name: shared.name.clone(),
+                answer,
+                strip_usage,
+                connect_timeout: shared.client.connect_timeout,
+                response_timeout: shared.response_timeout,
+                idle_timeout: shared.idle_timeout,
+            },
+        ))
+    }
+}
+
+impl Service<Request<BufferedBody>> for Gemini {
+    type Response = Response<Body>;
+    type Error = BoxError;
+    type Future = ResponseFuture;
+
+    /// Always ready: the pooled client opens connections as calls need them, and a Vertex AI
+    /// token is fetched by the call that needs it.
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<BufferedBody>) -> ResponseFuture {
+        let (mut upstream, call) = match self.prepare(req) {
+            Ok(prepared) => prepared,
+            Err(answer) => return ResponseFuture::answered(*answer),
+        };
+        let shared = &self.shared;
+        if let Auth::Vertex(tokens) = &shared.auth {
+            match tokens.fresh() {
+                Some(token) => {
+                    upstream.headers_mut().insert(header::AUTHORIZATION, token);
+                }
+                None => {
+                    let unsent = Unsent {
+                        request: upstream,
+                        client: shared.client.clone(),
+                        call,
+                    };
+                    return ResponseFuture::authorizing(Box::pin(tokens.clone().token()), unsent);
+                }
+            }
+        }
+        ResponseFuture::calling(shared.client.inner.request(upstream), call)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The default base URLs are https.
+    #[cfg(feature = "rustls")]
+    #[test]
+    fn urls_for_ai_studio_and_vertex() {
+        let studio = Gemini::builder().build().unwrap();
+        assert_eq!(
+            studio.url("gemini-2.5-flash", "generateContent"),
+            "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:generateContent"
+        );
+        assert_eq!(studio.name(), "google");
+        let key = include_str!("../../tests/golden/gemini/test_only_service_account_key.pem");
+        let json = serde_json::json!({"client_email": "sa@x", "private_key": key,
+            "project_id": "from-file"});
+        let account = ServiceAccount::from_json(json.to_string().as_bytes()).unwrap();
+        let vertex = Gemini::builder()
+            .vertex_service_account("", "europe-west4", account.clone())
+            .build()
+            .unwrap();
+        assert_eq!(
+            vertex.url("gemini-2.5-pro", "streamGenerateContent?alt=sse"),
+            "https://europe-west4-aiplatform.googleapis.com/v1/projects/from-file/locations/\
+             europe-west4/publishers/google/models/gemini-2.5-pro:streamGenerateContent?alt=sse"
+        );
+        assert_eq!(vertex.name(), "vertex-ai");
+        let global = Gemini::builder()
+            .vertex_service_account("p", "global", account.clone())
+            .build()
+            .unwrap();
+        assert!(
+            global
+                .url("m", "generateContent")
+                .starts_with("https://aiplatform.googleapis.com/v1/projects/p/locations/global/")
+        );
+        let err = Gemini::builder()
+            .vertex_service_account("p/../x", "r", account)
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().starts_with("vertex_project"), "{err}");
+    }
+}
