@@ -361,6 +361,16 @@ fn request(shared: &Shared) -> Request<Full<Bytes>> {
         "x-portkey-metadata",
         HeaderValue::from_static(payload::METADATA),
     );
+    // The cache keys a JSON and a streamed request alike (the shape is not in the key): each
+    // mode gets its own namespace, so the cached target replays the upstream's own 20-event
+    // stream rather than a stream made from a JSON answer. Targets without a cache ignore it.
+    headers.insert(
+        "x-portkey-cache-namespace",
+        HeaderValue::from_static(match shared.mode {
+            Mode::Json => "loadgen-json",
+            Mode::Stream => "loadgen-stream",
+        }),
+    );
     req
 }
 
