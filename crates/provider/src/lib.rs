@@ -48,6 +48,7 @@ pub mod anthropic;
 mod client;
 mod endpoint;
 pub mod gemini;
+mod json;
 pub mod mock;
 pub mod openai;
 

@@ -109,7 +109,7 @@
 //! the observer's error event: never as a clean end.
 
 mod future;
-mod json;
+
 mod request;
 mod response;
 mod service;

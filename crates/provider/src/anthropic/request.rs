@@ -7,8 +7,8 @@ use portcullis_core::RequestView;
 use portcullis_core::error::InvalidRequest;
 use serde_json::Value;
 
-use super::json::Json;
 use super::response::ResponseTranslator;
+use crate::json::Json;
 
 /// The default `max_tokens` sent when the client gives none (Anthropic requires one).
 pub const DEFAULT_MAX_TOKENS: u32 = 4096;

@@ -8,8 +8,8 @@ use bytes::Bytes;
 use http::StatusCode;
 use serde_json::Value;
 
-use super::json::Json;
 use super::stream::StreamTranslator;
+use crate::json::Json;
 
 /// The name given to Anthropic in translated error messages and bodies (Portkey's
 /// `"provider": "anthropic"` and `"anthropic error: …"`).

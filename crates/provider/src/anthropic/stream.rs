@@ -13,8 +13,8 @@ use portcullis_core::error::{TimeoutPhase, UpstreamError, UpstreamErrorKind, Ups
 use serde_json::Value;
 use tokio::time::{Instant, Sleep};
 
-use super::json::Json;
 use super::response::{Tokens, finish_reason, write_error};
+use crate::json::Json;
 
 /// Where a translated stream stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -6,8 +6,8 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::b64;
-use super::json::Json;
 use super::response::InvalidResponse;
+use crate::json::Json;
 
 /// Translates the answer of one [`EmbedRequest`](super::EmbedRequest) (`embedContent`'s
 /// `{"embedding": {"values": […]}}` or `batchEmbedContents`' `{"embeddings": [{"values":

@@ -138,7 +138,7 @@
 mod b64;
 mod embed;
 mod future;
-mod json;
+
 mod request;
 mod response;
 mod scan;

@@ -10,9 +10,9 @@ use portcullis_core::error::InvalidRequest;
 use serde_json::{Map, Value};
 
 use super::embed::EmbeddingTranslator;
-use super::json::Json;
 use super::response::{ResponseTranslator, SIGNATURE_MARK};
 use super::schema::schema;
+use crate::json::Json;
 
 /// Translates OpenAI chat-completions and embeddings requests into Gemini requests (see the
 /// [module docs](super) for the mapping and what is refused).

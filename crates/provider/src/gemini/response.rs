@@ -9,9 +9,9 @@ use bytes::Bytes;
 use http::StatusCode;
 use serde_json::Value;
 
-use super::json::Json;
 use super::scan::{self, Counts, Part};
 use super::stream::StreamTranslator;
+use crate::json::Json;
 
 /// The name given to Gemini in translated error messages and bodies (Portkey's
 /// `"provider": "google"` and `"google error: …"`).

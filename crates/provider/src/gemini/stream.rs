@@ -14,9 +14,9 @@ use portcullis_core::error::{TimeoutPhase, UpstreamError, UpstreamErrorKind, Ups
 use serde_json::Value;
 use tokio::time::{Instant, Sleep};
 
-use super::json::Json;
 use super::response::{Tokens, finish_reason, write_call, write_error, write_response_id};
 use super::scan::{self, Answer, Part};
+use crate::json::Json;
 
 /// Where a translated stream stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
