@@ -1,9 +1,9 @@
 //! # Portcullis
 //!
 //! Tower middleware for LLM traffic: retries, fallbacks, circuit breaking, weighted load
-//! balancing, conditional routing, metadata tagging, caching (exact and semantic), and
-//! budgets and rate limits, in front of LLM providers, in any hyper or axum server.
-//! Guardrails come next; they are not here yet.
+//! balancing, conditional routing, metadata tagging, caching (exact and semantic),
+//! guardrails, and budgets and rate limits, in front of LLM providers, in any hyper or axum
+//! server.
 //!
 //! This umbrella crate re-exports the workspace's crates, one feature each:
 //!
@@ -19,7 +19,7 @@
 //! | `route` | `portcullis-route` | conditional routing in Portkey's condition language |
 //! | `cache` | `portcullis-cache` | response cache: exact and semantic, in memory (or Redis with `redis`), per tenant |
 //! | `budget` | `portcullis-budget` | cost and token budgets and rate limits: reserve before, settle after, never overspend; in memory (or Redis with `redis`) |
-//! | next | | guardrail hooks: not yet |
+//! | `guard` | `portcullis-guard` | Portkey's guardrail hooks and checks, PII detection and redaction, a guard that watches streams |
 //!
 //! Integrations turn on a part of a layer that is on, never a layer by themselves:
 //!
@@ -238,6 +238,12 @@ pub mod tag {
 #[cfg(feature = "budget")]
 pub mod budget {
     pub use portcullis_budget::*;
+}
+
+/// Guardrails ([`portcullis-guard`](portcullis_guard)).
+#[cfg(feature = "guard")]
+pub mod guard {
+    pub use portcullis_guard::*;
 }
 
 /// The response cache, exact and semantic ([`portcullis-cache`](portcullis_cache)).

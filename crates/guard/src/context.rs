@@ -1,0 +1,457 @@
+//! What a check looks at: the request (as the hooks have changed it so far), the text of the
+//! phase, the response, the metadata.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use bytes::Bytes;
+//! use portcullis_core::RequestView;
+//! use portcullis_guard::{HookContext, RequestType};
+//!
+//! let view = RequestView::parse(Bytes::from_static(
+//!     br#"{"model":"gpt-4o","messages":[{"role":"system","content":"Be brief"},
+//!          {"role":"user","content":[{"type":"text","text":"Hello"},{"type":"image_url","image_url":{"url":"x"}},{"type":"text","text":"there"}]}]}"#,
+//! )).unwrap();
+//! let cx = HookContext::before(Arc::new(view), RequestType::ChatComplete);
+//! // Before the call a check reads the last message only, its parts joined by newlines
+//! // (a part that is not text reads as empty).
+//! assert_eq!(cx.text(), "Hello\n\nthere");
+//! assert_eq!(cx.request_field("model").unwrap(), "gpt-4o");
+//! ```
+
+use std::sync::Arc;
+
+use portcullis_core::RequestView;
+use portcullis_core::context::Metadata;
+use portcullis_core::error::InvalidRequest;
+use serde_json::{Map, Value};
+
+/// When a hook runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// Before the request goes upstream (`before_request_hooks`, `input_*`).
+    Before,
+    /// After the upstream answered 200 (`after_request_hooks`, `output_*`).
+    After,
+}
+
+impl Phase {
+    /// Portkey's event type: `beforeRequestHook` or `afterRequestHook`.
+    pub fn event_type(self) -> &'static str {
+        match self {
+            Phase::Before => "beforeRequestHook",
+            Phase::After => "afterRequestHook",
+        }
+    }
+
+    /// `before` or `after`, for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Before => "before",
+            Phase::After => "after",
+        }
+    }
+}
+
+/// The kind of call, with Portkey's names; hooks run for these only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RequestType {
+    /// `POST …/chat/completions`.
+    ChatComplete,
+    /// `POST …/completions`.
+    Complete,
+    /// `POST …/embeddings`: before-request hooks only, no mutators.
+    Embed,
+    /// `POST …/messages` (Anthropic's shape).
+    Messages,
+}
+
+impl RequestType {
+    /// The type of a request path, by its last segments; `None` for paths hooks skip.
+    pub fn from_path(path: &str) -> Option<Self> {
+        let path = path.trim_end_matches('/');
+        if path.ends_with("/chat/completions") || path == "chat/completions" {
+            Some(Self::ChatComplete)
+        } else if path.ends_with("/completions") || path == "completions" {
+            Some(Self::Complete)
+        } else if path.ends_with("/embeddings") || path == "embeddings" {
+            Some(Self::Embed)
+        } else if path.ends_with("/messages") || path == "messages" {
+            Some(Self::Messages)
+        } else {
+            None
+        }
+    }
+
+    /// Portkey's name: `chatComplete`, `complete`, `embed`, `messages`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ChatComplete => "chatComplete",
+            Self::Complete => "complete",
+            Self::Embed => "embed",
+            Self::Messages => "messages",
+        }
+    }
+}
+
+/// The request body as the hooks have left it: the parsed view, the top-level keys hooks
+/// replaced, or a whole new body (a webhook's `transformedData`). Serialised once, at the end.
+#[derive(Clone, Debug)]
+pub(crate) struct RequestDoc {
+    base: Arc<RequestView>,
+    patch: Map<String, Value>,
+    whole: Option<Map<String, Value>>,
+}
+
+impl RequestDoc {
+    pub(crate) fn new(base: Arc<RequestView>) -> Self {
+        Self {
+            base,
+            patch: Map::new(),
+            whole: None,
+        }
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Option<&Value> {
+        match &self.whole {
+            Some(whole) => self.patch.get(key).or_else(|| whole.get(key)),
+            None => self.patch.get(key).or_else(|| self.base.get(key)),
+        }
+    }
+
+    pub(crate) fn set(&mut self, key: &str, value: Value) {
+        self.patch.insert(key.to_owned(), value);
+    }
+
+    pub(crate) fn replace(&mut self, body: Map<String, Value>) {
+        self.patch.clear();
+        self.whole = Some(body);
+    }
+
+    pub(crate) fn changed(&self) -> bool {
+        self.whole.is_some() || !self.patch.is_empty()
+    }
+
+    /// The whole body as JSON (for webhooks).
+    pub(crate) fn to_value(&self) -> Value {
+        let mut out = match &self.whole {
+            Some(whole) => whole.clone(),
+            None => self
+                .base
+                .iter()
+                .map(|(k, v)| (k.to_owned(), v.clone()))
+                .collect(),
+        };
+        for (k, v) in &self.patch {
+            out.insert(k.clone(), v.clone());
+        }
+        Value::Object(out)
+    }
+
+    /// The new view when a hook changed something (serialised once), else `None`.
+    pub(crate) fn finish(self) -> Result<Option<RequestView>, InvalidRequest> {
+        match self.whole {
+            Some(mut whole) => {
+                whole.extend(self.patch);
+                RequestView::from_object(whole).map(Some)
+            }
+            None if self.patch.is_empty() => Ok(None),
+            None => self.base.with_overrides(&self.patch).map(Some),
+        }
+    }
+}
+
+/// What one check looks at (Portkey's plugin context).
+///
+/// Before the call: the request, and as text its **last message** (text parts joined by
+/// `\n`, other parts empty), or `prompt`, or an embedding's `input`. After: also the response,
+/// and as text `choices[0].message.content`, `choices[0].text` or the text blocks of
+/// `content`. In a stream, the text is the window the guard is judging.
+#[derive(Clone, Debug)]
+pub struct HookContext {
+    pub(crate) phase: Phase,
+    pub(crate) request_type: RequestType,
+    pub(crate) request: RequestDoc,
+    pub(crate) response: Option<Value>,
+    pub(crate) status: u16,
+    pub(crate) text: String,
+    /// Byte ranges of the text parts in `text`.
+    pub(crate) parts: Vec<(usize, usize)>,
+    pub(crate) metadata: Option<Metadata>,
+    pub(crate) provider: Option<Arc<str>>,
+    pub(crate) transformed_request: bool,
+    pub(crate) transformed_response: bool,
+}
+
+impl HookContext {
+    /// The context of a before-request hook over `view`.
+    pub fn before(view: Arc<RequestView>, request_type: RequestType) -> Self {
+        let mut cx = Self {
+            phase: Phase::Before,
+            request_type,
+            request: RequestDoc::new(view),
+            response: None,
+            status: 0,
+            text: String::new(),
+            parts: Vec::new(),
+            metadata: None,
+            provider: None,
+            transformed_request: false,
+            transformed_response: false,
+        };
+        cx.refresh_text();
+        cx
+    }
+
+    /// The context of an after-request hook: `view` answered by `response` (status 200).
+    pub fn after(view: Arc<RequestView>, request_type: RequestType, response: Value) -> Self {
+        let mut cx = Self::before(view, request_type);
+        cx.phase = Phase::After;
+        cx.status = 200;
+        cx.response = Some(response);
+        cx.refresh_text();
+        cx
+    }
+
+    /// The context of an after-request hook judging streamed `text` (no response JSON).
+    pub(crate) fn window(view: Arc<RequestView>, request_type: RequestType) -> Self {
+        let mut cx = Self::before(view, request_type);
+        cx.phase = Phase::After;
+        cx.status = 200;
+        cx.set_window_text("");
+        cx
+    }
+
+    /// Sets the request's metadata (what `x-portkey-metadata` carried).
+    pub fn with_metadata(mut self, metadata: Metadata) -> Self {
+        self.metadata = Some(metadata);
+        self
+    }
+
+    /// Sets the provider's name.
+    pub fn with_provider(mut self, provider: impl Into<Arc<str>>) -> Self {
+        self.provider = Some(provider.into());
+        self
+    }
+
+    /// Before or after the call.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// The kind of call.
+    pub fn request_type(&self) -> RequestType {
+        self.request_type
+    }
+
+    /// The text checks judge (see the type's docs).
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The text parts that make up [`text`](Self::text), in order.
+    pub fn parts(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().map(|&(s, e)| &self.text[s..e])
+    }
+
+    /// A top-level field of the request body, as hooks have left it so far.
+    pub fn request_field(&self, key: &str) -> Option<&Value> {
+        self.request.get(key)
+    }
+
+    /// The whole request body as JSON (a copy).
+    pub fn request_json(&self) -> Value {
+        self.request.to_value()
+    }
+
+    /// The response body, after the call (none in a stream).
+    pub fn response_json(&self) -> Option<&Value> {
+        self.response.as_ref()
+    }
+
+    /// The request's metadata.
+    pub fn metadata(&self) -> Option<&Metadata> {
+        self.metadata.as_ref()
+    }
+
+    /// The provider's name, when known.
+    pub fn provider(&self) -> Option<&str> {
+        self.provider.as_deref()
+    }
+
+    pub(crate) fn set_window_text(&mut self, text: &str) {
+        self.text.clear();
+        self.text.push_str(text);
+        self.parts.clear();
+        self.parts.push((0, self.text.len()));
+    }
+
+    /// Recomputes the text from the request or the response.
+    pub(crate) fn refresh_text(&mut self) {
+        let mut parts: Vec<String> = Vec::new();
+        match self.phase {
+            Phase::Before => request_parts(&self.request, |p| parts.push(p.to_owned())),
+            Phase::After => {
+                if let Some(response) = &self.response {
+                    response_parts(response, |p| parts.push(p.to_owned()));
+                }
+            }
+        }
+        self.text.clear();
+        self.parts.clear();
+        for (i, part) in parts.iter().enumerate() {
+            if i > 0 {
+                self.text.push('\n');
+            }
+            let start = self.text.len();
+            self.text.push_str(part);
+            self.parts.push((start, self.text.len()));
+        }
+    }
+
+    /// Replaces the text parts (same count, same order) in the request or the response.
+    pub(crate) fn set_parts(&mut self, new: &[String]) {
+        match self.phase {
+            Phase::Before => {
+                set_request_parts(&mut self.request, new);
+                self.transformed_request = true;
+            }
+            Phase::After => {
+                if let Some(response) = &mut self.response {
+                    set_response_parts(response, new);
+                    self.transformed_response = true;
+                }
+            }
+        }
+        self.refresh_text();
+    }
+}
+
+fn part_text(part: &Value) -> &str {
+    part.get("text").and_then(Value::as_str).unwrap_or("")
+}
+
+/// Calls `f` with each text part of the request's text.
+fn request_parts(doc: &RequestDoc, mut f: impl FnMut(&str)) {
+    if let Some(messages) = doc.get("messages").and_then(Value::as_array) {
+        match messages.last().and_then(|m| m.get("content")) {
+            Some(Value::String(s)) => f(s),
+            Some(Value::Array(items)) => items.iter().for_each(|p| f(part_text(p))),
+            _ => f(""),
+        }
+        return;
+    }
+    for key in ["prompt", "input"] {
+        match doc.get(key) {
+            Some(Value::String(s)) => return f(s),
+            Some(Value::Array(items)) => {
+                return items.iter().for_each(|p| f(p.as_str().unwrap_or_default()));
+            }
+            _ => {}
+        }
+    }
+}
+
+fn set_request_parts(doc: &mut RequestDoc, new: &[String]) {
+    if let Some(messages) = doc.get("messages").and_then(Value::as_array) {
+        let mut messages = messages.clone();
+        if let Some(content) = messages.last_mut().and_then(|m| m.get_mut("content")) {
+            match content {
+                Value::String(s) => {
+                    if let Some(n) = new.first() {
+                        n.clone_into(s);
+                    }
+                }
+                Value::Array(items) => {
+                    for (item, n) in items.iter_mut().zip(new) {
+                        if let Some(Value::String(t)) = item.get_mut("text") {
+                            n.clone_into(t);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        doc.set("messages", Value::Array(messages));
+        return;
+    }
+    for key in ["prompt", "input"] {
+        match doc.get(key) {
+            Some(Value::String(_)) => {
+                if let Some(n) = new.first() {
+                    doc.set(key, Value::String(n.clone()));
+                }
+                return;
+            }
+            Some(Value::Array(items)) => {
+                let items = items
+                    .iter()
+                    .zip(new.iter().map(Some).chain(std::iter::repeat(None)))
+                    .map(|(old, n)| match (old, n) {
+                        (Value::String(_), Some(n)) => Value::String(n.clone()),
+                        (old, _) => old.clone(),
+                    })
+                    .collect();
+                doc.set(key, Value::Array(items));
+                return;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Calls `f` with each text part of a response.
+pub(crate) fn response_parts(response: &Value, mut f: impl FnMut(&str)) {
+    if let Some(choice) = response.get("choices").and_then(|c| c.get(0)) {
+        if let Some(message) = choice.get("message") {
+            match message.get("content") {
+                Some(Value::String(s)) => f(s),
+                Some(Value::Array(items)) => items.iter().for_each(|p| f(part_text(p))),
+                _ => f(""),
+            }
+        } else if let Some(text) = choice.get("text").and_then(Value::as_str) {
+            f(text);
+        }
+        return;
+    }
+    if let Some(blocks) = response.get("content").and_then(Value::as_array) {
+        blocks
+            .iter()
+            .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
+            .for_each(|b| f(part_text(b)));
+    }
+}
+
+fn set_response_parts(response: &mut Value, new: &[String]) {
+    if let Some(choice) = response.get_mut("choices").and_then(|c| c.get_mut(0)) {
+        if let Some(message) = choice.get_mut("message") {
+            match message.get_mut("content") {
+                Some(Value::String(s)) => {
+                    if let Some(n) = new.first() {
+                        n.clone_into(s);
+                    }
+                }
+                Some(Value::Array(items)) => {
+                    for (item, n) in items.iter_mut().zip(new) {
+                        if let Some(Value::String(t)) = item.get_mut("text") {
+                            n.clone_into(t);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        } else if let (Some(Value::String(t)), Some(n)) = (choice.get_mut("text"), new.first()) {
+            n.clone_into(t);
+        }
+        return;
+    }
+    if let Some(blocks) = response.get_mut("content").and_then(Value::as_array_mut) {
+        let texts = blocks
+            .iter_mut()
+            .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"));
+        for (block, n) in texts.zip(new) {
+            if let Some(Value::String(t)) = block.get_mut("text") {
+                n.clone_into(t);
+            }
+        }
+    }
+}

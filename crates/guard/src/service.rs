@@ -1,0 +1,312 @@
+//! [`Guard`]: the service, and what it does around the inner call.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use portcullis_core::context::{Metadata, ProviderName};
+use portcullis_core::error::{InvalidRequest, to_http_error};
+use portcullis_core::{Body, BoxError, BufferedBody, RequestView};
+use serde_json::Value;
+use tower_service::Service;
+
+use crate::answer::{self, HOOKS_FAILED};
+use crate::context::{HookContext, Phase, RequestType};
+use crate::future::{BoxResponse, ResponseFuture};
+use crate::hook::HookResult;
+use crate::layer::{GuardBuilder, Guards, run_all, run_now, spawn_async};
+use crate::stream::GuardBody;
+
+/// Runs guardrail hooks around an LLM service (see the [crate docs](crate)).
+///
+/// `poll_ready` is the inner service's. A request a hook denies is answered at once (446)
+/// and leaves the inner service ready; when a before hook does I/O (a webhook), the readied
+/// service moves into the future while a fresh clone takes its place.
+pub struct Guard<S> {
+    inner: S,
+    guards: Arc<Guards>,
+}
+
+impl Guard<()> {
+    /// A builder for a layer (see [`GuardBuilder`]).
+    pub fn builder() -> GuardBuilder {
+        GuardBuilder::default()
+    }
+}
+
+impl<S> Guard<S> {
+    pub(crate) fn from_shared(inner: S, guards: Arc<Guards>) -> Self {
+        Self { inner, guards }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The wrapped service, by value.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone> Clone for Guard<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            guards: self.guards.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for Guard<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Guard")
+            .field("inner", &self.inner)
+            .field("guards", &self.guards)
+            .finish()
+    }
+}
+
+/// What the after phase needs from the before phase.
+pub(crate) struct AfterCtx {
+    pub(crate) guards: Arc<Guards>,
+    pub(crate) before: Vec<HookResult>,
+    pub(crate) view: Arc<RequestView>,
+    pub(crate) request_type: RequestType,
+    pub(crate) metadata: Option<Metadata>,
+    pub(crate) provider: Option<Arc<str>>,
+}
+
+impl AfterCtx {
+    pub(crate) fn context(&self, response: Option<Value>) -> HookContext {
+        let mut cx = match response {
+            Some(r) => HookContext::after(self.view.clone(), self.request_type, r),
+            None => HookContext::window(self.view.clone(), self.request_type),
+        };
+        cx.metadata = self.metadata.clone();
+        cx.provider = self.provider.clone();
+        cx
+    }
+
+    fn skips_after(&self) -> bool {
+        self.request_type == RequestType::Embed
+    }
+}
+
+/// Metadata from the extensions, else from `x-portkey-metadata`.
+fn metadata(req: &Request<BufferedBody>) -> Option<Metadata> {
+    if let Some(m) = req.extensions().get::<Metadata>() {
+        return Some(m.clone());
+    }
+    let raw = req.headers().get("x-portkey-metadata")?.to_str().ok()?;
+    let Ok(Value::Object(map)) = serde_json::from_str::<Value>(raw) else {
+        return None;
+    };
+    let map: BTreeMap<String, String> = map
+        .into_iter()
+        .map(|(k, v)| match v {
+            Value::String(s) => (k, s),
+            other => (k, other.to_string()),
+        })
+        .collect();
+    Some(Metadata::new(map))
+}
+
+/// Puts the hooks' rewrite of the request in place: body and view, serialised once.
+fn rewrite(
+    req: &mut Request<BufferedBody>,
+    cx: &HookContext,
+    view: Arc<RequestView>,
+) -> Result<Arc<RequestView>, InvalidRequest> {
+    if !cx.request.changed() {
+        return Ok(view);
+    }
+    let Some(new) = cx.request.clone().finish()? else {
+        return Ok(view);
+    };
+    let new = Arc::new(new);
+    *req.body_mut() = BufferedBody::new(new.bytes().clone());
+    req.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(new.bytes().len()));
+    req.extensions_mut().insert(new.clone());
+    Ok(new)
+}
+
+fn invalid(e: InvalidRequest) -> Response<Body> {
+    let err: BoxError = e.into();
+    to_http_error(&err).to_response()
+}
+
+impl<S> Service<Request<BufferedBody>> for Guard<S>
+where
+    S: Service<Request<BufferedBody>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, mut req: Request<BufferedBody>) -> Self::Future {
+        let guards = &self.guards;
+        if guards.is_empty() {
+            return ResponseFuture::calling(self.inner.call(req), None);
+        }
+        let Some(request_type) = RequestType::from_path(req.uri().path()) else {
+            return ResponseFuture::calling(self.inner.call(req), None);
+        };
+        let view = match req.extensions().get::<Arc<RequestView>>() {
+            Some(view) => view.clone(),
+            None => match RequestView::parse(req.body().bytes().clone()) {
+                Ok(view) => {
+                    let view = Arc::new(view);
+                    req.extensions_mut().insert(view.clone());
+                    view
+                }
+                Err(e) => return ResponseFuture::answered(invalid(e)),
+            },
+        };
+        let metadata = metadata(&req);
+        let provider = req.extensions().get::<ProviderName>().map(|p| p.0.clone());
+        let mut cx = HookContext::before(view.clone(), request_type);
+        cx.metadata = metadata.clone();
+        cx.provider = provider.clone();
+        spawn_async(&guards.before_async, &cx, Phase::Before);
+        let embed = request_type == RequestType::Embed;
+        let mut after = AfterCtx {
+            guards: guards.clone(),
+            before: Vec::new(),
+            view,
+            request_type,
+            metadata,
+            provider,
+        };
+
+        if guards.before_sync {
+            let results = run_now(&guards.before, &mut cx, embed);
+            answer::report(Phase::Before, &results);
+            if results.iter().any(HookResult::denied) {
+                return ResponseFuture::answered(answer::denied(&results, &[]));
+            }
+            after.view = match rewrite(&mut req, &cx, after.view.clone()) {
+                Ok(view) => view,
+                Err(e) => return ResponseFuture::answered(invalid(e)),
+            };
+            after.before = results;
+            // Called in place: the inner service was readied by `poll_ready`.
+            return ResponseFuture::calling(self.inner.call(req), Some(after));
+        }
+
+        let fresh = self.inner.clone();
+        let mut ready = std::mem::replace(&mut self.inner, fresh);
+        ResponseFuture::boxed(Box::pin(async move {
+            let results = run_all(&after.guards.before, &mut cx, embed).await;
+            answer::report(Phase::Before, &results);
+            if results.iter().any(HookResult::denied) {
+                return Ok(answer::denied(&results, &[]));
+            }
+            after.view = match rewrite(&mut req, &cx, after.view.clone()) {
+                Ok(view) => view,
+                Err(e) => return Ok(invalid(e)),
+            };
+            after.before = results;
+            let response = ready.call(req).await.map_err(Into::into)?;
+            match finish(response, after) {
+                Finish::Now(response) => Ok(response),
+                Finish::Later(future) => future.await,
+            }
+        }))
+    }
+}
+
+/// The after phase: now (a stream to watch, or nothing to do), or once the body is read.
+pub(crate) enum Finish {
+    Now(Response<Body>),
+    Later(BoxResponse),
+}
+
+fn is_event_stream(response: &Response<Body>) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"))
+}
+
+pub(crate) fn finish(mut response: Response<Body>, ctx: AfterCtx) -> Finish {
+    // After hooks run on 200 answers only; nor are results attached to anything else.
+    if response.status() != StatusCode::OK {
+        return Finish::Now(response);
+    }
+    answer::record_facts(response.extensions_mut(), ctx.before.iter());
+    let no_after = ctx.guards.after.is_empty() && ctx.guards.after_async.is_empty();
+    let after_hooks = !(ctx.skips_after() || no_after);
+    if !after_hooks && ctx.before.is_empty() {
+        return Finish::Now(response);
+    }
+    if is_event_stream(&response) {
+        if ctx.before.iter().any(|r| !r.verdict) {
+            *response.status_mut() = StatusCode::from_u16(HOOKS_FAILED).expect("246 is a status");
+        }
+        if !after_hooks && !ctx.guards.stream.results_event {
+            return Finish::Now(response);
+        }
+        response.headers_mut().remove(header::CONTENT_LENGTH);
+        return Finish::Now(response.map(|body| Body::new(GuardBody::new(body, ctx, after_hooks))));
+    }
+    Finish::Later(Box::pin(after_json(response, ctx, after_hooks)))
+}
+
+async fn after_json(
+    response: Response<Body>,
+    ctx: AfterCtx,
+    after_hooks: bool,
+) -> Result<Response<Body>, BoxError> {
+    let (mut parts, body) = response.into_parts();
+    let bytes = body.collect().await?.to_bytes();
+    let Ok(json @ Value::Object(_)) = serde_json::from_slice::<Value>(&bytes) else {
+        return Ok(Response::from_parts(parts, Body::from(bytes)));
+    };
+    let mut cx = ctx.context(Some(json));
+    let mut after = Vec::new();
+    if after_hooks {
+        spawn_async(&ctx.guards.after_async, &cx, Phase::After);
+        after = run_all(&ctx.guards.after, &mut cx, false).await;
+        answer::report(Phase::After, &after);
+    }
+    if after.iter().any(HookResult::denied) {
+        let denied = answer::denied(&ctx.before, &after);
+        let (denied_parts, body) = denied.into_parts();
+        parts.status = denied_parts.status;
+        parts.headers = denied_parts.headers;
+        answer::record_facts(&mut parts.extensions, after.iter());
+        return Ok(Response::from_parts(parts, body));
+    }
+    let failed = ctx.before.iter().chain(&after).any(|r| !r.verdict);
+    let mut body = cx.response.take().unwrap_or(Value::Null);
+    if !(ctx.before.is_empty() && after.is_empty()) {
+        body["hook_results"] = answer::hook_results_json(&ctx.before, &after);
+    }
+    let bytes = serde_json::to_vec(&body).expect("JSON serialises");
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    if failed {
+        parts.status = StatusCode::from_u16(HOOKS_FAILED).expect("246 is a status");
+    }
+    answer::record_facts(&mut parts.extensions, after.iter());
+    Ok(Response::from_parts(parts, Body::from(bytes)))
+}

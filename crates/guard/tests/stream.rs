@@ -1,0 +1,156 @@
+//! Streamed answers under watch: text flows as it comes, a deny mid-answer cuts the stream
+//! with an error event, whole-answer checks run at the end.
+
+mod support;
+
+use http_body_util::BodyExt;
+use portcullis_core::Body;
+use portcullis_guard::{GuardBuilder, GuardLayer, Loader};
+use portcullis_testkit::{FakeUpstream, Plan};
+use serde_json::{Value, json};
+use tower::{Layer, ServiceExt};
+
+use support::{chat_stream, upstream};
+
+/// Each data frame the client receives, as text.
+async fn frames(body: Body) -> Vec<String> {
+    let mut body = body;
+    let mut out = Vec::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.unwrap().into_data() {
+            out.push(String::from_utf8(data.to_vec()).unwrap());
+        }
+    }
+    out
+}
+
+/// The JSON of every `data:` event of a stream.
+fn events(frames: &[String]) -> Vec<Value> {
+    frames
+        .concat()
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap_or(Value::String(d.to_owned())))
+        .collect()
+}
+
+fn content(events: &[Value]) -> String {
+    events
+        .iter()
+        .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
+        .collect()
+}
+
+async fn run(builder: GuardBuilder, node: Value, text: &str) -> (u16, Vec<String>) {
+    let fake = FakeUpstream::start().await;
+    fake.set(Plan::ok().content(text));
+    let hooks = Loader::new().hooks(&node).unwrap();
+    let svc = builder.hooks(hooks).build().layer(upstream(fake.url()));
+    let res = svc.oneshot(chat_stream("go")).await.unwrap();
+    assert_eq!(res.headers()["content-type"], "text/event-stream");
+    let status = res.status().as_u16();
+    (status, frames(res.into_body()).await)
+}
+
+const ANSWER: &str = "Hello there friend. The secret code is 42 and more words follow here.";
+
+#[tokio::test]
+async fn a_deny_mid_answer_cuts_the_stream_with_an_error_event() {
+    let node = json!({"output_guardrails": [{"id": "no-secret", "deny": true,
+        "regexMatch": {"rule": "secret\\s+code", "not": true}}]});
+    let (status, frames) = run(GuardLayer::builder().hold(16).window(32), node, ANSWER).await;
+    assert_eq!(status, 200);
+    let all = frames.concat();
+    let events = events(&frames);
+    // The client saw the text before the window, as it came (before the error's frame).
+    assert_eq!(content(&events), "Hello there ");
+    let (last, earlier) = frames.split_last().unwrap();
+    assert!(earlier.concat().contains("Hello"), "{frames:?}");
+    assert!(last.starts_with("data: {\"error\"") && last.contains("hooks_failed"));
+    // Never the banned text, nor anything after it, nor a clean end. (The error's
+    // `hook_results` carry the check's data, as Portkey's do: the match is named there.)
+    assert!(!earlier.concat().contains("secret"));
+    assert!(!all.contains("[DONE]"));
+    let error = events.last().unwrap();
+    assert_eq!(error["error"]["type"], "hooks_failed");
+    let hook = &error["hook_results"]["after_request_hooks"][0];
+    assert_eq!(hook["id"], "no-secret");
+    assert_eq!(hook["verdict"], false);
+    assert_eq!(
+        hook["checks"][0]["data"]["matchDetails"]["matchedText"],
+        "secret code"
+    );
+}
+
+#[tokio::test]
+async fn pii_in_a_stream_is_cut_before_it_reaches_the_client() {
+    let node = json!({"output_guardrails": [{"deny": true, "portcullis.pii": {}}]});
+    let (_, frames) = run(
+        GuardLayer::builder(),
+        node,
+        "Sure, you can write to ann.lee@example.com for help.",
+    )
+    .await;
+    let all = frames.concat();
+    assert!(!all.contains("ann.lee"), "{all}");
+    assert_eq!(
+        events(&frames).last().unwrap()["error"]["type"],
+        "hooks_failed"
+    );
+}
+
+#[tokio::test]
+async fn a_clean_stream_passes_whole_with_results_before_done() {
+    let node = json!({"input_guardrails": [{"notNull": {}}],
+                      "output_guardrails": [{"deny": true, "regexMatch": {"rule": "secret", "not": true}},
+                                            {"wordCount": {"maxWords": 100}}]});
+    let (status, frames) = run(
+        GuardLayer::builder().results_event(true),
+        node,
+        "Nothing to hide here at all.",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let events = events(&frames);
+    assert_eq!(content(&events), "Nothing to hide here at all.");
+    assert_eq!(events.last().unwrap(), "[DONE]");
+    let results = &events[events.len() - 2]["hook_results"];
+    assert_eq!(results["before_request_hooks"][0]["verdict"], true);
+    assert_eq!(results["after_request_hooks"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        results["after_request_hooks"][1]["checks"][0]["data"]["wordCount"],
+        6
+    );
+}
+
+#[tokio::test]
+async fn whole_answer_checks_deny_at_the_end_in_place_of_done() {
+    let node =
+        json!({"output_guardrails": [{"id": "brief", "deny": true, "wordCount": {"maxWords": 5}}]});
+    let (_, frames) = run(GuardLayer::builder().hold(8), node, ANSWER).await;
+    let events = events(&frames);
+    // Most of the text flowed; the held tail and `[DONE]` were replaced by the error.
+    let seen = content(&events);
+    assert!(seen.starts_with("Hello there friend. The secret"), "{seen}");
+    assert!(!seen.ends_with("here."), "{seen}");
+    assert!(!frames.concat().contains("[DONE]"));
+    let error = events.last().unwrap();
+    assert_eq!(
+        error["hook_results"]["after_request_hooks"][0]["id"],
+        "brief"
+    );
+    assert_eq!(
+        error["hook_results"]["after_request_hooks"][0]["checks"][0]["data"]["wordCount"],
+        13
+    );
+}
+
+#[tokio::test]
+async fn a_failed_input_guard_turns_a_stream_246_and_leaves_its_body() {
+    let node = json!({"input_guardrails": [{"wordCount": {"minWords": 5}}]});
+    let (status, frames) = run(GuardLayer::builder(), node, "Fine.").await;
+    assert_eq!(status, 246);
+    let events = events(&frames);
+    assert_eq!(content(&events), "Fine.");
+    assert_eq!(events.last().unwrap(), "[DONE]");
+}
