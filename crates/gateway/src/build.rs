@@ -475,6 +475,7 @@ struct Inherited {
     timeout: Option<Duration>,
     breaker: Option<BreakerSpec>,
     cache: Option<CacheSettings>,
+    hooks: Option<portcullis_guard::HookSet>,
 }
 
 impl Inherited {
@@ -489,6 +490,11 @@ impl Inherited {
             timeout: node.request_timeout.or(self.timeout),
             breaker: node.breaker.clone().or_else(|| self.breaker.clone()),
             cache: node.cache.or(self.cache),
+            // Portkey's rule: a node that names any hook replaces every hook it inherits.
+            hooks: match &node.hooks {
+                Some(set) if set.defined => Some(set.clone()),
+                _ => self.hooks.clone(),
+            },
         }
     }
 }
@@ -691,11 +697,30 @@ fn leaf(
         .as_ref()
         .map(|spec| providers.breaker(spec, name, node))
         .transpose()?;
+    // Input hooks outside the cache (their mutators change the request before it is keyed;
+    // a denied request never reaches it), output hooks inside it (an answer a guard failed is
+    // never stored).
+    let (input, output) = match &inherited.hooks {
+        Some(set) if !set.is_empty() => {
+            let mut before = set.clone();
+            before.after.clear();
+            let mut after = set.clone();
+            after.before.clear();
+            let layer = |hooks: portcullis_guard::HookSet| {
+                (!hooks.is_empty())
+                    .then(|| portcullis_guard::GuardLayer::builder().hooks(hooks).build())
+            };
+            (layer(before), layer(after))
+        }
+        _ => (None, None),
+    };
     let leaf = ServiceBuilder::new()
         // Once per request, before the key is computed: the cache keys what the provider sees.
         .option_layer(params)
+        .option_layer(input)
         // Always present: a request may turn it on with `x-portkey-cache`.
         .layer(cache.layer(inherited.cache, name))
+        .option_layer(output)
         // The provider's own limits: after the cache (a hit spends nothing), once per call of
         // this leaf (its retries are one call: a refusal of ours is never retried).
         .option_layer(limits.map(|l| {

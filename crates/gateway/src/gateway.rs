@@ -397,8 +397,14 @@ impl Shared {
     /// anything else that shaped it), the cache's fast key.
     fn header_tree(&self, value: &Value, path: &str, alias: &str) -> Result<Stack, Refusal> {
         let limits = &self.config.server.header_config;
-        let node = Node::parse_header(value, path, &self.config.providers, limits)
-            .map_err(|e| bad_config(e.to_string()))?;
+        let node = Node::parse_header_guarded(
+            value,
+            path,
+            &self.config.providers,
+            limits,
+            &self.config.guards,
+        )
+        .map_err(|e| bad_config(e.to_string()))?;
         self.compile_header_tree(node, alias)
     }
 
@@ -545,11 +551,12 @@ impl Shared {
             // Portkey's hybrid mode: the retry applies to the header's provider, else to the
             // file's tree (a target's own `retry` still replaces it below).
             let mut node = match provider {
-                Some(p) => Node::parse_header(
+                Some(p) => Node::parse_header_guarded(
                     &serde_json::json!({ "virtual_key": p }),
                     "x-portkey-retry",
                     &self.config.providers,
                     limits,
+                    &self.config.guards,
                 )
                 .map_err(|e| bad_config(e.to_string()))?,
                 None => self.config.routing.clone().ok_or_else(|| {

@@ -65,6 +65,9 @@ pub struct Config {
     pub prompts: BTreeMap<String, Prompt>,
     /// Mustache partials by name.
     pub partials: BTreeMap<String, String>,
+    /// Reads guardrail hooks: the webhook allowlist and the named guardrails of the file's
+    /// `guardrails` section (header configs' hooks are read with it too).
+    pub guards: std::sync::Arc<portcullis_guard::Loader>,
 }
 
 /// Server settings.
@@ -123,6 +126,11 @@ pub struct Server {
     /// Bring-your-own-key, per provider kind: the base URL the client's key is sent to
     /// (the kind's official API unless the file says otherwise). Empty: off.
     pub byok: BTreeMap<String, String>,
+    /// Origins (`https://hooks.example.com`, `http://127.0.0.1:9000`) that `webhook` and `log`
+    /// checks may call; none by default.
+    pub webhook_allowlist: Vec<String>,
+    /// How long a webhook check may take (default 3 s).
+    pub webhook_timeout: Duration,
 }
 
 /// The default of [`Server::shutdown_timeout`].
@@ -341,12 +349,24 @@ impl Config {
                 providers.insert(name.clone(), provider);
             }
         }
+        let mut guards = portcullis_guard::Loader::new().webhook_timeout(server.webhook_timeout);
+        for (i, origin) in server.webhook_allowlist.iter().enumerate() {
+            guards = guards.allow_origin(origin).map_err(|e| {
+                ConfigError::new(format!("server.webhook_allowlist[{i}]"), e.message())
+            })?;
+        }
+        if let Some((v, path)) = root.get("guardrails")? {
+            let registry = guards
+                .registry(v)
+                .map_err(|e| ConfigError::from_build(&path, e))?;
+            guards = guards.with_registry(registry);
+        }
         let routing = root.section("config", |v, path| {
-            Node::parse(v, path, &providers, Origin::File)
+            Node::parse_guarded(v, path, &providers, Origin::File, &guards)
         })?;
         let configs = root
             .section("configs", |v, path| {
-                saved::parse_configs(v, path, &providers)
+                saved::parse_configs(v, path, &providers, &guards)
             })?
             .unwrap_or_default();
         let partials = root
@@ -354,10 +374,12 @@ impl Config {
             .unwrap_or_default();
         let prompts = root
             .section("prompts", |v, path| {
-                saved::parse_prompts(v, path, &providers, &configs)
+                saved::parse_prompts(v, path, &providers, &configs, &guards)
             })?
             .unwrap_or_default();
-        root.finish(" (expected server, providers, config, configs, prompts, partials)")?;
+        root.finish(
+            " (expected server, providers, config, configs, prompts, partials, guardrails)",
+        )?;
         if providers.is_empty() {
             return Err(ConfigError::new(
                 "providers",
@@ -372,6 +394,7 @@ impl Config {
             configs,
             prompts,
             partials,
+            guards: std::sync::Arc::new(guards),
         })
     }
 }
@@ -430,6 +453,8 @@ impl Default for Server {
             limits: LimitsServer::default(),
             admin_token: None,
             byok: BTreeMap::new(),
+            webhook_allowlist: Vec::new(),
+            webhook_timeout: portcullis_guard::DEFAULT_WEBHOOK_TIMEOUT,
         }
     }
 }
@@ -441,7 +466,7 @@ type ServerKey = fn(&mut Obj<'_>, &str, &mut Server, Env<'_>) -> Result<()>;
 /// the rows above it read (`header_config` names `api_keys`). A new server setting (a cache's
 /// or a budget's store, a `limits` section) drops in as a row, and the unknown-key hint
 /// follows.
-const SERVER_KEYS: [(&str, ServerKey); 21] = [
+const SERVER_KEYS: [(&str, ServerKey); 23] = [
     ("listen", |obj, key, s, _| {
         set(
             obj.str(key)?.map(|(a, p)| listen(a, &p)).transpose()?,
@@ -527,6 +552,17 @@ const SERVER_KEYS: [(&str, ServerKey); 21] = [
     ("byok", |obj, key, s, env| {
         let byok = obj.section(key, |v, p| parse_byok(v, p, env))?;
         set(byok, &mut s.byok)
+    }),
+    ("webhook_allowlist", |obj, key, s, _| {
+        let origins = obj.list(key, |o| {
+            o.as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| "must be an origin like https://hooks.example.com".to_owned())
+        })?;
+        set(origins, &mut s.webhook_allowlist)
+    }),
+    ("webhook_timeout_ms", |obj, key, s, _| {
+        set(obj.positive_ms(key)?, &mut s.webhook_timeout)
     }),
     ("admin_token", |obj, key, s, env| {
         let token = obj

@@ -49,6 +49,7 @@ pub(crate) fn parse_configs(
     v: &Value,
     path: &str,
     providers: &BTreeMap<String, Provider>,
+    guards: &portcullis_guard::Loader,
 ) -> Result<BTreeMap<String, Node>> {
     let mut out = BTreeMap::new();
     match v {
@@ -56,7 +57,10 @@ pub(crate) fn parse_configs(
             for (id, tree) in map {
                 let at = join(path, id);
                 check_id(id, &at, "a config")?;
-                out.insert(id.clone(), Node::parse(tree, &at, providers, Origin::File)?);
+                out.insert(
+                    id.clone(),
+                    Node::parse_guarded(tree, &at, providers, Origin::File, guards)?,
+                );
             }
         }
         Value::String(dir) => {
@@ -81,7 +85,7 @@ pub(crate) fn parse_configs(
                     .map_err(|e| ConfigError::new(&at, format!("not valid JSON: {e}")))?;
                 out.insert(
                     id.clone(),
-                    Node::parse(&tree, &join(path, &id), providers, Origin::File)?,
+                    Node::parse_guarded(&tree, &join(path, &id), providers, Origin::File, guards)?,
                 );
             }
         }
@@ -127,6 +131,7 @@ pub(crate) fn parse_prompts(
     path: &str,
     providers: &BTreeMap<String, Provider>,
     configs: &BTreeMap<String, Node>,
+    guards: &portcullis_guard::Loader,
 ) -> Result<BTreeMap<String, Prompt>> {
     let map = v
         .as_object()
@@ -180,11 +185,12 @@ pub(crate) fn parse_prompts(
                 }
                 PromptRoute::Saved(id.clone())
             }
-            (None, Some((tree, cpath))) => PromptRoute::Tree(Box::new(Node::parse(
+            (None, Some((tree, cpath))) => PromptRoute::Tree(Box::new(Node::parse_guarded(
                 tree,
                 &cpath,
                 providers,
                 Origin::File,
+                guards,
             )?)),
             (None, None) => PromptRoute::Default,
         };

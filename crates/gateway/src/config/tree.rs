@@ -119,6 +119,8 @@ pub struct Node {
     pub breaker: Option<BreakerSpec>,
     /// Its own `cache` (a child's replaces its parent's).
     pub cache: Option<portcullis_cache::CacheSettings>,
+    /// Its own guardrail hooks (a node that names any replaces those it would inherit).
+    pub hooks: Option<portcullis_guard::HookSet>,
     /// A provider, or a strategy over targets.
     pub kind: NodeKind,
 }
@@ -156,17 +158,30 @@ pub enum NodeKind {
 /// layer lands, rather than ignored: a config that asks for a cache must not run without
 /// one. A section drops in at [`Reading::sections`]: its reader there in place of its name
 /// here, its field on [`Node`], its inheritance and compile step in `build`.
-const PENDING_SECTIONS: [&str; 5] = [
+const PENDING_SECTIONS: [&str; 1] = ["forward_headers"];
+
+/// The guard's sections of a node (Portkey's hook forms and the `guardrails` alias).
+const HOOK_SECTIONS: [&str; 7] = [
     "before_request_hooks",
     "after_request_hooks",
     "input_guardrails",
     "output_guardrails",
-    "forward_headers",
+    "input_mutators",
+    "output_mutators",
+    "guardrails",
 ];
+
+/// The guard loader of trees read without one: no webhook origin allowed, no named
+/// guardrail.
+fn default_guards() -> &'static portcullis_guard::Loader {
+    static DEFAULT: std::sync::OnceLock<portcullis_guard::Loader> = std::sync::OnceLock::new();
+    DEFAULT.get_or_init(portcullis_guard::Loader::new)
+}
 
 /// The feature sections of a node, read by [`Reading::sections`].
 struct Sections {
     cache: Option<portcullis_cache::CacheSettings>,
+    hooks: Option<portcullis_guard::HookSet>,
 }
 
 /// Keys that would point the gateway at a host or credentials of the config's choosing.
@@ -199,11 +214,27 @@ impl Node {
         providers: &BTreeMap<String, Provider>,
         origin: Origin,
     ) -> Result<Node> {
+        Self::parse_guarded(v, path, providers, origin, default_guards())
+    }
+
+    /// [`Node::parse`], its guardrail hooks read by `guards` (the server's webhook allowlist
+    /// and named guardrails).
+    pub fn parse_guarded(
+        v: &Value,
+        path: &str,
+        providers: &BTreeMap<String, Provider>,
+        origin: Origin,
+        guards: &portcullis_guard::Loader,
+    ) -> Result<Node> {
         match origin {
-            Origin::File => Reading::new(providers, None).node(v, path, 0),
-            Origin::Header => {
-                Self::parse_header(v, path, providers, &HeaderConfigLimits::default())
-            }
+            Origin::File => Reading::new(providers, None, guards).node(v, path, 0),
+            Origin::Header => Self::parse_header_guarded(
+                v,
+                path,
+                providers,
+                &HeaderConfigLimits::default(),
+                guards,
+            ),
         }
     }
 
@@ -216,7 +247,18 @@ impl Node {
         providers: &BTreeMap<String, Provider>,
         limits: &HeaderConfigLimits,
     ) -> Result<Node> {
-        Reading::new(providers, Some(limits)).node(v, path, 0)
+        Self::parse_header_guarded(v, path, providers, limits, default_guards())
+    }
+
+    /// [`Node::parse_header`], its guardrail hooks read by `guards`.
+    pub fn parse_header_guarded(
+        v: &Value,
+        path: &str,
+        providers: &BTreeMap<String, Provider>,
+        limits: &HeaderConfigLimits,
+        guards: &portcullis_guard::Loader,
+    ) -> Result<Node> {
+        Reading::new(providers, Some(limits), guards).node(v, path, 0)
     }
 
     /// The leaves' provider names, in order.
@@ -245,6 +287,7 @@ impl Node {
 struct Reading<'a> {
     providers: &'a BTreeMap<String, Provider>,
     limits: Option<&'a HeaderConfigLimits>,
+    guards: &'a portcullis_guard::Loader,
     nodes: usize,
     conditions: usize,
 }
@@ -253,10 +296,12 @@ impl<'a> Reading<'a> {
     fn new(
         providers: &'a BTreeMap<String, Provider>,
         limits: Option<&'a HeaderConfigLimits>,
+        guards: &'a portcullis_guard::Loader,
     ) -> Self {
         Self {
             providers,
             limits,
+            guards,
             nodes: 0,
             conditions: 0,
         }
@@ -273,7 +318,7 @@ impl<'a> Reading<'a> {
     fn node(&mut self, v: &Value, path: &str, depth: usize) -> Result<Node> {
         self.count_node(path, depth)?;
         let mut obj = Obj::new(v, path)?;
-        let Sections { cache } = self.sections(&mut obj)?;
+        let Sections { cache, hooks } = self.sections(&mut obj, path)?;
         obj.refuse(
             &["custom_host"],
             "custom hosts are not allowed: name a provider the server defines with `virtual_key`",
@@ -313,13 +358,14 @@ impl<'a> Reading<'a> {
             request_timeout,
             breaker,
             cache,
+            hooks,
             kind,
         })
     }
 
     /// The extension point for a node's feature sections (see [`PENDING_SECTIONS`]): each
     /// layer's reader is called here as it lands. Until then, each is refused.
-    fn sections(&mut self, obj: &mut Obj<'_>) -> Result<Sections> {
+    fn sections(&mut self, obj: &mut Obj<'_>, path: &str) -> Result<Sections> {
         obj.refuse(
             &PENDING_SECTIONS,
             "not supported yet by this gateway (refused rather than ignored)",
@@ -340,7 +386,22 @@ impl<'a> Reading<'a> {
             }
             Ok(settings)
         })?;
-        Ok(Sections { cache })
+        let mut hook_keys = Map::new();
+        for key in HOOK_SECTIONS {
+            if let Some((v, _)) = obj.get(key)? {
+                hook_keys.insert(key.to_owned(), v.clone());
+            }
+        }
+        let hooks = if hook_keys.is_empty() {
+            None
+        } else {
+            let set = self
+                .guards
+                .hooks(&Value::Object(hook_keys))
+                .map_err(|e| ConfigError::from_build(path, e))?;
+            Some(set)
+        };
+        Ok(Sections { cache, hooks })
     }
 
     /// Counts one more node against the depth and, for a header config, the node limit.
