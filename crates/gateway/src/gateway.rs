@@ -673,6 +673,17 @@ async fn limits_document(shared: Arc<Shared>) -> Result<Response<Body>, Infallib
 }
 
 /// The endpoints that go through a stack.
+/// The `/v1` path of an endpoint called without the prefix, as LiteLLM's proxy serves them.
+fn unprefixed(path: &str) -> Option<&'static str> {
+    Some(match path {
+        "/chat/completions" => "/v1/chat/completions",
+        "/completions" => "/v1/completions",
+        "/embeddings" => "/v1/embeddings",
+        "/models" => "/v1/models",
+        _ => return None,
+    })
+}
+
 fn is_llm_endpoint(path: &str) -> bool {
     matches!(
         path,
@@ -696,8 +707,18 @@ where
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<B>) -> BoxFuture {
+    fn call(&mut self, mut req: Request<B>) -> BoxFuture {
         let shared = self.shared();
+        // LiteLLM's clients call the root: `/chat/completions` answers as `/v1/chat/completions`.
+        if let Some(v1) = unprefixed(req.uri().path()) {
+            let uri = match req.uri().query() {
+                None => Some(http::Uri::from_static(v1)),
+                Some(q) => format!("{v1}?{q}").parse().ok(),
+            };
+            if let Some(uri) = uri {
+                *req.uri_mut() = uri;
+            }
+        }
         let path = req.uri().path();
         let answer = |r: Response<Body>| -> BoxFuture { Box::pin(std::future::ready(Ok(r))) };
         match (req.method(), path) {
@@ -810,7 +831,6 @@ where
             Ok(p) => p,
             Err(r) => return answer(*r),
         };
-        let mut req = req;
         if let Some(key) = key {
             req.extensions_mut().insert(key);
         }

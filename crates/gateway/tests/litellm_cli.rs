@@ -93,3 +93,27 @@ fn the_import_command_prints_a_config() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn endpoints_answer_without_the_v1_prefix_as_litellms_do() {
+    let upstream = FakeUpstream::start().await;
+    let mut config =
+        portcullis_gateway::Config::parse_any(YAML, &env(upstream.base_url())).unwrap();
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    let gw = start_config(config).await;
+    let auth = [("authorization", "Bearer sk-master-123456")];
+    let body = r#"{"model":"my-model","messages":[{"role":"user","content":"hi"}]}"#;
+    let e = post(gw.addr, "/chat/completions", &auth, body).await;
+    assert_eq!(e.status, 200, "{}", e.text());
+    assert_eq!(
+        upstream.last_request().unwrap().path,
+        "/v1/chat/completions"
+    );
+    let stream =
+        r#"{"model":"my-model","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let e = post(gw.addr, "/chat/completions", &auth, stream).await;
+    assert!(e.text().ends_with("data: [DONE]\n\n"), "{}", e.text());
+    let raw = portcullis_testkit::client::request("GET", "/models", &auth, "");
+    let e = portcullis_testkit::client::send(gw.addr, &raw).await;
+    assert_eq!(e.status, 200, "{}", e.text());
+}
