@@ -279,6 +279,9 @@ async fn fresh(engine: &CacheEngine, plan: &Plan, key: &Key) -> Option<Arc<Entry
     (u128::from(age) <= plan.accept_age.as_millis()).then_some(entry)
 }
 
+/// How many of the most similar candidates a semantic lookup puts through the veto.
+const SEMANTIC_VETOES: usize = 8;
+
 /// The best candidate of the partition that the matcher accepts, if its entry is fresh.
 async fn semantic(
     engine: &CacheEngine,
@@ -289,21 +292,25 @@ async fn semantic(
 ) -> Option<Arc<Entry>> {
     let candidates = engine.candidates(partition).await;
     let id = engine.matcher.embedder_id();
-    let mut accepted: Vec<(f32, Key)> = candidates
+    let threshold = engine.matcher.threshold();
+    // Similarity first (a dot product each), then the lexical veto (microseconds each) on the
+    // most similar few only: a partition full of near-duplicates costs a bounded amount.
+    let mut close: Vec<(f32, &Candidate)> = candidates
         .iter()
         .filter(|c| &*c.embedder == id)
-        .filter_map(|c| {
-            engine
-                .matcher
-                .accepts(text, query, &c.text, &c.vector)
-                .ok()
-                .map(|score| (score, c.key))
-        })
+        .map(|c| (crate::semantic::cosine(query, &c.vector), c))
+        .filter(|(s, _)| *s >= threshold)
         .collect();
-    accepted.sort_by(|a, b| b.0.total_cmp(&a.0));
-    // The best few, in case the best has expired.
-    for (_, key) in accepted.into_iter().take(3) {
-        if let Some(entry) = fresh(engine, plan, &key).await {
+    close.sort_by(|a, b| b.0.total_cmp(&a.0));
+    for (_, c) in close.into_iter().take(SEMANTIC_VETOES) {
+        if engine
+            .matcher
+            .accepts(text, query, &c.text, &c.vector)
+            .is_err()
+        {
+            continue;
+        }
+        if let Some(entry) = fresh(engine, plan, &c.key).await {
             return Some(entry);
         }
     }
