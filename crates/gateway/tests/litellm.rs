@@ -140,7 +140,7 @@ async fn gemini_guide_balances_by_rpm_and_falls_back() {
 }
 
 #[tokio::test]
-async fn openai_with_azure_is_refused_and_openai_alone_is_served() {
+async fn openai_and_azure_are_served() {
     let vars = [
         ("OPENAI_API_KEY", "sk-openai".to_owned()),
         ("AZURE_API_BASE", "https://x.openai.azure.com".to_owned()),
@@ -148,9 +148,39 @@ async fn openai_with_azure_is_refused_and_openai_alone_is_served() {
     ];
     let env = env(&vars);
     let file = fixture("openai_azure.yaml");
-    let err = import_err(&file, &env);
-    assert_eq!(err.path(), "model_list[1].litellm_params.model");
-    assert!(err.message().contains("native API"), "{err}");
+    // The Azure deployment imports as an `azure-openai` provider and serves from the group.
+    {
+        let azure = FakeUpstream::start().await;
+        let vars = [
+            ("OPENAI_API_KEY", "sk-openai".to_owned()),
+            ("AZURE_API_BASE", azure.url()),
+            ("AZURE_API_KEY", "az".to_owned()),
+        ];
+        let env = self::env(&vars);
+        let imported = import(&file, &env);
+        let az = imported.config["providers"]
+            .as_object()
+            .unwrap()
+            .values()
+            .find(|p| p["provider"] == "azure-openai")
+            .expect("an azure-openai provider")
+            .clone();
+        assert_eq!(az["deployment_id"], "my-gpt4o-deployment");
+        assert_eq!(az["api_version"], "2024-10-21");
+        let mut only_azure = file.clone();
+        only_azure["model_list"].as_array_mut().unwrap().remove(0);
+        let imported = import(&only_azure, &env);
+        let gw = start_config(config(&imported, Way::Imported, &env)).await;
+        let res = post(gw.addr, "/v1/chat/completions", &[], &chat("gpt-4o")).await;
+        assert_eq!(res.status, 200, "{}", res.text());
+        let sent = azure.last_request().unwrap();
+        assert_eq!(
+            sent.path,
+            "/openai/deployments/my-gpt4o-deployment/chat/completions?api-version=2024-10-21"
+        );
+        assert_eq!(sent.header("api-key"), Some("az"));
+        gw.shutdown().await;
+    }
 
     // Without the Azure deployment, it imports; its leftovers are reported by path.
     let mut file = file;
@@ -537,7 +567,15 @@ fn refusals_and_reports_name_their_path() {
     );
     assert!(
         err("model_list: [{model_name: a, litellm_params: {model: vertex_ai/gemini-pro}}]")
-            .contains("native API")
+            .starts_with("model_list[0].litellm_params.vertex_project: missing")
+    );
+    assert!(
+        err("model_list: [{model_name: a, litellm_params: {model: vertex_ai/gemini-pro, vertex_project: p, vertex_location: r, vertex_credentials: '{\"type\": \"service_account\"}'}}]")
+            .contains("write it to a file")
+    );
+    assert!(
+        err("model_list: [{model_name: a, litellm_params: {model: azure/dep}}]")
+            .starts_with("model_list[0].litellm_params.api_base: missing")
     );
     assert!(
         err("model_list: [{model_name: a, litellm_params: {model: bedrock/claude}}]")

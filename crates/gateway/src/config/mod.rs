@@ -985,9 +985,10 @@ fn azure_spec(mut obj: Obj<'_>, env: Env<'_>) -> Result<OpenAiSpec> {
             "letters, digits, `-`, `_` or `.` only",
         ));
     }
-    let api_version = obj
-        .str("api_version")?
-        .map_or_else(|| "2024-10-21".to_owned(), |(v, _)| v.to_owned());
+    let api_version = match obj.str("api_version")? {
+        Some((v, p)) => substitute(v, &p, env)?,
+        None => "2024-10-21".to_owned(),
+    };
     let api_key = obj
         .str("api_key")?
         .map(|(s, path)| substitute(s, &path, env))

@@ -47,6 +47,8 @@
 //! | a request for a model no group serves | answered 400 by a `mock` provider `litellm-unknown-model`, as LiteLLM refuses it (not sent to some other group) |
 //! | a deployment (`litellm_params`) | a provider of its own, named `model_info.id` or `GROUP-N`, listing the group in `models` |
 //! | `model: openai/…`, `anthropic/…`, `gemini/…`, `groq/…`, `mistral/…` | providers `openai`, `anthropic`, `gemini`, `groq`, `mistral-ai`; `api_base` sets `base_url` (`openai/` + `api_base`: `openai-compatible`) |
+//! | `azure/DEPLOYMENT` (`api_base`, `api_version`) | `azure-openai` (`base_url`, `deployment_id`, `api_version`) |
+//! | `vertex_ai/MODEL` (`vertex_project`, `vertex_location`, `vertex_credentials` as a path) | `vertex-ai` (`vertex_project`, `vertex_region`, `vertex_service_account_file`) |
 //! | `ollama/`, `ollama_chat/`, `hosted_vllm/` | `openai-compatible` at `api_base` + `/v1` (ollama's default `http://localhost:11434`) |
 //! | `openrouter/`, `deepseek/`, `together_ai/`, `fireworks_ai/` | `openai-compatible` at the service's own base URL |
 //! | the model after the prefix | the leaf's `override_params.model`: the client's group name is replaced |
@@ -75,8 +77,8 @@
 //!
 //! # Refused, and why
 //!
-//! - `azure/`, `azure_ai/`, `vertex_ai/`, `bedrock/`, `sagemaker/`: their native APIs do not
-//!   exist here yet; a bare model (`gpt-4o`) has no provider, as the importer does not guess
+//! - `azure_ai/`, `bedrock/`, `sagemaker/`: their native APIs do not exist here yet;
+//!   `vertex_credentials` given as the JSON key itself (write it to a file); a bare model (`gpt-4o`) has no provider, as the importer does not guess
 //!   from LiteLLM's model table; an unknown prefix has no equivalent.
 //! - Any `litellm_params` key not understood: LiteLLM sends it to the provider.
 //! - Routing strategies other than the four above, `retry_policy`,

@@ -63,6 +63,10 @@ enum Kind {
         base: Option<&'static str>,
         v1: bool,
     },
+    /// Azure OpenAI: `azure/<deployment>`, `api_base` (the resource), `api_version`.
+    Azure,
+    /// Gemini on Vertex AI: `vertex_project`, `vertex_location`, `vertex_credentials` (a path).
+    Vertex,
     /// A provider whose native API is not available yet.
     Unavailable,
 }
@@ -123,10 +127,10 @@ const PREFIXES: [(&str, Kind); 20] = [
             v1: false,
         },
     ),
-    ("azure", Kind::Unavailable),
+    ("azure", Kind::Azure),
     ("azure_ai", Kind::Unavailable),
-    ("vertex_ai", Kind::Unavailable),
-    ("vertex_ai_beta", Kind::Unavailable),
+    ("vertex_ai", Kind::Vertex),
+    ("vertex_ai_beta", Kind::Vertex),
     ("bedrock", Kind::Unavailable),
     ("bedrock_converse", Kind::Unavailable),
     ("sagemaker", Kind::Unavailable),
@@ -324,6 +328,58 @@ fn provider(
                      an OpenAI-compatible endpoint of the same models can be imported as `openai/MODEL` with `api_base`"
                 ),
             ));
+        }
+        Kind::Azure => {
+            let Some((base, _)) = &api_base else {
+                return Err(ConfigError::new(
+                    params.path_of("api_base"),
+                    "missing: `azure/` needs the resource's address (https://NAME.openai.azure.com)",
+                ));
+            };
+            p.insert("provider".to_owned(), json!("azure-openai"));
+            p.insert("base_url".to_owned(), json!(base));
+            p.insert("deployment_id".to_owned(), json!(rest));
+            if let Some((v, path)) = params.raw("api_version") {
+                p.insert("api_version".to_owned(), json!(ctx.secret(v, &path)?.0));
+            }
+        }
+        Kind::Vertex => {
+            p.insert("provider".to_owned(), json!("vertex-ai"));
+            for (from, to, what) in [
+                (
+                    "vertex_project",
+                    "vertex_project",
+                    "the Google Cloud project",
+                ),
+                (
+                    "vertex_location",
+                    "vertex_region",
+                    "the region, e.g. us-central1",
+                ),
+                (
+                    "vertex_credentials",
+                    "vertex_service_account_file",
+                    "the path of a service-account JSON key",
+                ),
+            ] {
+                let Some((v, path)) = params.raw(from) else {
+                    return Err(ConfigError::new(
+                        params.path_of(from),
+                        format!("missing: `vertex_ai/` needs {what}"),
+                    ));
+                };
+                let value = ctx.secret(v, &path)?.0;
+                if to == "vertex_service_account_file" && value.trim_start().starts_with('{') {
+                    return Err(ConfigError::new(
+                        path,
+                        "the key itself in the config: write it to a file and give the file's path",
+                    ));
+                }
+                p.insert(to.to_owned(), json!(value));
+            }
+            if let Some((base, _)) = &api_base {
+                p.insert("base_url".to_owned(), json!(base));
+            }
         }
         Kind::Native(kind) => match (&api_base, kind) {
             (Some((base, _)), "openai") => {
