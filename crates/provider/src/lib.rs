@@ -51,6 +51,7 @@ pub mod gemini;
 mod json;
 pub mod mock;
 pub mod openai;
+mod upstream;
 
 pub use self::anthropic::{Anthropic, AnthropicBuilder};
 pub use self::client::{DEFAULT_CONNECT_TIMEOUT, HttpClient};

@@ -1,3 +1,4 @@
+use crate::upstream::{classify, strip_hop_by_hop};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -6,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::response::Parts;
-use http::{HeaderMap, HeaderValue, Response, header};
+use http::{HeaderValue, Response, header};
 use http_body::Body as _;
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
@@ -232,26 +233,6 @@ enum Arrived {
     Json(Incoming, Reading),
 }
 
-/// Headers that describe one connection, not the message.
-const HOP_BY_HOP: [header::HeaderName; 6] = [
-    header::CONNECTION,
-    header::TRANSFER_ENCODING,
-    header::TE,
-    header::TRAILER,
-    header::UPGRADE,
-    header::PROXY_AUTHENTICATE,
-];
-
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    for name in HOP_BY_HOP {
-        headers.remove(name);
-    }
-    headers.remove("keep-alive");
-    headers.remove("proxy-connection");
-    // The translation changes the length.
-    headers.remove(header::CONTENT_LENGTH);
-}
-
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -260,7 +241,7 @@ fn now() -> u64 {
 
 fn arrived(response: Response<Incoming>, call: Call) -> Arrived {
     let (mut parts, body) = response.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
+    strip_hop_by_hop(&mut parts.headers, true);
     let created = now();
     let sse = parts
         .headers
@@ -311,20 +292,4 @@ fn translate(reading: Reading) -> Result<Response<Body>, BoxError> {
     let mut response = observe_response_with(response, observe::Options::default());
     ResponseFacts::get_mut(&mut response).provider = Some(call.name);
     Ok(response)
-}
-
-fn classify(err: hyper_util::client::legacy::Error, connect_timeout: Duration) -> BoxError {
-    if err.is_connect() {
-        let mut source = std::error::Error::source(&err);
-        while let Some(cause) = source {
-            if let Some(io) = cause.downcast_ref::<std::io::Error>()
-                && io.kind() == std::io::ErrorKind::TimedOut
-            {
-                return UpstreamTimeout::new(TimeoutPhase::Connect, connect_timeout).into();
-            }
-            source = cause.source();
-        }
-        return UpstreamError::new(UpstreamErrorKind::Connect, err).into();
-    }
-    UpstreamError::new(UpstreamErrorKind::Protocol, err).into()
 }

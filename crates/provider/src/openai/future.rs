@@ -1,13 +1,14 @@
+use crate::upstream::{classify, strip_hop_by_hop};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use http::{HeaderMap, Response, header};
+use http::Response;
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
-use portcullis_core::error::{TimeoutPhase, UpstreamError, UpstreamErrorKind, UpstreamTimeout};
+use portcullis_core::error::{TimeoutPhase, UpstreamTimeout};
 use portcullis_core::facts::ResponseFacts;
 use portcullis_core::observe::{self, observe_response_with};
 use portcullis_core::{Body, BoxError};
@@ -111,27 +112,9 @@ impl Future for ResponseFuture {
     }
 }
 
-/// Headers that describe one connection, not the message.
-const HOP_BY_HOP: [header::HeaderName; 6] = [
-    header::CONNECTION,
-    header::TRANSFER_ENCODING,
-    header::TE,
-    header::TRAILER,
-    header::UPGRADE,
-    header::PROXY_AUTHENTICATE,
-];
-
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    for name in HOP_BY_HOP {
-        headers.remove(name);
-    }
-    headers.remove("keep-alive");
-    headers.remove("proxy-connection");
-}
-
 fn into_response(response: Response<Incoming>, call: Call) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
+    strip_hop_by_hop(&mut parts.headers, false);
     let options = observe::Options::default().strip_usage_event(call.strip_usage);
     let mut response = match call.idle_timeout {
         Some(after) => observe_response_with(
@@ -142,20 +125,4 @@ fn into_response(response: Response<Incoming>, call: Call) -> Response<Body> {
     };
     ResponseFacts::get_mut(&mut response).provider = Some(call.name);
     response
-}
-
-fn classify(err: hyper_util::client::legacy::Error, connect_timeout: Duration) -> BoxError {
-    if err.is_connect() {
-        let mut source = std::error::Error::source(&err);
-        while let Some(cause) = source {
-            if let Some(io) = cause.downcast_ref::<std::io::Error>()
-                && io.kind() == std::io::ErrorKind::TimedOut
-            {
-                return UpstreamTimeout::new(TimeoutPhase::Connect, connect_timeout).into();
-            }
-            source = cause.source();
-        }
-        return UpstreamError::new(UpstreamErrorKind::Connect, err).into();
-    }
-    UpstreamError::new(UpstreamErrorKind::Protocol, err).into()
 }
