@@ -186,3 +186,65 @@ fn unknown_guardrails_and_bad_checks_name_their_path() {
     let err = portcullis_gateway::Config::parse(origin, &|_| None).unwrap_err();
     assert_eq!(err.path(), "server.webhook_allowlist[0]");
 }
+
+#[tokio::test]
+async fn hook_results_carry_both_phases_though_the_hooks_sit_on_either_side_of_the_cache() {
+    let upstream = FakeUpstream::start().await;
+    upstream.set(Plan::ok().content("This answer has far more than three words in it."));
+    let node = r#", "input_guardrails": [{"deny": false, "wordCount": {"maxWords": 2}}], "output_guardrails": ["short"]"#;
+    let gw = start(&config(&upstream, node, "")).await;
+    // Both fail, neither denies: 246 with both lists.
+    let e = post(gw.addr, PATH, &[], &ask("three words here")).await;
+    assert_eq!(e.status, 246, "{}", e.text());
+    let v = e.json();
+    assert_eq!(
+        v["hook_results"]["before_request_hooks"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "{v}"
+    );
+    assert_eq!(
+        v["hook_results"]["after_request_hooks"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "{v}"
+    );
+    // The before hook passes, the after one fails: both lists still there.
+    let e = post(gw.addr, PATH, &[], &ask("two words")).await;
+    assert_eq!(e.status, 246);
+    let v = e.json();
+    assert_eq!(
+        v["hook_results"]["before_request_hooks"][0]["verdict"], true,
+        "{v}"
+    );
+    assert_eq!(
+        v["hook_results"]["after_request_hooks"][0]["verdict"], false,
+        "{v}"
+    );
+    // An after hook that denies: 446, with the before list too.
+    let node = r#", "input_guardrails": [{"deny": false, "wordCount": {"maxWords": 2}}], "output_guardrails": [{"deny": true, "wordCount": {"maxWords": 3}}]"#;
+    let gw = start(&config(&upstream, node, "")).await;
+    let e = post(gw.addr, PATH, &[], &ask("three words here")).await;
+    assert_eq!(e.status, 446, "{}", e.text());
+    let v = e.json();
+    assert_eq!(
+        v["hook_results"]["before_request_hooks"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "{v}"
+    );
+    assert_eq!(
+        v["hook_results"]["after_request_hooks"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "{v}"
+    );
+}

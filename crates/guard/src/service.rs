@@ -77,6 +77,17 @@ impl<S: fmt::Debug> fmt::Debug for Guard<S> {
 }
 
 /// What the after phase needs from the before phase.
+/// The results of the before-request hooks an outer guard layer ran, for an inner layer
+/// (after-request hooks only) to report beside its own: a gateway puts the before hooks
+/// outside its cache and the after hooks inside it, and `hook_results` holds both lists.
+#[derive(Clone, Debug)]
+pub(crate) struct BeforeResults(pub(crate) Arc<Vec<HookResult>>);
+
+/// Marks a response whose `hook_results` an inner guard layer wrote (with the outer layer's
+/// before results): the outer layer leaves it as it is.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ResultsWritten;
+
 pub(crate) struct AfterCtx {
     pub(crate) guards: Arc<Guards>,
     pub(crate) before: Vec<HookResult>,
@@ -181,6 +192,7 @@ where
         };
         let metadata = metadata(&req);
         let provider = req.extensions().get::<ProviderName>().map(|p| p.0.clone());
+        let inherited = req.extensions().get::<BeforeResults>().map(|r| r.0.clone());
         let mut cx = HookContext::before(view.clone(), request_type);
         cx.metadata = metadata.clone();
         cx.provider = provider.clone();
@@ -205,7 +217,7 @@ where
                 Ok(view) => view,
                 Err(e) => return ResponseFuture::answered(invalid(e)),
             };
-            after.before = results;
+            after.before = pass_on(&mut req, results, inherited);
             // Called in place: the inner service was readied by `poll_ready`.
             return ResponseFuture::calling(self.inner.call(req), Some(after));
         }
@@ -222,7 +234,7 @@ where
                 Ok(view) => view,
                 Err(e) => return Ok(invalid(e)),
             };
-            after.before = results;
+            after.before = pass_on(&mut req, results, inherited);
             let response = ready.call(req).await.map_err(Into::into)?;
             match finish(response, after) {
                 Finish::Now(response) => Ok(response),
@@ -230,6 +242,21 @@ where
             }
         }))
     }
+}
+
+/// This layer's before results, or, when it ran none, those an outer layer passed in; its own
+/// go into the request for an inner layer to report.
+fn pass_on(
+    req: &mut Request<BufferedBody>,
+    results: Vec<HookResult>,
+    inherited: Option<Arc<Vec<HookResult>>>,
+) -> Vec<HookResult> {
+    if results.is_empty() {
+        return inherited.map(|r| (*r).clone()).unwrap_or_default();
+    }
+    req.extensions_mut()
+        .insert(BeforeResults(Arc::new(results.clone())));
+    results
 }
 
 /// The after phase: now (a stream to watch, or nothing to do), or once the body is read.
@@ -247,8 +274,11 @@ fn is_event_stream(response: &Response<Body>) -> bool {
 }
 
 pub(crate) fn finish(mut response: Response<Body>, ctx: AfterCtx) -> Finish {
-    // After hooks run on 200 answers only; nor are results attached to anything else.
-    if response.status() != StatusCode::OK {
+    // After hooks run on 200 answers only; nor are results attached to anything else. An
+    // inner layer that wrote both lists already has the last word.
+    if response.status() != StatusCode::OK
+        || response.extensions().get::<ResultsWritten>().is_some()
+    {
         return Finish::Now(response);
     }
     answer::record_facts(response.extensions_mut(), ctx.before.iter());
@@ -265,6 +295,7 @@ pub(crate) fn finish(mut response: Response<Body>, ctx: AfterCtx) -> Finish {
             return Finish::Now(response);
         }
         response.headers_mut().remove(header::CONTENT_LENGTH);
+        response.extensions_mut().insert(ResultsWritten);
         return Finish::Now(response.map(|body| Body::new(GuardBody::new(body, ctx, after_hooks))));
     }
     Finish::Later(Box::pin(after_json(response, ctx, after_hooks)))
@@ -293,6 +324,7 @@ async fn after_json(
         parts.status = denied_parts.status;
         parts.headers = denied_parts.headers;
         answer::record_facts(&mut parts.extensions, after.iter());
+        parts.extensions.insert(ResultsWritten);
         return Ok(Response::from_parts(parts, body));
     }
     let failed = ctx.before.iter().chain(&after).any(|r| !r.verdict);
@@ -308,5 +340,6 @@ async fn after_json(
         parts.status = StatusCode::from_u16(HOOKS_FAILED).expect("246 is a status");
     }
     answer::record_facts(&mut parts.extensions, after.iter());
+    parts.extensions.insert(ResultsWritten);
     Ok(Response::from_parts(parts, Body::from(bytes)))
 }
