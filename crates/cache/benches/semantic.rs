@@ -1,6 +1,13 @@
 //! The semantic matcher: embedding a question, comparing one candidate (similarity and
 //! veto), and scanning a flat partition of 100 and 1,000 cached questions for the best
 //! match, as the cache layer does on an exact miss.
+//!
+//! With the feature `bert` and `PORTCULLIS_MINILM_DIR` naming an all-MiniLM-L6-v2 folder,
+//! `semantic_embed` also times the BERT embedder on the same two questions:
+//!
+//! ```text
+//! PORTCULLIS_MINILM_DIR=/path/to/model cargo bench -p portcullis-cache --features bert --bench semantic
+//! ```
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -68,6 +75,17 @@ fn bench(c: &mut Criterion) {
     for (name, text) in [("short_27b", SHORT), ("long_200b", LONG)] {
         group.throughput(Throughput::Bytes(text.len() as u64));
         group.bench_function(name, |b| b.iter(|| embedder.embed(black_box(text))));
+    }
+    #[cfg(feature = "bert")]
+    if let Some(dir) = std::env::var_os("PORTCULLIS_MINILM_DIR") {
+        let bert =
+            portcullis_cache::semantic::BertEmbedder::from_dir(dir).expect("all-MiniLM-L6-v2");
+        for (name, text) in [("bert_short_27b", SHORT), ("bert_long_200b", LONG)] {
+            group.throughput(Throughput::Bytes(text.len() as u64));
+            group.bench_function(name, |b| b.iter(|| bert.embed(black_box(text))));
+        }
+    } else {
+        eprintln!("PORTCULLIS_MINILM_DIR is not set: BERT is not measured");
     }
     group.finish();
 

@@ -9,6 +9,13 @@
 //!
 //! The row marked `*` is the default (the embedder's own threshold). The last table is the
 //! similarity alone, without the lexical veto: what the veto is worth.
+//!
+//! With the feature `bert` and `PORTCULLIS_MINILM_DIR` naming an all-MiniLM-L6-v2 folder,
+//! the BERT embedder is measured too (each question embedded once):
+//!
+//! ```text
+//! PORTCULLIS_MINILM_DIR=/path/to/model cargo run -p portcullis-cache --release --features bert --example semantic_eval
+//! ```
 
 use std::sync::Arc;
 
@@ -42,6 +49,68 @@ fn header(first: &str) {
     println!(
         "|------------------|-------|---------|-------|----------------|------------|-------|----------------|"
     );
+}
+
+/// The thresholds swept for an embedder: finer where BERT's similarities lie.
+fn thresholds_for(embedder: &dyn Embedder) -> Vec<f32> {
+    if embedder.id().starts_with("ngram") {
+        THRESHOLDS.to_vec()
+    } else {
+        vec![
+            0.50, 0.60, 0.65, 0.70, 0.72, 0.75, 0.78, 0.80, 0.82, 0.85, 0.88, 0.90, 0.93, 0.95,
+        ]
+    }
+}
+
+#[cfg(feature = "bert")]
+mod bert {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    use portcullis_cache::semantic::{BertEmbedder, Embedder};
+
+    /// BERT, each text embedded once: the sweep asks for the same questions at every
+    /// threshold.
+    #[derive(Debug)]
+    struct Memo {
+        inner: BertEmbedder,
+        vectors: Mutex<HashMap<String, Vec<f32>>>,
+    }
+
+    impl Embedder for Memo {
+        fn id(&self) -> &str {
+            self.inner.id()
+        }
+
+        fn embed(&self, text: &str) -> Vec<f32> {
+            if let Some(v) = self.vectors.lock().unwrap().get(text) {
+                return v.clone();
+            }
+            let v = self.inner.embed(text);
+            self.vectors
+                .lock()
+                .unwrap()
+                .insert(text.to_owned(), v.clone());
+            v
+        }
+
+        fn default_threshold(&self) -> f32 {
+            self.inner.default_threshold()
+        }
+    }
+
+    /// BERT from `PORTCULLIS_MINILM_DIR`, or `None` (said on stderr) without it.
+    pub(crate) fn load() -> Option<Arc<dyn Embedder>> {
+        let Some(dir) = std::env::var_os("PORTCULLIS_MINILM_DIR") else {
+            eprintln!("PORTCULLIS_MINILM_DIR is not set: BERT is not measured\n");
+            return None;
+        };
+        let inner = BertEmbedder::from_dir(dir).expect("all-MiniLM-L6-v2");
+        Some(Arc::new(Memo {
+            inner,
+            vectors: Mutex::default(),
+        }))
+    }
 }
 
 fn main() {
@@ -79,16 +148,21 @@ fn main() {
         count(&heldout).1
     );
 
-    let embedders: Vec<Arc<dyn Embedder>> = vec![
+    #[allow(unused_mut)] // pushed to with the feature `bert`
+    let mut embedders: Vec<Arc<dyn Embedder>> = vec![
         Arc::new(NgramEmbedder::new()),
         Arc::new(NgramEmbedder::with_dims(256)),
         Arc::new(NgramEmbedder::with_dims(1024)),
     ];
+    #[cfg(feature = "bert")]
+    if let Some(bert) = bert::load() {
+        embedders.push(bert);
+    }
     println!("Matcher (similarity and veto)\n");
     header("embedder");
     for embedder in &embedders {
         let default = embedder.default_threshold();
-        let mut thresholds = THRESHOLDS.to_vec();
+        let mut thresholds = thresholds_for(embedder.as_ref());
         if !thresholds.contains(&default) {
             thresholds.push(default);
             thresholds.sort_by(f32::total_cmp);
@@ -105,27 +179,36 @@ fn main() {
         }
     }
 
-    let default = &embedders[0];
-    println!("\nSimilarity alone (no veto), {}\n", default.id());
-    header("embedder");
-    for t in THRESHOLDS {
-        println!(
-            "| {:<16} | {t:.2}  | {} | {} |",
-            default.id(),
-            cells(&evaluate_similarity(default.as_ref(), t, &tune)),
-            cells(&evaluate_similarity(default.as_ref(), t, &heldout)),
-        );
+    // The default embedder, and BERT when it is measured.
+    let main_embedders: Vec<_> = embedders
+        .iter()
+        .filter(|e| e.id() != "ngram-v1-256" && e.id() != "ngram-v1-1024")
+        .collect();
+    for embedder in &main_embedders {
+        println!("\nSimilarity alone (no veto), {}\n", embedder.id());
+        header("embedder");
+        for t in thresholds_for(embedder.as_ref()) {
+            println!(
+                "| {:<16} | {t:.2}  | {} | {} |",
+                embedder.id(),
+                cells(&evaluate_similarity(embedder.as_ref(), t, &tune)),
+                cells(&evaluate_similarity(embedder.as_ref(), t, &heldout)),
+            );
+        }
     }
 
-    if show_pairs {
-        let matcher = Matcher::new(default.clone(), None);
+    if !show_pairs {
+        return;
+    }
+    for embedder in &main_embedders {
+        let matcher = Matcher::new(Arc::clone(embedder), None);
         for (name, pairs) in [("tune", &tune), ("heldout", &heldout)] {
             let e = evaluate(&matcher, pairs);
-            println!("\n{name}: false hits");
+            println!("\n{}, {name}: false hits", embedder.id());
             for &i in &e.false_hit_pairs {
                 println!("  [{}] {:?} / {:?}", pairs[i].kind, pairs[i].a, pairs[i].b);
             }
-            println!("{name}: misses");
+            println!("{}, {name}: misses", embedder.id());
             for &i in &e.missed_pairs {
                 let p = &pairs[i];
                 let why =

@@ -53,6 +53,9 @@ pub struct CacheEngine {
     pub(crate) store_timeout: Duration,
     pub(crate) coalesce_wait: Duration,
     pub(crate) partition_size: usize,
+    /// For an embedder that takes milliseconds (BERT): the blocking pool's permits and the
+    /// deadline past which a lookup is a miss. `None`: embed on the request's task.
+    pub(crate) embed_pool: Option<(Arc<tokio::sync::Semaphore>, Duration)>,
 }
 
 impl CacheEngine {
@@ -71,6 +74,28 @@ impl CacheEngine {
             engine: self.clone(),
             settings,
             target: Arc::from(target),
+        }
+    }
+
+    /// The vector of a question: at once, or off the async threads within the deadline for a
+    /// blocking embedder (`None`: past it, a miss).
+    pub(crate) async fn embed(&self, text: &str) -> Option<Vec<f32>> {
+        match &self.embed_pool {
+            None => Some(self.matcher.embed(text)),
+            Some((pool, deadline)) => {
+                let embedder = self.matcher.embedder().clone();
+                let vector = crate::semantic::embed_with_deadline(
+                    embedder,
+                    text.to_owned(),
+                    pool,
+                    *deadline,
+                )
+                .await;
+                if vector.is_none() {
+                    metrics::counter!("portcullis_cache_embed_timeouts_total").increment(1);
+                }
+                vector
+            }
         }
     }
 
@@ -151,6 +176,7 @@ pub struct CacheEngineBuilder {
     embedder: Option<Arc<dyn Embedder>>,
     threshold: Option<f32>,
     partition_size: Option<usize>,
+    embed_pool: Option<(usize, Duration)>,
 }
 
 impl CacheEngineBuilder {
@@ -185,6 +211,13 @@ impl CacheEngineBuilder {
         self
     }
 
+    /// Embeds on the blocking pool, at most `permits` at once, giving up (a miss) after
+    /// `deadline`: for an embedder that takes milliseconds, such as the BERT one.
+    pub fn blocking_embedder(mut self, permits: usize, deadline: Duration) -> Self {
+        self.embed_pool = Some((permits, deadline));
+        self
+    }
+
     /// The semantic threshold (default: the embedder's own).
     pub fn threshold(mut self, threshold: f32) -> Self {
         self.threshold = Some(threshold);
@@ -216,6 +249,14 @@ impl CacheEngineBuilder {
         if self.partition_size == Some(0) {
             return Err(BuildError::at("partition_size", "must be > 0"));
         }
+        if let Some((permits, deadline)) = self.embed_pool
+            && (permits == 0 || deadline.is_zero())
+        {
+            return Err(BuildError::at(
+                "blocking_embedder",
+                "permits and deadline must be > 0",
+            ));
+        }
         let embedder = self
             .embedder
             .unwrap_or_else(|| Arc::new(NgramEmbedder::new()));
@@ -230,6 +271,9 @@ impl CacheEngineBuilder {
             store_timeout: self.store_timeout.unwrap_or(Duration::from_millis(100)),
             coalesce_wait: self.coalesce_wait.unwrap_or(Duration::from_secs(30)),
             partition_size: self.partition_size.unwrap_or(256),
+            embed_pool: self
+                .embed_pool
+                .map(|(n, d)| (Arc::new(tokio::sync::Semaphore::new(n)), d)),
         }))
     }
 }

@@ -197,8 +197,9 @@ where
         if let Some(hit) = fresh(&engine, &plan, &plan.key).await {
             return Ok(respond(&hit, plan.shape, CacheStatus::Hit));
         }
-        if let Some((partition, text)) = &plan.semantic {
-            let query = engine.matcher.embed(text);
+        if let Some((partition, text)) = &plan.semantic
+            && let Some(query) = engine.embed(text).await
+        {
             if let Some(hit) = semantic(&engine, &plan, partition, text, &query).await {
                 return Ok(respond(&hit, plan.shape, CacheStatus::SemanticHit));
             }
@@ -215,7 +216,7 @@ where
             }
         }
     } else if let Some((_, text)) = &plan.semantic {
-        vector = Some(engine.matcher.embed(text));
+        vector = engine.embed(text).await;
     }
     let mut response = inner.call(req).await.map_err(Into::into)?;
     ResponseFacts::get_mut(&mut response).cache = Some(plan.status);

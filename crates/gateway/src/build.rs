@@ -291,6 +291,15 @@ pub(crate) fn cache_engine(spec: &CacheServer) -> Result<Arc<CacheEngine>, Confi
     if let Some(t) = spec.semantic_threshold {
         b = b.threshold(t);
     }
+    #[cfg(feature = "bert")]
+    if let Some(dir) = &spec.bert_dir {
+        let bert = portcullis_cache::semantic::BertEmbedder::from_dir(dir)
+            .map_err(|e| ConfigError::new("server.cache.embedder.bert", e.to_string()))?;
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        b = b
+            .embedder(bert)
+            .blocking_embedder(cores, spec.embed_timeout);
+    }
     b = match &spec.store {
         CacheStore::Memory { max_bytes } => b.store(MemoryStore::new(*max_bytes)),
         CacheStore::Redis { url, prefix } => b.store(

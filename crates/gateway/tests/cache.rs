@@ -549,3 +549,43 @@ async fn semantic_mode_serves_a_paraphrase_and_refuses_every_near_miss() {
         "SEMANTIC HIT"
     );
 }
+
+#[cfg(feature = "bert")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bert_embedder_serves_a_paraphrase_through_the_gateway() {
+    let Ok(dir) = std::env::var("PORTCULLIS_MINILM_DIR") else {
+        assert!(
+            std::env::var_os("PORTCULLIS_REQUIRE_MODEL").is_none(),
+            "PORTCULLIS_REQUIRE_MODEL is set but PORTCULLIS_MINILM_DIR is not"
+        );
+        eprintln!("\n*** SKIPPED: PORTCULLIS_MINILM_DIR is not set (the BERT model's files) ***\n");
+        return;
+    };
+    let upstream = FakeUpstream::start().await;
+    let server =
+        format!(r#""cache": {{"embedder": {{"bert": "{dir}"}}, "embed_timeout_ms": 10000}}"#);
+    let semantic = r#", "cache": {"mode": "semantic"}"#;
+    let gw = start(&config(&upstream, semantic, &server)).await;
+    let first = post(gw.addr, CHAT_PATH, &[], &ask("How do I reset my password?")).await;
+    assert_eq!(status(&first), "SEMANTIC MISS");
+    let e = post(
+        gw.addr,
+        CHAT_PATH,
+        &[],
+        &ask("How can I reset my password?"),
+    )
+    .await;
+    assert_eq!(status(&e), "SEMANTIC HIT");
+    let e = post(gw.addr, CHAT_PATH, &[], &ask("How do I reset my username?")).await;
+    assert_eq!(status(&e), "SEMANTIC MISS");
+    assert_eq!(upstream.hits(), 2);
+}
+
+#[cfg(feature = "bert")]
+#[test]
+fn a_bert_directory_without_the_model_is_a_config_error() {
+    let text = r#"{"server": {"cache": {"embedder": {"bert": "/nonexistent-model-dir"}}}, "providers": {"m": {"provider": "mock"}}}"#;
+    let config = portcullis_gateway::Config::parse(text, &|_| None).unwrap();
+    let err = portcullis_gateway::Gateway::new(config).unwrap_err();
+    assert_eq!(err.path(), "server.cache.embedder.bert");
+}

@@ -10,6 +10,10 @@
 //! }
 //! ```
 //!
+//! `embedder` is `"ngram"` (the default: hashed character n-grams, offline) or `{"bert":
+//! "MODEL_DIR"}` (all-MiniLM-L6-v2 from local files, with the gateway's `bert` feature; it
+//! runs on the blocking pool, and past `embed_timeout_ms` (100) a lookup is a miss).
+//!
 //! `store` is `"memory"` (the default; `max_bytes`, default 64 MiB) or `"redis"` (`url`,
 //! required; `prefix`, default `portcullis:cache:`). Without a `server.cache`, a config's
 //! `cache` uses a 64 MiB memory store.
@@ -69,6 +73,11 @@ pub struct CacheServer {
     pub semantic_threshold: Option<f32>,
     /// How long identical requests wait for the one fetching their answer (default 30 s).
     pub coalesce_wait: Duration,
+    /// The semantic embedder: `None`, the hashed n-gram one; `Some(dir)`, the BERT one
+    /// (all-MiniLM-L6-v2) read from `dir` (the `bert` feature).
+    pub bert_dir: Option<String>,
+    /// How long a BERT embedding may take before the lookup is a miss (default 100 ms).
+    pub embed_timeout: Duration,
 }
 
 impl Default for CacheServer {
@@ -81,6 +90,8 @@ impl Default for CacheServer {
             timeout: Duration::from_millis(100),
             semantic_threshold: None,
             coalesce_wait: Duration::from_secs(30),
+            bert_dir: None,
+            embed_timeout: Duration::from_millis(100),
         }
     }
 }
@@ -131,12 +142,40 @@ pub(crate) fn parse_cache_server(v: &Value, path: &str, env: Env<'_>) -> Result<
     if let Some(t) = obj.positive_ms("coalesce_wait_ms")? {
         out.coalesce_wait = t;
     }
+    match obj.get("embedder")? {
+        None => {}
+        Some((Value::String(s), _)) if s == "ngram" => {}
+        Some((Value::Object(map), p)) if map.len() == 1 && map.contains_key("bert") => {
+            let dir = map["bert"].as_str().ok_or_else(|| {
+                ConfigError::new(
+                    super::join(&p, "bert"),
+                    "the directory of the model's files",
+                )
+            })?;
+            if !cfg!(feature = "bert") {
+                return Err(ConfigError::new(
+                    p,
+                    "this build has no BERT embedder: build the gateway with `--features bert`",
+                ));
+            }
+            out.bert_dir = Some(substitute(dir, &super::join(&p, "bert"), env)?);
+        }
+        Some((_, p)) => {
+            return Err(ConfigError::new(
+                p,
+                "expected \"ngram\" or {\"bert\": \"MODEL_DIR\"}",
+            ));
+        }
+    }
+    if let Some(t) = obj.positive_ms("embed_timeout_ms")? {
+        out.embed_timeout = t;
+    }
     if let Some((t, p)) = obj.f64("semantic_threshold")? {
         if !(t > 0.0 && t <= 1.0) {
             return Err(ConfigError::new(p, format!("must be in (0, 1], got {t}")));
         }
         out.semantic_threshold = Some(t as f32);
     }
-    obj.finish(" (expected store, max_bytes, url, prefix, max_entry_bytes, timeout_ms, coalesce_wait_ms, semantic_threshold)")?;
+    obj.finish(" (expected store, max_bytes, url, prefix, max_entry_bytes, timeout_ms, coalesce_wait_ms, semantic_threshold, embedder, embed_timeout_ms)")?;
     Ok(out)
 }
