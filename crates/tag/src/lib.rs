@@ -139,6 +139,7 @@
 //! `stream_failed`, `cancelled`), `server.address` (the host the client addressed),
 //! `http.response.status_code`, and `portcullis.trace_id`, `portcullis.target`,
 //! `portcullis.cache_status` (`HIT`, `MISS`, ... when a cache layer answered),
+//! `portcullis.guards` (each guardrail hook's verdict, `id:pass|fail|deny`),
 //! `portcullis.attempt_count` and `portcullis.attempts` (every upstream attempt of the
 //! request, in order, as `targets[0]/a:503:12ms,targets[1]/b:200:20ms`: path, provider, status
 //! or error class, time to the response head; from the

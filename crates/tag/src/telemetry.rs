@@ -83,6 +83,7 @@ pub(crate) fn request_span<B>(
         portcullis.trace_id = trace.as_str(),
         portcullis.target = Empty,
         portcullis.cache_status = Empty,
+        portcullis.guards = Empty,
         portcullis.attempt_count = Empty,
         portcullis.attempts = Empty,
         portcullis.api_key = Empty,
@@ -100,6 +101,23 @@ pub(crate) fn request_span<B>(
     #[cfg(not(feature = "otlp"))]
     let _ = parent;
     span
+}
+
+/// Guard verdicts as a span shows them: `id:pass`, `id:fail` or `id:deny`, comma-separated.
+fn guard_verdicts(guards: &[portcullis_core::facts::GuardResult]) -> String {
+    let mut out = String::new();
+    for g in guards {
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push_str(&g.id);
+        out.push_str(match (g.passed, g.deny) {
+            (true, _) => ":pass",
+            (false, false) => ":fail",
+            (false, true) => ":deny",
+        });
+    }
+    out
 }
 
 /// What a span shows of a metadata value whose key is not allowed in logs.
@@ -231,6 +249,9 @@ impl Pending {
             }
             if let Some(cache) = facts.and_then(|f| f.cache) {
                 span.record("portcullis.cache_status", cache.as_str());
+            }
+            if let Some(guards) = facts.map(|f| &f.guards).filter(|g| !g.is_empty()) {
+                span.record("portcullis.guards", guard_verdicts(guards));
             }
             match &self.attempts {
                 Some(attempts) => record_attempts(&span, attempts),

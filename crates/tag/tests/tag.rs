@@ -850,6 +850,37 @@ async fn the_span_carries_the_cache_status() {
 }
 
 #[tokio::test]
+async fn the_span_carries_the_guard_verdicts() {
+    use portcullis_core::facts::GuardResult;
+    let spans = spans();
+    let inner = service_fn(|_req: Request<BufferedBody>| async {
+        let mut r = json_answer(JSON_ANSWER);
+        let facts = ResponseFacts::get_mut(&mut r);
+        for (id, passed, deny) in [("no-pii", true, true), ("short", false, false)] {
+            facts.guards.push(GuardResult {
+                id: id.into(),
+                passed,
+                deny,
+                explanation: None,
+            });
+        }
+        Ok::<_, BoxError>(r)
+    });
+    let r = send(
+        TagLayer::new(),
+        inner,
+        post(CHAT, &[("x-portkey-trace-id", "trace-guards")]),
+    )
+    .await;
+    r.into_body().collect().await.unwrap();
+    let closed = spans.closed("trace-guards");
+    assert_eq!(
+        closed[0].1.get("portcullis.guards").map(String::as_str),
+        Some("no-pii:pass,short:fail")
+    );
+}
+
+#[tokio::test]
 async fn metadata_values_stay_out_of_spans_unless_allowed() {
     let spans = spans();
     for (layer, trace) in [
