@@ -37,20 +37,17 @@
 //! }
 //! ```
 
+use crate::respond::FakeBody;
 use std::collections::VecDeque;
 use std::fmt;
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -59,7 +56,6 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
-use tokio::time::Sleep;
 
 use crate::Recorded;
 
@@ -378,7 +374,7 @@ async fn accept_loop(listener: TcpListener, shared: Shared) {
     }
 }
 
-async fn handle(shared: Shared, req: Request<Incoming>) -> io::Result<Response<Frames>> {
+async fn handle(shared: Shared, req: Request<Incoming>) -> io::Result<Response<FakeBody>> {
     let (parts, body) = req.into_parts();
     let body = body.collect().await.map_err(io::Error::other)?.to_bytes();
     let recorded = Recorded {
@@ -402,21 +398,25 @@ async fn handle(shared: Shared, req: Request<Incoming>) -> io::Result<Response<F
 }
 
 /// Anthropic's error answer.
-fn error(status: StatusCode, kind: &str, message: &str) -> Response<Frames> {
+fn error(status: StatusCode, kind: &str, message: &str) -> Response<FakeBody> {
     let body = json!({"type": "error", "error": {"type": kind, "message": message}});
     json_response(status, &body)
 }
 
-fn json_response(status: StatusCode, v: &Value) -> Response<Frames> {
+fn json_response(status: StatusCode, v: &Value) -> Response<FakeBody> {
     let bytes = Bytes::from(v.to_string());
-    let mut resp = Response::new(Frames::new(VecDeque::from([bytes]), Duration::ZERO, false));
+    let mut resp = Response::new(FakeBody::events(
+        VecDeque::from([bytes]),
+        Duration::ZERO,
+        false,
+    ));
     *resp.status_mut() = status;
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }
 
-fn answer(plan: &Plan, req: &Recorded) -> Response<Frames> {
+fn answer(plan: &Plan, req: &Recorded) -> Response<FakeBody> {
     if req.method != Method::POST || req.path.split('?').next() != Some("/v1/messages") {
         let message = format!("fake anthropic: no route for {} {}", req.method, req.path);
         return error(StatusCode::NOT_FOUND, "not_found_error", &message);
@@ -433,7 +433,7 @@ fn answer(plan: &Plan, req: &Recorded) -> Response<Frames> {
         } else {
             VecDeque::from([replay.body.clone()])
         };
-        let mut resp = Response::new(Frames::new(frames, plan.chunk_delay, false));
+        let mut resp = Response::new(FakeBody::events(frames, plan.chunk_delay, false));
         *resp.status_mut() = replay.status;
         resp.headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static(replay.content_type));
@@ -558,87 +558,8 @@ fn answer(plan: &Plan, req: &Recorded) -> Response<Frames> {
         Some(Cut::Break(_) | Cut::End(_)) => {}
     }
     let broken = matches!(plan.cut, Some(Cut::Break(_)));
-    let mut resp = Response::new(Frames::new(events, plan.chunk_delay, broken));
+    let mut resp = Response::new(FakeBody::events(events, plan.chunk_delay, broken));
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     resp
-}
-
-/// How a [`Frames`] body ends once its frames are sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Tail {
-    /// End of body.
-    Clean,
-    /// Yield once so hyper flushes what it buffered, then fail.
-    Break,
-    /// Fail now: hyper drops the connection.
-    Fail,
-}
-
-/// A response body: a queue of frames, with an optional gap between them.
-#[derive(Debug)]
-struct Frames {
-    frames: VecDeque<Bytes>,
-    gap: Duration,
-    sleep: Option<Pin<Box<Sleep>>>,
-    started: bool,
-    tail: Tail,
-}
-
-impl Frames {
-    fn new(frames: VecDeque<Bytes>, gap: Duration, broken: bool) -> Self {
-        Self {
-            frames,
-            gap,
-            sleep: None,
-            started: false,
-            tail: if broken { Tail::Break } else { Tail::Clean },
-        }
-    }
-}
-
-impl http_body::Body for Frames {
-    type Data = Bytes;
-    type Error = io::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        let this = &mut *self;
-        if this.frames.is_empty() {
-            return match this.tail {
-                Tail::Clean => Poll::Ready(None),
-                Tail::Break => {
-                    this.tail = Tail::Fail;
-                    cx.waker().wake_by_ref();
-                    Poll::Pending
-                }
-                Tail::Fail => {
-                    this.tail = Tail::Clean;
-                    Poll::Ready(Some(Err(io::Error::other(
-                        "fake anthropic: stream broken on purpose",
-                    ))))
-                }
-            };
-        }
-        if this.started && !this.gap.is_zero() {
-            let gap = this.gap;
-            let sleep = this
-                .sleep
-                .get_or_insert_with(|| Box::pin(tokio::time::sleep(gap)));
-            ready!(sleep.as_mut().poll(cx));
-            this.sleep = None;
-        }
-        this.started = true;
-        Poll::Ready(this.frames.pop_front().map(|b| Ok(Frame::data(b))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.frames.is_empty() && self.tail == Tail::Clean
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::default()
-    }
 }

@@ -51,20 +51,17 @@
 //! }
 //! ```
 
+use crate::respond::FakeBody;
 use std::collections::VecDeque;
 use std::fmt;
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -73,7 +70,6 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
-use tokio::time::Sleep;
 
 use crate::Recorded;
 
@@ -518,7 +514,7 @@ async fn accept_loop(listener: TcpListener, shared: Shared) {
     }
 }
 
-async fn handle(shared: Shared, req: Request<Incoming>) -> io::Result<Response<Frames>> {
+async fn handle(shared: Shared, req: Request<Incoming>) -> io::Result<Response<FakeBody>> {
     let (parts, body) = req.into_parts();
     let body = body.collect().await.map_err(io::Error::other)?.to_bytes();
     let recorded = Recorded {
@@ -649,22 +645,26 @@ fn decode_url(text: &str) -> Option<Vec<u8>> {
 }
 
 /// Google's error answer.
-fn error(code: StatusCode, message: &str) -> Response<Frames> {
+fn error(code: StatusCode, message: &str) -> Response<FakeBody> {
     let body = json!({"error": {"code": code.as_u16(), "message": message,
         "status": status_name(code.as_u16())}});
     json_response(code, &body)
 }
 
-fn json_response(status: StatusCode, v: &Value) -> Response<Frames> {
+fn json_response(status: StatusCode, v: &Value) -> Response<FakeBody> {
     let bytes = Bytes::from(v.to_string());
-    let mut resp = Response::new(Frames::new(VecDeque::from([bytes]), Duration::ZERO, false));
+    let mut resp = Response::new(FakeBody::events(
+        VecDeque::from([bytes]),
+        Duration::ZERO,
+        false,
+    ));
     *resp.status_mut() = status;
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }
 
-fn answer(plan: &Plan, req: &Recorded, latest_token: Option<&str>) -> Response<Frames> {
+fn answer(plan: &Plan, req: &Recorded, latest_token: Option<&str>) -> Response<FakeBody> {
     let (path, query) = req.path.split_once('?').unwrap_or((&req.path, ""));
     let route = path
         .rsplit_once("/models/")
@@ -704,7 +704,7 @@ fn answer(plan: &Plan, req: &Recorded, latest_token: Option<&str>) -> Response<F
         } else {
             VecDeque::from([replay.body.clone()])
         };
-        let mut resp = Response::new(Frames::new(frames, plan.chunk_delay, false));
+        let mut resp = Response::new(FakeBody::events(frames, plan.chunk_delay, false));
         *resp.status_mut() = replay.status;
         resp.headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static(replay.content_type));
@@ -753,7 +753,7 @@ fn whole(plan: &Plan, request: &Value, model: &str) -> Value {
     body
 }
 
-fn stream(plan: &Plan, request: &Value, model: &str, sse: bool) -> Response<Frames> {
+fn stream(plan: &Plan, request: &Value, model: &str, sse: bool) -> Response<FakeBody> {
     let chunk = |candidates: Value, usage: Value| {
         json!({"candidates": candidates, "usageMetadata": usage, "modelVersion": model,
             "responseId": RESPONSE_ID})
@@ -822,7 +822,7 @@ fn stream(plan: &Plan, request: &Value, model: &str, sse: bool) -> Response<Fram
         let list = Value::Array(chunks).to_string();
         (VecDeque::from([Bytes::from(list)]), "application/json")
     };
-    let mut resp = Response::new(Frames::new(frames, plan.chunk_delay, broken));
+    let mut resp = Response::new(FakeBody::events(frames, plan.chunk_delay, broken));
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     resp
@@ -836,7 +836,7 @@ fn embedding(request: &Value, n: usize) -> Value {
     json!({"values": values})
 }
 
-fn embed(request: &Value, method: &str) -> Response<Frames> {
+fn embed(request: &Value, method: &str) -> Response<FakeBody> {
     if method == "embedContent" {
         if request["content"]["parts"].as_array().is_none() {
             return error(StatusCode::BAD_REQUEST, "content is required");
@@ -852,83 +852,4 @@ fn embed(request: &Value, method: &str) -> Response<Frames> {
         .map(|(n, r)| embedding(r, n))
         .collect();
     json_response(StatusCode::OK, &json!({"embeddings": embeddings}))
-}
-
-/// How a [`Frames`] body ends once its frames are sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Tail {
-    /// End of body.
-    Clean,
-    /// Yield once so hyper flushes what it buffered, then fail.
-    Break,
-    /// Fail now: hyper drops the connection.
-    Fail,
-}
-
-/// A response body: a queue of frames, with an optional gap between them.
-#[derive(Debug)]
-struct Frames {
-    frames: VecDeque<Bytes>,
-    gap: Duration,
-    sleep: Option<Pin<Box<Sleep>>>,
-    started: bool,
-    tail: Tail,
-}
-
-impl Frames {
-    fn new(frames: VecDeque<Bytes>, gap: Duration, broken: bool) -> Self {
-        Self {
-            frames,
-            gap,
-            sleep: None,
-            started: false,
-            tail: if broken { Tail::Break } else { Tail::Clean },
-        }
-    }
-}
-
-impl http_body::Body for Frames {
-    type Data = Bytes;
-    type Error = io::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        let this = &mut *self;
-        if this.frames.is_empty() {
-            return match this.tail {
-                Tail::Clean => Poll::Ready(None),
-                Tail::Break => {
-                    this.tail = Tail::Fail;
-                    cx.waker().wake_by_ref();
-                    Poll::Pending
-                }
-                Tail::Fail => {
-                    this.tail = Tail::Clean;
-                    Poll::Ready(Some(Err(io::Error::other(
-                        "fake gemini: stream broken on purpose",
-                    ))))
-                }
-            };
-        }
-        if this.started && !this.gap.is_zero() {
-            let gap = this.gap;
-            let sleep = this
-                .sleep
-                .get_or_insert_with(|| Box::pin(tokio::time::sleep(gap)));
-            ready!(sleep.as_mut().poll(cx));
-            this.sleep = None;
-        }
-        this.started = true;
-        Poll::Ready(this.frames.pop_front().map(|b| Ok(Frame::data(b))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.frames.is_empty() && self.tail == Tail::Clean
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::default()
-    }
 }

@@ -54,7 +54,7 @@ impl FakeBody {
         }
     }
 
-    fn events(chunks: VecDeque<Bytes>, gap: Duration, broken: bool) -> FakeBody {
+    pub(crate) fn events(chunks: VecDeque<Bytes>, gap: Duration, broken: bool) -> FakeBody {
         FakeBody {
             chunks,
             gap,
