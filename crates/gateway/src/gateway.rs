@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use portcullis_core::context::{Caller, ClientKey};
 use portcullis_core::error::{self, ErrorBody, RequestTimeout};
 use portcullis_core::{Body, BoxError, Edge};
@@ -258,8 +258,24 @@ fn bearer_token(value: &str) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+fn header_str<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The request headers the gateway reads, named once (a lookup by `&str` parses the name
+/// every time).
+mod names {
+    use http::HeaderName;
+
+    pub(super) const API_KEY: HeaderName = HeaderName::from_static("x-portkey-api-key");
+    pub(super) const PROVIDER: HeaderName = HeaderName::from_static("x-portkey-provider");
+    pub(super) const VIRTUAL_KEY: HeaderName = HeaderName::from_static("x-portkey-virtual-key");
+    pub(super) const CONFIG: HeaderName = HeaderName::from_static("x-portkey-config");
+    pub(super) const RETRY: HeaderName = HeaderName::from_static("x-portkey-retry");
+    pub(super) const CUSTOM_HOST: HeaderName = HeaderName::from_static("x-portkey-custom-host");
+    pub(super) const REQUEST_TIMEOUT: HeaderName =
+        HeaderName::from_static("x-portkey-request-timeout");
+    pub(super) const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 }
 
 impl Shared {
@@ -271,8 +287,8 @@ impl Shared {
         }
         // The Portkey SDK sends its key in x-portkey-api-key and a placeholder in authorization.
         let candidates = [
-            header_str(headers, "x-portkey-api-key").filter(|k| !k.is_empty()),
-            header_str(headers, "authorization").and_then(bearer_token),
+            header_str(headers, &names::API_KEY).filter(|k| !k.is_empty()),
+            header_str(headers, &header::AUTHORIZATION).and_then(bearer_token),
         ];
         for presented in candidates.into_iter().flatten() {
             let presented = key_digest(presented.as_bytes());
@@ -305,7 +321,7 @@ impl Shared {
                 msg,
             )
         };
-        if let Some(v) = headers.get("x-portkey-provider") {
+        if let Some(v) = headers.get(&names::PROVIDER) {
             let v = v
                 .to_str()
                 .map_err(|_| bad("x-portkey-provider: not visible ASCII".into()))?
@@ -325,7 +341,7 @@ impl Shared {
             };
             return Err(bad(why));
         }
-        if let Some(v) = headers.get("x-portkey-virtual-key") {
+        if let Some(v) = headers.get(&names::VIRTUAL_KEY) {
             let name = v
                 .to_str()
                 .map_err(|_| bad("x-portkey-virtual-key: not visible ASCII".into()))?;
@@ -344,7 +360,7 @@ impl Shared {
     /// Bearer`, or `x-api-key` for Anthropic). The key is used for this call only, sent only
     /// to the base URL the server gives the kind, and never logged.
     fn byok(&self, headers: &HeaderMap) -> Result<Option<(Stack, ClientKey)>, Refusal> {
-        let Some(v) = header_str(headers, "x-portkey-provider") else {
+        let Some(v) = header_str(headers, &names::PROVIDER) else {
             return Ok(None);
         };
         let v = v.trim();
@@ -357,21 +373,21 @@ impl Shared {
         let Some(stack) = self.compiled.providers.byok(kind) else {
             return Ok(None);
         };
-        if headers.contains_key("x-portkey-config") || headers.contains_key("x-portkey-retry") {
+        if headers.contains_key(&names::CONFIG) || headers.contains_key(&names::RETRY) {
             return Err(bad_config(format!(
                 "x-portkey-provider: the bring-your-own-key provider `{kind}` cannot be combined with x-portkey-config or x-portkey-retry"
             )));
         }
         let anthropic_key = (kind == "anthropic")
-            .then(|| header_str(headers, "x-api-key"))
+            .then(|| header_str(headers, &names::X_API_KEY))
             .flatten()
             .map(str::trim)
             .filter(|k| !k.is_empty());
-        let bearer = header_str(headers, "authorization").and_then(bearer_token);
+        let bearer = header_str(headers, &header::AUTHORIZATION).and_then(bearer_token);
         // With gateway keys on, `Authorization` carries the gateway key unless it came in
         // x-portkey-api-key: then it cannot also be the provider's.
         let gateway_key_in_header =
-            header_str(headers, "x-portkey-api-key").is_some_and(|k| !k.is_empty());
+            header_str(headers, &names::API_KEY).is_some_and(|k| !k.is_empty());
         let bearer = bearer.filter(|_| self.api_keys.is_empty() || gateway_key_in_header);
         match anthropic_key.or(bearer) {
             Some(key) => Ok(Some((stack.clone(), ClientKey::new(key)))),
@@ -461,7 +477,7 @@ impl Shared {
                 "GET /v1/limits is off: set server.admin_token to turn it on",
             ));
         };
-        let presented = header_str(headers, "authorization").and_then(bearer_token);
+        let presented = header_str(headers, &header::AUTHORIZATION).and_then(bearer_token);
         match presented {
             Some(token) if constant_time_eq(&key_digest(token.as_bytes()), admin) => Ok(()),
             _ => Err(refuse(
@@ -481,8 +497,8 @@ impl Shared {
     /// slug may still pick a provider).
     fn select(&self, headers: &HeaderMap, caller: Option<&str>) -> Result<(Stack, bool), Refusal> {
         let provider = self.header_provider(headers)?;
-        let retry = headers.get("x-portkey-retry");
-        if let Some(raw) = headers.get("x-portkey-config") {
+        let retry = headers.get(&names::RETRY);
+        if let Some(raw) = headers.get(&names::CONFIG) {
             self.may_send_config(caller, "x-portkey-config")?;
             if retry.is_some() {
                 return Err(bad_config(
@@ -571,7 +587,7 @@ impl Shared {
             let stack = self.compiled.providers.get(name).cloned().expect("checked");
             return Ok((stack, false));
         }
-        if headers.contains_key("x-portkey-custom-host") {
+        if headers.contains_key(&names::CUSTOM_HOST) {
             return Err(bad_config(
                 "x-portkey-custom-host: custom hosts are not allowed".into(),
             ));
@@ -619,7 +635,7 @@ fn request_timeout(
     headers: &HeaderMap,
     server: Option<Duration>,
 ) -> Result<Option<Duration>, Refusal> {
-    match header_str(headers, "x-portkey-request-timeout") {
+    match header_str(headers, &names::REQUEST_TIMEOUT) {
         None => Ok(server),
         Some(v) => match v.trim().parse::<u64>() {
             Ok(ms) if ms > 0 => {
