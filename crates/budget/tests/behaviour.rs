@@ -434,9 +434,9 @@ async fn cache_hits_errors_and_early_cancels_cost_nothing() {
     );
 
     // The client leaves before the headers: the future is dropped mid-call.
-    let slow = service_fn(|req: Request<BufferedBody>| async move {
-        tokio::time::sleep(Duration::from_secs(60)).await;
-        json_upstream(PROMPT, COMPLETION).oneshot(req).await
+    // An upstream that never answers: the request is dropped by the client's timeout.
+    let slow = service_fn(|_req: Request<BufferedBody>| async move {
+        std::future::pending::<Result<Response<Body>, BoxError>>().await
     });
     let call = layer.layer(slow).oneshot(request(CHAT, None, None));
     assert!(

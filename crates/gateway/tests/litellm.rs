@@ -525,7 +525,7 @@ async fn retries_then_fallback_then_cooldown() {
 
         // ... after which it is called again.
         primary.set(Plan::ok());
-        tokio::time::sleep(Duration::from_secs(31)).await;
+        tokio::time::advance(Duration::from_secs(31)).await;
         let res = post(gw.addr, "/v1/chat/completions", &[], &chat("gpt-4o")).await;
         assert_eq!(res.status, 200);
         assert_eq!((primary.hits(), fallback.hits()), (7, 3), "{way:?}");
