@@ -18,68 +18,12 @@
 //! # }
 //! ```
 
-use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use tokio::time::Instant;
-
 /// Seconds in a day.
 pub const DAY: u64 = 86_400;
 
-/// Unix time, read from a wall-clock reading taken once and tokio's monotonic clock since.
-///
-/// The layer never reads `std::time::Instant` or the system clock per request: it adds the
-/// [`tokio::time::Instant`] elapsed since the anchor to the anchor's unix time. So a test
-/// that pauses tokio's clock moves the calendar with `tokio::time::advance`, and a system
-/// clock stepped backwards by NTP never moves a window back. Copies share the anchor.
-#[derive(Clone, Copy)]
-pub struct Clock {
-    anchor: Duration,
-    start: Instant,
-}
-
-impl Clock {
-    /// A clock anchored at the system's unix time now.
-    pub fn system() -> Self {
-        let anchor = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        Self::starting_at(anchor)
-    }
-
-    /// A clock that reads `unix` (time since 1970-01-01T00:00:00Z) now, and moves with
-    /// tokio's clock from here on: for tests and for replaying a day.
-    pub fn starting_at(unix: Duration) -> Self {
-        Self {
-            anchor: unix,
-            start: Instant::now(),
-        }
-    }
-
-    /// Time since the unix epoch.
-    pub fn now(&self) -> Duration {
-        self.anchor + self.start.elapsed()
-    }
-
-    /// Microseconds since the unix epoch.
-    pub fn now_micros(&self) -> u64 {
-        u64::try_from(self.now().as_micros()).unwrap_or(u64::MAX)
-    }
-}
-
-impl Default for Clock {
-    fn default() -> Self {
-        Self::system()
-    }
-}
-
-impl fmt::Debug for Clock {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Clock")
-            .field(&format_utc(self.now().as_secs()))
-            .finish()
-    }
-}
+/// Unix time moved by tokio's clock: the one [`portcullis_core::clock::Clock`] every layer
+/// that keeps time in a store uses.
+pub use portcullis_core::clock::Clock;
 
 /// The day a week starts on, for weekly windows.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -165,6 +109,7 @@ pub fn format_utc(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn at(y: i64, m: u32, d: u32, h: u64) -> u64 {
         days_from_civil(y, m, d) as u64 * DAY + h * 3600

@@ -1,7 +1,7 @@
 //! The cache's shared engine (store, coalescing, clock, matcher) and the layer.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use portcullis_core::BuildError;
 use tower_layer::Layer;
@@ -14,31 +14,6 @@ use crate::service::Cache;
 use crate::settings::CacheSettings;
 use crate::store::{CacheStore, Candidate, MemoryStore};
 
-/// Milliseconds since the Unix epoch, moving with tokio's clock (so paused time in tests
-/// moves it), anchored to the system clock once.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Clock {
-    unix_ms: u64,
-    anchor: tokio::time::Instant,
-}
-
-impl Clock {
-    fn new() -> Self {
-        let unix_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        Self {
-            unix_ms,
-            anchor: tokio::time::Instant::now(),
-        }
-    }
-
-    pub(crate) fn now_ms(&self) -> u64 {
-        let elapsed = u64::try_from(self.anchor.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.unix_ms.saturating_add(elapsed)
-    }
-}
-
 /// What every cache layer of a process shares: the store, the misses in flight (so identical
 /// misses coalesce across layers), the clock and the semantic matcher, and the limits.
 ///
@@ -47,7 +22,7 @@ impl Clock {
 pub struct CacheEngine {
     pub(crate) store: Arc<dyn CacheStore>,
     pub(crate) inflight: Inflight,
-    pub(crate) clock: Clock,
+    pub(crate) clock: portcullis_core::clock::Clock,
     pub(crate) matcher: Matcher,
     pub(crate) max_entry_bytes: usize,
     pub(crate) store_timeout: Duration,
@@ -265,7 +240,7 @@ impl CacheEngineBuilder {
                 .store
                 .unwrap_or_else(|| Arc::new(MemoryStore::new(64 << 20))),
             inflight: Inflight::default(),
-            clock: Clock::new(),
+            clock: portcullis_core::clock::Clock::system(),
             matcher: Matcher::new(embedder, self.threshold),
             max_entry_bytes: self.max_entry_bytes.unwrap_or(1 << 20),
             store_timeout: self.store_timeout.unwrap_or(Duration::from_millis(100)),

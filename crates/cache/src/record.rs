@@ -201,7 +201,7 @@ fn store(p: Pending, chunks: Vec<Bytes>, usage: Option<portcullis_core::facts::U
             all.freeze()
         }
     };
-    let now = p.engine.clock.now_ms();
+    let now = p.engine.clock.now_millis();
     let entry = Arc::new(if p.stream {
         Entry::from_stream(body, usage, now)
     } else {

@@ -276,7 +276,7 @@ fn storable(response: &Response<Body>) -> bool {
 /// The entry under `key` if it is young enough for this request.
 async fn fresh(engine: &CacheEngine, plan: &Plan, key: &Key) -> Option<Arc<Entry>> {
     let entry = engine.get(key).await?;
-    let age = engine.clock.now_ms().saturating_sub(entry.stored_at_ms);
+    let age = engine.clock.now_millis().saturating_sub(entry.stored_at_ms);
     (u128::from(age) <= plan.accept_age.as_millis()).then_some(entry)
 }
 

@@ -42,6 +42,7 @@
 pub mod attempts;
 pub mod body;
 pub mod build;
+pub mod clock;
 pub mod context;
 pub mod edge;
 pub mod error;
