@@ -1,20 +1,22 @@
 //! The Anthropic provider against the fake Anthropic upstream over loopback HTTP.
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
+use support::{assert_usage_adds_up, events, json_body, observation, report, send_to, stream_text};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use portcullis_core::facts::ResponseFacts;
-use portcullis_core::observe::{Observation, Outcome, Report};
-use portcullis_core::{Body, BufferedBody, EdgeLayer, FactHeadersLayer};
+use portcullis_core::observe::Outcome;
+use portcullis_core::{Body, BufferedBody};
 use portcullis_provider::anthropic::{Anthropic, AnthropicBuilder};
 use portcullis_provider::{Endpoint, HttpClient};
 use portcullis_testkit::anthropic::{Block, FakeAnthropic, Plan};
 use serde_json::{Value, json};
-use tower::{Layer, Service, ServiceExt};
+use tower::{Service, ServiceExt};
 
 const MODEL: &str = "claude-sonnet-4-5";
 
@@ -50,73 +52,6 @@ fn chat(extra: Value) -> Value {
 
 async fn send(provider: Anthropic, body: &Value) -> Response<Body> {
     send_to(provider, client_request("/v1/chat/completions", body)).await
-}
-
-async fn send_to(provider: Anthropic, req: Request<Full<Bytes>>) -> Response<Body> {
-    FactHeadersLayer::new()
-        .layer(EdgeLayer::new().layer(provider))
-        .oneshot(req)
-        .await
-        .unwrap()
-}
-
-fn observation(r: &Response<Body>) -> Observation {
-    r.extensions()
-        .get::<Observation>()
-        .expect("observed")
-        .clone()
-}
-
-fn report(o: &Observation) -> Arc<Report> {
-    o.report().expect("reported")
-}
-
-async fn text(r: Response<Body>) -> String {
-    String::from_utf8(r.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
-}
-
-async fn json_body(r: Response<Body>) -> Value {
-    let t = text(r).await;
-    serde_json::from_str(&t).unwrap_or_else(|e| panic!("not JSON ({e}): {t}"))
-}
-
-/// The data of each event of an SSE body: JSON values, and `[DONE]` as a string.
-fn events(body: &str) -> Vec<Value> {
-    body.split("\n\n")
-        .filter(|e| !e.trim().is_empty())
-        .map(|e| {
-            let data = e
-                .lines()
-                .find_map(|l| l.strip_prefix("data: "))
-                .unwrap_or_else(|| panic!("no data in {e:?}"));
-            if data == "[DONE]" {
-                Value::String(data.into())
-            } else {
-                serde_json::from_str(data).unwrap_or_else(|e| panic!("{e}: {data}"))
-            }
-        })
-        .collect()
-}
-
-/// The client's body read frame by frame: a stream must end cleanly, never as a broken body.
-async fn stream_text(r: Response<Body>) -> String {
-    let mut body = r.into_body();
-    let mut got = String::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.expect("the client sees events, not a broken body");
-        if let Ok(data) = frame.into_data() {
-            got.push_str(std::str::from_utf8(&data).unwrap());
-        }
-    }
-    got
-}
-
-fn assert_usage_adds_up(usage: &Value) {
-    assert_eq!(
-        usage["prompt_tokens"].as_u64().unwrap() + usage["completion_tokens"].as_u64().unwrap(),
-        usage["total_tokens"].as_u64().unwrap(),
-        "{usage}"
-    );
 }
 
 #[tokio::test]
