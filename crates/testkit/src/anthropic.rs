@@ -50,12 +50,9 @@ use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 use crate::Recorded;
 
@@ -317,7 +314,10 @@ impl FakeAnthropic {
             .expect("fake anthropic: bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("fake anthropic: local_addr");
         let shared = Shared::default();
-        let task = tokio::spawn(accept_loop(listener, shared.clone()));
+        let handler = shared.clone();
+        let task = tokio::spawn(crate::serve(listener, move |req| {
+            handle(handler.clone(), req)
+        }));
         FakeAnthropic { addr, shared, task }
     }
 
@@ -349,28 +349,6 @@ impl FakeAnthropic {
     /// The number of requests received so far.
     pub fn hits(&self) -> usize {
         lock(&self.shared).requests.len()
-    }
-}
-
-async fn accept_loop(listener: TcpListener, shared: Shared) {
-    // Connections live in the set, so aborting this task closes them too.
-    let mut conns = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let _ = stream.set_nodelay(true);
-                let shared = shared.clone();
-                conns.spawn(async move {
-                    let service = service_fn(move |req| handle(shared.clone(), req));
-                    let _ = http1::Builder::new()
-                        .keep_alive(true)
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-        }
     }
 }
 

@@ -164,7 +164,8 @@ impl FakeUpstream {
             .expect("fake upstream: bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("fake upstream: local_addr");
         let shared = Shared::default();
-        let task = tokio::spawn(accept_loop(listener, shared.clone()));
+        let handler = shared.clone();
+        let task = tokio::spawn(serve(listener, move |req| handle(handler.clone(), req)));
         FakeUpstream { addr, shared, task }
     }
 
@@ -211,7 +212,13 @@ impl FakeUpstream {
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Shared) {
+/// Serves HTTP/1.1 (keep-alive on) on `listener`, each request answered by `handle`: the
+/// accept loop of every fake upstream of the kit.
+pub(crate) async fn serve<F, Fut>(listener: TcpListener, handle: F)
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = io::Result<Response<FakeBody>>> + Send + 'static,
+{
     // Connections live in the set, so aborting this task closes them too.
     let mut conns = JoinSet::new();
     loop {
@@ -219,9 +226,9 @@ async fn accept_loop(listener: TcpListener, shared: Shared) {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
                 let _ = stream.set_nodelay(true);
-                let shared = shared.clone();
+                let handle = handle.clone();
                 conns.spawn(async move {
-                    let service = service_fn(move |req| handle(shared.clone(), req));
+                    let service = service_fn(handle);
                     let _ = http1::Builder::new()
                         .keep_alive(true)
                         .serve_connection(TokioIo::new(stream), service)
