@@ -117,7 +117,7 @@ pub(crate) fn anthropic_builder(
     b.client(client)
 }
 
-/// The builder of a native Gemini (or Vertex AI) provider from its spec.
+/// The builder of a native Gemini (or Vertex AI, Gemini and Claude) provider from its spec.
 pub(crate) fn gemini_builder(
     name: &str,
     spec: &GeminiSpec,
@@ -134,7 +134,14 @@ pub(crate) fn gemini_builder(
         b = b.api_key(key.clone());
     }
     if let Some((project, region, file)) = &spec.vertex {
+        // One provider for the project: Gemini models, and Claude models beside them.
         b = b.vertex(project.clone(), region.clone(), file.clone());
+        if let Some(n) = spec.max_tokens {
+            b = b.anthropic_max_tokens(n);
+        }
+        for feature in &spec.anthropic_beta {
+            b = b.anthropic_beta(feature.clone());
+        }
     }
     for (k, v) in &spec.headers {
         b = b.header(k.clone(), v.clone());
@@ -184,6 +191,21 @@ pub struct Budgets {
     store: Option<(LimitsStore, AnyStore)>,
 }
 
+/// The built-in prices with each provider's `prices` over them.
+pub(crate) fn price_table(config: &Config) -> Result<PriceTable, ConfigError> {
+    let mut prices = PriceTable::builtin();
+    for (name, provider) in &config.providers {
+        if let Some(p) = &provider.prices {
+            let mut by_provider = Map::new();
+            by_provider.insert(name.clone(), p.clone());
+            prices
+                .extend_from_json(&Value::Object(by_provider))
+                .map_err(|e| ConfigError::from_build(&format!("providers.{name}.prices"), e))?;
+        }
+    }
+    Ok(prices)
+}
+
 impl Budgets {
     /// The store of `server.limits_store`.
     fn store(spec: &LimitsStore) -> Result<AnyStore, ConfigError> {
@@ -229,16 +251,7 @@ impl Budgets {
             (Some((spec, store)), now) if spec == now => store.clone(),
             _ => Self::store(&server.limits.store)?,
         };
-        let mut prices = PriceTable::builtin();
-        for (name, provider) in &config.providers {
-            if let Some(p) = &provider.prices {
-                let mut by_provider = Map::new();
-                by_provider.insert(name.clone(), p.clone());
-                prices
-                    .extend_from_json(&Value::Object(by_provider))
-                    .map_err(|e| ConfigError::from_build(&format!("providers.{name}.prices"), e))?;
-            }
-        }
+        let prices = price_table(config)?;
         let layer = |policies: Vec<Policy>, path: &str| {
             if policies.is_empty() {
                 return Ok(None);
@@ -819,6 +832,26 @@ impl Compiled {
     /// Builds the providers and the file's tree.
     pub fn new(config: &Config) -> Result<Self, ConfigError> {
         Self::new_keeping(config, &Kept::default())
+    }
+
+    /// Each leaf's circuit-breaker state, by the leaf's path and provider.
+    pub(crate) fn breaker_states(&self) -> BTreeMap<(String, String), portcullis_breaker::State> {
+        let breakers = self
+            .providers
+            .breakers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        breakers
+            .used
+            .iter()
+            .filter_map(|(key, layer)| {
+                // The key is `PATH|PROVIDER|POLICY` (see `Providers::breaker`).
+                let mut parts = key.splitn(3, '|');
+                let (path, provider) = (parts.next()?, parts.next()?);
+                let state = layer.circuit().state();
+                Some(((path.to_owned(), provider.to_owned()), state))
+            })
+            .collect()
     }
 
     /// What a reload of this build keeps (see [`Kept`]).

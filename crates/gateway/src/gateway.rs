@@ -21,6 +21,7 @@ use tower_service::Service;
 
 use crate::build::{CompileLimits, Compiled, Kept, Stack, compile};
 use crate::config::{Config, MAX_HEADER_CONFIG_BYTES, Node};
+use crate::console::{self, Console};
 use crate::header_cache::{self, HeaderConfigCache};
 use crate::slug::Slug;
 
@@ -29,6 +30,8 @@ use crate::slug::Slug;
 #[derive(Clone)]
 pub struct Gateway {
     current: Arc<std::sync::RwLock<Arc<Shared>>>,
+    /// The console's clients and recent entries: they outlive reloads.
+    console: Arc<Console>,
 }
 
 /// The running config, as [`Gateway::config`] lends it (it stays the one read, whatever a
@@ -61,6 +64,8 @@ struct Shared {
     prometheus: Option<Prometheus>,
     /// The digest of `server.admin_token`.
     admin: Option<KeyDigest>,
+    /// What the console shows of this config.
+    console: console::View,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -89,6 +94,7 @@ impl Gateway {
         let shared = Shared::build(config, prometheus, &Kept::default())?;
         Ok(Self {
             current: Arc::new(std::sync::RwLock::new(Arc::new(shared))),
+            console: Arc::default(),
         })
     }
 
@@ -161,7 +167,14 @@ impl Shared {
             .admin_token
             .as_ref()
             .map(|t| key_digest(t.as_bytes()));
+        let console = console::View {
+            log_bodies: config.server.console.log_bodies,
+            metadata_keys: config.server.log_metadata_keys.clone().into(),
+            prices: Arc::new(crate::build::price_table(&config)?),
+            buffer: config.server.console.buffer,
+        };
         Ok(Shared {
+            console,
             config,
             compiled,
             header_configs,
@@ -696,6 +709,7 @@ fn unprefixed(path: &str) -> Option<&'static str> {
         "/completions" => "/v1/completions",
         "/embeddings" => "/v1/embeddings",
         "/models" => "/v1/models",
+        "/messages" => "/v1/messages",
         _ => return None,
     })
 }
@@ -723,8 +737,68 @@ where
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut req: Request<B>) -> BoxFuture {
+    fn call(&mut self, req: Request<B>) -> BoxFuture {
         let shared = self.shared();
+        let path = req.uri().path();
+        if console::is_console_path(path) {
+            return self.console(shared, req);
+        }
+        // Only while a console is connected is anything recorded (one atomic load otherwise).
+        let logged = path.starts_with("/v1/") || unprefixed(path).is_some() || path == "/messages";
+        if !(logged && self.console.watching()) {
+            return route(shared, req);
+        }
+        let (pending, capture) = console::Pending::begin(
+            self.console.clone(),
+            shared.console.clone(),
+            req.method(),
+            path,
+            req.headers(),
+            req.extensions().get(),
+        );
+        let mut req = req;
+        if let Some(capture) = capture {
+            req.extensions_mut().insert(capture);
+        }
+        let answer = route(shared, req);
+        Box::pin(async move {
+            let response = answer.await?;
+            pending.finish(&response);
+            Ok(response)
+        })
+    }
+}
+
+impl Gateway {
+    /// The console's endpoints (see [`console`]).
+    fn console<B>(&self, shared: Arc<Shared>, req: Request<B>) -> BoxFuture
+    where
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        let token = shared.config.server.admin_token.as_deref();
+        let tree = || console::tree_document(&shared.config, &shared.compiled.breaker_states());
+        match console::serve(&self.console, token, tree, req) {
+            console::Answer::Now(response) => Box::pin(std::future::ready(Ok(response))),
+            console::Answer::Login(req) => {
+                let token = shared.config.server.admin_token.clone();
+                let console = self.console.clone();
+                Box::pin(async move { Ok(console::login(console, token, req).await) })
+            }
+            console::Answer::Limits => Box::pin(limits_document(shared)),
+        }
+    }
+}
+
+/// Answers a request: the endpoint, the caller, the stack.
+fn route<B>(shared: Arc<Shared>, mut req: Request<B>) -> BoxFuture
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    {
         // LiteLLM's clients call the root: `/chat/completions` answers as `/v1/chat/completions`.
         if let Some(v1) = unprefixed(req.uri().path()) {
             let uri = match req.uri().query() {
@@ -769,6 +843,12 @@ where
                     return answer(*r);
                 }
                 return answer(json_response(StatusCode::OK, shared.models.clone()));
+            }
+            (_, "/v1/messages") => {
+                let (auth, inner) = (shared.clone(), shared.clone());
+                let authenticate = move |h: &HeaderMap| auth.authenticate(h).map(drop);
+                let chat = move |r| route(inner.clone(), r);
+                return crate::messages::serve(req, &shared.config.server, authenticate, chat);
             }
             (&Method::POST, p) if is_llm_endpoint(p) => {}
             (&Method::POST, p) if p.starts_with("/v1/prompts/") => {

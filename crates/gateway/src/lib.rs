@@ -25,9 +25,11 @@
 
 pub mod build;
 pub mod config;
+mod console;
 mod gateway;
 mod header_cache;
 pub mod litellm;
+mod messages;
 mod portkey_headers;
 mod prompts;
 pub mod server;

@@ -74,6 +74,11 @@ impl Service<Request<BufferedBody>> for Slug {
     }
 
     fn call(&mut self, mut req: Request<BufferedBody>) -> Self::Future {
+        // A connected console that shows prompts gets the body here, the first place it is
+        // whole.
+        if let Some(capture) = req.extensions().get::<crate::console::Capture>() {
+            capture.set(req.body().bytes());
+        }
         let Some(view) = req.extensions().get::<Arc<RequestView>>().cloned() else {
             return SlugFuture::Inner {
                 future: self.inner.call(req),

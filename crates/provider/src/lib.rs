@@ -48,10 +48,12 @@ pub mod anthropic;
 mod client;
 mod endpoint;
 pub mod gemini;
+pub mod inbound;
 mod json;
 pub mod mock;
 pub mod openai;
 mod upstream;
+pub mod vertex;
 
 pub use self::anthropic::{Anthropic, AnthropicBuilder};
 pub use self::client::{DEFAULT_CONNECT_TIMEOUT, HttpClient};

@@ -664,7 +664,10 @@ fn bad_configs_are_build_errors() {
         .base_url("http://127.0.0.1:9/proxy/")
         .build()
         .unwrap();
-    assert_eq!(p.uri(), "http://127.0.0.1:9/proxy/v1/messages");
+    assert_eq!(
+        p.url("claude-x", false),
+        "http://127.0.0.1:9/proxy/v1/messages"
+    );
     assert_eq!(p.name(), "anthropic");
 }
 

@@ -967,7 +967,7 @@ fn verify_signature(signed: &str, signature: &str) {
 }
 
 #[tokio::test]
-async fn vertex_serves_no_embeddings_and_an_account_can_be_given_read() {
+async fn vertex_serves_embeddings_and_an_account_can_be_given_read() {
     let upstream = FakeGemini::start().await;
     let account =
         ServiceAccount::from_json(upstream.service_account_json(&test_key()).as_bytes()).unwrap();
@@ -979,7 +979,14 @@ async fn vertex_serves_no_embeddings_and_an_account_can_be_given_read() {
         .unwrap();
     let one = json!({"model": "text-embedding-004", "input": "x"});
     let r = send_to(p.clone(), client_request("/v1/embeddings", &one)).await;
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(r.status(), 200);
+    assert!(
+        upstream
+            .last_request()
+            .unwrap()
+            .path
+            .ends_with("/publishers/google/models/text-embedding-004:predict")
+    );
     let r = send(p, &chat(json!({}))).await;
     assert_eq!(r.status(), 200);
     assert!(

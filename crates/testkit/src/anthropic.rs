@@ -11,6 +11,15 @@
 //! recorded (headers and body) as a [`Recorded`]. Any other path is a 404 with Anthropic's
 //! error body.
 //!
+//! Claude on Vertex AI is served too, as Vertex AI serves it:
+//! `POST /v1/projects/{project}/locations/{region}/publishers/anthropic/models/{model}:rawPredict`
+//! (`:streamRawPredict` for streams). Those routes need an `Authorization: Bearer` token (401
+//! without) and a Vertex body: no `model` (it is in the URL), an `anthropic_version` of
+//! Vertex AI's (`vertex-2023-10-16`, or any `vertex-…`), and `stream: true` exactly on `streamRawPredict` (400 otherwise, in
+//! Anthropic's shape). The answer's `model` is the URL's. [`FakeGemini`](crate::gemini)
+//! serves the same routes behind its token endpoint, for a provider that speaks to both
+//! publishers of one project.
+//!
 //! ```
 //! use portcullis_testkit::anthropic::{FakeAnthropic, Plan};
 //! use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -251,6 +260,11 @@ impl Plan {
         self
     }
 
+    /// The wait before the response headers, for the fake Gemini's Claude routes.
+    pub(crate) fn wait(&self) -> Duration {
+        self.delay
+    }
+
     fn content(&self) -> Vec<Block> {
         self.blocks
             .clone()
@@ -395,27 +409,66 @@ fn json_response(status: StatusCode, v: &Value) -> Response<FakeBody> {
 }
 
 fn answer(plan: &Plan, req: &Recorded) -> Response<FakeBody> {
-    if req.method != Method::POST || req.path.split('?').next() != Some("/v1/messages") {
-        let message = format!("fake anthropic: no route for {} {}", req.method, req.path);
-        return error(StatusCode::NOT_FOUND, "not_found_error", &message);
+    let path = req.path.split('?').next().unwrap_or("");
+    if req.method == Method::POST {
+        if path == "/v1/messages" {
+            return messages(plan, req);
+        }
+        if let Some((model, method)) = vertex_route(path) {
+            let bearer = req
+                .header("authorization")
+                .and_then(|a| a.strip_prefix("Bearer "))
+                .filter(|t| !t.is_empty());
+            if bearer.is_none() {
+                return unauthenticated();
+            }
+            return vertex_answer(plan, req, model, method);
+        }
     }
-    if let Some((status, kind, message)) = &plan.error {
-        return error(*status, kind, message);
+    let message = format!("fake anthropic: no route for {} {}", req.method, req.path);
+    error(StatusCode::NOT_FOUND, "not_found_error", &message)
+}
+
+/// Vertex AI's answer to a request without a valid token.
+pub(crate) fn unauthenticated() -> Response<FakeBody> {
+    error(
+        StatusCode::UNAUTHORIZED,
+        "authentication_error",
+        "Request had invalid authentication credentials.",
+    )
+}
+
+/// The model and method of a Vertex AI Claude path,
+/// `/v1/projects/{project}/locations/{region}/publishers/anthropic/models/{model}:{method}`.
+pub(crate) fn vertex_route(path: &str) -> Option<(&str, &str)> {
+    let (route, rest) = path
+        .strip_prefix("/v1/projects/")?
+        .split_once("/publishers/anthropic/models/")?;
+    let (_project, region) = route.split_once("/locations/")?;
+    if region.is_empty() || region.contains('/') {
+        return None;
     }
-    if let Some(replay) = &plan.replay {
-        let frames = if replay.content_type == "text/event-stream" {
-            let text = String::from_utf8_lossy(&replay.body).into_owned();
-            text.split_inclusive("\n\n")
-                .map(|e| Bytes::from(e.to_owned()))
-                .collect()
-        } else {
-            VecDeque::from([replay.body.clone()])
-        };
-        let mut resp = Response::new(FakeBody::events(frames, plan.chunk_delay, false));
-        *resp.status_mut() = replay.status;
-        resp.headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static(replay.content_type));
-        return resp;
+    rest.split_once(':')
+}
+
+/// The answer to a Vertex AI Claude request for `model` (from the URL) by `method`, whose
+/// token was checked already.
+pub(crate) fn vertex_answer(
+    plan: &Plan,
+    req: &Recorded,
+    model: &str,
+    method: &str,
+) -> Response<FakeBody> {
+    let stream = match method {
+        "rawPredict" => false,
+        "streamRawPredict" => true,
+        other => {
+            let message = format!("fake anthropic: no Vertex AI method {other}");
+            return error(StatusCode::NOT_FOUND, "not_found_error", &message);
+        }
+    };
+    if let Some(planned) = planned(plan) {
+        return planned;
     }
     let request: Value = match serde_json::from_slice(&req.body) {
         Ok(v) => v,
@@ -424,6 +477,62 @@ fn answer(plan: &Plan, req: &Recorded) -> Response<FakeBody> {
             return error(StatusCode::BAD_REQUEST, "invalid_request_error", &message);
         }
     };
+    let refuse = |message: &str| error(StatusCode::BAD_REQUEST, "invalid_request_error", message);
+    if request.get("model").is_some() {
+        return refuse("model: Extra inputs are not permitted");
+    }
+    // Vertex AI's versions are `vertex-…` (only `vertex-2023-10-16` so far).
+    if !request["anthropic_version"]
+        .as_str()
+        .is_some_and(|v| v.starts_with("vertex-"))
+    {
+        return refuse("anthropic_version: must be a Vertex AI version, such as vertex-2023-10-16");
+    }
+    if (request["stream"] == Value::Bool(true)) != stream {
+        return refuse("stream: must be true on streamRawPredict, and only there");
+    }
+    generate(plan, &request, model)
+}
+
+/// The plan's error or replay, if it has one.
+fn planned(plan: &Plan) -> Option<Response<FakeBody>> {
+    if let Some((status, kind, message)) = &plan.error {
+        return Some(error(*status, kind, message));
+    }
+    let replay = plan.replay.as_ref()?;
+    let frames = if replay.content_type == "text/event-stream" {
+        let text = String::from_utf8_lossy(&replay.body).into_owned();
+        text.split_inclusive("\n\n")
+            .map(|e| Bytes::from(e.to_owned()))
+            .collect()
+    } else {
+        VecDeque::from([replay.body.clone()])
+    };
+    let mut resp = Response::new(FakeBody::events(frames, plan.chunk_delay, false));
+    *resp.status_mut() = replay.status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(replay.content_type));
+    Some(resp)
+}
+
+/// The answer to `POST /v1/messages`.
+fn messages(plan: &Plan, req: &Recorded) -> Response<FakeBody> {
+    if let Some(planned) = planned(plan) {
+        return planned;
+    }
+    let request: Value = match serde_json::from_slice(&req.body) {
+        Ok(v) => v,
+        Err(e) => {
+            let message = format!("fake anthropic: malformed JSON request body: {e}");
+            return error(StatusCode::BAD_REQUEST, "invalid_request_error", &message);
+        }
+    };
+    let model = request["model"].as_str().unwrap_or("claude-fake");
+    generate(plan, &request, model)
+}
+
+/// The generated answer to a valid `request` for `model`: JSON, or a stream when it asks.
+fn generate(plan: &Plan, request: &Value, model: &str) -> Response<FakeBody> {
     if request["max_tokens"].as_u64().is_none() {
         return error(
             StatusCode::BAD_REQUEST,
@@ -431,7 +540,6 @@ fn answer(plan: &Plan, req: &Recorded) -> Response<FakeBody> {
             "max_tokens: Field required",
         );
     }
-    let model = request["model"].as_str().unwrap_or("claude-fake");
     let blocks = plan.content();
     let stop = plan.stop(&blocks);
     let (input, output) = plan.usage.unwrap_or(DEFAULT_USAGE);

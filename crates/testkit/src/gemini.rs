@@ -12,11 +12,21 @@
 //!   chunk with the finish reason and usage); without `alt=sse`, Google's JSON array;
 //! - `POST …:embedContent` and `…:batchEmbedContents`: embeddings of
 //!   `outputDimensionality` values (default 3);
+//! - Vertex AI only, `POST …/publishers/google/models/{model}:predict` with
+//!   `{"instances": [{"content": text}, …], "parameters": {"outputDimensionality": n}}`:
+//!   `{"predictions": [{"embeddings": {"values", "statistics": {"token_count", "truncated"}}},
+//!   …]}`, a token per word of each text;
+//! - Vertex AI's Claude routes,
+//!   `POST /v1/projects/{project}/locations/{region}/publishers/anthropic/models/{model}:rawPredict`
+//!   and `:streamRawPredict`, answered as the [fake Anthropic](crate::anthropic) answers them
+//!   (Vertex bodies checked: no `model`, `anthropic_version`), by the plan set with
+//!   [`FakeGemini::set_claude`];
 //! - `POST /token`: an OAuth token endpoint for service-account JWTs. The form must have
 //!   `grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer` and an `assertion` that is
 //!   structurally an RS256 JWT for the cloud-platform scope, `aud` this endpoint and `exp` =
 //!   `iat` + 3600 (the signature is not checked: the fake has no RSA); it answers tokens
-//!   `ya29.fake-1`, `ya29.fake-2`, … Vertex AI routes take only the latest token issued.
+//!   `ya29.fake-1`, `ya29.fake-2`, … Vertex AI routes (both publishers) take only the latest
+//!   token issued.
 //!
 //! Google AI Studio routes need an `x-goog-api-key` header (403 without). What they answer
 //! is set with a [`Plan`]: parts (text, thoughts, function calls with thought signatures),
@@ -354,6 +364,7 @@ impl Default for TokenPlan {
 #[derive(Debug, Default)]
 struct State {
     plan: Plan,
+    claude: crate::anthropic::Plan,
     token: TokenPlan,
     issued: Vec<String>,
     requests: Vec<Recorded>,
@@ -444,6 +455,12 @@ impl FakeGemini {
         lock(&self.shared).plan = plan;
     }
 
+    /// Sets the plan of the Vertex AI Claude routes (`publishers/anthropic`; default
+    /// [`anthropic::Plan::ok`](crate::anthropic::Plan::ok)).
+    pub fn set_claude(&self, plan: crate::anthropic::Plan) {
+        lock(&self.shared).claude = plan;
+    }
+
     /// Sets the `expires_in` of the tokens issued from now on (default 3599).
     pub fn token_expires_in(&self, seconds: u64) {
         lock(&self.shared).token.expires_in = seconds;
@@ -505,11 +522,12 @@ async fn handle(shared: Shared, req: Request<Incoming>) -> io::Result<Response<F
         body,
     };
     let host = recorded.header("host").unwrap_or("").to_owned();
-    let (plan, token, latest) = {
+    let (plan, claude, token, latest) = {
         let mut state = lock(&shared);
         state.requests.push(recorded.clone());
         (
             state.plan.clone(),
+            state.claude.clone(),
             state.token.clone(),
             state.issued.last().cloned(),
         )
@@ -536,6 +554,18 @@ async fn handle(shared: Shared, req: Request<Incoming>) -> io::Result<Response<F
                 &json!({"error": "invalid_grant", "error_description": description}),
             ),
         });
+    }
+    let path = recorded.path.split('?').next().unwrap_or("");
+    if let Some((model, method)) = crate::anthropic::vertex_route(path) {
+        if !bearer_is(&recorded, latest.as_deref()) {
+            return Ok(crate::anthropic::unauthenticated());
+        }
+        if !claude.wait().is_zero() {
+            tokio::time::sleep(claude.wait()).await;
+        }
+        return Ok(crate::anthropic::vertex_answer(
+            &claude, &recorded, model, method,
+        ));
     }
     if !plan.delay.is_zero() {
         tokio::time::sleep(plan.delay).await;
@@ -653,10 +683,7 @@ fn answer(plan: &Plan, req: &Recorded, latest_token: Option<&str>) -> Response<F
     };
     let vertex = route.starts_with("/v1/projects/") && route.ends_with("/publishers/google");
     if vertex {
-        let bearer = req
-            .header("authorization")
-            .and_then(|a| a.strip_prefix("Bearer "));
-        if bearer.is_none() || bearer != latest_token {
+        if !bearer_is(req, latest_token) {
             return error(
                 StatusCode::UNAUTHORIZED,
                 "Request had invalid authentication credentials.",
@@ -699,11 +726,20 @@ fn answer(plan: &Plan, req: &Recorded, latest_token: Option<&str>) -> Response<F
         "generateContent" => json_response(StatusCode::OK, &whole(plan, &request, model)),
         "streamGenerateContent" => stream(plan, &request, model, query.contains("alt=sse")),
         "embedContent" | "batchEmbedContents" => embed(&request, method),
+        "predict" if vertex => predict(&request),
         other => error(
             StatusCode::NOT_FOUND,
             &format!("fake gemini: no method {other}"),
         ),
     }
+}
+
+/// Whether the request's bearer token is `latest`, the last token issued.
+fn bearer_is(req: &Recorded, latest: Option<&str>) -> bool {
+    let bearer = req
+        .header("authorization")
+        .and_then(|a| a.strip_prefix("Bearer "));
+    bearer.is_some() && bearer == latest
 }
 
 fn candidate_count(request: &Value) -> u64 {
@@ -830,4 +866,26 @@ fn embed(request: &Value, method: &str) -> Response<FakeBody> {
         .map(|(n, r)| embedding(r, n))
         .collect();
     json_response(StatusCode::OK, &json!({"embeddings": embeddings}))
+}
+
+/// Vertex AI's `predict` for text embeddings: a prediction per instance, a token per word.
+fn predict(request: &Value) -> Response<FakeBody> {
+    let Some(instances) = request["instances"].as_array().filter(|i| !i.is_empty()) else {
+        return error(StatusCode::BAD_REQUEST, "instances is required");
+    };
+    let dims = &request["parameters"]["outputDimensionality"];
+    let mut predictions = Vec::with_capacity(instances.len());
+    for (n, instance) in instances.iter().enumerate() {
+        let Some(content) = instance["content"].as_str() else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "instances[].content must be a string",
+            );
+        };
+        let mut embedding = embedding(&json!({"outputDimensionality": dims}), n);
+        embedding["statistics"] = json!({"token_count": content.split_whitespace().count(),
+            "truncated": false});
+        predictions.push(json!({"embeddings": embedding}));
+    }
+    json_response(StatusCode::OK, &json!({"predictions": predictions}))
 }

@@ -60,6 +60,7 @@ pub mod gemini;
 mod plan;
 pub mod redis;
 mod respond;
+pub mod webdriver;
 
 use std::collections::HashMap;
 use std::fmt;

@@ -131,6 +131,43 @@ pub struct Server {
     pub webhook_allowlist: Vec<String>,
     /// How long a webhook check may take (default 3 s).
     pub webhook_timeout: Duration,
+    /// The console (`/console/`, Portkey's `/public/`): on with `admin_token`.
+    pub console: ConsoleServer,
+}
+
+/// `server.console`: what the console shows and keeps.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsoleServer {
+    /// Show prompts and answers (PII redacted, truncated to 100,000 characters), and
+    /// metadata values of every key (default off: prompts and answers are never shown, and
+    /// metadata values only for `log_metadata_keys`).
+    pub log_bodies: bool,
+    /// Requests kept for a console that opens (default 200, at most 10,000); kept only while
+    /// a console is connected.
+    pub buffer: usize,
+}
+
+impl Default for ConsoleServer {
+    fn default() -> Self {
+        Self {
+            log_bodies: false,
+            buffer: 200,
+        }
+    }
+}
+
+fn parse_console(v: &Value, path: &str) -> Result<ConsoleServer> {
+    let mut obj = Obj::new(v, path)?;
+    let mut console = ConsoleServer::default();
+    if let Some((on, _)) = obj.bool("log_bodies")? {
+        console.log_bodies = on;
+    }
+    if let Some(n) = obj.range("buffer", 1..=10_000)? {
+        console.buffer = saturating_usize(n);
+    }
+    obj.finish(" (expected log_bodies, buffer)")?;
+    Ok(console)
 }
 
 /// The default of [`Server::shutdown_timeout`].
@@ -260,8 +297,13 @@ pub struct GeminiSpec {
     pub base_url: Option<String>,
     /// The AI Studio key (`x-goog-api-key`, never in the URL).
     pub api_key: Option<String>,
-    /// Vertex AI: project, region and the service-account JSON file.
+    /// Vertex AI: project, region and the service-account JSON file. Claude models
+    /// (`claude-…`, `anthropic.…`) are served from the same project, by Anthropic's publisher.
     pub vertex: Option<(String, String, String)>,
+    /// Vertex AI: `max_tokens` for Claude models when a request sets none (default 4096).
+    pub max_tokens: Option<u32>,
+    /// Vertex AI: `anthropic-beta` features sent with Claude requests.
+    pub anthropic_beta: Vec<String>,
     /// Drop OpenAI fields Gemini has no equivalent for, instead of a 400 naming them.
     pub drop_unsupported: bool,
     /// Extra headers sent upstream.
@@ -455,6 +497,7 @@ impl Default for Server {
             byok: BTreeMap::new(),
             webhook_allowlist: Vec::new(),
             webhook_timeout: portcullis_guard::DEFAULT_WEBHOOK_TIMEOUT,
+            console: ConsoleServer::default(),
         }
     }
 }
@@ -466,7 +509,7 @@ type ServerKey = fn(&mut Obj<'_>, &str, &mut Server, Env<'_>) -> Result<()>;
 /// the rows above it read (`header_config` names `api_keys`). A new server setting (a cache's
 /// or a budget's store, a `limits` section) drops in as a row, and the unknown-key hint
 /// follows.
-const SERVER_KEYS: [(&str, ServerKey); 23] = [
+const SERVER_KEYS: [(&str, ServerKey); 24] = [
     ("listen", |obj, key, s, _| {
         set(
             obj.str(key)?.map(|(a, p)| listen(a, &p)).transpose()?,
@@ -569,6 +612,10 @@ const SERVER_KEYS: [(&str, ServerKey); 23] = [
             .str(key)?
             .map(|(v, p)| budget::parse_admin_token(v, &p, env));
         set(token.transpose()?.map(Some), &mut s.admin_token)
+    }),
+    ("console", |obj, key, s, _| {
+        let console = obj.section(key, parse_console)?;
+        set(console, &mut s.console)
     }),
 ];
 
@@ -911,7 +958,7 @@ fn openai_spec(
 }
 
 /// `google` / `gemini` (`api_key`) and `vertex-ai` (`vertex_project`, `vertex_region`,
-/// `vertex_service_account_file`).
+/// `vertex_service_account_file`; for its Claude models `max_tokens` and `anthropic_beta`).
 fn gemini_spec(mut obj: Obj<'_>, vertex: bool, env: Env<'_>) -> Result<GeminiSpec> {
     let base_url = obj
         .str("base_url")?
@@ -919,6 +966,8 @@ fn gemini_spec(mut obj: Obj<'_>, vertex: bool, env: Env<'_>) -> Result<GeminiSpe
         .transpose()?;
     let mut api_key = None;
     let mut account = None;
+    let mut max_tokens = None;
+    let mut anthropic_beta = Vec::new();
     if vertex {
         let mut field = |key: &str, what: &str| -> Result<String> {
             let (v, p) = obj
@@ -933,6 +982,18 @@ fn gemini_spec(mut obj: Obj<'_>, vertex: bool, env: Env<'_>) -> Result<GeminiSpe
             "the path of a service-account JSON key",
         )?;
         account = Some((project, region, file));
+        max_tokens = obj
+            .u64_in("max_tokens", 1..=u64::from(u32::MAX), |_| {
+                "must be > 0".into()
+            })?
+            .map(|n| n as u32);
+        anthropic_beta = obj
+            .list("anthropic_beta", |b| {
+                b.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| format!("must be a string, got {}", type_name(b)))
+            })?
+            .unwrap_or_default();
     } else {
         api_key = obj
             .str("api_key")?
@@ -945,6 +1006,8 @@ fn gemini_spec(mut obj: Obj<'_>, vertex: bool, env: Env<'_>) -> Result<GeminiSpe
         base_url,
         api_key,
         vertex: account,
+        max_tokens,
+        anthropic_beta,
         drop_unsupported,
         headers,
         connect_timeout: obj.positive_ms("connect_timeout_ms")?,
@@ -952,7 +1015,7 @@ fn gemini_spec(mut obj: Obj<'_>, vertex: bool, env: Env<'_>) -> Result<GeminiSpe
         idle_timeout: obj.positive_ms("idle_timeout_ms")?,
     };
     if vertex {
-        obj.finish(" (expected provider, vertex_project, vertex_region, vertex_service_account_file, base_url, drop_unsupported, headers, models, connect_timeout_ms, response_timeout_ms, idle_timeout_ms)")?;
+        obj.finish(" (expected provider, vertex_project, vertex_region, vertex_service_account_file, base_url, max_tokens, anthropic_beta, drop_unsupported, headers, models, connect_timeout_ms, response_timeout_ms, idle_timeout_ms)")?;
     } else {
         obj.finish(" (expected provider, api_key, base_url, drop_unsupported, headers, models, connect_timeout_ms, response_timeout_ms, idle_timeout_ms)")?;
     }

@@ -19,6 +19,8 @@ use tokio::time::{Instant, Sleep};
 
 use super::response::{ResponseTranslator, error_body};
 use super::stream::AnthropicBody;
+use crate::client::HttpClient;
+use crate::vertex::TokenFuture;
 
 type ClientFuture = hyper_util::client::legacy::ResponseFuture;
 
@@ -43,6 +45,13 @@ struct Reading {
     created: u64,
 }
 
+/// An upstream request waiting for its Vertex AI access token.
+pub(super) struct Unsent {
+    pub(super) request: http::Request<portcullis_core::BufferedBody>,
+    pub(super) client: HttpClient,
+    pub(super) call: Call,
+}
+
 pin_project! {
     /// The response future of [`Anthropic`](super::Anthropic).
     pub struct ResponseFuture {
@@ -55,6 +64,11 @@ pin_project! {
     #[project = StateProj]
     #[project_replace = StateTake]
     enum State {
+        /// Waiting for a Vertex AI access token (the cached one was due for a refresh).
+        Authorizing {
+            token: TokenFuture,
+            unsent: Unsent,
+        },
         /// Waiting for the response headers, up to the response timeout.
         Calling {
             #[pin]
@@ -82,6 +96,7 @@ pin_project! {
 /// What a poll of the current state came to.
 enum Step {
     Pending,
+    Token(Result<HeaderValue, Box<Response<Body>>>),
     Headers(Result<Response<Incoming>, hyper_util::client::legacy::Error>),
     HeadersTimedOut,
     BodyRead,
@@ -97,6 +112,12 @@ impl ResponseFuture {
                 deadline: tokio::time::sleep(call.response_timeout),
                 call,
             },
+        }
+    }
+
+    pub(super) fn authorizing(token: TokenFuture, unsent: Unsent) -> Self {
+        Self {
+            state: State::Authorizing { token, unsent },
         }
     }
 
@@ -120,6 +141,10 @@ impl Future for ResponseFuture {
         let mut state = self.project().state;
         loop {
             let step = match state.as_mut().project() {
+                StateProj::Authorizing { token, .. } => match token.as_mut().poll(cx) {
+                    Poll::Ready(result) => Step::Token(result),
+                    Poll::Pending => Step::Pending,
+                },
                 StateProj::Calling {
                     future, deadline, ..
                 } => match future.poll(cx) {
@@ -141,6 +166,22 @@ impl Future for ResponseFuture {
                 return Poll::Pending;
             }
             match (step, state.as_mut().project_replace(State::Done)) {
+                (Step::Token(Ok(value)), StateTake::Authorizing { unsent, .. }) => {
+                    let Unsent {
+                        mut request,
+                        client,
+                        call,
+                    } = unsent;
+                    request.headers_mut().insert(header::AUTHORIZATION, value);
+                    state.set(State::Calling {
+                        future: client.inner.request(request),
+                        deadline: tokio::time::sleep(call.response_timeout),
+                        call,
+                    });
+                }
+                (Step::Token(Err(answer)), StateTake::Authorizing { .. }) => {
+                    return Poll::Ready(Ok(*answer));
+                }
                 (Step::Headers(Ok(response)), StateTake::Calling { call, .. }) => {
                     match arrived(response, call) {
                         Arrived::Stream(response) => return Poll::Ready(Ok(response)),

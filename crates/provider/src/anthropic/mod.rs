@@ -11,6 +11,14 @@
 //! response facts. Only the chat endpoint exists: `/completions`, `/embeddings` and
 //! `/models` are answered 400, unknown paths 404, without calling the upstream.
 //!
+//! With [`AnthropicBuilder::vertex`] it speaks to Claude on Vertex AI instead: `POST
+//! {base}/v1/projects/{project}/locations/{region}/publishers/anthropic/models/{model}:rawPredict`
+//! (`:streamRawPredict` for streams), the same translation both ways, but the body without
+//! `model` and with `anthropic_version` ([`VERTEX_VERSION`]), `Authorization: Bearer` access
+//! tokens from a Google service account ([`crate::vertex`]) and no `x-api-key` nor
+//! `anthropic-version` header. A Vertex AI [`Gemini`](crate::Gemini) provider holds one of
+//! these for the project's Claude models, sharing its token.
+//!
 //! ```
 //! use http_body_util::{BodyExt, Full};
 //! use portcullis_core::EdgeLayer;
@@ -118,5 +126,7 @@ mod stream;
 pub use self::future::ResponseFuture;
 pub use self::request::{DEFAULT_MAX_TOKENS, MessagesRequest, Translator};
 pub use self::response::{InvalidResponse, ResponseTranslator, error_body, finish_reason};
-pub use self::service::{Anthropic, AnthropicBuilder, DEFAULT_BASE_URL, DEFAULT_VERSION};
+pub use self::service::{
+    Anthropic, AnthropicBuilder, DEFAULT_BASE_URL, DEFAULT_VERSION, VERTEX_VERSION,
+};
 pub use self::stream::{StreamState, StreamTranslator};

@@ -41,10 +41,12 @@ const JSON_TOOL: &str = "json_response";
 /// let err = Translator::new().request(&refused.unwrap()).unwrap_err();
 /// assert_eq!(err.param.as_deref(), Some("n"));
 /// ```
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Translator {
     max_tokens: u32,
     drop_unsupported: bool,
+    /// Vertex AI's bodies: no `model`, and this `anthropic_version`.
+    vertex_version: Option<Arc<str>>,
 }
 
 impl Default for Translator {
@@ -59,6 +61,7 @@ impl Translator {
         Self {
             max_tokens: DEFAULT_MAX_TOKENS,
             drop_unsupported: false,
+            vertex_version: None,
         }
     }
 
@@ -82,6 +85,36 @@ impl Translator {
         self
     }
 
+    /// Writes bodies for Claude on Vertex AI (`rawPredict`): without `model`, which Vertex AI
+    /// takes from the URL, and with `anthropic_version` = `version` (such as
+    /// [`VERTEX_VERSION`](super::VERTEX_VERSION)) in the body, where Vertex AI wants it; a
+    /// request's own `anthropic_version` wins.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use portcullis_core::RequestView;
+    /// use portcullis_provider::anthropic::{Translator, VERTEX_VERSION};
+    ///
+    /// let view = RequestView::parse(Bytes::from_static(
+    ///     br#"{"model":"claude-sonnet-4-5","messages":[{"role":"user","content":"Hi"}]}"#,
+    /// ))
+    /// .unwrap();
+    /// let request = Translator::new().vertex(VERTEX_VERSION).request(&view).unwrap();
+    /// assert_eq!(request.model(), "claude-sonnet-4-5");
+    /// let body: serde_json::Value = serde_json::from_slice(request.body()).unwrap();
+    /// assert_eq!(body["anthropic_version"], "vertex-2023-10-16");
+    /// assert!(body.get("model").is_none());
+    /// ```
+    pub fn vertex(mut self, version: impl Into<Arc<str>>) -> Self {
+        self.vertex_version = Some(version.into());
+        self
+    }
+
+    /// Whether bodies are written for Vertex AI (see [`vertex`](Self::vertex)).
+    pub fn is_vertex(&self) -> bool {
+        self.vertex_version.is_some()
+    }
+
     /// The Anthropic request for `view`, or why there is none.
     ///
     /// # Errors
@@ -97,6 +130,7 @@ impl Translator {
 #[derive(Clone, Debug)]
 pub struct MessagesRequest {
     body: Bytes,
+    model: Arc<str>,
     stream: bool,
     include_usage: bool,
     beta: Option<String>,
@@ -105,9 +139,14 @@ pub struct MessagesRequest {
 }
 
 impl MessagesRequest {
-    /// The JSON body for `POST /v1/messages`.
+    /// The JSON body for `POST /v1/messages` (or Vertex AI's `rawPredict`).
     pub fn body(&self) -> &Bytes {
         &self.body
+    }
+
+    /// The model asked for (in the body for Anthropic's API, in the URL for Vertex AI's).
+    pub fn model(&self) -> &str {
+        &self.model
     }
 
     /// Whether the client asked for a stream.
@@ -419,8 +458,17 @@ fn translate(options: &Translator, view: &RequestView) -> Result<MessagesRequest
     }
 
     let mut out = Json::with_capacity(view.bytes().len() + 128);
-    out.raw(b"{\"model\":");
-    out.str(model);
+    match &options.vertex_version {
+        // Vertex AI takes the model from the URL, and the version from the body only.
+        Some(configured) => {
+            out.raw(b"{\"anthropic_version\":");
+            out.str(version.as_deref().unwrap_or(&**configured));
+        }
+        None => {
+            out.raw(b"{\"model\":");
+            out.str(model);
+        }
+    }
     out.raw(b",\"max_tokens\":");
     out.u64(
         max_completion_tokens
@@ -500,6 +548,7 @@ fn translate(options: &Translator, view: &RequestView) -> Result<MessagesRequest
 
     Ok(MessagesRequest {
         body: out.into_bytes(),
+        model: Arc::from(model),
         stream: view.stream(),
         include_usage: view.include_usage(),
         beta,

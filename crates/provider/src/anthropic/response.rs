@@ -268,7 +268,11 @@ impl ResponseTranslator {
 pub fn error_body(status: StatusCode, body: &[u8]) -> Bytes {
     let parsed: Option<Value> = serde_json::from_slice(body).ok();
     let error = parsed.as_ref().and_then(|v| v.get("error"));
-    let kind = error.and_then(|e| e.get("type")).and_then(Value::as_str);
+    // Vertex AI answers its own errors (an unknown model, a missing permission) in Google's
+    // shape, `{"error":{code, message, status}}`: its `status` is the type then.
+    let kind = error
+        .and_then(|e| e.get("type").or_else(|| e.get("status")))
+        .and_then(Value::as_str);
     let message = error.and_then(|e| e.get("message")).and_then(Value::as_str);
     let mut out = Json::with_capacity(body.len() + 96);
     match (kind, message) {

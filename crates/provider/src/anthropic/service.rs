@@ -1,4 +1,5 @@
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -9,17 +10,21 @@ use portcullis_core::error::{self as core_error, ErrorBody, HttpError};
 use portcullis_core::{Body, BoxError, BufferedBody, BuildError, RequestView};
 use tower_service::Service;
 
-use super::future::{Call, ResponseFuture};
+use super::future::{Call, ResponseFuture, Unsent};
 use super::request::{DEFAULT_MAX_TOKENS, Translator};
 use crate::client::HttpClient;
 use crate::endpoint::{self, Endpoint};
 use crate::openai::DEFAULT_RESPONSE_TIMEOUT;
+use crate::vertex::{self, Credentials, ServiceAccount, TokenSource};
 
 /// Anthropic's API, the default base URL.
 pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
 
 /// The `anthropic-version` sent by default.
 pub const DEFAULT_VERSION: &str = "2023-06-01";
+
+/// The `anthropic_version` Vertex AI wants in the body of Claude requests.
+pub const VERTEX_VERSION: &str = "vertex-2023-10-16";
 
 /// Headers the provider sets itself or that describe one connection only; configuring them
 /// with [`AnthropicBuilder::header`] is a build error (the key, version and beta features
@@ -41,11 +46,39 @@ const RESERVED: [&str; 14] = [
     "upgrade",
 ];
 
-/// Builds an [`Anthropic`] provider.
+/// Which API the provider speaks to, as the builder was told.
+enum Upstream {
+    /// Anthropic's own Messages API.
+    Messages,
+    /// Claude on Vertex AI, with the credentials to read.
+    Vertex(vertex::Settings),
+    /// Claude on Vertex AI beside a Gemini provider: its URL prefix
+    /// (`…/publishers/anthropic/models/`) and its token source, shared.
+    VertexShared {
+        prefix: String,
+        tokens: Arc<TokenSource>,
+    },
+}
+
+impl fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Upstream::Messages => f.write_str("Messages"),
+            Upstream::Vertex(settings) => f.debug_tuple("Vertex").field(settings).finish(),
+            Upstream::VertexShared { prefix, .. } => {
+                f.debug_tuple("VertexShared").field(prefix).finish()
+            }
+        }
+    }
+}
+
+/// Builds an [`Anthropic`] provider: for Anthropic's API by default, for Claude on Vertex AI
+/// with [`vertex`](Self::vertex).
 pub struct AnthropicBuilder {
-    base_url: String,
+    base_url: Option<String>,
+    upstream: Upstream,
     api_key: Option<String>,
-    version: String,
+    version: Option<String>,
     beta: Vec<String>,
     headers: Vec<(String, String)>,
     name: Option<String>,
@@ -61,6 +94,7 @@ impl fmt::Debug for AnthropicBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AnthropicBuilder")
             .field("base_url", &self.base_url)
+            .field("upstream", &self.upstream)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("version", &self.version)
             .field("beta", &self.beta)
@@ -79,8 +113,56 @@ impl fmt::Debug for AnthropicBuilder {
 
 impl AnthropicBuilder {
     /// Sets the base URL (default [`DEFAULT_BASE_URL`]); requests go to `{base_url}/v1/messages`.
+    /// For Vertex AI the default is `https://{region}-aiplatform.googleapis.com`
+    /// (`https://aiplatform.googleapis.com` for the `global` region), and requests go to
+    /// `{base_url}/v1/projects/{project}/locations/{region}/publishers/anthropic/models/…`.
     pub fn base_url(mut self, base_url: impl Into<String>) -> Self {
-        self.base_url = base_url.into();
+        self.base_url = Some(base_url.into());
+        self
+    }
+
+    /// Speaks to Claude on Vertex AI instead of Anthropic's API: `POST
+    /// {base}/v1/projects/{project}/locations/{region}/publishers/anthropic/models/{model}:rawPredict`
+    /// (`:streamRawPredict` for streams; a leading `anthropic.` is removed from the model),
+    /// the body without `model` and with `anthropic_version` (default [`VERTEX_VERSION`], or
+    /// the one set with [`version`](Self::version)), and `Authorization: Bearer` access tokens
+    /// made from the service-account JSON key at `service_account_file` (read when the
+    /// provider is built; see [`Gemini`](crate::gemini) for how tokens are kept). No
+    /// `x-api-key` nor `anthropic-version` header is sent; `anthropic-beta` still is. An
+    /// empty `project` takes the key file's `project_id`.
+    pub fn vertex(
+        mut self,
+        project: impl Into<String>,
+        region: impl Into<String>,
+        service_account_file: impl Into<PathBuf>,
+    ) -> Self {
+        self.upstream = Upstream::Vertex(vertex::Settings {
+            project: project.into(),
+            region: region.into(),
+            credentials: Credentials::File(service_account_file.into()),
+        });
+        self
+    }
+
+    /// Like [`vertex`](Self::vertex), with a service account read already.
+    pub fn vertex_service_account(
+        mut self,
+        project: impl Into<String>,
+        region: impl Into<String>,
+        account: ServiceAccount,
+    ) -> Self {
+        self.upstream = Upstream::Vertex(vertex::Settings {
+            project: project.into(),
+            region: region.into(),
+            credentials: Credentials::Account(account),
+        });
+        self
+    }
+
+    /// Claude on Vertex AI at `prefix` (`…/publishers/anthropic/models/`), with the token
+    /// source of the Gemini provider it serves beside, so both publishers share one token.
+    pub(crate) fn vertex_shared(mut self, prefix: String, tokens: Arc<TokenSource>) -> Self {
+        self.upstream = Upstream::VertexShared { prefix, tokens };
         self
     }
 
@@ -98,10 +180,11 @@ impl AnthropicBuilder {
         self
     }
 
-    /// Sets the `anthropic-version` sent (default [`DEFAULT_VERSION`]). A request's body field
+    /// Sets the `anthropic-version` sent (default [`DEFAULT_VERSION`]; on Vertex AI the body's
+    /// `anthropic_version`, default [`VERTEX_VERSION`]). A request's body field
     /// `anthropic_version` overrides it for that request.
     pub fn version(mut self, version: impl Into<String>) -> Self {
-        self.version = version.into();
+        self.version = Some(version.into());
         self
     }
 
@@ -165,50 +248,60 @@ impl AnthropicBuilder {
         self
     }
 
-    /// Builds the provider, checking the base URL and headers.
+    /// Builds the provider, checking the base URL and headers, and for Vertex AI reading the
+    /// service account.
     ///
     /// # Errors
     /// A [`BuildError`] for a base URL that is not `http://` or `https://`, has no host or
     /// has a query; an `https://` base URL in a build without the `rustls` feature; a key,
     /// version, beta feature or header that is not a valid header, or a header the provider
-    /// sets itself; a `max_tokens` of 0.
+    /// sets itself; a `max_tokens` of 0; for Vertex AI, a service-account file that cannot be
+    /// read or used, a project or region that is empty or not a plain name, an API key or
+    /// `client_keys`.
     pub fn build(self) -> Result<Anthropic, BuildError> {
-        let url = &self.base_url;
-        let base: Uri = url
-            .parse()
-            .map_err(|e| BuildError::at("base_url", format!("`{url}` is not a URL: {e}")))?;
-        let scheme = base.scheme_str().unwrap_or("");
-        if scheme != "http" && scheme != "https" {
-            return Err(BuildError::at(
-                "base_url",
-                format!("`{url}` must start with http:// or https://"),
-            ));
-        }
-        if scheme == "https" && !HttpClient::TLS {
-            return Err(BuildError::at(
-                "base_url",
-                format!(
-                    "`{url}` needs TLS: this build of portcullis-provider has no TLS; enable \
-                     its `rustls` feature (`portcullis` and the gateway: `rustls`)"
-                ),
-            ));
-        }
-        let authority = base
-            .authority()
-            .ok_or_else(|| BuildError::at("base_url", format!("`{url}` has no host")))?
-            .clone();
-        if base.query().is_some() {
-            return Err(BuildError::at(
-                "base_url",
-                format!("`{url}` must not have a query"),
-            ));
-        }
-        let uri = Uri::builder()
-            .scheme(scheme)
-            .authority(authority)
-            .path_and_query(format!("{}/v1/messages", base.path().trim_end_matches('/')))
-            .build()
-            .map_err(|e| BuildError::at("base_url", format!("`{url}`: {e}")))?;
+        let client = self.client.unwrap_or_default();
+        let mut translator = self.translator;
+        let target = match self.upstream {
+            Upstream::Messages => {
+                let url = self.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL);
+                let uri = Uri::try_from(format!("{}/v1/messages", checked_base(url)?))
+                    .map_err(|e| BuildError::at("base_url", format!("`{url}`: {e}")))?;
+                Target::Messages(uri)
+            }
+            Upstream::Vertex(_) | Upstream::VertexShared { .. } => {
+                if self.api_key.is_some() {
+                    return Err(BuildError::at(
+                        "api_key",
+                        "an API key is for Anthropic's API; Vertex AI uses the service account",
+                    ));
+                }
+                if self.client_keys {
+                    return Err(BuildError::at(
+                        "client_keys",
+                        "client keys are for Anthropic's API; Vertex AI uses the service account",
+                    ));
+                }
+                let (prefix, tokens) = match self.upstream {
+                    Upstream::Vertex(settings) => {
+                        let resolved = settings.resolve(&client)?;
+                        let url = self.base_url.unwrap_or(resolved.default_base);
+                        let prefix = format!(
+                            "{}/v1{}anthropic/models/",
+                            checked_base(&url)?,
+                            resolved.route
+                        );
+                        // The URL of a model's method must parse: checked once here.
+                        Uri::try_from(format!("{prefix}m:streamRawPredict"))
+                            .map_err(|e| BuildError::at("base_url", format!("`{url}`: {e}")))?;
+                        (prefix, resolved.tokens)
+                    }
+                    Upstream::VertexShared { prefix, tokens } => (prefix, tokens),
+                    Upstream::Messages => unreachable!("matched above"),
+                };
+                translator = translator.vertex(self.version.as_deref().unwrap_or(VERTEX_VERSION));
+                Target::Vertex { prefix, tokens }
+            }
+        };
 
         let value = |path: &str, v: &str| {
             HeaderValue::try_from(v)
@@ -228,7 +321,11 @@ impl AnthropicBuilder {
             key.set_sensitive(true);
             headers.insert("x-api-key", key);
         }
-        headers.insert("anthropic-version", value("version", &self.version)?);
+        // Vertex AI takes the version in the body (the translator writes it there).
+        if let Target::Messages(_) = target {
+            let version = self.version.as_deref().unwrap_or(DEFAULT_VERSION);
+            headers.insert("anthropic-version", value("version", version)?);
+        }
         if !self.beta.is_empty() {
             headers.insert("anthropic-beta", value("beta", &self.beta.join(","))?);
         }
@@ -243,23 +340,79 @@ impl AnthropicBuilder {
             }
             headers.append(header_name, value(&format!("headers.{name}"), v)?);
         }
-        if self.translator.default_max_tokens() == 0 {
+        if translator.default_max_tokens() == 0 {
             return Err(BuildError::at("max_tokens", "must be at least 1"));
         }
+        let default_name = match target {
+            Target::Messages(_) => "anthropic",
+            Target::Vertex { .. } => "vertex-ai",
+        };
         Ok(Anthropic {
             shared: Arc::new(Shared {
-                client: self.client.unwrap_or_default(),
-                name: self.name.unwrap_or_else(|| "anthropic".to_owned()).into(),
-                uri,
+                client,
+                name: self.name.as_deref().unwrap_or(default_name).into(),
+                target,
                 headers,
                 response_timeout: self.response_timeout,
                 idle_timeout: self.idle_timeout,
-                translator: self.translator,
+                translator,
                 endpoint: self.endpoint,
                 client_keys: self.client_keys,
             }),
         })
     }
+}
+
+/// `{scheme}://{authority}{path}` of a base URL, its path without a trailing `/`.
+///
+/// # Errors
+/// A [`BuildError`] at `base_url` for a URL that is not `http(s)://`, has no host or has a
+/// query, or is `https://` in a build without TLS.
+fn checked_base(url: &str) -> Result<String, BuildError> {
+    let base: Uri = url
+        .parse()
+        .map_err(|e| BuildError::at("base_url", format!("`{url}` is not a URL: {e}")))?;
+    let scheme = base.scheme_str().unwrap_or("");
+    if scheme != "http" && scheme != "https" {
+        return Err(BuildError::at(
+            "base_url",
+            format!("`{url}` must start with http:// or https://"),
+        ));
+    }
+    if scheme == "https" && !HttpClient::TLS {
+        return Err(BuildError::at(
+            "base_url",
+            format!(
+                "`{url}` needs TLS: this build of portcullis-provider has no TLS; enable \
+                 its `rustls` feature (`portcullis` and the gateway: `rustls`)"
+            ),
+        ));
+    }
+    let authority = base
+        .authority()
+        .ok_or_else(|| BuildError::at("base_url", format!("`{url}` has no host")))?;
+    if base.query().is_some() {
+        return Err(BuildError::at(
+            "base_url",
+            format!("`{url}` must not have a query"),
+        ));
+    }
+    Ok(format!(
+        "{scheme}://{authority}{}",
+        base.path().trim_end_matches('/')
+    ))
+}
+
+/// Where requests go.
+enum Target {
+    /// `{base_url}/v1/messages`, with `x-api-key`.
+    Messages(Uri),
+    /// Vertex AI: `{prefix}{model}:rawPredict`, with access tokens.
+    Vertex {
+        /// `{base}/v1/projects/{project}/locations/{region}/publishers/anthropic/models/`.
+        prefix: String,
+        tokens: Arc<TokenSource>,
+    },
 }
 
 /// A provider for Anthropic's Messages API that speaks OpenAI's chat completions to its
@@ -272,7 +425,7 @@ pub struct Anthropic {
 struct Shared {
     client: HttpClient,
     name: Arc<str>,
-    uri: Uri,
+    target: Target,
     headers: HeaderMap,
     response_timeout: Duration,
     idle_timeout: Option<Duration>,
@@ -285,19 +438,21 @@ impl fmt::Debug for Anthropic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Anthropic")
             .field("name", &self.shared.name)
-            .field("uri", &self.shared.uri)
+            .field("vertex", &self.is_vertex())
             .field("endpoint", &self.shared.endpoint)
             .finish_non_exhaustive()
     }
 }
 
 impl Anthropic {
-    /// Starts building a provider for [`DEFAULT_BASE_URL`].
+    /// Starts building a provider for [`DEFAULT_BASE_URL`] (Claude on Vertex AI with
+    /// [`AnthropicBuilder::vertex`]).
     pub fn builder() -> AnthropicBuilder {
         AnthropicBuilder {
-            base_url: DEFAULT_BASE_URL.to_owned(),
+            base_url: None,
+            upstream: Upstream::Messages,
             api_key: None,
-            version: DEFAULT_VERSION.to_owned(),
+            version: None,
             beta: Vec::new(),
             headers: Vec::new(),
             name: None,
@@ -315,9 +470,28 @@ impl Anthropic {
         &self.shared.name
     }
 
-    /// The upstream URL requests go to, `{base_url}/v1/messages`.
-    pub fn uri(&self) -> &Uri {
-        &self.shared.uri
+    /// The upstream URL a request for `model` goes to: `{base_url}/v1/messages` whatever the
+    /// model, or on Vertex AI
+    /// `{base}/v1/projects/{project}/locations/{region}/publishers/anthropic/models/{model}:rawPredict`
+    /// (`:streamRawPredict` for a stream; a leading `anthropic.` removed from the model).
+    pub fn url(&self, model: &str, stream: bool) -> String {
+        match &self.shared.target {
+            Target::Messages(uri) => uri.to_string(),
+            Target::Vertex { prefix, .. } => {
+                let model = model.strip_prefix("anthropic.").unwrap_or(model);
+                let method = if stream {
+                    "streamRawPredict"
+                } else {
+                    "rawPredict"
+                };
+                format!("{prefix}{model}:{method}")
+            }
+        }
+    }
+
+    /// Whether the provider speaks to Claude on Vertex AI.
+    pub fn is_vertex(&self) -> bool {
+        matches!(self.shared.target, Target::Vertex { .. })
     }
 
     /// The endpoint the provider is pinned to, if any (see [`AnthropicBuilder::endpoint`]).
@@ -376,6 +550,29 @@ impl Anthropic {
             }
         };
         let translated = shared.translator.request(view).map_err(|e| refuse(&e))?;
+        let uri = match &shared.target {
+            Target::Messages(uri) => uri.clone(),
+            Target::Vertex { .. } => {
+                let model = translated.model();
+                let name = model.strip_prefix("anthropic.").unwrap_or(model);
+                if !vertex::plain_model(name) {
+                    return Err(refuse(&portcullis_core::error::InvalidRequest::param(
+                        "model",
+                        format!(
+                            "`{model}` is not a Vertex AI model name (letters, digits, `-`, \
+                             `.`, `_`, `@`)"
+                        ),
+                    )));
+                }
+                // The prefix was checked to make URLs, and the model to be a plain name.
+                Uri::try_from(self.url(model, translated.stream())).map_err(|e| {
+                    refuse(&portcullis_core::error::InvalidRequest::param(
+                        "model",
+                        format!("the model makes no URL: {e}"),
+                    ))
+                })?
+            }
+        };
 
         let mut headers = shared.headers.clone();
         if shared.client_keys {
@@ -405,9 +602,11 @@ impl Anthropic {
                 "application/json"
             }),
         );
-        // Checked by the translator: both are valid header values.
+        // Checked by the translator: both are valid header values. Vertex AI has the version
+        // in the body.
         if let Some(version) = translated
             .version()
+            .filter(|_| !self.is_vertex())
             .and_then(|v| HeaderValue::try_from(v).ok())
         {
             headers.insert("anthropic-version", version);
@@ -425,7 +624,7 @@ impl Anthropic {
         let (body, response) = translated.into_parts();
         let mut upstream = Request::new(BufferedBody::new(body));
         *upstream.method_mut() = Method::POST;
-        *upstream.uri_mut() = shared.uri.clone();
+        *upstream.uri_mut() = uri;
         *upstream.headers_mut() = headers;
         // The request's extensions (trace id, metadata, caller) stay with it: the client
         // ignores them and nothing of them goes on the wire.
@@ -449,17 +648,33 @@ impl Service<Request<BufferedBody>> for Anthropic {
     type Error = BoxError;
     type Future = ResponseFuture;
 
-    /// Always ready: the pooled client opens connections as calls need them.
+    /// Always ready: the pooled client opens connections as calls need them, and a Vertex AI
+    /// token is fetched by the call that needs it.
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: Request<BufferedBody>) -> ResponseFuture {
-        match self.prepare(req) {
-            Ok((upstream, call)) => {
-                ResponseFuture::calling(self.shared.client.inner.request(upstream), call)
+        let (mut upstream, call) = match self.prepare(req) {
+            Ok(prepared) => prepared,
+            Err(answer) => return ResponseFuture::answered(*answer),
+        };
+        let shared = &self.shared;
+        if let Target::Vertex { tokens, .. } = &shared.target {
+            match tokens.fresh() {
+                Some(token) => {
+                    upstream.headers_mut().insert(header::AUTHORIZATION, token);
+                }
+                None => {
+                    let unsent = Unsent {
+                        request: upstream,
+                        client: shared.client.clone(),
+                        call,
+                    };
+                    return ResponseFuture::authorizing(Box::pin(tokens.clone().token()), unsent);
+                }
             }
-            Err(answer) => ResponseFuture::answered(*answer),
         }
+        ResponseFuture::calling(shared.client.inner.request(upstream), call)
     }
 }

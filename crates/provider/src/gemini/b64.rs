@@ -26,12 +26,12 @@ fn encode_with(bytes: &[u8], alphabet: &[u8; 64], pad: bool, out: &mut String) {
 }
 
 /// Standard base64 with padding.
-pub(super) fn encode(bytes: &[u8], out: &mut String) {
+pub(crate) fn encode(bytes: &[u8], out: &mut String) {
     encode_with(bytes, STANDARD, true, out);
 }
 
 /// URL-safe base64 without padding (JWT segments).
-pub(super) fn encode_url(bytes: &[u8]) -> String {
+pub(crate) fn encode_url(bytes: &[u8]) -> String {
     let mut out = String::new();
     encode_with(bytes, URL_SAFE, false, &mut out);
     out
@@ -39,7 +39,7 @@ pub(super) fn encode_url(bytes: &[u8]) -> String {
 
 /// Decodes standard base64, ignoring whitespace (PEM bodies are wrapped); `None` for any
 /// other character or a bad length.
-pub(super) fn decode(text: &str) -> Option<Vec<u8>> {
+pub(crate) fn decode(text: &str) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(text.len() / 4 * 3);
     let mut acc = 0u32;
     let mut bits = 0;

@@ -1,4 +1,4 @@
-//! Gemini embeddings answers → OpenAI's embeddings list.
+//! Gemini embeddings answers (Google AI Studio's and Vertex AI's) → OpenAI's embeddings list.
 
 use std::sync::Arc;
 
@@ -10,11 +10,13 @@ use super::response::InvalidResponse;
 use crate::json::Json;
 
 /// Translates the answer of one [`EmbedRequest`](super::EmbedRequest) (`embedContent`'s
-/// `{"embedding": {"values": […]}}` or `batchEmbedContents`' `{"embeddings": [{"values":
-/// […]}, …]}`) into OpenAI's `{"object": "list", "data": [{"object": "embedding", "index",
-/// "embedding"}], "model", "usage"}`, the vectors as numbers or, when the client asked for
-/// `encoding_format: base64`, as base64 of little-endian `f32`s, as OpenAI sends them. Gemini
-/// reports no token counts for embeddings: usage is zero.
+/// `{"embedding": {"values": […]}}`, `batchEmbedContents`' `{"embeddings": [{"values":
+/// […]}, …]}`, or Vertex AI `predict`'s `{"predictions": [{"embeddings": {"values": […],
+/// "statistics": {"token_count": n}}}, …]}`) into OpenAI's `{"object": "list", "data":
+/// [{"object": "embedding", "index", "embedding"}], "model", "usage"}`, the vectors as numbers
+/// or, when the client asked for `encoding_format: base64`, as base64 of little-endian `f32`s,
+/// as OpenAI sends them. Usage: `prompt_tokens` = `total_tokens` = the sum of Vertex AI's
+/// `token_count`s; Google AI Studio reports none, so zero.
 ///
 /// ```
 /// use portcullis_provider::gemini::EmbeddingTranslator;
@@ -49,6 +51,7 @@ impl EmbeddingTranslator {
         let answer: Value = serde_json::from_slice(body)
             .map_err(|e| InvalidResponse::new(format!("not JSON: {e}")))?;
         let one = answer.get("embedding").map(std::slice::from_ref);
+        let predictions = answer.get("predictions").and_then(Value::as_array);
         let list = one
             .or_else(|| {
                 answer
@@ -56,10 +59,28 @@ impl EmbeddingTranslator {
                     .and_then(Value::as_array)
                     .map(Vec::as_slice)
             })
-            .ok_or_else(|| InvalidResponse::new("no `embedding` nor `embeddings`"))?;
+            .or(predictions.map(Vec::as_slice))
+            .ok_or_else(|| {
+                InvalidResponse::new("no `embedding`, `embeddings` nor `predictions`")
+            })?;
+        let mut tokens = 0u64;
         let mut out = Json::with_capacity(body.len() + 128);
         out.raw(b"{\"object\":\"list\",\"data\":[");
         for (index, embedding) in list.iter().enumerate() {
+            // A Vertex AI prediction holds its embedding, and the input's token count.
+            let embedding = match predictions {
+                Some(_) => {
+                    let inner = embedding
+                        .get("embeddings")
+                        .ok_or_else(|| InvalidResponse::new("a prediction without `embeddings`"))?;
+                    tokens += inner
+                        .pointer("/statistics/token_count")
+                        .and_then(Value::as_f64)
+                        .map_or(0, |n| n as u64);
+                    inner
+                }
+                None => embedding,
+            };
             let values = embedding
                 .get("values")
                 .and_then(Value::as_array)
@@ -99,7 +120,11 @@ impl EmbeddingTranslator {
         }
         out.raw(b"],\"model\":");
         out.str(&self.model);
-        out.raw(b",\"usage\":{\"prompt_tokens\":0,\"total_tokens\":0}}");
+        out.raw(b",\"usage\":{\"prompt_tokens\":");
+        out.u64(tokens);
+        out.raw(b",\"total_tokens\":");
+        out.u64(tokens);
+        out.raw(b"}}");
         Ok(out.into_bytes())
     }
 }
@@ -118,5 +143,22 @@ mod tests {
         assert_eq!(&bytes[..4], &1.0f32.to_le_bytes());
         assert_eq!(&bytes[4..], &0.5f32.to_le_bytes());
         assert!(t.json(b"{}").is_err());
+    }
+
+    #[test]
+    fn vertex_predictions_and_their_token_counts() {
+        let t = EmbeddingTranslator::new("text-embedding-005", false);
+        let body = t
+            .json(
+                br#"{"predictions":[
+                {"embeddings":{"values":[0.5],"statistics":{"token_count":3,"truncated":false}}},
+                {"embeddings":{"values":[1.5],"statistics":{"token_count":4.0}}}]}"#,
+            )
+            .unwrap();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["data"][1]["embedding"], serde_json::json!([1.5]));
+        assert_eq!(v["usage"]["prompt_tokens"], 7);
+        assert_eq!(v["usage"]["total_tokens"], 7);
+        assert!(t.json(br#"{"predictions":[{"values":[1]}]}"#).is_err());
     }
 }

@@ -21,12 +21,9 @@ use super::embed::EmbeddingTranslator;
 use super::response::{ResponseTranslator, error_body};
 use super::stream::GeminiBody;
 use crate::client::HttpClient;
+use crate::vertex::TokenFuture;
 
 type ClientFuture = hyper_util::client::legacy::ResponseFuture;
-
-/// A Vertex AI access token being fetched (or the error answer when there is none).
-pub(super) type TokenFuture =
-    Pin<Box<dyn Future<Output = Result<HeaderValue, Box<Response<Body>>>> + Send>>;
 
 /// JSON answers larger than this are refused (502) rather than read into memory.
 const MAX_JSON_ANSWER: usize = 32 * 1024 * 1024;
@@ -97,6 +94,11 @@ pin_project! {
             idle: Sleep,
             reading: Reading,
         },
+        /// A Claude model's request, answered by the Claude provider.
+        Claude {
+            #[pin]
+            future: crate::anthropic::ResponseFuture,
+        },
         /// Answered without calling the upstream.
         Answered {
             response: Response<Body>,
@@ -114,6 +116,7 @@ enum Step {
     BodyRead,
     BodyFailed(BoxError),
     Answer,
+    Claude(Result<Response<Body>, BoxError>),
 }
 
 impl ResponseFuture {
@@ -130,6 +133,12 @@ impl ResponseFuture {
     pub(super) fn authorizing(token: TokenFuture, unsent: Unsent) -> Self {
         Self {
             state: State::Authorizing { token, unsent },
+        }
+    }
+
+    pub(super) fn claude(future: crate::anthropic::ResponseFuture) -> Self {
+        Self {
+            state: State::Claude { future },
         }
     }
 
@@ -169,6 +178,10 @@ impl Future for ResponseFuture {
                     idle,
                     reading,
                 } => read(body, idle, reading, cx),
+                StateProj::Claude { future } => match future.poll(cx) {
+                    Poll::Ready(result) => Step::Claude(result),
+                    Poll::Pending => Step::Pending,
+                },
                 StateProj::Answered { .. } => Step::Answer,
                 StateProj::Done => panic!("gemini::ResponseFuture polled after completion"),
             };
@@ -226,6 +239,7 @@ impl Future for ResponseFuture {
                 (Step::Answer, StateTake::Answered { response }) => {
                     return Poll::Ready(Ok(response));
                 }
+                (Step::Claude(result), StateTake::Claude { .. }) => return Poll::Ready(result),
                 _ => unreachable!("each step comes from the state it is matched with"),
             }
         }

@@ -8,7 +8,8 @@
 //! Gemini's chunks arrive, or an embeddings list. The answer is observed like any provider's
 //! (usage, text, finish reason; see [`portcullis_core::observe`]) and the provider name is
 //! recorded in the response facts. `/completions` and `/models` are answered 400, unknown
-//! paths 404, without calling the upstream.
+//! paths 404, without calling the upstream. On Vertex AI, Claude models are served too (see
+//! below).
 //!
 //! ```
 //! use http_body_util::{BodyExt, Full};
@@ -50,13 +51,27 @@
 //! |---|---|---|
 //! | chat | `POST {base}/v1beta/models/{model}:generateContent` | `POST {base}/v1/projects/{project}/locations/{region}/publishers/google/models/{model}:generateContent` |
 //! | stream | `…:streamGenerateContent?alt=sse` | the same |
-//! | embeddings | `…:embedContent` (one input), `…:batchEmbedContents` (a list) | not served (400) |
+//! | embeddings | `…:embedContent` (one input), `…:batchEmbedContents` (a list) | `…/publishers/google/models/{model}:predict`, `{"instances": [{"content": …}, …], "parameters": {"outputDimensionality": dimensions}}` |
+//! | Claude models | — | `…/publishers/anthropic/models/{model}:rawPredict` (`:streamRawPredict`), by the [`Anthropic`](crate::Anthropic) provider inside (below) |
 //! | base | `https://generativelanguage.googleapis.com` | `https://{region}-aiplatform.googleapis.com` (`global`: `https://aiplatform.googleapis.com`) |
 //! | auth | `x-goog-api-key` (configured, or the client's own with [`client_keys`](GeminiBuilder::client_keys)); **never** `?key=` in the URL | `Authorization: Bearer` access token from a service account |
 //! | provider name | `google` | `vertex-ai` |
 //!
-//! Vertex AI access tokens: the service account's JSON key file is read when the provider is
-//! built ([`ServiceAccount`]). A JWT (`RS256`, `kid` = `private_key_id`; claims `iss` =
+//! One Vertex AI provider serves the project's models of both publishers: each request's model
+//! picks its publisher ([`Publisher::of`](crate::vertex::Publisher::of): a `google.` or
+//! `anthropic.` prefix, removed; a `claude…` model is Anthropic's; any other Google's;
+//! `meta.`, `mistralai.` and `endpoints.` models are refused with a 400 naming the model).
+//! Claude requests are handed to an [`Anthropic`](crate::Anthropic) provider in its Vertex AI
+//! mode (see [`AnthropicBuilder::vertex`](crate::AnthropicBuilder::vertex)): the same
+//! translation as Anthropic's API, the body without `model` and with `anthropic_version:
+//! "vertex-2023-10-16"`, `anthropic-beta` as a header
+//! ([`anthropic_beta`](GeminiBuilder::anthropic_beta)), the default `max_tokens` from
+//! [`anthropic_max_tokens`](GeminiBuilder::anthropic_max_tokens); it shares this provider's
+//! name, client, timeouts and token cache. Vertex AI embeddings report the inputs' token
+//! counts, summed into `usage`.
+//!
+//! Vertex AI access tokens ([`crate::vertex`]): the service account's JSON key file is read
+//! when the provider is built ([`ServiceAccount`]). A JWT (`RS256`, `kid` = `private_key_id`; claims `iss` =
 //! `client_email`, `scope` = cloud-platform, `aud` = the file's `token_uri`, `iat`, `exp` =
 //! `iat` + 3600) signed with its key is traded at `token_uri` for an access token, which is
 //! cached and refreshed 5 minutes before it expires. Requests that find the token due wait for
@@ -135,7 +150,7 @@
 //! that ends before a finish reason ends with an error event too; one that breaks or stalls
 //! past the idle timeout ends with the observer's error event: never as a clean end.
 
-mod b64;
+pub(crate) mod b64;
 mod embed;
 mod future;
 
@@ -145,7 +160,6 @@ mod scan;
 mod schema;
 mod service;
 mod stream;
-mod vertex;
 
 pub use self::embed::EmbeddingTranslator;
 pub use self::future::ResponseFuture;
@@ -153,4 +167,5 @@ pub use self::request::{EmbedRequest, GenerateRequest, Translator};
 pub use self::response::{InvalidResponse, ResponseTranslator, error_body, finish_reason};
 pub use self::service::{DEFAULT_API_VERSION, DEFAULT_BASE_URL, Gemini, GeminiBuilder};
 pub use self::stream::{StreamState, StreamTranslator};
-pub use self::vertex::{CredentialsError, DEFAULT_TOKEN_URI, ServiceAccount};
+// Where they were first, before Claude on Vertex AI shared them.
+pub use crate::vertex::{CredentialsError, DEFAULT_TOKEN_URI, ServiceAccount};

@@ -60,6 +60,12 @@ impl Translator {
         self
     }
 
+    /// Whether the fields Gemini cannot honour are dropped (see
+    /// [`drop_unsupported`](Self::drop_unsupported)).
+    pub fn drops_unsupported(&self) -> bool {
+        self.drop_unsupported
+    }
+
     /// The Gemini `generateContent` request for a chat completion `view`, or why there is
     /// none.
     ///
@@ -78,7 +84,79 @@ impl Translator {
     /// not a string or a list of strings (token arrays cannot be sent to Gemini), an
     /// `encoding_format` other than `float` and `base64`.
     pub fn embeddings(&self, view: &RequestView) -> Result<EmbedRequest, InvalidRequest> {
-        embeddings(view)
+        let input = EmbedInput::of(view)?;
+        let mut out = Json::with_capacity(view.bytes().len() + 64 * input.texts.len());
+        let content = |out: &mut Json, text: &str| {
+            out.raw(b"\"content\":{\"parts\":[{\"text\":");
+            out.str(text);
+            out.raw(b"}]}");
+            if let Some(d) = input.dimensions {
+                out.raw(b",\"outputDimensionality\":");
+                out.u64(d);
+            }
+        };
+        let method = if input.batch {
+            out.raw(b"{\"requests\":[");
+            let model = format!("models/{}", input.model);
+            for (n, text) in input.texts.iter().enumerate() {
+                out.raw(if n == 0 { b"{" } else { b",{" });
+                out.raw(b"\"model\":");
+                out.str(&model);
+                out.raw(b",");
+                content(&mut out, text);
+                out.raw(b"}");
+            }
+            out.raw(b"]}");
+            "batchEmbedContents"
+        } else {
+            out.raw(b"{");
+            content(&mut out, input.texts[0]);
+            out.raw(b"}");
+            "embedContent"
+        };
+        Ok(input.request(out, method))
+    }
+
+    /// The Vertex AI `predict` request for an embeddings `view`: `{"instances": [{"content":
+    /// text}, …], "parameters": {"outputDimensionality": dimensions}}`, one instance per
+    /// input, whether one or a list.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use portcullis_core::RequestView;
+    /// use portcullis_provider::gemini::Translator;
+    ///
+    /// let view = RequestView::parse(Bytes::from_static(
+    ///     br#"{"model":"text-embedding-005","input":["a","b"],"dimensions":8}"#,
+    /// ))
+    /// .unwrap();
+    /// let request = Translator::new().vertex_embeddings(&view).unwrap();
+    /// assert_eq!(request.method(), "predict");
+    /// let body: serde_json::Value = serde_json::from_slice(request.body()).unwrap();
+    /// assert_eq!(body["instances"][1]["content"], "b");
+    /// assert_eq!(body["parameters"]["outputDimensionality"], 8);
+    /// ```
+    ///
+    /// # Errors
+    /// As [`embeddings`](Self::embeddings).
+    pub fn vertex_embeddings(&self, view: &RequestView) -> Result<EmbedRequest, InvalidRequest> {
+        let input = EmbedInput::of(view)?;
+        let mut out = Json::with_capacity(view.bytes().len() + 32 * input.texts.len());
+        out.raw(b"{\"instances\":[");
+        for (n, text) in input.texts.iter().enumerate() {
+            out.raw(if n == 0 { b"{" } else { b",{" });
+            out.raw(b"\"content\":");
+            out.str(text);
+            out.raw(b"}");
+        }
+        out.raw(b"]");
+        if let Some(d) = input.dimensions {
+            out.raw(b",\"parameters\":{\"outputDimensionality\":");
+            out.u64(d);
+            out.raw(b"}");
+        }
+        out.raw(b"}");
+        Ok(input.request(out, "predict"))
     }
 }
 
@@ -130,7 +208,7 @@ impl GenerateRequest {
 pub struct EmbedRequest {
     body: Bytes,
     model: Arc<str>,
-    batch: bool,
+    method: &'static str,
     response: EmbeddingTranslator,
 }
 
@@ -145,13 +223,10 @@ impl EmbedRequest {
         &self.model
     }
 
-    /// The Gemini method: `batchEmbedContents` for a list of inputs, `embedContent` for one.
+    /// The Gemini method: `batchEmbedContents` for a list of inputs, `embedContent` for one;
+    /// `predict` on Vertex AI.
     pub fn method(&self) -> &'static str {
-        if self.batch {
-            "batchEmbedContents"
-        } else {
-            "embedContent"
-        }
+        self.method
     }
 
     /// The body and the translator of the answer.
@@ -1050,76 +1125,73 @@ fn thinking_config(
     }
 }
 
-fn embeddings(view: &RequestView) -> Result<EmbedRequest, InvalidRequest> {
-    let model = model_path(view.model())?;
-    let input = view
-        .get("input")
-        .filter(|i| !i.is_null())
-        .ok_or_else(|| bad("input", "`input` is required"))?;
-    let not_text = || {
-        bad(
-            "input",
-            "`input` must be a string or a list of strings for Gemini (token arrays cannot be \
-             sent: Gemini has its own tokenizer)",
-        )
-    };
-    let (texts, batch): (Vec<&str>, bool) = match input {
-        Value::String(text) => (vec![text], false),
-        Value::Array(list) if !list.is_empty() => (
-            list.iter()
-                .map(|t| t.as_str().ok_or_else(not_text))
-                .collect::<Result<_, _>>()?,
-            true,
-        ),
-        _ => return Err(not_text()),
-    };
-    let base64 = match view.get("encoding_format").and_then(Value::as_str) {
-        None | Some("float") => false,
-        Some("base64") => true,
-        Some(other) => {
-            return Err(bad(
-                "encoding_format",
-                format!("`encoding_format` `{other}` is not float or base64"),
-            ));
-        }
-    };
-    let dimensions = match view.get("dimensions").filter(|d| !d.is_null()) {
-        Some(d) => Some(positive("dimensions", d)?),
-        None => None,
-    };
-    let mut out = Json::with_capacity(view.bytes().len() + 64 * texts.len());
-    let content = |out: &mut Json, text: &str| {
-        out.raw(b"\"content\":{\"parts\":[{\"text\":");
-        out.str(text);
-        out.raw(b"}]}");
-        if let Some(d) = dimensions {
-            out.raw(b",\"outputDimensionality\":");
-            out.u64(d);
-        }
-    };
-    if batch {
-        out.raw(b"{\"requests\":[");
-        for (n, text) in texts.iter().enumerate() {
-            out.raw(if n == 0 { b"{" } else { b",{" });
-            out.raw(b"\"model\":");
-            out.str(&format!("models/{model}"));
-            out.raw(b",");
-            content(&mut out, text);
-            out.raw(b"}");
-        }
-        out.raw(b"]}");
-    } else {
-        out.raw(b"{");
-        content(&mut out, texts[0]);
-        out.raw(b"}");
+/// An embeddings request's input, checked, whichever API it goes to.
+struct EmbedInput<'a> {
+    model: &'a str,
+    texts: Vec<&'a str>,
+    /// A list was given (even of one), not a string.
+    batch: bool,
+    base64: bool,
+    dimensions: Option<u64>,
+}
+
+impl<'a> EmbedInput<'a> {
+    fn of(view: &'a RequestView) -> Result<Self, InvalidRequest> {
+        let model = model_path(view.model())?;
+        let input = view
+            .get("input")
+            .filter(|i| !i.is_null())
+            .ok_or_else(|| bad("input", "`input` is required"))?;
+        let not_text = || {
+            bad(
+                "input",
+                "`input` must be a string or a list of strings for Gemini (token arrays cannot \
+                 be sent: Gemini has its own tokenizer)",
+            )
+        };
+        let (texts, batch): (Vec<&str>, bool) = match input {
+            Value::String(text) => (vec![text], false),
+            Value::Array(list) if !list.is_empty() => (
+                list.iter()
+                    .map(|t| t.as_str().ok_or_else(not_text))
+                    .collect::<Result<_, _>>()?,
+                true,
+            ),
+            _ => return Err(not_text()),
+        };
+        let base64 = match view.get("encoding_format").and_then(Value::as_str) {
+            None | Some("float") => false,
+            Some("base64") => true,
+            Some(other) => {
+                return Err(bad(
+                    "encoding_format",
+                    format!("`encoding_format` `{other}` is not float or base64"),
+                ));
+            }
+        };
+        let dimensions = match view.get("dimensions").filter(|d| !d.is_null()) {
+            Some(d) => Some(positive("dimensions", d)?),
+            None => None,
+        };
+        Ok(Self {
+            model,
+            texts,
+            batch,
+            base64,
+            dimensions,
+        })
     }
-    let model: Arc<str> = Arc::from(model);
-    Ok(EmbedRequest {
-        body: out.into_bytes(),
-        response: EmbeddingTranslator::new(model.clone(), base64),
-        model,
-        batch,
-    })
+
+    /// The request of `body`, written for `method`.
+    fn request(&self, body: Json, method: &'static str) -> EmbedRequest {
+        let model: Arc<str> = Arc::from(self.model);
+        EmbedRequest {
+            body: body.into_bytes(),
+            response: EmbeddingTranslator::new(model.clone(), self.base64),
+            model,
+            method,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -13,10 +13,11 @@ use tower_service::Service;
 
 use super::future::{Answer, Call, ResponseFuture, Unsent};
 use super::request::Translator;
-use super::vertex::{ServiceAccount, TokenSource};
+use crate::anthropic::Anthropic;
 use crate::client::HttpClient;
 use crate::endpoint::{self, Endpoint};
 use crate::openai::DEFAULT_RESPONSE_TIMEOUT;
+use crate::vertex::{self, Credentials, Publisher, ServiceAccount, TokenSource};
 
 /// Google AI Studio's Gemini API, the default base URL.
 pub const DEFAULT_BASE_URL: &str = "https://generativelanguage.googleapis.com";
@@ -42,20 +43,6 @@ const RESERVED: [&str; 13] = [
     "accept",
 ];
 
-/// Where Vertex AI credentials come from.
-#[derive(Clone, Debug)]
-enum Credentials {
-    File(PathBuf),
-    Account(ServiceAccount),
-}
-
-#[derive(Clone, Debug)]
-struct VertexConfig {
-    project: String,
-    region: String,
-    credentials: Credentials,
-}
-
 /// Builds a [`Gemini`] provider: for Google AI Studio by default, for Vertex AI with
 /// [`vertex`](Self::vertex).
 pub struct GeminiBuilder {
@@ -63,7 +50,9 @@ pub struct GeminiBuilder {
     api_version: Option<String>,
     api_key: Option<String>,
     client_keys: bool,
-    vertex: Option<VertexConfig>,
+    vertex: Option<vertex::Settings>,
+    claude_max_tokens: Option<u32>,
+    claude_beta: Vec<String>,
     headers: Vec<(String, String)>,
     name: Option<String>,
     client: Option<HttpClient>,
@@ -81,6 +70,8 @@ impl fmt::Debug for GeminiBuilder {
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("client_keys", &self.client_keys)
             .field("vertex", &self.vertex)
+            .field("claude_max_tokens", &self.claude_max_tokens)
+            .field("claude_beta", &self.claude_beta)
             .field(
                 "headers",
                 &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
@@ -130,13 +121,17 @@ impl GeminiBuilder {
     /// and `Authorization: Bearer` access tokens made from the service-account JSON key at
     /// `service_account_file` (read when the provider is built). An empty `project` takes the
     /// file's `project_id`.
+    ///
+    /// Claude models (`claude-…`, `anthropic.…`) are served too, by an
+    /// [`Anthropic`] provider in its Vertex AI mode inside this one, sharing its token cache;
+    /// see [`Publisher::of`] for how the publisher of a request is picked.
     pub fn vertex(
         mut self,
         project: impl Into<String>,
         region: impl Into<String>,
         service_account_file: impl Into<PathBuf>,
     ) -> Self {
-        self.vertex = Some(VertexConfig {
+        self.vertex = Some(vertex::Settings {
             project: project.into(),
             region: region.into(),
             credentials: Credentials::File(service_account_file.into()),
@@ -151,11 +146,25 @@ impl GeminiBuilder {
         region: impl Into<String>,
         account: ServiceAccount,
     ) -> Self {
-        self.vertex = Some(VertexConfig {
+        self.vertex = Some(vertex::Settings {
             project: project.into(),
             region: region.into(),
             credentials: Credentials::Account(account),
         });
+        self
+    }
+
+    /// Vertex AI: the `max_tokens` sent for Claude models when a request has neither
+    /// `max_completion_tokens` nor `max_tokens` (default
+    /// [`DEFAULT_MAX_TOKENS`](crate::anthropic::DEFAULT_MAX_TOKENS); Anthropic requires one).
+    pub fn anthropic_max_tokens(mut self, max_tokens: u32) -> Self {
+        self.claude_max_tokens = Some(max_tokens);
+        self
+    }
+
+    /// Vertex AI: adds a beta feature to the `anthropic-beta` header of Claude requests.
+    pub fn anthropic_beta(mut self, feature: impl Into<String>) -> Self {
+        self.claude_beta.push(feature.into());
         self
     }
 
@@ -208,16 +217,19 @@ impl GeminiBuilder {
     }
 
     /// Builds the provider, checking the base URL and headers, and for Vertex AI reading the
-    /// service account.
+    /// service account and building the provider of Claude models beside.
     ///
     /// # Errors
     /// A [`BuildError`] for a base URL that is not `http://` or `https://`, has no host or
     /// has a query; an `https://` base URL in a build without the `rustls` feature; a key or
     /// header that is not a valid header, or a header the provider sets itself; for Vertex
     /// AI, a service-account file that cannot be read or used, a project or region that is
-    /// empty or not a plain name, or `client_keys`.
+    /// empty or not a plain name, `client_keys`, an Anthropic `max_tokens` of 0 or a beta
+    /// feature that is not a valid header.
     pub fn build(self) -> Result<Gemini, BuildError> {
         let client = self.client.unwrap_or_default();
+        let version = |default: &str| self.api_version.as_deref().unwrap_or(default).to_owned();
+        // The route after the base URL, up to `publishers/` on Vertex AI.
         let (default_base, auth, route, name) = match &self.vertex {
             None => (
                 DEFAULT_BASE_URL.to_owned(),
@@ -226,61 +238,21 @@ impl GeminiBuilder {
                 } else {
                     Auth::Static
                 },
-                format!(
-                    "/{}/models/",
-                    self.api_version.as_deref().unwrap_or(DEFAULT_API_VERSION)
-                ),
+                format!("/{}/", version(DEFAULT_API_VERSION)),
                 "google",
             ),
-            Some(vertex) => {
+            Some(settings) => {
                 if self.client_keys {
                     return Err(BuildError::at(
                         "client_keys",
                         "client keys are for Google AI Studio; Vertex AI uses the service account",
                     ));
                 }
-                let account = match &vertex.credentials {
-                    Credentials::Account(account) => account.clone(),
-                    Credentials::File(path) => ServiceAccount::from_file(path).map_err(|e| {
-                        BuildError::at("vertex_service_account_file", e.to_string())
-                    })?,
-                };
-                let project = match (vertex.project.as_str(), account.project_id()) {
-                    ("", Some(project)) => project.to_owned(),
-                    (project, _) => project.to_owned(),
-                };
-                for (path, value) in [
-                    ("vertex_project", &project),
-                    ("vertex_region", &vertex.region),
-                ] {
-                    let plain = !value.is_empty()
-                        && value
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-                    if !plain {
-                        return Err(BuildError::at(
-                            path,
-                            format!(
-                                "`{value}` must be a plain name (letters, digits, `-`, `_`, `.`)"
-                            ),
-                        ));
-                    }
-                }
-                let region = &vertex.region;
-                let base = if region == "global" {
-                    "https://aiplatform.googleapis.com".to_owned()
-                } else {
-                    format!("https://{region}-aiplatform.googleapis.com")
-                };
-                let tokens = TokenSource::new(account, client.clone())
-                    .map_err(|e| BuildError::at("vertex_service_account_file", e))?;
+                let resolved = settings.resolve(&client)?;
                 (
-                    base,
-                    Auth::Vertex(Arc::new(tokens)),
-                    format!(
-                        "/{}/projects/{project}/locations/{region}/publishers/google/models/",
-                        self.api_version.as_deref().unwrap_or("v1")
-                    ),
+                    resolved.default_base,
+                    Auth::Vertex(resolved.tokens),
+                    format!("/{}{}", version("v1"), resolved.route),
                     "vertex-ai",
                 )
             }
@@ -314,10 +286,14 @@ impl GeminiBuilder {
                 format!("`{url}` must not have a query"),
             ));
         }
-        let prefix = format!(
+        let root = format!(
             "{scheme}://{authority}{}{route}",
             base.path().trim_end_matches('/')
         );
+        let prefix = match auth {
+            Auth::Vertex(_) => format!("{root}google/models/"),
+            _ => format!("{root}models/"),
+        };
         // The URL of a model's method must parse: checked once here with a model name.
         Uri::try_from(format!("{prefix}m:generateContent?alt=sse"))
             .map_err(|e| BuildError::at("base_url", format!("`{url}`: {e}")))?;
@@ -357,13 +333,42 @@ impl GeminiBuilder {
             }
             headers.append(header_name, value(&format!("headers.{name}"), v)?);
         }
+        let name: Arc<str> = self.name.as_deref().unwrap_or(name).into();
+        // Claude on the same project: one provider for the Anthropic publisher, answering
+        // under this one's name and sharing its client, timeouts and token cache.
+        let claude = match &auth {
+            Auth::Vertex(tokens) => {
+                let mut b = Anthropic::builder()
+                    .vertex_shared(format!("{root}anthropic/models/"), tokens.clone())
+                    .name(&*name)
+                    .client(client.clone())
+                    .response_timeout(self.response_timeout)
+                    .idle_timeout(self.idle_timeout)
+                    .drop_unsupported(self.translator.drops_unsupported());
+                if let Some(n) = self.claude_max_tokens {
+                    b = b.max_tokens(n);
+                }
+                for feature in &self.claude_beta {
+                    b = b.beta(feature.clone());
+                }
+                for (k, v) in &self.headers {
+                    b = b.header(k.clone(), v.clone());
+                }
+                if let Some(endpoint) = self.endpoint {
+                    b = b.endpoint(endpoint);
+                }
+                Some(b.build()?)
+            }
+            _ => None,
+        };
         Ok(Gemini {
             shared: Arc::new(Shared {
                 client,
-                name: self.name.as_deref().unwrap_or(name).into(),
+                name,
                 prefix,
                 headers,
                 auth,
+                claude,
                 response_timeout: self.response_timeout,
                 idle_timeout: self.idle_timeout,
                 translator: self.translator,
@@ -397,6 +402,8 @@ struct Shared {
     prefix: String,
     headers: HeaderMap,
     auth: Auth,
+    /// Vertex AI: the provider of Claude models (the `anthropic` publisher).
+    claude: Option<Anthropic>,
     response_timeout: Duration,
     idle_timeout: Option<Duration>,
     translator: Translator,
@@ -424,6 +431,8 @@ impl Gemini {
             api_key: None,
             client_keys: false,
             vertex: None,
+            claude_max_tokens: None,
+            claude_beta: Vec::new(),
             headers: Vec::new(),
             name: None,
             client: None,
@@ -461,39 +470,32 @@ impl Gemini {
         &self.shared.translator
     }
 
-    /// Builds the upstream request (without its Vertex AI token), or the answer when there is
-    /// none to make (boxed: it is the rare path).
-    fn prepare(
-        &self,
-        req: Request<BufferedBody>,
-    ) -> Result<(Request<BufferedBody>, Call), Box<Response<Body>>> {
+    /// Vertex AI: the provider of Claude models, which this one hands their requests to.
+    pub fn claude(&self) -> Option<&Anthropic> {
+        self.shared.claude.as_ref()
+    }
+
+    /// Builds the upstream request (without its Vertex AI token), or the request for the
+    /// Claude provider, or the answer when there is none to make (boxed: it is the rare
+    /// path).
+    fn prepare(&self, req: Request<BufferedBody>) -> Result<Prepared, Box<Response<Body>>> {
         let shared = &*self.shared;
         let Some(endpoint) = Endpoint::of(&req, shared.endpoint) else {
             return Err(Box::new(endpoint::unknown(&req)));
         };
-        let unsupported = |why: String| {
-            Box::new(core_error::response(
+        if !matches!(endpoint, Endpoint::Chat | Endpoint::Embeddings) {
+            return Err(Box::new(core_error::response(
                 StatusCode::BAD_REQUEST,
-                ErrorBody::new("invalid_request_error", why).code("unsupported_endpoint"),
-            ))
-        };
-        match endpoint {
-            Endpoint::Chat => {}
-            Endpoint::Embeddings if !self.is_vertex() => {}
-            Endpoint::Embeddings => {
-                return Err(unsupported(
-                    "the Vertex AI provider serves chat completions only (POST \
-                     /chat/completions); embeddings are served by the Google AI Studio provider"
-                        .to_owned(),
-                ));
-            }
-            other => {
-                return Err(unsupported(format!(
-                    "the Gemini provider serves chat completions (POST /chat/completions) and \
-                     embeddings (POST /embeddings), not {}",
-                    other.path()
-                )));
-            }
+                ErrorBody::new(
+                    "invalid_request_error",
+                    format!(
+                        "the Gemini provider serves chat completions (POST /chat/completions) \
+                         and embeddings (POST /embeddings), not {}",
+                        endpoint.path()
+                    ),
+                )
+                .code("unsupported_endpoint"),
+            )));
         }
         if req.method() != Method::POST {
             return Err(Box::new(core_error::response(
@@ -506,34 +508,70 @@ impl Gemini {
             )));
         }
         let refuse = |e: &InvalidRequest| Box::new(HttpError::from(e).to_response());
-        let (parts, body) = req.into_parts();
-        let parsed;
+        let (mut parts, body) = req.into_parts();
         let view = match parts.extensions.get::<Arc<RequestView>>() {
-            Some(view) => &**view,
-            None => {
-                parsed = RequestView::parse(body.into_bytes()).map_err(|e| refuse(&e))?;
-                &parsed
-            }
+            Some(view) => view.clone(),
+            None => Arc::new(RequestView::parse(body.into_bytes()).map_err(|e| refuse(&e))?),
         };
-        let (body, url, answer, stream, strip_usage) = if endpoint == Endpoint::Chat {
-            let translated = shared.translator.request(view).map_err(|e| refuse(&e))?;
+        // On Vertex AI the model picks the publisher; a missing model is refused by the
+        // translator below.
+        let publisher = match (self.is_vertex(), view.model()) {
+            (true, Some(model)) => Publisher::of(model).map_err(|e| refuse(&e))?.0,
+            _ => Publisher::Google,
+        };
+        if let (Publisher::Anthropic, Some(claude)) = (publisher, &shared.claude) {
+            // The Claude provider reads the view from the extensions rather than parse the
+            // body again.
+            let bytes = view.bytes().clone();
+            parts.extensions.insert(view);
+            let request = Request::from_parts(parts, BufferedBody::new(bytes));
+            return Ok(Prepared::Claude(claude.clone(), request));
+        }
+        let (body, model, method, answer, stream, strip_usage) = if endpoint == Endpoint::Chat {
+            let translated = shared.translator.request(&view).map_err(|e| refuse(&e))?;
             let stream = translated.stream();
-            let url = if stream {
-                self.url(translated.model(), "streamGenerateContent?alt=sse")
+            let method = if stream {
+                "streamGenerateContent?alt=sse"
             } else {
-                self.url(translated.model(), "generateContent")
+                "generateContent"
             };
             let strip_usage = stream && !translated.include_usage();
+            let model: Arc<str> = translated.model().into();
             let (body, response) = translated.into_parts();
-            (body, url, Answer::Chat(response), stream, strip_usage)
+            (
+                body,
+                model,
+                method,
+                Answer::Chat(response),
+                stream,
+                strip_usage,
+            )
         } else {
-            let translated = shared.translator.embeddings(view).map_err(|e| refuse(&e))?;
-            let url = self.url(translated.model(), translated.method());
+            let translated = if self.is_vertex() {
+                shared.translator.vertex_embeddings(&view)
+            } else {
+                shared.translator.embeddings(&view)
+            }
+            .map_err(|e| refuse(&e))?;
+            let method = translated.method();
+            let model: Arc<str> = translated.model().into();
             let (body, response) = translated.into_parts();
-            (body, url, Answer::Embeddings(response), false, false)
+            (
+                body,
+                model,
+                method,
+                Answer::Embeddings(response),
+                false,
+                false,
+            )
+        };
+        let model = match self.is_vertex() {
+            // Checked above: `google.` is removed.
+            true => Publisher::of(&model).map_err(|e| refuse(&e))?.1,
+            false => &*model,
         };
         // The model was checked to be a plain name, and the prefix to make URLs.
-        let uri = Uri::try_from(url).map_err(|e| {
+        let uri = Uri::try_from(self.url(model, method)).map_err(|e| {
             refuse(&InvalidRequest::param(
                 "model",
                 format!("the model makes no URL: {e}"),
@@ -574,7 +612,7 @@ impl Gemini {
         // The request's extensions (trace id, metadata, caller) stay with it: the client
         // ignores them and nothing of them goes on the wire.
         *upstream.extensions_mut() = parts.extensions;
-        Ok((
+        Ok(Prepared::Upstream(
             upstream,
             Call {
                 name: shared.name.clone(),
@@ -586,6 +624,14 @@ impl Gemini {
             },
         ))
     }
+}
+
+/// What a request comes to before anything is sent.
+enum Prepared {
+    /// A Gemini request (without its Vertex AI token yet) and what its answer needs.
+    Upstream(Request<BufferedBody>, Call),
+    /// A request for a Claude model on Vertex AI, for the Claude provider.
+    Claude(Anthropic, Request<BufferedBody>),
 }
 
 impl Service<Request<BufferedBody>> for Gemini {
@@ -601,7 +647,12 @@ impl Service<Request<BufferedBody>> for Gemini {
 
     fn call(&mut self, req: Request<BufferedBody>) -> ResponseFuture {
         let (mut upstream, call) = match self.prepare(req) {
-            Ok(prepared) => prepared,
+            Ok(Prepared::Upstream(upstream, call)) => (upstream, call),
+            // The Claude provider is always ready (its `poll_ready` is), so its clone may be
+            // called without being driven ready first.
+            Ok(Prepared::Claude(mut claude, request)) => {
+                return ResponseFuture::claude(claude.call(request));
+            }
             Err(answer) => return ResponseFuture::answered(*answer),
         };
         let shared = &self.shared;

@@ -1,6 +1,7 @@
 //! Vertex AI credentials: a service account's key signs a JWT, which Google's token endpoint
 //! trades for an access token; the token is cached and refreshed before it expires, one
-//! refresh at a time however many requests wait for it.
+//! refresh at a time however many requests wait for it, whichever publisher (Google's Gemini,
+//! Anthropic's Claude) the requests are for.
 
 use std::fmt;
 use std::path::Path;
@@ -18,8 +19,8 @@ use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::b64;
 use crate::client::HttpClient;
+use crate::gemini::b64;
 
 /// Google's token endpoint, for service accounts whose file names none.
 pub const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
@@ -45,7 +46,7 @@ const MAX_TOKEN_ANSWER: usize = 64 * 1024;
 /// checked when read), the key's id, the token endpoint and the project. `Debug` shows no key.
 ///
 /// ```
-/// use portcullis_provider::gemini::ServiceAccount;
+/// use portcullis_provider::vertex::ServiceAccount;
 ///
 /// let err = ServiceAccount::from_json(br#"{"type":"service_account","client_email":"a@b",
 ///     "private_key":"not a key"}"#)
@@ -206,7 +207,7 @@ fn pem_body(pem: &str) -> Option<Vec<u8>> {
 /// Why no access token could be had: the status of the answer (502 when Google refused or
 /// answered nonsense, 503 when it could not be reached) and the cause.
 #[derive(Clone, Debug)]
-pub(super) struct TokenError {
+pub(crate) struct TokenError {
     status: StatusCode,
     message: String,
 }
@@ -220,6 +221,12 @@ impl TokenError {
     }
 }
 
+/// An access token being fetched: the `Authorization` value, or the error answer when there
+/// is none.
+pub(crate) type TokenFuture = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<HeaderValue, Box<http::Response<Body>>>> + Send>,
+>;
+
 /// A cached access token.
 struct Cached {
     /// `Bearer …`, marked sensitive.
@@ -230,7 +237,7 @@ struct Cached {
 
 /// Access tokens for one service account: cached, refreshed [`REFRESH_MARGIN`] before they
 /// expire, one refresh at a time.
-pub(super) struct TokenSource {
+pub(crate) struct TokenSource {
     account: ServiceAccount,
     uri: Uri,
     client: HttpClient,
@@ -254,7 +261,7 @@ impl fmt::Debug for TokenSource {
 impl TokenSource {
     /// # Errors
     /// The token URI of `account` is not an `http(s)` URL.
-    pub(super) fn new(account: ServiceAccount, client: HttpClient) -> Result<Self, String> {
+    pub(crate) fn new(account: ServiceAccount, client: HttpClient) -> Result<Self, String> {
         let uri: Uri = account
             .token_uri
             .parse()
@@ -276,7 +283,7 @@ impl TokenSource {
     }
 
     /// The cached token, if it is not due for a refresh.
-    pub(super) fn fresh(&self) -> Option<HeaderValue> {
+    pub(crate) fn fresh(&self) -> Option<HeaderValue> {
         let cached = self.cached.lock().unwrap_or_else(PoisonError::into_inner);
         cached
             .as_ref()
@@ -296,7 +303,7 @@ impl TokenSource {
     /// A token: the cached one, or a new one, fetched by one request while the others wait.
     /// A failed refresh fails the requests that waited for it too (one call to the token
     /// endpoint per failure, not one per request); a token not yet expired is still used.
-    pub(super) async fn token(self: Arc<Self>) -> Result<HeaderValue, Box<http::Response<Body>>> {
+    pub(crate) async fn token(self: Arc<Self>) -> Result<HeaderValue, Box<http::Response<Body>>> {
         if let Some(value) = self.fresh() {
             return Ok(value);
         }
