@@ -98,6 +98,74 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
+/// The same requests with one console connected (`GET /log/stream`): each request's entry is
+/// built and published when its body ends (measured here, on the request's thread); the
+/// client's task that forwards it runs on a worker thread (not measured here).
+fn console(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_time()
+        .build()
+        .unwrap();
+    let _runtime = runtime.enter();
+    let body = Bytes::from(
+        serde_json::json!({
+            "model": "gpt-4o-mini",
+            "messages": [
+                {"role": "system", "content": "You are a helpful assistant. ".repeat(12)},
+                {"role": "user", "content": "Move my booking from the 14th to the 16th, please. ".repeat(10)},
+            ],
+        })
+        .to_string(),
+    );
+    const TOKEN: &str = "bench-admin-token-0123456";
+    let mut group = c.benchmark_group("gateway_console");
+    for (name, config, metadata) in [
+        ("single", SINGLE, None),
+        ("all_layers", ALL, Some(r#"{"plan":"paid"}"#)),
+    ] {
+        for connected in [false, true] {
+            let mut doc: serde_json::Value = serde_json::from_str(config).unwrap();
+            doc["server"] = serde_json::json!({ "admin_token": TOKEN });
+            let config = Config::parse(&doc.to_string(), &|_| None).unwrap();
+            let mut gateway = Gateway::new(config).unwrap();
+            let stream = connected.then(|| {
+                let req = Request::get("/log/stream")
+                    .header("authorization", format!("Bearer {TOKEN}"))
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
+                let res = ready(gateway.call(req)).unwrap();
+                assert_eq!(res.status(), 200);
+                // A client that reads everything, on the worker thread.
+                runtime.spawn(async move {
+                    use http_body_util::BodyExt;
+                    let mut body = res.into_body();
+                    while let Some(Ok(_)) = body.frame().await {}
+                })
+            });
+            let label = if connected { "connected" } else { "none" };
+            group.bench_function(format!("{name}/{label}"), |b| {
+                b.iter(|| {
+                    let mut req = Request::post("/v1/chat/completions")
+                        .header("content-type", "application/json")
+                        .header("content-length", body.len());
+                    if let Some(m) = metadata {
+                        req = req.header("x-portkey-metadata", m);
+                    }
+                    let req = req.body(Full::new(body.clone())).unwrap();
+                    let res = ready(gateway.call(black_box(req))).unwrap();
+                    assert_eq!(res.status(), 200);
+                    drain(res.into_body())
+                })
+            });
+            if let Some(client) = stream {
+                client.abort();
+            }
+        }
+    }
+    group.finish();
+}
+
 /// The audit's regex bomb (issue 15): 268 conditions of `{"$regex": "\\w{60}"}` in one
 /// `x-portkey-config`, 15.5 KB. Before the header-config limits it cost 7.3 s of CPU and
 /// 1.26 GiB per request; these measure the refusal (a 400 either way): by the condition
@@ -142,5 +210,5 @@ fn regex_bomb(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench, regex_bomb);
+criterion_group!(benches, bench, console, regex_bomb);
 criterion_main!(benches);

@@ -32,6 +32,7 @@ pub mod litellm;
 mod messages;
 mod portkey_headers;
 mod prompts;
+pub mod reload;
 pub mod server;
 mod slug;
 

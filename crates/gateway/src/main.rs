@@ -207,15 +207,7 @@ fn reload_on_hangup(gateway: Gateway, path: PathBuf) {
             return;
         };
         while hangups.recv().await.is_some() {
-            let loaded = Config::load(&path).and_then(|config| gateway.reload(config));
-            match loaded {
-                Ok(()) => tracing::info!(config = %path.display(), "config reloaded"),
-                Err(err) => tracing::error!(
-                    config = %path.display(),
-                    error = %err,
-                    "config not reloaded: the running config stays"
-                ),
-            }
+            let _ = portcullis_gateway::reload::reload_from(&gateway, &path);
         }
     });
     #[cfg(not(unix))]
@@ -317,6 +309,14 @@ async fn run(config: Config, path: PathBuf, log_format: LogFormat) -> ExitCode {
         listener.local_addr().map_or(listen, |a| a)
     );
     reload_on_hangup(gateway.clone(), path.clone());
+    if gateway.config().server.watch_config {
+        let watch = portcullis_gateway::reload::watch(
+            gateway.clone(),
+            path.clone(),
+            portcullis_gateway::reload::WATCH_INTERVAL,
+        );
+        tokio::spawn(watch);
+    }
     let code = match server::serve(listener, gateway, server::shutdown_signal(), grace).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

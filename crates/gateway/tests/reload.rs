@@ -197,3 +197,61 @@ fn sighup_reloads_the_file_and_a_bad_file_keeps_the_old_config() {
     child.wait().unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Waits (in paused time) for the watcher's next read.
+async fn next_read() {
+    tokio::time::advance(portcullis_gateway::reload::WATCH_INTERVAL).await;
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_watched_file_is_reloaded_when_its_content_changes() {
+    let dir = std::env::temp_dir().join(format!("portcullis-watch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("portcullis.json");
+    let file = |provider: &str| {
+        format!(
+            r#"{{"server": {{"watch_config": true}},
+                "providers": {{"{provider}": {{"provider": "mock"}}}},
+                "config": {{"virtual_key": "{provider}"}}}}"#
+        )
+    };
+    std::fs::write(&path, file("first")).unwrap();
+    let gateway = Gateway::new(Config::load(&path).unwrap()).unwrap();
+    assert!(gateway.config().server.watch_config);
+    let watcher = tokio::spawn(portcullis_gateway::reload::watch(
+        gateway.clone(),
+        path.clone(),
+        portcullis_gateway::reload::WATCH_INTERVAL,
+    ));
+    next_read().await;
+    assert!(gateway.config().providers.contains_key("first"));
+
+    // A change is picked up at the next read.
+    std::fs::write(&path, file("second")).unwrap();
+    next_read().await;
+    assert!(gateway.config().providers.contains_key("second"));
+
+    // An invalid file keeps the running config; a gone file too.
+    std::fs::write(&path, r#"{"providers": {"x": {"provider": "nope"}}}"#).unwrap();
+    next_read().await;
+    assert!(gateway.config().providers.contains_key("second"));
+    std::fs::remove_file(&path).unwrap();
+    next_read().await;
+    assert!(gateway.config().providers.contains_key("second"));
+
+    // Fixed, it is read again.
+    std::fs::write(&path, file("third")).unwrap();
+    next_read().await;
+    assert!(gateway.config().providers.contains_key("third"));
+    watcher.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn watch_config_is_a_boolean() {
+    let err = Config::parse(r#"{"server": {"watch_config": "yes"}}"#, &|_| None).unwrap_err();
+    assert_eq!(err.path(), "server.watch_config", "{err}");
+}

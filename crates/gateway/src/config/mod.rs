@@ -133,6 +133,9 @@ pub struct Server {
     pub webhook_timeout: Duration,
     /// The console (`/console/`, Portkey's `/public/`): on with `admin_token`.
     pub console: ConsoleServer,
+    /// Reload the file when its content changes (read every 2 s), besides on SIGHUP
+    /// (default off).
+    pub watch_config: bool,
 }
 
 /// `server.console`: what the console shows and keeps.
@@ -498,6 +501,7 @@ impl Default for Server {
             webhook_allowlist: Vec::new(),
             webhook_timeout: portcullis_guard::DEFAULT_WEBHOOK_TIMEOUT,
             console: ConsoleServer::default(),
+            watch_config: false,
         }
     }
 }
@@ -509,7 +513,7 @@ type ServerKey = fn(&mut Obj<'_>, &str, &mut Server, Env<'_>) -> Result<()>;
 /// the rows above it read (`header_config` names `api_keys`). A new server setting (a cache's
 /// or a budget's store, a `limits` section) drops in as a row, and the unknown-key hint
 /// follows.
-const SERVER_KEYS: [(&str, ServerKey); 24] = [
+const SERVER_KEYS: [(&str, ServerKey); 25] = [
     ("listen", |obj, key, s, _| {
         set(
             obj.str(key)?.map(|(a, p)| listen(a, &p)).transpose()?,
@@ -616,6 +620,9 @@ const SERVER_KEYS: [(&str, ServerKey); 24] = [
     ("console", |obj, key, s, _| {
         let console = obj.section(key, parse_console)?;
         set(console, &mut s.console)
+    }),
+    ("watch_config", |obj, key, s, _| {
+        set(obj.bool(key)?.map(|(on, _)| on), &mut s.watch_config)
     }),
 ];
 
