@@ -200,16 +200,19 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let mut response = ready!(this.inner.poll(cx))?;
+        let response = ready!(this.inner.poll(cx))?;
         let names = &**this.names;
-        let facts = response.extensions_mut().remove::<ResponseFacts>();
-        let headers = response.headers_mut();
+        // Parts, so the facts are read where they are while the headers are written: taking
+        // them out of the extensions and putting them back costs two allocations.
+        let (mut parts, body) = response.into_parts();
+        let facts = parts.extensions.get::<ResponseFacts>();
+        let headers = &mut parts.headers;
         if let Some(trace) = this.trace.take()
             && let Ok(value) = HeaderValue::from_str(trace.as_str())
         {
             headers.insert(names.trace_id.clone(), value);
         }
-        if let Some(facts) = &facts {
+        if let Some(facts) = facts {
             if let Some(retries) = facts.retries {
                 headers.insert(
                     names.retries.clone(),
@@ -217,11 +220,11 @@ where
                 );
             }
             if let Some(target) = facts.target
-                && let Ok(value) = HeaderValue::try_from(if target.is_root() {
-                    "config".to_owned()
+                && let Ok(value) = if target.is_root() {
+                    Ok(HeaderValue::from_static("config"))
                 } else {
-                    format!("config.{target}")
-                })
+                    HeaderValue::try_from(format!("config.{target}"))
+                }
             {
                 headers.insert(names.target.clone(), value);
             }
@@ -237,9 +240,6 @@ where
                 headers.insert(names.provider.clone(), value);
             }
         }
-        if let Some(facts) = facts {
-            response.extensions_mut().insert(facts);
-        }
-        Poll::Ready(Ok(response))
+        Poll::Ready(Ok(Response::from_parts(parts, body)))
     }
 }

@@ -164,9 +164,11 @@ impl RequestView {
             stream: false,
         };
         view.check()?;
-        view.bytes = serde_json::to_vec(&Entries(&view))
-            .expect("a JSON object serialises")
-            .into();
+        // Sized for the body it replaces: growing the buffer from empty copied the body
+        // several times over.
+        let mut bytes = Vec::with_capacity(self.bytes.len() + 64);
+        serde_json::to_writer(&mut bytes, &Entries(&view)).expect("a JSON object serialises");
+        view.bytes = bytes.into();
         Ok(view)
     }
 

@@ -180,25 +180,26 @@ impl PiiScanner {
                 i += 1;
                 continue;
             }
-            if c == b'-' && b[i..].starts_with(b"-----BEGIN ") {
-                if let Some(end) = private_key(b, i) {
-                    if self.wants(PiiKind::PrivateKey) {
-                        f(PiiSpan {
-                            kind: PiiKind::PrivateKey,
-                            start: i,
-                            end,
-                        });
-                    }
-                    i = end;
-                    continue;
+            if c == b'-'
+                && b[i..].starts_with(b"-----BEGIN ")
+                && let Some(end) = private_key(b, i)
+            {
+                if self.wants(PiiKind::PrivateKey) {
+                    f(PiiSpan {
+                        kind: PiiKind::PrivateKey,
+                        start: i,
+                        end,
+                    });
                 }
+                i = end;
+                continue;
             }
-            if c.is_ascii_digit() || c == b'+' || c == b'(' {
-                if let Some(span) = self.number(b, i) {
-                    f(span);
-                    i = span.end;
-                    continue;
-                }
+            if (c.is_ascii_digit() || c == b'+' || c == b'(')
+                && let Some(span) = self.number(b, i)
+            {
+                f(span);
+                i = span.end;
+                continue;
             }
             let mut k = i;
             let mut at = false;
@@ -403,14 +404,13 @@ impl PiiScanner {
         if let Some(at) = has_at
             .then(|| tok.iter().position(|&c| c == b'@'))
             .flatten()
+            && let Some((s, e)) = email(tok, at)
         {
-            if let Some((s, e)) = email(tok, at) {
-                return self.wants(PiiKind::Email).then_some(PiiSpan {
-                    kind: PiiKind::Email,
-                    start: start + s,
-                    end: start + e,
-                });
-            }
+            return self.wants(PiiKind::Email).then_some(PiiSpan {
+                kind: PiiKind::Email,
+                start: start + s,
+                end: start + e,
+            });
         }
         if let Some(len) = api_key(tok) {
             return self.wants(PiiKind::ApiKey).then_some(PiiSpan {
@@ -419,26 +419,25 @@ impl PiiScanner {
                 end: start + len,
             });
         }
-        if colons >= 2 {
-            if let Some(len) = ipv6(tok) {
-                return self.wants(PiiKind::IpAddress).then_some(PiiSpan {
-                    kind: PiiKind::IpAddress,
-                    start,
-                    end: start + len,
-                });
-            }
+        if colons >= 2
+            && let Some(len) = ipv6(tok)
+        {
+            return self.wants(PiiKind::IpAddress).then_some(PiiSpan {
+                kind: PiiKind::IpAddress,
+                start,
+                end: start + len,
+            });
         }
         if tok.len() >= 4
             && tok[..2].iter().all(u8::is_ascii_uppercase)
             && tok[2..4].iter().all(u8::is_ascii_digit)
+            && let Some(e) = iban(b, start)
         {
-            if let Some(e) = iban(b, start) {
-                return self.wants(PiiKind::Iban).then_some(PiiSpan {
-                    kind: PiiKind::Iban,
-                    start,
-                    end: e,
-                });
-            }
+            return self.wants(PiiKind::Iban).then_some(PiiSpan {
+                kind: PiiKind::Iban,
+                start,
+                end: e,
+            });
         }
         None
     }

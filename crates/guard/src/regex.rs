@@ -27,12 +27,12 @@ pub(crate) fn compile(pattern: &str) -> Result<Pattern, String> {
 
 /// Compiles `rule` written as `/pattern/flags` (flags from `gimsuyd`), or as a bare pattern.
 pub(crate) fn compile_literal(rule: &str) -> Result<Pattern, String> {
-    if let Some(rest) = rule.strip_prefix('/') {
-        if let Some(end) = rest.rfind('/') {
-            let (pattern, flags) = (&rest[..end], &rest[end + 1..]);
-            if flags.chars().all(|c| "gimsuyd".contains(c)) {
-                return build(pattern, flags, true);
-            }
+    if let Some(rest) = rule.strip_prefix('/')
+        && let Some(end) = rest.rfind('/')
+    {
+        let (pattern, flags) = (&rest[..end], &rest[end + 1..]);
+        if flags.chars().all(|c| "gimsuyd".contains(c)) {
+            return build(pattern, flags, true);
         }
     }
     build(rule, "", false)

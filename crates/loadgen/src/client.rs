@@ -300,8 +300,19 @@ async fn exchange(
     body: &mut Vec<u8>,
     sent: Instant,
 ) -> Result<(Duration, Duration), Failure> {
+    exchange_request(sender, request(shared), shared, body, sent).await
+}
+
+/// [`exchange`] with a request already built.
+async fn exchange_request(
+    sender: &mut SendRequest<Full<Bytes>>,
+    req: Request<Full<Bytes>>,
+    shared: &Shared,
+    body: &mut Vec<u8>,
+    sent: Instant,
+) -> Result<(Duration, Duration), Failure> {
     let res = sender
-        .send_request(request(shared))
+        .send_request(req)
         .await
         .map_err(|e| Failure::broken(format!("request failed: {e}")))?;
     let status = res.status();
@@ -374,6 +385,106 @@ fn request(shared: &Shared) -> Request<Full<Bytes>> {
     req
 }
 
+/// Sends exactly `requests` requests of `mode` over `concurrency` keep-alive connections
+/// (one request in flight on each), with `extra` headers on every one, and checks every
+/// answer. Returns the correct answers and the failures by kind. With `vary_namespace`,
+/// each request has an `x-portkey-cache-namespace` of its own, so a cache in front of the
+/// upstream misses every time (and stores every answer).
+///
+/// This is the driver of instruction-count measurements (`loadgen count`,
+/// `scripts/callgrind-gateway.sh`): under a profiler the server runs tens of times slower,
+/// so a fixed amount of work, not a window of time, is what makes two runs comparable.
+pub async fn count(
+    addr: SocketAddr,
+    mode: Mode,
+    requests: u64,
+    concurrency: usize,
+    extra: Vec<(http::HeaderName, HeaderValue)>,
+    vary_namespace: bool,
+) -> (u64, BTreeMap<String, u64>) {
+    let shared = Arc::new(Shared {
+        addr,
+        host: host(addr),
+        request: payload::request(mode == Mode::Stream),
+        mode,
+        t0: Instant::now(),
+        t1: Instant::now(),
+    });
+    let extra = Arc::new(extra);
+    let left = Arc::new(std::sync::atomic::AtomicU64::new(requests));
+    let workers: Vec<_> = (0..concurrency.max(1))
+        .map(|_| {
+            let (shared, extra, left) = (shared.clone(), extra.clone(), left.clone());
+            tokio::spawn(async move {
+                let mut tally = Tally::default();
+                let mut ok = 0u64;
+                let mut conn: Option<SendRequest<Full<Bytes>>> = None;
+                let mut body = Vec::with_capacity(8 * 1024);
+                let take = || {
+                    left.fetch_update(
+                        std::sync::atomic::Ordering::Relaxed,
+                        std::sync::atomic::Ordering::Relaxed,
+                        |n| n.checked_sub(1),
+                    )
+                    .ok()
+                };
+                while let Some(nth) = take() {
+                    let ready = match conn.as_mut() {
+                        Some(s) => s.ready().await.is_ok(),
+                        None => false,
+                    };
+                    if !ready {
+                        match connect(shared.addr).await {
+                            Ok(s) => conn = Some(s),
+                            Err(e) => {
+                                tally.fail(true, format!("connect: {e}"));
+                                conn = None;
+                                continue;
+                            }
+                        }
+                    }
+                    let Some(sender) = conn.as_mut() else {
+                        continue;
+                    };
+                    let mut req = request(&shared);
+                    for (name, value) in extra.iter() {
+                        req.headers_mut().insert(name.clone(), value.clone());
+                    }
+                    if vary_namespace {
+                        // The process id too: a later run must not hit what this one stored.
+                        let namespace = format!("count-{}-{nth}", std::process::id());
+                        let namespace = HeaderValue::try_from(namespace).expect("ASCII");
+                        req.headers_mut()
+                            .insert("x-portkey-cache-namespace", namespace);
+                    }
+                    match exchange_request(sender, req, &shared, &mut body, Instant::now()).await {
+                        Ok(_) => ok += 1,
+                        Err(failure) => {
+                            if failure.broken {
+                                conn = None;
+                            }
+                            tally.fail(true, failure.kind);
+                        }
+                    }
+                }
+                (ok, tally)
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    let mut tally = Tally::default();
+    for w in workers {
+        match w.await {
+            Ok((n, t)) => {
+                ok += n;
+                tally.merge(t);
+            }
+            Err(e) => tally.fail(true, format!("load worker panicked: {e}")),
+        }
+    }
+    (ok, tally.failures)
+}
+
 /// Sends one request of `mode` on a fresh connection and checks the answer, for a quick
 /// "does this target work at all" before a load.
 pub async fn probe(addr: SocketAddr, mode: Mode) -> Result<(), String> {
@@ -432,6 +543,16 @@ mod tests {
             }
         }));
         addr
+    }
+
+    #[tokio::test]
+    async fn count_sends_exactly_what_it_is_asked_and_checks_each_answer() {
+        let addr = flaky_server().await;
+        // Whole, 500, cut short, whole, 500, cut short: two of six are correct.
+        let (ok, failures) = count(addr, Mode::Stream, 6, 1, Vec::new(), true).await;
+        assert_eq!(ok, 2);
+        assert_eq!(failures.values().sum::<u64>(), 4, "{failures:?}");
+        assert_eq!(failures.len(), 2, "{failures:?}");
     }
 
     #[tokio::test]

@@ -1,6 +1,6 @@
 //! The request span (OpenTelemetry GenAI attributes) and the metrics of one request.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use http::{Request, Response, StatusCode, header};
 use portcullis_core::attempts::Attempts;
@@ -11,7 +11,7 @@ use portcullis_core::observe::{Observation, Outcome, Report};
 use portcullis_core::{Body, BoxError};
 use tokio::time::Instant;
 use tracing::Span;
-use tracing::field::Empty;
+use tracing::field::{Empty, Field, FieldSet, Value};
 
 use crate::body::FirstFrame;
 use crate::layer::Shared;
@@ -92,7 +92,13 @@ pub(crate) fn request_span<B>(
     if !span.is_disabled() {
         // Semantic conventions: "{gen_ai.operation.name} {gen_ai.request.model}".
         match model {
-            Some(model) => span.record("otel.name", format!("{op} {model}")),
+            Some(model) => {
+                let mut name = String::with_capacity(op.len() + 1 + model.len());
+                name.push_str(op);
+                name.push(' ');
+                name.push_str(model);
+                span.record("otel.name", name)
+            }
             None => span.record("otel.name", op),
         };
         #[cfg(feature = "otlp")]
@@ -120,6 +126,61 @@ fn guard_verdicts(guards: &[portcullis_core::facts::GuardResult]) -> String {
     out
 }
 
+/// The request span's fields recorded once it is open, found once.
+///
+/// `Span::record` looks its field up by name in the span's field set and dispatches to every
+/// layer, per field; a response records up to eleven. With the fields at hand, the ones known
+/// together go in one `record_all`: one dispatch, and one append to the text log layer's
+/// formatted fields, which read exactly as the one-by-one records did.
+struct LateFields {
+    set: &'static FieldSet,
+    status_code: Field,
+    provider: Field,
+    target: Field,
+    cache_status: Field,
+    guards: Field,
+    attempt_count: Field,
+    attempts: Field,
+    response_model: Field,
+    input_tokens: Field,
+    output_tokens: Field,
+    finish_reasons: Field,
+}
+
+static LATE_FIELDS: OnceLock<Option<LateFields>> = OnceLock::new();
+
+impl LateFields {
+    /// The fields of `span`, a request span from [`request_span`]; `None` when it is disabled
+    /// (nothing records it).
+    fn of(span: &Span) -> Option<&'static LateFields> {
+        let metadata = span.metadata()?;
+        let late = LATE_FIELDS
+            .get_or_init(|| Self::find(metadata.fields()))
+            .as_ref()?;
+        // Every request span comes from the one callsite in `request_span`.
+        debug_assert!(late.status_code.callsite() == metadata.callsite());
+        Some(late)
+    }
+
+    fn find(set: &'static FieldSet) -> Option<LateFields> {
+        let field = |name: &str| set.field(name);
+        Some(LateFields {
+            set,
+            status_code: field("http.response.status_code")?,
+            provider: field("gen_ai.provider.name")?,
+            target: field("portcullis.target")?,
+            cache_status: field("portcullis.cache_status")?,
+            guards: field("portcullis.guards")?,
+            attempt_count: field("portcullis.attempt_count")?,
+            attempts: field("portcullis.attempts")?,
+            response_model: field("gen_ai.response.model")?,
+            input_tokens: field("gen_ai.usage.input_tokens")?,
+            output_tokens: field("gen_ai.usage.output_tokens")?,
+            finish_reasons: field("gen_ai.response.finish_reasons")?,
+        })
+    }
+}
+
 /// What a span shows of a metadata value whose key is not allowed in logs.
 pub(crate) const REDACTED: &str = "<redacted>";
 
@@ -145,20 +206,36 @@ pub(crate) fn record_request(
         return;
     }
     if !metadata.is_empty() {
-        let map: serde_json::Map<String, serde_json::Value> = metadata
-            .iter()
-            .map(|(k, v)| (k.to_owned(), loggable(k, v, allowed).into()))
-            .collect();
-        span.record(
-            "portcullis.metadata",
-            serde_json::Value::Object(map).to_string(),
-        );
+        span.record("portcullis.metadata", metadata_json(metadata, allowed));
         #[cfg(feature = "otlp")]
         crate::otlp::record_metadata(span, metadata, allowed);
     }
     if let Some(key) = &caller.api_key {
         span.record("portcullis.api_key", &**key);
     }
+}
+
+/// The metadata as a JSON object (values only for keys in `allowed`), written directly: what
+/// a `serde_json::Map` of the same pairs would serialise to (the keys come sorted from the
+/// metadata's map), without a `String` and a `Value` per entry.
+fn metadata_json(metadata: &Metadata, allowed: &[String]) -> String {
+    let mut json = Vec::with_capacity(16 * metadata.len() + 2);
+    json.push(b'{');
+    for (i, (key, value)) in metadata.iter().enumerate() {
+        if i > 0 {
+            json.push(b',');
+        }
+        push_json_str(&mut json, key);
+        json.push(b':');
+        push_json_str(&mut json, loggable(key, value, allowed));
+    }
+    json.push(b'}');
+    String::from_utf8(json).expect("JSON of strings is UTF-8")
+}
+
+/// `value` as a JSON string, escaped as serde_json escapes it.
+fn push_json_str(out: &mut Vec<u8>, value: &str) {
+    serde_json::to_writer(out, value).expect("a string serialises to a Vec");
 }
 
 /// The attempts of a request whose span is recorded: those of the budget an outer layer gave
@@ -239,28 +316,34 @@ impl Pending {
         }
 
         let span = self.span;
-        if !span.is_disabled() {
-            span.record("http.response.status_code", i64::from(status.as_u16()));
-            if let Some(provider) = provider {
-                span.record("gen_ai.provider.name", provider);
-            }
-            if let Some(target) = target {
-                span.record("portcullis.target", target.to_string());
-            }
-            if let Some(cache) = facts.and_then(|f| f.cache) {
-                span.record("portcullis.cache_status", cache.as_str());
-            }
-            if let Some(guards) = facts.map(|f| &f.guards).filter(|g| !g.is_empty()) {
-                span.record("portcullis.guards", guard_verdicts(guards));
-            }
-            match &self.attempts {
-                Some(attempts) => record_attempts(&span, attempts),
-                None => {
-                    if let Some(facts) = facts {
-                        record_attempts(&span, &facts.attempts);
-                    }
-                }
-            }
+        if let Some(late) = LateFields::of(&span) {
+            let status_code = i64::from(status.as_u16());
+            let target = target.map(|t| t.to_string());
+            let cache = facts.and_then(|f| f.cache).map(|c| c.as_str());
+            let guards = facts
+                .map(|f| &f.guards)
+                .filter(|g| !g.is_empty())
+                .map(|g| guard_verdicts(g));
+            let attempts = self
+                .attempts
+                .as_ref()
+                .or(facts.map(|f| &f.attempts))
+                .filter(|a| !a.is_empty());
+            let attempt_count = attempts.map(|a| int(a.len() as u64));
+            let attempts = attempts.map(tracing::field::display);
+            // One dispatch for the lot, in the order they were recorded one by one.
+            span.record_all(&late.set.value_set(&[
+                (&late.status_code, Some(&status_code as &dyn Value)),
+                (&late.provider, provider.as_ref().map(|v| v as &dyn Value)),
+                (&late.target, target.as_ref().map(|v| v as &dyn Value)),
+                (&late.cache_status, cache.as_ref().map(|v| v as &dyn Value)),
+                (&late.guards, guards.as_ref().map(|v| v as &dyn Value)),
+                (
+                    &late.attempt_count,
+                    attempt_count.as_ref().map(|v| v as &dyn Value),
+                ),
+                (&late.attempts, attempts.as_ref().map(|v| v as &dyn Value)),
+            ]));
         }
         let start = self.start;
         match response.extensions().get::<Observation>().cloned() {
@@ -350,22 +433,37 @@ fn finish_report(span: Span, start: Instant, series: &Series, status: StatusCode
         series.input_tokens().increment(usage.prompt_tokens);
         series.output_tokens().increment(usage.completion_tokens);
     }
-    if span.is_disabled() {
+    let Some(late) = LateFields::of(&span) else {
         return;
-    }
-    if let Some(model) = &report.model {
-        span.record("gen_ai.response.model", model.as_str());
-    }
-    if let Some(usage) = report.usage {
-        // As i64: OpenTelemetry has no unsigned integers (a u64 would be exported as text).
-        span.record("gen_ai.usage.input_tokens", int(usage.prompt_tokens));
-        span.record("gen_ai.usage.output_tokens", int(usage.completion_tokens));
-    }
-    if let Some(reason) = &report.finish_reason {
-        span.record(
-            "gen_ai.response.finish_reasons",
-            serde_json::Value::from(vec![reason.as_str()]).to_string(),
-        );
+    };
+    let model = report.model.as_deref();
+    // As i64: OpenTelemetry has no unsigned integers (a u64 would be exported as text).
+    let input = report.usage.map(|u| int(u.prompt_tokens));
+    let output = report.usage.map(|u| int(u.completion_tokens));
+    // A JSON array of one string, written directly.
+    let reasons = report.finish_reason.as_deref().map(|reason| {
+        let mut reasons = Vec::with_capacity(reason.len() + 4);
+        reasons.push(b'[');
+        push_json_str(&mut reasons, reason);
+        reasons.push(b']');
+        String::from_utf8(reasons).expect("JSON of strings is UTF-8")
+    });
+    if model.is_some() || input.is_some() || reasons.is_some() {
+        span.record_all(&late.set.value_set(&[
+            (
+                &late.response_model,
+                model.as_ref().map(|v| v as &dyn Value),
+            ),
+            (&late.input_tokens, input.as_ref().map(|v| v as &dyn Value)),
+            (
+                &late.output_tokens,
+                output.as_ref().map(|v| v as &dyn Value),
+            ),
+            (
+                &late.finish_reasons,
+                reasons.as_ref().map(|v| v as &dyn Value),
+            ),
+        ]));
     }
     if status.as_u16() >= 400 {
         let kind = report.body.as_deref().and_then(error_type);
@@ -405,6 +503,33 @@ mod tests {
         assert_eq!(server_address(&req("gw.example")), Some("gw.example"));
         let absolute = Request::get("http://api.example/v1").body(()).unwrap();
         assert_eq!(server_address(&absolute), Some("api.example"));
+    }
+
+    #[test]
+    fn metadata_json_is_what_serde_json_writes() {
+        let metadata = Metadata::new(
+            [
+                ("plan", "paid"),
+                ("team", "a\"b\\c\u{1}é"),
+                ("_user", "u-1"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        );
+        let allowed = ["plan".to_owned(), "team".to_owned()];
+        let map: serde_json::Map<String, serde_json::Value> = metadata
+            .iter()
+            .map(|(k, v)| (k.to_owned(), loggable(k, v, &allowed).into()))
+            .collect();
+        assert_eq!(
+            metadata_json(&metadata, &allowed),
+            serde_json::Value::Object(map).to_string()
+        );
+        assert!(metadata_json(&metadata, &allowed).contains(REDACTED));
+        let mut reasons = Vec::new();
+        push_json_str(&mut reasons, "sto\"p");
+        assert_eq!(reasons, br#""sto\"p""#);
     }
 
     #[test]

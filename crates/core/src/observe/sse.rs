@@ -44,7 +44,7 @@ impl SseScanner {
         let mut event_start = 0;
         let mut line_start = 0;
         let mut data = DataLines::default();
-        while let Some(offset) = buf[line_start..].iter().position(|&b| b == b'\n') {
+        while let Some(offset) = find_newline(&buf[line_start..]) {
             let line_end = line_start + offset;
             let line = trim_cr(&buf[line_start..line_end]);
             if line.is_empty() {
@@ -153,9 +153,61 @@ impl DataLines {
     }
 }
 
+/// The index of the first `\n` in `hay`, looked for eight bytes at a time: every byte of a
+/// stream goes through this search, and a byte-at-a-time loop was most of the observer's own
+/// instructions per event.
+fn find_newline(hay: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    const NEWLINES: u64 = u64::from_ne_bytes([b'\n'; 8]);
+    let mut words = hay.chunks_exact(8);
+    let mut at = 0;
+    for word in &mut words {
+        let word = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+        // A byte of `x` is zero where the word has a newline; the lowest flagged byte is the
+        // first zero byte (a borrow only flags bytes above a zero one).
+        let x = word ^ NEWLINES;
+        let flagged = x.wrapping_sub(ONES) & !x & HIGHS;
+        if flagged != 0 {
+            return Some(at + (flagged.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    words
+        .remainder()
+        .iter()
+        .position(|&b| b == b'\n')
+        .map(|i| at + i)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn newlines_are_found_where_a_byte_by_byte_search_finds_them() {
+        let naive = |hay: &[u8]| hay.iter().position(|&b| b == b'\n');
+        // Every length to a few words, a newline at every place, neighbours that differ from
+        // it by one bit or sit next to it in value, and bytes with the high bit set.
+        for len in 0..40 {
+            for at in 0..=len {
+                for filler in [b'a', 0x0b, 0x09, 0x8a, 0x00, 0xff, 0x0a ^ 0x80] {
+                    let mut hay = vec![filler; len];
+                    if at < len {
+                        hay[at] = b'\n';
+                    }
+                    assert_eq!(find_newline(&hay), naive(&hay), "{hay:?}");
+                }
+            }
+        }
+        let mut rng = fastrand::Rng::with_seed(18);
+        for _ in 0..2000 {
+            let hay: Vec<u8> = (0..rng.usize(0..64))
+                .map(|_| if rng.u8(..) < 8 { b'\n' } else { rng.u8(..) })
+                .collect();
+            assert_eq!(find_newline(&hay), naive(&hay), "{hay:?}");
+        }
+    }
 
     fn scan(chunks: &[&str]) -> (Vec<String>, Vec<String>, SseScanner) {
         let mut scanner = SseScanner::default();

@@ -27,7 +27,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())
@@ -83,10 +83,10 @@ fn cookie(headers: &HeaderMap) -> Option<&str> {
 
 /// Whether the request carries a valid session cookie or the admin token as a bearer token.
 pub(crate) fn authorized(headers: &HeaderMap, admin_token: &str, now: u64) -> bool {
-    if let Some(value) = cookie(headers) {
-        if valid(admin_token, value, now) {
-            return true;
-        }
+    if let Some(value) = cookie(headers)
+        && valid(admin_token, value, now)
+    {
+        return true;
     }
     headers
         .get(AUTHORIZATION)

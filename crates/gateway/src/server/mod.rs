@@ -316,12 +316,41 @@ fn log_request(
         %method,
         path,
         status = response.status().as_u16(),
-        ms = %format_args!("{:.3}", start.elapsed().as_secs_f64() * 1000.0),
+        ms = %Millis(start.elapsed()),
         trace_id = response.headers().get("x-portkey-trace-id").and_then(|v| v.to_str().ok()).unwrap_or(""),
         provider = facts.and_then(|f| f.provider.as_deref()).unwrap_or(""),
-        target = %format_args!("{}", OrEmpty(facts.and_then(|f| f.target))),
+        target = %OrEmpty(facts.and_then(|f| f.target)),
         attempts = %OrEmpty(attempts),
     );
+}
+
+/// A duration in milliseconds with three decimals (`12.345`), as `{:.3}` of the float would
+/// show it, written digit by digit from whole microseconds: the float's formatting was the
+/// dearest field of the request's log line.
+struct Millis(Duration);
+
+impl std::fmt::Display for Millis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Rounded to the nearest microsecond, as the float's formatting rounds.
+        let micros = u64::try_from((self.0.as_nanos() + 500) / 1000).unwrap_or(u64::MAX);
+        // Written from the last digit back: three decimals, the dot, the whole milliseconds.
+        let mut text = [0u8; 24];
+        let mut at = text.len();
+        let mut rest = micros;
+        for place in 0.. {
+            if place == 3 {
+                at -= 1;
+                text[at] = b'.';
+            }
+            at -= 1;
+            text[at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 && place >= 3 {
+                break;
+            }
+        }
+        f.write_str(std::str::from_utf8(&text[at..]).expect("digits and a dot"))
+    }
 }
 
 /// Displays the value, or nothing.
@@ -390,5 +419,33 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn millis_read_as_the_float_with_three_decimals_did() {
+        for nanos in [
+            0u64,
+            1,
+            499,
+            500_001,
+            999_499,
+            999_501,
+            1_168_400,
+            12_345_678,
+            1_000_000_000,
+            3_600_000_123_456,
+        ] {
+            let d = Duration::from_nanos(nanos);
+            assert_eq!(
+                Millis(d).to_string(),
+                format!("{:.3}", d.as_secs_f64() * 1000.0),
+                "{nanos} ns"
+            );
+        }
     }
 }

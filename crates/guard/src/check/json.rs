@@ -41,10 +41,10 @@ fn braces(text: &str) -> Vec<&str> {
             break;
         };
         out.push(&text[start..=start + close]);
-        if let Some(end) = balanced(bytes, start) {
-            if end > start + close {
-                out.push(&text[start..=end]);
-            }
+        if let Some(end) = balanced(bytes, start)
+            && end > start + close
+        {
+            out.push(&text[start..=end]);
         }
         i = start + close + 1;
     }

@@ -42,13 +42,13 @@ impl Check for ModelWhitelist {
 
 /// Metadata values as lists: a JSON array in the string counts item by item.
 fn metadata_values(value: &str) -> Vec<String> {
-    if value.starts_with('[') {
-        if let Ok(Value::Array(items)) = serde_json::from_str::<Value>(value) {
-            return items
-                .iter()
-                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
-                .collect();
-        }
+    if value.starts_with('[')
+        && let Ok(Value::Array(items)) = serde_json::from_str::<Value>(value)
+    {
+        return items
+            .iter()
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+            .collect();
     }
     vec![value.to_owned()]
 }
@@ -198,13 +198,13 @@ impl AllowedRequestTypes {
     pub(crate) fn parse(p: &Params<'_>) -> Result<Self, BuildError> {
         let allowed = p.strings("allowedTypes", true)?;
         let blocked = p.strings("blockedTypes", true)?;
-        if let (Some(a), Some(b)) = (&allowed, &blocked) {
-            if let Some(both) = a.iter().find(|t| b.contains(t)) {
-                return Err(
-                    BuildError::new(format!("`{both}` is both allowed and blocked"))
-                        .in_key("blockedTypes"),
-                );
-            }
+        if let (Some(a), Some(b)) = (&allowed, &blocked)
+            && let Some(both) = a.iter().find(|t| b.contains(t))
+        {
+            return Err(
+                BuildError::new(format!("`{both}` is both allowed and blocked"))
+                    .in_key("blockedTypes"),
+            );
         }
         Ok(Self { allowed, blocked })
     }
@@ -229,12 +229,12 @@ impl Check for AllowedRequestTypes {
             .blocked
             .clone()
             .or_else(|| metadata_list(cx, "blocked_endpoints"));
-        if let (Some(a), Some(b)) = (&allowed, &blocked) {
-            if let Some(both) = a.iter().find(|t| b.contains(t)) {
-                return Run::Done(Outcome::error(format!(
-                    "`{both}` is both allowed and blocked"
-                )));
-            }
+        if let (Some(a), Some(b)) = (&allowed, &blocked)
+            && let Some(both) = a.iter().find(|t| b.contains(t))
+        {
+            return Run::Done(Outcome::error(format!(
+                "`{both}` is both allowed and blocked"
+            )));
         }
         let kind = cx.request_type().as_str();
         let (verdict, why) = match (&allowed, &blocked) {

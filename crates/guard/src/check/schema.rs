@@ -202,21 +202,21 @@ impl Schema {
         };
         let mut fail =
             |m: String| errors.push(format!("{}: {m}", if at.is_empty() { "/" } else { at }));
-        if let Some(types) = &r.types {
-            if !types.iter().any(|t| type_matches(t, value)) {
-                fail(format!("expected {}", types.join(" or ")));
-                return;
-            }
+        if let Some(types) = &r.types
+            && !types.iter().any(|t| type_matches(t, value))
+        {
+            fail(format!("expected {}", types.join(" or ")));
+            return;
         }
-        if let Some(e) = &r.enum_ {
-            if !e.iter().any(|x| json_eq(x, value)) {
-                fail("is not one of the enum values".into());
-            }
+        if let Some(e) = &r.enum_
+            && !e.iter().any(|x| json_eq(x, value))
+        {
+            fail("is not one of the enum values".into());
         }
-        if let Some(c) = &r.const_ {
-            if !json_eq(c, value) {
-                fail(format!("must be {c}"));
-            }
+        if let Some(c) = &r.const_
+            && !json_eq(c, value)
+        {
+            fail(format!("must be {c}"));
         }
         match value {
             Value::Object(map) => {
@@ -278,10 +278,10 @@ impl Schema {
                 if r.max_length.is_some_and(|m| len > m) {
                     fail("is too long".into());
                 }
-                if let Some(p) = &r.pattern {
-                    if !p.regex.is_match(s).unwrap_or(false) {
-                        fail(format!("does not match `{}`", p.source));
-                    }
+                if let Some(p) = &r.pattern
+                    && !p.regex.is_match(s).unwrap_or(false)
+                {
+                    fail(format!("does not match `{}`", p.source));
                 }
             }
             Value::Number(n) => {
@@ -311,10 +311,10 @@ impl Schema {
         if !r.one_of.is_empty() && r.one_of.iter().filter(|s| s.is_valid(value)).count() != 1 {
             errors.push(format!("{at}: must match exactly one of oneOf"));
         }
-        if let Some(s) = &r.not {
-            if s.is_valid(value) {
-                errors.push(format!("{at}: must not match the `not` schema"));
-            }
+        if let Some(s) = &r.not
+            && s.is_valid(value)
+        {
+            errors.push(format!("{at}: must not match the `not` schema"));
         }
     }
 

@@ -4,6 +4,12 @@
 //!
 //! `loadgen soak [options]` runs the soak instead (see `portcullis_loadgen::soak`).
 //!
+//! `loadgen count --addr ADDR --requests N [--mode json|stream] [--concurrency C]
+//! [--header NAME:VALUE]... [--vary-cache-namespace]` sends exactly N checked requests to a
+//! server that is already running and exits (the last flag gives each request a cache
+//! namespace of its own: every request is a cache miss): the driver of instruction counts (`scripts/callgrind-gateway.sh`),
+//! where a fixed amount of work, not a window of time, makes runs comparable.
+//!
 //! ```text
 //! loadgen [--duration 5] [--warmup 1] [--concurrency 1,32] [--modes json,stream]
 //!         [--targets direct,bare,single,all] [--out FILE] [--help for the rest]
@@ -14,6 +20,7 @@
 
 use std::process::ExitCode;
 
+use portcullis_loadgen::client::{self, Mode};
 use portcullis_loadgen::harness::{self, Options, USAGE};
 use portcullis_loadgen::procfs::Machine;
 use portcullis_loadgen::{report, soak};
@@ -22,6 +29,9 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("soak") {
         return soak(args.into_iter().skip(2));
+    }
+    if args.get(1).map(String::as_str) == Some("count") {
+        return count(args.into_iter().skip(2));
     }
     let options = match Options::parse(args.iter().skip(1).cloned()) {
         Ok(o) => o,
@@ -160,6 +170,95 @@ fn soak(args: impl Iterator<Item = String>) -> ExitCode {
         eprintln!(
             "loadgen soak: FAILED (not flat, gateway gone, or streams cut without an error event)"
         );
+        ExitCode::FAILURE
+    }
+}
+
+const COUNT_USAGE: &str = "usage: loadgen count --addr ADDR --requests N [--mode json|stream] \
+[--concurrency C] [--header NAME:VALUE]... [--vary-cache-namespace]";
+
+/// `loadgen count`: exits 0 when every request was answered correctly, 1 otherwise, 2 on bad
+/// arguments.
+fn count(args: impl Iterator<Item = String>) -> ExitCode {
+    let usage = |e: String| {
+        eprintln!("error: {e}\n{COUNT_USAGE}");
+        ExitCode::from(2)
+    };
+    let (mut addr, mut requests, mut mode, mut concurrency) = (None, None, Mode::Json, 1usize);
+    let mut headers = Vec::new();
+    let mut vary_namespace = false;
+    let mut args = args;
+    while let Some(flag) = args.next() {
+        if flag == "--vary-cache-namespace" {
+            vary_namespace = true;
+            continue;
+        }
+        let Some(value) = args.next() else {
+            return usage(format!("{flag} needs a value"));
+        };
+        match flag.as_str() {
+            "--addr" => match value.parse() {
+                Ok(a) => addr = Some(a),
+                Err(_) => return usage(format!("--addr: `{value}` is not an address")),
+            },
+            "--requests" => match value.parse::<u64>() {
+                Ok(n) => requests = Some(n),
+                Err(_) => return usage(format!("--requests: `{value}` is not a count")),
+            },
+            "--concurrency" => match value.parse::<usize>() {
+                Ok(n) if n > 0 => concurrency = n,
+                _ => return usage(format!("--concurrency: `{value}` is not a count > 0")),
+            },
+            "--mode" => {
+                mode = match value.as_str() {
+                    "json" => Mode::Json,
+                    "stream" => Mode::Stream,
+                    _ => return usage(format!("--mode: `{value}` is not json or stream")),
+                }
+            }
+            "--header" => {
+                let parsed = value.split_once(':').and_then(|(n, v)| {
+                    Some((
+                        http::HeaderName::try_from(n.trim()).ok()?,
+                        http::HeaderValue::try_from(v.trim()).ok()?,
+                    ))
+                });
+                match parsed {
+                    Some(h) => headers.push(h),
+                    None => return usage(format!("--header: `{value}` is not NAME:VALUE")),
+                }
+            }
+            _ => return usage(format!("unknown option `{flag}`")),
+        }
+    }
+    let (Some(addr), Some(requests)) = (addr, requests) else {
+        return usage("--addr and --requests are required".to_owned());
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (ok, failures) = runtime.block_on(client::count(
+        addr,
+        mode,
+        requests,
+        concurrency,
+        headers,
+        vary_namespace,
+    ));
+    eprintln!("loadgen count: {ok} of {requests} answered correctly");
+    for (kind, n) in &failures {
+        eprintln!("  {n} × {kind}");
+    }
+    if ok == requests {
+        ExitCode::SUCCESS
+    } else {
         ExitCode::FAILURE
     }
 }
