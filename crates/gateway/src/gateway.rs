@@ -29,7 +29,9 @@ use crate::slug::Slug;
 /// [`Gateway::reload`] swaps for a new one while requests in flight finish on the old.
 #[derive(Clone)]
 pub struct Gateway {
-    current: Arc<std::sync::RwLock<Arc<Shared>>>,
+    /// Read by every request: a lock-free load, no write to memory the workers share but the
+    /// count of the `Arc` handed out.
+    current: Arc<arc_swap::ArcSwap<Shared>>,
     /// The console's clients and recent entries: they outlive reloads.
     console: Arc<Console>,
 }
@@ -93,16 +95,13 @@ impl Gateway {
     ) -> Result<Self, crate::config::ConfigError> {
         let shared = Shared::build(config, prometheus, &Kept::default())?;
         Ok(Self {
-            current: Arc::new(std::sync::RwLock::new(Arc::new(shared))),
+            current: Arc::new(arc_swap::ArcSwap::from_pointee(shared)),
             console: Arc::default(),
         })
     }
 
     fn shared(&self) -> Arc<Shared> {
-        self.current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.current.load_full()
     }
 
     /// Swaps in `config`, compiled now: requests already in flight finish on the old one,
@@ -114,7 +113,7 @@ impl Gateway {
         let old = self.shared();
         let kept = old.compiled.kept(&old.config);
         let shared = Shared::build(config, old.prometheus.clone(), &kept)?;
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(shared);
+        self.current.store(Arc::new(shared));
         Ok(())
     }
 
