@@ -8,6 +8,9 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 
+#[path = "../tests/support/bench.rs"]
+mod support;
+
 use bytes::Bytes;
 use portcullis_core::RequestView;
 use portcullis_provider::anthropic::{ResponseTranslator, StreamTranslator, Translator};
@@ -66,27 +69,18 @@ fn bench(c: &mut Criterion) {
         black_box(stream.push(START));
         stream
     };
-    let mut stream = started();
-    group.bench_function("chunk_text_delta", |b| {
-        b.iter(|| black_box(stream.push(black_box(TEXT_DELTA))));
-    });
-    let mut stream = started();
-    group.bench_function("chunk_input_json_delta", |b| {
-        b.iter(|| black_box(stream.push(black_box(JSON_DELTA))));
-    });
-    let mut stream = started();
-    group.bench_function("chunk_ping_dropped", |b| {
-        b.iter(|| black_box(stream.push(black_box(PING))));
-    });
-    // An event split across two network chunks: held, then completed.
-    let (head, tail) = TEXT_DELTA.split_at(40);
-    let mut stream = started();
-    group.bench_function("chunk_text_delta_split_in_two", |b| {
-        b.iter(|| {
-            black_box(stream.push(black_box(head)));
-            black_box(stream.push(black_box(tail)));
-        });
-    });
+    support::chunks(
+        &mut group,
+        started,
+        StreamTranslator::push,
+        &[
+            ("chunk_text_delta", TEXT_DELTA),
+            ("chunk_input_json_delta", JSON_DELTA),
+            ("chunk_ping_dropped", PING),
+        ],
+        // An event split across two network chunks: held, then completed.
+        ("chunk_text_delta_split_in_two", TEXT_DELTA, 40),
+    );
     group.finish();
 }
 

@@ -8,6 +8,9 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 
+#[path = "../tests/support/bench.rs"]
+mod support;
+
 use bytes::Bytes;
 use portcullis_core::RequestView;
 use portcullis_provider::gemini::{ResponseTranslator, StreamTranslator, Translator};
@@ -62,23 +65,14 @@ fn bench(c: &mut Criterion) {
         black_box(stream.push(FIRST));
         stream
     };
-    let mut stream = started();
-    group.bench_function("chunk_text", |b| {
-        b.iter(|| black_box(stream.push(black_box(TEXT))));
-    });
-    let mut stream = started();
-    group.bench_function("chunk_function_call", |b| {
-        b.iter(|| black_box(stream.push(black_box(CALL))));
-    });
-    // A chunk split across two network reads: held, then completed.
-    let (head, tail) = TEXT.split_at(60);
-    let mut stream = started();
-    group.bench_function("chunk_text_split_in_two", |b| {
-        b.iter(|| {
-            black_box(stream.push(black_box(head)));
-            black_box(stream.push(black_box(tail)));
-        });
-    });
+    support::chunks(
+        &mut group,
+        started,
+        StreamTranslator::push,
+        &[("chunk_text", TEXT), ("chunk_function_call", CALL)],
+        // A chunk split across two network reads: held, then completed.
+        ("chunk_text_split_in_two", TEXT, 60),
+    );
     group.finish();
 }
 

@@ -9,6 +9,9 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 
+#[path = "../tests/support/bench.rs"]
+mod support;
+
 use portcullis_provider::inbound::anthropic::{Answer, StreamTranslator, Translator};
 
 /// A typical Messages request, as Anthropic's SDKs send it: a system prompt, a short
@@ -58,29 +61,30 @@ fn bench(c: &mut Criterion) {
     group.bench_function("response_openai_to_message", |b| {
         b.iter(|| black_box(answer.json(black_box(COMPLETION.as_bytes())).unwrap()));
     });
-    let started = |first: &[u8]| {
-        let mut stream: StreamTranslator = answer.stream();
-        black_box(stream.push(FIRST));
-        black_box(stream.push(first));
-        stream
+    // Each stream is past its first chunk and, for the tool case, its tool call's start.
+    let started = |first: &'static [u8]| {
+        move || {
+            let mut stream: StreamTranslator = answer.stream();
+            black_box(stream.push(FIRST));
+            black_box(stream.push(first));
+            stream
+        }
     };
-    let mut stream = started(TEXT_CHUNK);
-    group.bench_function("chunk_text_delta", |b| {
-        b.iter(|| black_box(stream.push(black_box(TEXT_CHUNK))));
-    });
-    let mut stream = started(TOOL_START);
-    group.bench_function("chunk_input_json_delta", |b| {
-        b.iter(|| black_box(stream.push(black_box(ARGUMENTS_CHUNK))));
-    });
-    // A chunk split across two network reads: held, then completed.
-    let (head, tail) = TEXT_CHUNK.split_at(60);
-    let mut stream = started(TEXT_CHUNK);
-    group.bench_function("chunk_text_delta_split_in_two", |b| {
-        b.iter(|| {
-            black_box(stream.push(black_box(head)));
-            black_box(stream.push(black_box(tail)));
-        });
-    });
+    support::chunks(
+        &mut group,
+        started(TEXT_CHUNK),
+        StreamTranslator::push,
+        &[("chunk_text_delta", TEXT_CHUNK)],
+        // A chunk split across two network reads: held, then completed.
+        ("chunk_text_delta_split_in_two", TEXT_CHUNK, 60),
+    );
+    support::chunks(
+        &mut group,
+        started(TOOL_START),
+        StreamTranslator::push,
+        &[("chunk_input_json_delta", ARGUMENTS_CHUNK)],
+        ("chunk_input_json_delta_split_in_two", ARGUMENTS_CHUNK, 60),
+    );
     group.finish();
 }
 

@@ -45,6 +45,8 @@
 #![forbid(unsafe_code)]
 
 pub mod anthropic;
+mod builder;
+mod call;
 mod client;
 mod endpoint;
 pub mod gemini;
@@ -52,6 +54,9 @@ pub mod inbound;
 mod json;
 pub mod mock;
 pub mod openai;
+mod scan;
+mod sse;
+mod tools;
 mod upstream;
 pub mod vertex;
 

@@ -2,9 +2,12 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
-use support::{assert_usage_adds_up, events, json_body, observation, report, send_to, stream_text};
+use support::{
+    assert_error_answer, assert_golden_answer, assert_unreadable, assert_usage_adds_up, events,
+    golden_cases, json_body, observation, parse, read, recorded_answer, report, send_to,
+    stream_text,
+};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -400,16 +403,9 @@ async fn anthropic_errors_keep_their_status_and_take_openais_shape() {
         upstream.set(Plan::ok().error(status, kind, "it went wrong"));
         for stream in [false, true] {
             let r = send(provider(&upstream), &chat(json!({"stream": stream}))).await;
-            assert_eq!(r.status().as_u16(), status);
-            assert_eq!(r.headers()["content-type"], "application/json");
-            let o = observation(&r);
-            let v = json_body(r).await;
-            assert_eq!(
-                v,
-                json!({"error": {"message": "anthropic error: it went wrong", "type": kind,
-                    "param": null, "code": null}, "provider": "anthropic"})
-            );
-            assert_eq!(report(&o).status.as_u16(), status);
+            let want = json!({"error": {"message": "anthropic error: it went wrong", "type": kind,
+                "param": null, "code": null}, "provider": "anthropic"});
+            assert_error_answer(r, status, &want).await;
         }
     }
 }
@@ -419,15 +415,7 @@ async fn an_unreadable_answer_is_a_502() {
     let upstream = FakeAnthropic::start().await;
     upstream.set(Plan::ok().replay(200, "<html>oops</html>"));
     let r = send(provider(&upstream), &chat(json!({}))).await;
-    assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
-    let v = json_body(r).await;
-    assert_eq!(v["error"]["code"], "upstream_protocol_error");
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("unreadable Anthropic answer")
-    );
+    assert_unreadable(r, "unreadable Anthropic answer").await;
 }
 
 #[tokio::test]
@@ -677,44 +665,12 @@ fn bad_configs_are_build_errors() {
 // format; `upstream_status` when not 200) and `response.{json,sse}` (what the client must
 // get, `created` written as 0).
 
-fn golden_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/anthropic")
-}
-
-fn read(dir: &Path, name: &str) -> Option<String> {
-    std::fs::read_to_string(dir.join(name)).ok()
-}
-
-fn parse(text: &str, what: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("{what}: {e}"))
-}
-
-/// `created` is the time of the answer: written as 0 in the fixtures.
-fn without_created(mut v: Value) -> Value {
-    if let Some(created) = v.get_mut("created") {
-        assert!(created.as_u64().is_some_and(|c| c > 1_600_000_000));
-        *created = json!(0);
-    }
-    v
-}
-
 #[tokio::test]
 async fn golden_pairs() {
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(golden_dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir())
-        .collect();
-    cases.sort();
-    assert!(cases.len() >= 9, "fixtures found: {cases:?}");
-    for dir in cases {
+    for dir in golden_cases("anthropic", 9) {
         let case = dir.file_name().unwrap().to_string_lossy().into_owned();
         let upstream = FakeAnthropic::start().await;
-        let status: u16 = read(&dir, "upstream_status").map_or(200, |s| s.trim().parse().unwrap());
-        let (answer, sse) = match read(&dir, "upstream_response.sse") {
-            Some(sse) => (sse, true),
-            None => (read(&dir, "upstream_response.json").unwrap(), false),
-        };
+        let (status, answer, sse) = recorded_answer(&dir);
         upstream.set(Plan::ok().replay(status, answer));
         let request = parse(&read(&dir, "request.json").unwrap(), &case);
         let r = send(provider(&upstream), &request).await;
@@ -724,25 +680,6 @@ async fn golden_pairs() {
         let want = parse(&read(&dir, "upstream_request.json").unwrap(), &case);
         assert_eq!(sent, want, "{case}: the request sent to Anthropic");
 
-        if sse {
-            let got: Vec<Value> = events(&stream_text(r).await)
-                .into_iter()
-                .map(without_created)
-                .collect();
-            let want = events(&read(&dir, "response.sse").unwrap());
-            assert_eq!(got, want, "{case}: the client's stream");
-            for e in &got {
-                if let Some(usage) = e.get("usage") {
-                    assert_usage_adds_up(usage);
-                }
-            }
-        } else {
-            let got = without_created(json_body(r).await);
-            let want = parse(&read(&dir, "response.json").unwrap(), &case);
-            assert_eq!(got, want, "{case}: the client's answer");
-            if let Some(usage) = got.get("usage") {
-                assert_usage_adds_up(usage);
-            }
-        }
+        assert_golden_answer(&dir, &case, r, sse).await;
     }
 }

@@ -2,14 +2,15 @@
 //! OpenAI upstreams over loopback HTTP: the testkit's `FakeUpstream`, and a scripted one that
 //! answers a fixed body (streamed tool calls, golden cases).
 
+mod support;
+
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use portcullis_core::{Body, BufferedBody, Edge, EdgeLayer};
 use portcullis_provider::OpenAi;
 use portcullis_provider::inbound::anthropic::{MessagesApi, MessagesApiLayer};
@@ -18,6 +19,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tower::{Layer, ServiceExt};
+
+use support::{golden_cases, json_body, text};
 
 type Stack = MessagesApi<Edge<OpenAi>>;
 
@@ -37,15 +40,6 @@ async fn send(stack: Stack, body: &str) -> Response<Body> {
         .body(Full::new(Bytes::from(body.to_owned())))
         .unwrap();
     stack.oneshot(req).await.unwrap()
-}
-
-async fn text(r: Response<Body>) -> String {
-    String::from_utf8(r.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
-}
-
-async fn json_of(r: Response<Body>) -> Value {
-    let t = text(r).await;
-    serde_json::from_str(&t).unwrap_or_else(|e| panic!("not JSON ({e}): {t}"))
 }
 
 /// `(event name, data)` of each event of an Anthropic SSE body.
@@ -167,7 +161,7 @@ async fn text_answer_with_system_in_messages_shape() {
     let r = send(stack(&upstream.base_url()), body).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "application/json");
-    let v = json_of(r).await;
+    let v = json_body(r).await;
     assert_eq!(v["type"], "message");
     assert_eq!(v["role"], "assistant");
     assert!(v["id"].as_str().unwrap().starts_with("msg_"), "{v}");
@@ -233,7 +227,7 @@ async fn tools_and_parallel_calls_come_back_as_tool_use_blocks() {
         "messages":[{"role":"user","content":"Paris and Oslo?"}]}"#;
     let r = send(stack(&upstream.base_url()), body).await;
     assert_eq!(r.status(), 200);
-    let v = json_of(r).await;
+    let v = json_body(r).await;
     assert_eq!(
         v["content"],
         json!([
@@ -301,7 +295,7 @@ async fn every_finish_reason_maps_to_its_stop_reason() {
             choice["stop_reason"] = json!(m);
         }
         upstream.set(Plan::ok().body(json!({"id":"c","model":"m","choices":[choice]})));
-        let v = json_of(send(stack(&upstream.base_url()), body).await).await;
+        let v = json_body(send(stack(&upstream.base_url()), body).await).await;
         assert_eq!(v["stop_reason"], stop_reason, "{finish}");
         assert_eq!(v["stop_sequence"], sequence, "{finish}");
     }
@@ -337,7 +331,7 @@ async fn usage_counts_cached_tokens_apart_from_input() {
     upstream.set(Plan::ok().body(json!({
         "id":"c","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],
         "usage":{"prompt_tokens":100,"completion_tokens":9,"total_tokens":109,"prompt_tokens_details":{"cached_tokens":40}}})));
-    let v = json_of(send(stack(&upstream.base_url()), HELLO).await).await;
+    let v = json_body(send(stack(&upstream.base_url()), HELLO).await).await;
     assert_eq!(
         v["usage"],
         json!({"input_tokens":60,"cache_creation_input_tokens":0,"cache_read_input_tokens":40,"output_tokens":9})
@@ -452,7 +446,7 @@ async fn missing_max_tokens_is_refused_in_anthropic_shape() {
     )
     .await;
     assert_eq!(r.status(), 400);
-    let v = json_of(r).await;
+    let v = json_body(r).await;
     assert_eq!(v["type"], "error");
     assert_eq!(v["error"]["type"], "invalid_request_error");
     assert!(
@@ -470,7 +464,7 @@ async fn missing_max_tokens_is_refused_in_anthropic_shape() {
     .await;
     assert_eq!(r.status(), 400);
     assert!(
-        json_of(r).await["error"]["message"]
+        json_body(r).await["error"]["message"]
             .as_str()
             .unwrap()
             .starts_with("thinking:")
@@ -490,7 +484,7 @@ async fn upstream_errors_keep_their_status_in_anthropic_shape() {
         let r = send(stack(&upstream.base_url()), HELLO).await;
         assert_eq!(r.status(), status);
         assert_eq!(r.headers()["retry-after"], "7");
-        let v = json_of(r).await;
+        let v = json_body(r).await;
         assert_eq!(v["type"], "error", "{v}");
         assert_eq!(v["error"]["type"], kind);
         assert_eq!(v["error"]["message"], "fake upstream error");
@@ -500,7 +494,7 @@ async fn upstream_errors_keep_their_status_in_anthropic_shape() {
     let body = r#"{"model":"m","max_tokens":10,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
     let r = send(stack(&upstream.base_url()), body).await;
     assert_eq!(r.status(), 429);
-    assert_eq!(json_of(r).await["error"]["type"], "rate_limit_error");
+    assert_eq!(json_body(r).await["error"]["type"], "rate_limit_error");
 }
 
 #[tokio::test]
@@ -568,14 +562,10 @@ async fn the_readied_service_is_the_one_called() {
         r#"{"id":"c","model":"m","choices":[{"index":0,"message":{"content":"hey"},"finish_reason":"stop"}]}"#,
     )));
     let r = answer.await.unwrap().unwrap();
-    assert_eq!(json_of(r).await["content"][0]["text"], "hey");
+    assert_eq!(json_body(r).await["content"][0]["text"], "hey");
 }
 
 // Golden cases: tests/golden/inbound/<case>/ (see the README there).
-
-fn golden_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/inbound")
-}
 
 /// Whether `ours` has the shape of `golden`: the same keys, the same values for the keys
 /// that name a kind, values of the same JSON kind elsewhere.
@@ -610,14 +600,7 @@ fn same_shape(golden: &Value, ours: &Value, at: &str) {
 
 #[tokio::test]
 async fn golden_cases_have_anthropic_shapes() {
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(golden_dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir())
-        .collect();
-    cases.sort();
-    assert!(cases.len() >= 4, "{cases:?}");
-    for case in cases {
+    for case in golden_cases("inbound", 4) {
         let read = |name: &str| std::fs::read_to_string(case.join(name)).ok();
         let request = read("request.json").unwrap();
         let (upstream_body, content_type) = match read("upstream_response.sse") {

@@ -99,12 +99,32 @@ enum Cut {
     End(usize),
 }
 
-/// A recorded answer, replayed as it is.
+/// A recorded answer, replayed as it is (by the fake Gemini too).
 #[derive(Clone, Debug)]
-struct Replay {
-    status: StatusCode,
-    content_type: &'static str,
-    body: Bytes,
+pub(crate) struct Replay {
+    pub(crate) status: StatusCode,
+    pub(crate) content_type: &'static str,
+    pub(crate) body: Bytes,
+}
+
+impl Replay {
+    /// The answer: an event stream sent one event per frame, `chunk_delay` apart, or the
+    /// JSON body in one frame.
+    pub(crate) fn response(&self, chunk_delay: Duration) -> Response<FakeBody> {
+        let frames = if self.content_type == "text/event-stream" {
+            let text = String::from_utf8_lossy(&self.body).into_owned();
+            text.split_inclusive("\n\n")
+                .map(|e| Bytes::from(e.to_owned()))
+                .collect()
+        } else {
+            VecDeque::from([self.body.clone()])
+        };
+        let mut resp = Response::new(FakeBody::events(frames, chunk_delay, false));
+        *resp.status_mut() = self.status;
+        resp.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(self.content_type));
+        resp
+    }
 }
 
 /// What the fake Anthropic answers.
@@ -366,18 +386,23 @@ impl FakeAnthropic {
     }
 }
 
-async fn handle(shared: Shared, req: Request<Incoming>) -> io::Result<Response<FakeBody>> {
+/// `req` read whole, as the fakes record it (the fake Gemini too).
+pub(crate) async fn record(req: Request<Incoming>) -> io::Result<Recorded> {
     let (parts, body) = req.into_parts();
     let body = body.collect().await.map_err(io::Error::other)?.to_bytes();
-    let recorded = Recorded {
-        method: parts.method.clone(),
+    Ok(Recorded {
+        method: parts.method,
         path: parts
             .uri
             .path_and_query()
             .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned()),
         headers: parts.headers,
         body,
-    };
+    })
+}
+
+async fn handle(shared: Shared, req: Request<Incoming>) -> io::Result<Response<FakeBody>> {
+    let recorded = record(req).await?;
     let plan = {
         let mut state = lock(&shared);
         state.requests.push(recorded.clone());
@@ -470,12 +495,9 @@ pub(crate) fn vertex_answer(
     if let Some(planned) = planned(plan) {
         return planned;
     }
-    let request: Value = match serde_json::from_slice(&req.body) {
+    let request = match request_json(req) {
         Ok(v) => v,
-        Err(e) => {
-            let message = format!("fake anthropic: malformed JSON request body: {e}");
-            return error(StatusCode::BAD_REQUEST, "invalid_request_error", &message);
-        }
+        Err(refusal) => return *refusal,
     };
     let refuse = |message: &str| error(StatusCode::BAD_REQUEST, "invalid_request_error", message);
     if request.get("model").is_some() {
@@ -494,25 +516,24 @@ pub(crate) fn vertex_answer(
     generate(plan, &request, model)
 }
 
+/// The request's JSON body, or Anthropic's refusal of a malformed one.
+fn request_json(req: &Recorded) -> Result<Value, Box<Response<FakeBody>>> {
+    serde_json::from_slice(&req.body).map_err(|e| {
+        let message = format!("fake anthropic: malformed JSON request body: {e}");
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            &message,
+        ))
+    })
+}
+
 /// The plan's error or replay, if it has one.
 fn planned(plan: &Plan) -> Option<Response<FakeBody>> {
     if let Some((status, kind, message)) = &plan.error {
         return Some(error(*status, kind, message));
     }
-    let replay = plan.replay.as_ref()?;
-    let frames = if replay.content_type == "text/event-stream" {
-        let text = String::from_utf8_lossy(&replay.body).into_owned();
-        text.split_inclusive("\n\n")
-            .map(|e| Bytes::from(e.to_owned()))
-            .collect()
-    } else {
-        VecDeque::from([replay.body.clone()])
-    };
-    let mut resp = Response::new(FakeBody::events(frames, plan.chunk_delay, false));
-    *resp.status_mut() = replay.status;
-    resp.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(replay.content_type));
-    Some(resp)
+    Some(plan.replay.as_ref()?.response(plan.chunk_delay))
 }
 
 /// The answer to `POST /v1/messages`.
@@ -520,12 +541,9 @@ fn messages(plan: &Plan, req: &Recorded) -> Response<FakeBody> {
     if let Some(planned) = planned(plan) {
         return planned;
     }
-    let request: Value = match serde_json::from_slice(&req.body) {
+    let request = match request_json(req) {
         Ok(v) => v,
-        Err(e) => {
-            let message = format!("fake anthropic: malformed JSON request body: {e}");
-            return error(StatusCode::BAD_REQUEST, "invalid_request_error", &message);
-        }
+        Err(refusal) => return *refusal,
     };
     let model = request["model"].as_str().unwrap_or("claude-fake");
     generate(plan, &request, model)

@@ -72,13 +72,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::Recorded;
+use crate::anthropic::{Replay, record};
 
 /// Default text of generated answers.
 pub const DEFAULT_TEXT: &str = "Hello from the fake Gemini.";
@@ -114,14 +114,6 @@ enum Cut {
     Error(usize, u16, String),
     /// End the body cleanly after this many content chunks, without a finish reason.
     End(usize),
-}
-
-/// A recorded answer, replayed as it is.
-#[derive(Clone, Debug)]
-struct Replay {
-    status: StatusCode,
-    content_type: &'static str,
-    body: Bytes,
 }
 
 /// What the fake Gemini answers to `generateContent`, `streamGenerateContent` and the
@@ -510,17 +502,7 @@ impl FakeGemini {
 }
 
 async fn handle(shared: Shared, req: Request<Incoming>) -> io::Result<Response<FakeBody>> {
-    let (parts, body) = req.into_parts();
-    let body = body.collect().await.map_err(io::Error::other)?.to_bytes();
-    let recorded = Recorded {
-        method: parts.method.clone(),
-        path: parts
-            .uri
-            .path_and_query()
-            .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned()),
-        headers: parts.headers,
-        body,
-    };
+    let recorded = record(req).await?;
     let host = recorded.header("host").unwrap_or("").to_owned();
     let (plan, claude, token, latest) = {
         let mut state = lock(&shared);
@@ -701,19 +683,7 @@ fn answer(plan: &Plan, req: &Recorded, latest_token: Option<&str>) -> Response<F
         return error(*code, message);
     }
     if let Some(replay) = &plan.replay {
-        let frames = if replay.content_type == "text/event-stream" {
-            let text = String::from_utf8_lossy(&replay.body).into_owned();
-            text.split_inclusive("\n\n")
-                .map(|e| Bytes::from(e.to_owned()))
-                .collect()
-        } else {
-            VecDeque::from([replay.body.clone()])
-        };
-        let mut resp = Response::new(FakeBody::events(frames, plan.chunk_delay, false));
-        *resp.status_mut() = replay.status;
-        resp.headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static(replay.content_type));
-        return resp;
+        return replay.response(plan.chunk_delay);
     }
     let request: Value = match serde_json::from_slice(&req.body) {
         Ok(v) => v,

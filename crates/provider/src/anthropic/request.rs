@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::response::ResponseTranslator;
 use crate::json::Json;
+use crate::tools;
 
 /// The default `max_tokens` sent when the client gives none (Anthropic requires one).
 pub const DEFAULT_MAX_TOKENS: u32 = 4096;
@@ -829,53 +830,31 @@ fn write_block(out: &mut Json, block: &Block<'_>) {
 
 /// Writes `tools`; says whether there was any.
 fn write_tools(out: &mut Json, tools: &Value) -> Result<bool, InvalidRequest> {
-    let tools = tools
-        .as_array()
-        .ok_or_else(|| bad("tools", "`tools` must be a list"))?;
-    if tools.is_empty() {
+    let functions = tools::functions(tools, "Anthropic")?;
+    if functions.is_empty() {
         return Ok(false);
     }
     out.raw(b",\"tools\":[");
-    for (i, tool) in tools.iter().enumerate() {
-        let kind = tool.get("type").and_then(Value::as_str).unwrap_or("");
-        if kind != "function" {
-            return Err(bad(
-                format!("tools[{i}].type"),
-                format!("a tool of type `{kind}` is not supported by Anthropic (only `function`)"),
-            ));
-        }
-        let function = tool.get("function");
-        let name = function
-            .and_then(|f| f.get("name"))
-            .and_then(Value::as_str)
-            .ok_or_else(|| {
-                bad(
-                    format!("tools[{i}].function.name"),
-                    format!("`tools[{i}].function.name` must be a string"),
-                )
-            })?;
-        if i > 0 {
+    for function in &functions {
+        if function.index > 0 {
             out.raw(b",");
         }
         out.raw(b"{\"name\":");
-        out.str(name);
-        if let Some(description) = function
-            .and_then(|f| f.get("description"))
-            .and_then(Value::as_str)
-        {
+        out.str(function.name);
+        if let Some(description) = function.description {
             out.raw(b",\"description\":");
             out.str(description);
         }
         out.raw(b",\"input_schema\":");
-        match function
-            .and_then(|f| f.get("parameters"))
-            .filter(|p| !p.is_null())
-        {
+        match function.parameters {
             Some(parameters) => out.value(parameters),
             // Anthropic requires a schema; OpenAI lets a function without parameters omit it.
             None => out.raw(b"{\"type\":\"object\",\"properties\":{}}"),
         }
-        write_cache_control(out, tool.get("cache_control").filter(|c| !c.is_null()));
+        write_cache_control(
+            out,
+            function.tool.get("cache_control").filter(|c| !c.is_null()),
+        );
         out.raw(b"}");
     }
     out.raw(b"]");

@@ -4,14 +4,16 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use portcullis_core::error::{self as core_error, ErrorBody, HttpError};
 use portcullis_core::{Body, BoxError, BufferedBody, BuildError, RequestView};
 use tower_service::Service;
 
-use super::future::{Call, ResponseFuture, Unsent};
+use super::future::{Call, ResponseFuture};
 use super::request::{DEFAULT_MAX_TOKENS, Translator};
+use crate::builder::{self, checked_base, header_value};
+use crate::call::{self, CallFuture};
 use crate::client::HttpClient;
 use crate::endpoint::{self, Endpoint};
 use crate::openai::DEFAULT_RESPONSE_TIMEOUT;
@@ -303,42 +305,22 @@ impl AnthropicBuilder {
             }
         };
 
-        let value = |path: &str, v: &str| {
-            HeaderValue::try_from(v)
-                .map_err(|_| BuildError::at(path, "has characters not allowed in a header"))
-        };
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::USER_AGENT,
-            HeaderValue::from_static(concat!("portcullis/", env!("CARGO_PKG_VERSION"))),
-        );
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        let mut headers = builder::headers(&self.headers, &RESERVED)?;
         if let Some(key) = &self.api_key {
-            let mut key = value("api_key", key)?;
+            let mut key = header_value("api_key", key)?;
             key.set_sensitive(true);
             headers.insert("x-api-key", key);
         }
         // Vertex AI takes the version in the body (the translator writes it there).
         if let Target::Messages(_) = target {
             let version = self.version.as_deref().unwrap_or(DEFAULT_VERSION);
-            headers.insert("anthropic-version", value("version", version)?);
+            headers.insert("anthropic-version", header_value("version", version)?);
         }
         if !self.beta.is_empty() {
-            headers.insert("anthropic-beta", value("beta", &self.beta.join(","))?);
-        }
-        for (name, v) in &self.headers {
-            let header_name = HeaderName::try_from(name.as_str())
-                .map_err(|_| BuildError::at("headers", format!("`{name}` is not a header name")))?;
-            if RESERVED.contains(&header_name.as_str()) {
-                return Err(BuildError::at(
-                    "headers",
-                    format!("`{name}` is set by the provider and cannot be configured"),
-                ));
-            }
-            headers.append(header_name, value(&format!("headers.{name}"), v)?);
+            headers.insert(
+                "anthropic-beta",
+                header_value("beta", &self.beta.join(","))?,
+            );
         }
         if translator.default_max_tokens() == 0 {
             return Err(BuildError::at("max_tokens", "must be at least 1"));
@@ -361,46 +343,6 @@ impl AnthropicBuilder {
             }),
         })
     }
-}
-
-/// `{scheme}://{authority}{path}` of a base URL, its path without a trailing `/`.
-///
-/// # Errors
-/// A [`BuildError`] at `base_url` for a URL that is not `http(s)://`, has no host or has a
-/// query, or is `https://` in a build without TLS.
-fn checked_base(url: &str) -> Result<String, BuildError> {
-    let base: Uri = url
-        .parse()
-        .map_err(|e| BuildError::at("base_url", format!("`{url}` is not a URL: {e}")))?;
-    let scheme = base.scheme_str().unwrap_or("");
-    if scheme != "http" && scheme != "https" {
-        return Err(BuildError::at(
-            "base_url",
-            format!("`{url}` must start with http:// or https://"),
-        ));
-    }
-    if scheme == "https" && !HttpClient::TLS {
-        return Err(BuildError::at(
-            "base_url",
-            format!(
-                "`{url}` needs TLS: this build of portcullis-provider has no TLS; enable \
-                 its `rustls` feature (`portcullis` and the gateway: `rustls`)"
-            ),
-        ));
-    }
-    let authority = base
-        .authority()
-        .ok_or_else(|| BuildError::at("base_url", format!("`{url}` has no host")))?;
-    if base.query().is_some() {
-        return Err(BuildError::at(
-            "base_url",
-            format!("`{url}` must not have a query"),
-        ));
-    }
-    Ok(format!(
-        "{scheme}://{authority}{}",
-        base.path().trim_end_matches('/')
-    ))
 }
 
 /// Where requests go.
@@ -633,7 +575,7 @@ impl Anthropic {
             upstream,
             Call {
                 name: shared.name.clone(),
-                response,
+                answer: response,
                 strip_usage,
                 connect_timeout: shared.client.connect_timeout,
                 response_timeout: shared.response_timeout,
@@ -655,26 +597,17 @@ impl Service<Request<BufferedBody>> for Anthropic {
     }
 
     fn call(&mut self, req: Request<BufferedBody>) -> ResponseFuture {
-        let (mut upstream, call) = match self.prepare(req) {
-            Ok(prepared) => prepared,
-            Err(answer) => return ResponseFuture::answered(*answer),
-        };
-        let shared = &self.shared;
-        if let Target::Vertex { tokens, .. } = &shared.target {
-            match tokens.fresh() {
-                Some(token) => {
-                    upstream.headers_mut().insert(header::AUTHORIZATION, token);
-                }
-                None => {
-                    let unsent = Unsent {
-                        request: upstream,
-                        client: shared.client.clone(),
-                        call,
-                    };
-                    return ResponseFuture::authorizing(Box::pin(tokens.clone().token()), unsent);
-                }
+        let shared = &*self.shared;
+        let future = match self.prepare(req) {
+            Ok((upstream, call)) => {
+                let tokens = match &shared.target {
+                    Target::Vertex { tokens, .. } => Some(tokens),
+                    Target::Messages(_) => None,
+                };
+                call::send(&shared.client, tokens, upstream, call)
             }
-        }
-        ResponseFuture::calling(shared.client.inner.request(upstream), call)
+            Err(answer) => CallFuture::answered(*answer),
+        };
+        ResponseFuture::new(future)
     }
 }

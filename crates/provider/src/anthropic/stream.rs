@@ -1,20 +1,15 @@
 //! Anthropic's event stream → OpenAI `chat.completion.chunk` events, event by event.
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
-use http_body::{Frame, SizeHint};
-use pin_project_lite::pin_project;
 use portcullis_core::BoxError;
-use portcullis_core::error::{TimeoutPhase, UpstreamError, UpstreamErrorKind, UpstreamTimeout};
+use portcullis_core::error::{UpstreamError, UpstreamErrorKind};
 use serde_json::Value;
-use tokio::time::{Instant, Sleep};
 
 use super::response::{Tokens, finish_reason, write_error};
 use crate::json::Json;
+use crate::sse::Translate;
 
 /// Where a translated stream stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -126,66 +121,13 @@ impl StreamTranslator {
             return Bytes::new();
         }
         let mut out = Json::with_capacity(chunk.len() + 128);
-        if self.carry.is_empty() {
-            let used = self.scan(chunk, &mut out);
-            self.carry.extend_from_slice(&chunk[used..]);
-        } else {
-            let mut buf = std::mem::take(&mut self.carry);
-            buf.extend_from_slice(chunk);
-            let used = self.scan(&buf, &mut out);
-            buf.drain(..used);
-            self.carry = buf;
-        }
-        if self.state != StreamState::Open {
-            self.carry = Vec::new();
-        }
+        let mut carry = std::mem::take(&mut self.carry);
+        crate::sse::push(&mut carry, chunk, |data| {
+            self.event(data, &mut out);
+            self.state == StreamState::Open
+        });
+        self.carry = carry;
         out.into_bytes()
-    }
-
-    /// Dispatches every whole event in `buf`; returns how many bytes they took.
-    fn scan(&mut self, buf: &[u8], out: &mut Json) -> usize {
-        let mut event_start = 0;
-        let mut line_start = 0;
-        // The event's `data:` lines: the first as a range, any more joined (rare).
-        let mut data: Option<(usize, usize)> = None;
-        let mut joined: Option<Vec<u8>> = None;
-        while let Some(offset) = buf[line_start..].iter().position(|&b| b == b'\n') {
-            let line_end = line_start + offset;
-            let line = &buf[line_start..line_end];
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if line.is_empty() {
-                match (&joined, data) {
-                    (Some(all), _) => self.event(all, out),
-                    (None, Some((s, e))) => self.event(&buf[s..e], out),
-                    (None, None) => {}
-                }
-                data = None;
-                joined = None;
-                event_start = line_end + 1;
-                if self.state != StreamState::Open {
-                    return buf.len();
-                }
-            } else if let Some(value) = line.strip_prefix(b"data:") {
-                let value = value.strip_prefix(b" ").unwrap_or(value);
-                let start = line_start + (line.len() - value.len());
-                let end = start + value.len();
-                match (&mut joined, data) {
-                    (Some(all), _) => {
-                        all.push(b'\n');
-                        all.extend_from_slice(value);
-                    }
-                    (None, Some((s, e))) => {
-                        let mut all = buf[s..e].to_vec();
-                        all.push(b'\n');
-                        all.extend_from_slice(value);
-                        joined = Some(all);
-                    }
-                    (None, None) => data = Some((start, end)),
-                }
-            }
-            line_start = line_end + 1;
-        }
-        event_start
     }
 
     fn set_prefix(&mut self, id: &str, model: &str) {
@@ -482,100 +424,33 @@ fn fast_delta(data: &[u8]) -> Option<(usize, &'static str, std::borrow::Cow<'_, 
     Some((index, kind, piece))
 }
 
-pin_project! {
-    /// An Anthropic event-stream body translated into OpenAI chunks as it arrives.
-    ///
-    /// It fails (so the observer ends the client's stream with an error event) when the
-    /// upstream body breaks, goes quiet past the idle timeout, or ends before `message_stop`;
-    /// after Anthropic's own `error` event it ends cleanly, the translated error event being
-    /// the last thing sent.
-    pub(super) struct AnthropicBody<B> {
-        #[pin]
-        inner: B,
-        translator: StreamTranslator,
-        idle: Option<(Pin<Box<Sleep>>, Duration)>,
-        ended: bool,
-    }
-}
+/// An Anthropic event-stream body translated into OpenAI chunks as it arrives.
+///
+/// It fails (so the observer ends the client's stream with an error event) when the upstream
+/// body breaks, goes quiet past the idle timeout, or ends before `message_stop`; after
+/// Anthropic's own `error` event it ends cleanly, the translated error event being the last
+/// thing sent.
+impl Translate for StreamTranslator {
+    const DRAIN: bool = false;
 
-impl<B> AnthropicBody<B> {
-    pub(super) fn new(inner: B, translator: StreamTranslator, idle: Option<Duration>) -> Self {
-        Self {
-            inner,
-            translator,
-            idle: idle.map(|after| (Box::pin(tokio::time::sleep(after)), after)),
-            ended: false,
-        }
-    }
-}
-
-impl<B> http_body::Body for AnthropicBody<B>
-where
-    B: http_body::Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
-{
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let mut this = self.project();
-        loop {
-            if *this.ended || this.translator.state() != StreamState::Open {
-                *this.ended = true;
-                return Poll::Ready(None);
-            }
-            match this.inner.as_mut().poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => {
-                    if let Some((sleep, after)) = this.idle.as_mut() {
-                        sleep.as_mut().reset(Instant::now() + *after);
-                    }
-                    let Ok(data) = frame.into_data() else {
-                        continue;
-                    };
-                    let out = this.translator.push(&data);
-                    if !out.is_empty() {
-                        return Poll::Ready(Some(Ok(Frame::data(out))));
-                    }
-                }
-                Poll::Ready(Some(Err(err))) => {
-                    *this.ended = true;
-                    return Poll::Ready(Some(Err(err.into())));
-                }
-                Poll::Ready(None) => {
-                    *this.ended = true;
-                    return Poll::Ready(Some(Err(UpstreamError::new(
-                        UpstreamErrorKind::Protocol,
-                        "the Anthropic stream ended before `message_stop`",
-                    )
-                    .into())));
-                }
-                Poll::Pending => {
-                    let Some((sleep, after)) = this.idle.as_mut() else {
-                        return Poll::Pending;
-                    };
-                    if sleep.as_mut().poll(cx).is_pending() {
-                        return Poll::Pending;
-                    }
-                    *this.ended = true;
-                    return Poll::Ready(Some(Err(UpstreamTimeout::new(
-                        TimeoutPhase::Idle,
-                        *after,
-                    )
-                    .into())));
-                }
-            }
-        }
+    fn push(&mut self, chunk: &[u8]) -> Bytes {
+        StreamTranslator::push(self, chunk)
     }
 
-    fn is_end_stream(&self) -> bool {
-        self.ended
+    fn is_open(&self) -> bool {
+        self.state == StreamState::Open
     }
 
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::default()
+    fn end(&mut self) -> Result<Bytes, BoxError> {
+        Err(UpstreamError::new(
+            UpstreamErrorKind::Protocol,
+            "the Anthropic stream ended before `message_stop`",
+        )
+        .into())
+    }
+
+    fn broke(&mut self, err: BoxError) -> Result<Bytes, BoxError> {
+        Err(err)
     }
 }
 

@@ -13,6 +13,7 @@ use super::embed::EmbeddingTranslator;
 use super::response::{ResponseTranslator, SIGNATURE_MARK};
 use super::schema::schema;
 use crate::json::Json;
+use crate::tools;
 
 /// Translates OpenAI chat-completions and embeddings requests into Gemini requests (see the
 /// [module docs](super) for the mapping and what is refused).
@@ -884,48 +885,23 @@ fn write_part(out: &mut Json, part: &GeminiPart<'_>) {
 
 /// Writes `tools` as one `functionDeclarations` list; says whether there was any.
 fn write_tools(out: &mut Json, tools: &Value) -> Result<bool, InvalidRequest> {
-    let tools = tools
-        .as_array()
-        .ok_or_else(|| bad("tools", "`tools` must be a list"))?;
-    if tools.is_empty() {
+    let functions = tools::functions(tools, "Gemini")?;
+    if functions.is_empty() {
         return Ok(false);
     }
     out.raw(b",\"tools\":[{\"functionDeclarations\":[");
-    for (i, tool) in tools.iter().enumerate() {
-        let kind = tool.get("type").and_then(Value::as_str).unwrap_or("");
-        if kind != "function" {
-            return Err(bad(
-                format!("tools[{i}].type"),
-                format!("a tool of type `{kind}` is not supported by Gemini (only `function`)"),
-            ));
-        }
-        let function = tool.get("function");
-        let name = function
-            .and_then(|f| f.get("name"))
-            .and_then(Value::as_str)
-            .ok_or_else(|| {
-                bad(
-                    format!("tools[{i}].function.name"),
-                    format!("`tools[{i}].function.name` must be a string"),
-                )
-            })?;
-        if i > 0 {
+    for function in &functions {
+        if function.index > 0 {
             out.raw(b",");
         }
         out.raw(b"{\"name\":");
-        out.str(name);
-        if let Some(description) = function
-            .and_then(|f| f.get("description"))
-            .and_then(Value::as_str)
-        {
+        out.str(function.name);
+        if let Some(description) = function.description {
             out.raw(b",\"description\":");
             out.str(description);
         }
-        if let Some(parameters) = function
-            .and_then(|f| f.get("parameters"))
-            .filter(|p| !p.is_null())
-        {
-            let path = format!("tools[{i}].function.parameters");
+        if let Some(parameters) = function.parameters {
+            let path = format!("tools[{}].function.parameters", function.index);
             let converted = schema(parameters, parameters, &path, 0)?;
             // Gemini refuses an object schema without properties: a function without
             // parameters has none.

@@ -5,6 +5,8 @@
 
 use std::borrow::Cow;
 
+use crate::scan::{Reader, compact};
+
 /// A part of a candidate's content.
 #[derive(Debug, PartialEq)]
 pub(super) enum Part<'a> {
@@ -52,7 +54,7 @@ pub(super) struct Answer<'a> {
 
 /// Reads `data` as a `GenerateContentResponse`; `None` when it is not a JSON object.
 pub(super) fn answer(data: &[u8]) -> Option<Answer<'_>> {
-    let mut r = Reader { buf: data, at: 0 };
+    let mut r = Reader::new(data);
     let mut out = Answer::default();
     r.object(|r, key| match key {
         b"candidates" => {
@@ -102,8 +104,8 @@ pub(super) fn answer(data: &[u8]) -> Option<Answer<'_>> {
         }
         _ => r.skip(),
     })?;
-    r.ws();
-    (r.at == r.buf.len()).then_some(out)
+    r.end()?;
+    Some(out)
 }
 
 fn candidate<'a>(r: &mut Reader<'a>) -> Option<Candidate<'a>> {
@@ -181,175 +183,6 @@ fn part<'a>(r: &mut Reader<'a>) -> Option<Option<Part<'a>>> {
         (None, Some(text)) => Some(Part::Text { text, thought }),
         (None, None) => None,
     })
-}
-
-/// JSON text without the whitespace between tokens (`{"city": "Paris"}` → `{"city":"Paris"}`),
-/// keys kept in their order.
-fn compact(raw: &[u8]) -> String {
-    let mut out = Vec::with_capacity(raw.len());
-    let mut in_string = false;
-    let mut escaped = false;
-    for &b in raw {
-        if in_string {
-            out.push(b);
-            match b {
-                b'\\' if !escaped => escaped = true,
-                b'"' if !escaped => in_string = false,
-                _ => escaped = false,
-            }
-        } else if !b.is_ascii_whitespace() {
-            in_string = b == b'"';
-            out.push(b);
-        }
-    }
-    // The raw value was read from valid UTF-8 and only ASCII whitespace was removed.
-    String::from_utf8(out).unwrap_or_default()
-}
-
-/// A cursor over JSON bytes: enough of a parser to walk an answer and skip what is not
-/// needed. Every method returns `None` on malformed input.
-struct Reader<'a> {
-    buf: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn ws(&mut self) {
-        while self.buf.get(self.at).is_some_and(u8::is_ascii_whitespace) {
-            self.at += 1;
-        }
-    }
-
-    fn peek(&mut self) -> Option<u8> {
-        self.ws();
-        self.buf.get(self.at).copied()
-    }
-
-    fn eat(&mut self, b: u8) -> Option<()> {
-        (self.peek()? == b).then(|| self.at += 1)
-    }
-
-    /// An object, calling `f` with each key (raw, escapes left as they are: the keys read are
-    /// plain ASCII) positioned at its value, which `f` must consume.
-    fn object(&mut self, mut f: impl FnMut(&mut Self, &'a [u8]) -> Option<()>) -> Option<()> {
-        self.eat(b'{')?;
-        if self.peek()? == b'}' {
-            self.at += 1;
-            return Some(());
-        }
-        loop {
-            self.eat(b'"')?;
-            let start = self.at;
-            self.at = start + self.string_end(start)?;
-            let key = &self.buf[start..self.at];
-            self.at += 1;
-            self.eat(b':')?;
-            f(self, key)?;
-            match self.peek()? {
-                b',' => self.at += 1,
-                b'}' => {
-                    self.at += 1;
-                    return Some(());
-                }
-                _ => return None,
-            }
-        }
-    }
-
-    /// An array, calling `f` positioned at each element, which `f` must consume.
-    fn array(&mut self, mut f: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
-        self.eat(b'[')?;
-        if self.peek()? == b']' {
-            self.at += 1;
-            return Some(());
-        }
-        loop {
-            f(self)?;
-            match self.peek()? {
-                b',' => self.at += 1,
-                b']' => {
-                    self.at += 1;
-                    return Some(());
-                }
-                _ => return None,
-            }
-        }
-    }
-
-    /// The offset from `start` of the quote that ends the string literal begun before it.
-    fn string_end(&self, start: usize) -> Option<usize> {
-        let mut escaped = false;
-        for (i, &b) in self.buf.get(start..)?.iter().enumerate() {
-            match b {
-                b'\\' if !escaped => escaped = true,
-                b'"' if !escaped => return Some(i),
-                _ => escaped = false,
-            }
-        }
-        None
-    }
-
-    /// A string, unescaped (by serde_json, when it has escapes; else borrowed).
-    fn string(&mut self) -> Option<Cow<'a, str>> {
-        if self.peek()? != b'"' {
-            return None;
-        }
-        let start = self.at;
-        let end = start + 1 + self.string_end(start + 1)?;
-        self.at = end + 1;
-        let literal = &self.buf[start..=end];
-        if literal.contains(&b'\\') {
-            serde_json::from_slice::<String>(literal)
-                .ok()
-                .map(Cow::Owned)
-        } else {
-            std::str::from_utf8(&literal[1..literal.len() - 1])
-                .ok()
-                .map(Cow::Borrowed)
-        }
-    }
-
-    fn u64(&mut self) -> Option<u64> {
-        self.ws();
-        let start = self.at;
-        while self.buf.get(self.at).is_some_and(u8::is_ascii_digit) {
-            self.at += 1;
-        }
-        std::str::from_utf8(&self.buf[start..self.at])
-            .ok()?
-            .parse()
-            .ok()
-    }
-
-    /// Any value, skipped; its bytes returned.
-    fn raw(&mut self) -> Option<&'a [u8]> {
-        self.ws();
-        let start = self.at;
-        match self.peek()? {
-            b'{' => self.object(|r, _| r.skip())?,
-            b'[' => self.array(Reader::skip)?,
-            b'"' => {
-                self.at = start + 1 + self.string_end(start + 1)? + 1;
-            }
-            _ => {
-                while self
-                    .buf
-                    .get(self.at)
-                    .is_some_and(|b| b.is_ascii_alphanumeric() || b"+-.".contains(b))
-                {
-                    self.at += 1;
-                }
-                if self.at == start {
-                    return None;
-                }
-            }
-        }
-        Some(&self.buf[start..self.at])
-    }
-
-    fn skip(&mut self) -> Option<()> {
-        self.raw().map(|_| ())
-    }
 }
 
 #[cfg(test)]

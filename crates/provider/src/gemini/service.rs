@@ -4,16 +4,18 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use portcullis_core::context::ClientKey;
 use portcullis_core::error::{self as core_error, ErrorBody, HttpError, InvalidRequest};
 use portcullis_core::{Body, BoxError, BufferedBody, BuildError, RequestView};
 use tower_service::Service;
 
-use super::future::{Answer, Call, ResponseFuture, Unsent};
+use super::future::{Answer, Call, ResponseFuture};
 use super::request::Translator;
 use crate::anthropic::Anthropic;
+use crate::builder::{self, checked_base, header_value};
+use crate::call::{self, CallFuture};
 use crate::client::HttpClient;
 use crate::endpoint::{self, Endpoint};
 use crate::openai::DEFAULT_RESPONSE_TIMEOUT;
@@ -258,38 +260,7 @@ impl GeminiBuilder {
             }
         };
         let url = self.base_url.unwrap_or(default_base);
-        let base: Uri = url
-            .parse()
-            .map_err(|e| BuildError::at("base_url", format!("`{url}` is not a URL: {e}")))?;
-        let scheme = base.scheme_str().unwrap_or("");
-        if scheme != "http" && scheme != "https" {
-            return Err(BuildError::at(
-                "base_url",
-                format!("`{url}` must start with http:// or https://"),
-            ));
-        }
-        if scheme == "https" && !HttpClient::TLS {
-            return Err(BuildError::at(
-                "base_url",
-                format!(
-                    "`{url}` needs TLS: this build of portcullis-provider has no TLS; enable \
-                     its `rustls` feature (`portcullis` and the gateway: `rustls`)"
-                ),
-            ));
-        }
-        let authority = base
-            .authority()
-            .ok_or_else(|| BuildError::at("base_url", format!("`{url}` has no host")))?;
-        if base.query().is_some() {
-            return Err(BuildError::at(
-                "base_url",
-                format!("`{url}` must not have a query"),
-            ));
-        }
-        let root = format!(
-            "{scheme}://{authority}{}{route}",
-            base.path().trim_end_matches('/')
-        );
+        let root = format!("{}{route}", checked_base(&url)?);
         let prefix = match auth {
             Auth::Vertex(_) => format!("{root}google/models/"),
             _ => format!("{root}models/"),
@@ -298,19 +269,7 @@ impl GeminiBuilder {
         Uri::try_from(format!("{prefix}m:generateContent?alt=sse"))
             .map_err(|e| BuildError::at("base_url", format!("`{url}`: {e}")))?;
 
-        let value = |path: &str, v: &str| {
-            HeaderValue::try_from(v)
-                .map_err(|_| BuildError::at(path, "has characters not allowed in a header"))
-        };
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::USER_AGENT,
-            HeaderValue::from_static(concat!("portcullis/", env!("CARGO_PKG_VERSION"))),
-        );
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        let mut headers = builder::headers(&self.headers, &RESERVED)?;
         if let Some(key) = &self.api_key {
             if matches!(auth, Auth::Vertex(_)) {
                 return Err(BuildError::at(
@@ -318,20 +277,9 @@ impl GeminiBuilder {
                     "an API key is for Google AI Studio; Vertex AI uses the service account",
                 ));
             }
-            let mut key = value("api_key", key)?;
+            let mut key = header_value("api_key", key)?;
             key.set_sensitive(true);
             headers.insert("x-goog-api-key", key);
-        }
-        for (name, v) in &self.headers {
-            let header_name = HeaderName::try_from(name.as_str())
-                .map_err(|_| BuildError::at("headers", format!("`{name}` is not a header name")))?;
-            if RESERVED.contains(&header_name.as_str()) {
-                return Err(BuildError::at(
-                    "headers",
-                    format!("`{name}` is set by the provider and cannot be configured"),
-                ));
-            }
-            headers.append(header_name, value(&format!("headers.{name}"), v)?);
         }
         let name: Arc<str> = self.name.as_deref().unwrap_or(name).into();
         // Claude on the same project: one provider for the Anthropic publisher, answering
@@ -646,32 +594,23 @@ impl Service<Request<BufferedBody>> for Gemini {
     }
 
     fn call(&mut self, req: Request<BufferedBody>) -> ResponseFuture {
-        let (mut upstream, call) = match self.prepare(req) {
-            Ok(Prepared::Upstream(upstream, call)) => (upstream, call),
+        let shared = &*self.shared;
+        let future = match self.prepare(req) {
+            Ok(Prepared::Upstream(upstream, call)) => {
+                let tokens = match &shared.auth {
+                    Auth::Vertex(tokens) => Some(tokens),
+                    Auth::Static | Auth::ClientKeys => None,
+                };
+                call::send(&shared.client, tokens, upstream, call)
+            }
             // The Claude provider is always ready (its `poll_ready` is), so its clone may be
             // called without being driven ready first.
             Ok(Prepared::Claude(mut claude, request)) => {
                 return ResponseFuture::claude(claude.call(request));
             }
-            Err(answer) => return ResponseFuture::answered(*answer),
+            Err(answer) => CallFuture::answered(*answer),
         };
-        let shared = &self.shared;
-        if let Auth::Vertex(tokens) = &shared.auth {
-            match tokens.fresh() {
-                Some(token) => {
-                    upstream.headers_mut().insert(header::AUTHORIZATION, token);
-                }
-                None => {
-                    let unsent = Unsent {
-                        request: upstream,
-                        client: shared.client.clone(),
-                        call,
-                    };
-                    return ResponseFuture::authorizing(Box::pin(tokens.clone().token()), unsent);
-                }
-            }
-        }
-        ResponseFuture::calling(shared.client.inner.request(upstream), call)
+        ResponseFuture::new(future)
     }
 }
 

@@ -1,22 +1,17 @@
 //! Gemini's `alt=sse` stream → OpenAI `chat.completion.chunk` events, chunk by chunk.
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::StatusCode;
-use http_body::{Frame, SizeHint};
-use pin_project_lite::pin_project;
 use portcullis_core::BoxError;
-use portcullis_core::error::{TimeoutPhase, UpstreamError, UpstreamErrorKind, UpstreamTimeout};
+use portcullis_core::error::{UpstreamError, UpstreamErrorKind};
 use serde_json::Value;
-use tokio::time::{Instant, Sleep};
 
 use super::response::{Tokens, finish_reason, write_call, write_error, write_response_id};
 use super::scan::{self, Answer, Part};
 use crate::json::Json;
+use crate::sse::Translate;
 
 /// Where a translated stream stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,19 +111,12 @@ impl StreamTranslator {
             return Bytes::new();
         }
         let mut out = Json::with_capacity(bytes.len() + 160);
-        if self.carry.is_empty() {
-            let used = self.scan(bytes, &mut out);
-            self.carry.extend_from_slice(&bytes[used..]);
-        } else {
-            let mut buf = std::mem::take(&mut self.carry);
-            buf.extend_from_slice(bytes);
-            let used = self.scan(&buf, &mut out);
-            buf.drain(..used);
-            self.carry = buf;
-        }
-        if self.state != StreamState::Open {
-            self.carry = Vec::new();
-        }
+        let mut carry = std::mem::take(&mut self.carry);
+        crate::sse::push(&mut carry, bytes, |data| {
+            self.event(data, &mut out);
+            self.state == StreamState::Open
+        });
+        self.carry = carry;
         out.into_bytes()
     }
 
@@ -140,12 +128,11 @@ impl StreamTranslator {
             return Bytes::new();
         }
         let mut out = Json::with_capacity(256);
-        let held = std::mem::take(&mut self.carry);
-        if held.iter().any(|b| !b.is_ascii_whitespace()) {
-            let mut held = held;
-            held.extend_from_slice(b"\n\n");
-            self.scan(&held, &mut out);
-        }
+        let mut carry = std::mem::take(&mut self.carry);
+        crate::sse::flush(&mut carry, |data| {
+            self.event(data, &mut out);
+            self.state == StreamState::Open
+        });
         if self.state != StreamState::Open {
             return out.into_bytes();
         }
@@ -166,52 +153,6 @@ impl StreamTranslator {
         out.raw(b"}\n\ndata: [DONE]\n\n");
         self.state = StreamState::Done;
         out.into_bytes()
-    }
-
-    /// Dispatches every whole event in `buf`; returns how many bytes they took.
-    fn scan(&mut self, buf: &[u8], out: &mut Json) -> usize {
-        let mut event_start = 0;
-        let mut line_start = 0;
-        // The event's `data:` lines: the first as a range, any more joined (rare).
-        let mut data: Option<(usize, usize)> = None;
-        let mut joined: Option<Vec<u8>> = None;
-        while let Some(offset) = buf[line_start..].iter().position(|&b| b == b'\n') {
-            let line_end = line_start + offset;
-            let line = &buf[line_start..line_end];
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if line.is_empty() {
-                match (&joined, data) {
-                    (Some(all), _) => self.event(all, out),
-                    (None, Some((s, e))) => self.event(&buf[s..e], out),
-                    (None, None) => {}
-                }
-                data = None;
-                joined = None;
-                event_start = line_end + 1;
-                if self.state != StreamState::Open {
-                    return buf.len();
-                }
-            } else if let Some(value) = line.strip_prefix(b"data:") {
-                let value = value.strip_prefix(b" ").unwrap_or(value);
-                let start = line_start + (line.len() - value.len());
-                let end = start + value.len();
-                match (&mut joined, data) {
-                    (Some(all), _) => {
-                        all.push(b'\n');
-                        all.extend_from_slice(value);
-                    }
-                    (None, Some((s, e))) => {
-                        let mut all = buf[s..e].to_vec();
-                        all.push(b'\n');
-                        all.extend_from_slice(value);
-                        joined = Some(all);
-                    }
-                    (None, None) => data = Some((start, end)),
-                }
-            }
-            line_start = line_end + 1;
-        }
-        event_start
     }
 
     fn set_prefix(&mut self, answer: &Answer<'_>) {
@@ -357,101 +298,28 @@ impl StreamTranslator {
     }
 }
 
-pin_project! {
-    /// A Gemini event-stream body translated into OpenAI chunks as it arrives.
-    ///
-    /// It fails (so the observer ends the client's stream with an error event) when the
-    /// upstream body breaks or goes quiet past the idle timeout; after Gemini's own error, or
-    /// an end before any finish reason, it ends cleanly, the translated error event being the
-    /// last thing sent.
-    pub(super) struct GeminiBody<B> {
-        #[pin]
-        inner: B,
-        translator: StreamTranslator,
-        idle: Option<(Pin<Box<Sleep>>, Duration)>,
-        ended: bool,
-    }
-}
+/// A Gemini event-stream body translated into OpenAI chunks as it arrives.
+///
+/// It fails (so the observer ends the client's stream with an error event) when the upstream
+/// body breaks or goes quiet past the idle timeout; after Gemini's own error, or an end before
+/// any finish reason, it ends cleanly, the translated error event being the last thing sent.
+impl Translate for StreamTranslator {
+    const DRAIN: bool = false;
 
-impl<B> GeminiBody<B> {
-    pub(super) fn new(inner: B, translator: StreamTranslator, idle: Option<Duration>) -> Self {
-        Self {
-            inner,
-            translator,
-            idle: idle.map(|after| (Box::pin(tokio::time::sleep(after)), after)),
-            ended: false,
-        }
-    }
-}
-
-impl<B> http_body::Body for GeminiBody<B>
-where
-    B: http_body::Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
-{
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let mut this = self.project();
-        loop {
-            if *this.ended || this.translator.state() != StreamState::Open {
-                *this.ended = true;
-                return Poll::Ready(None);
-            }
-            match this.inner.as_mut().poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => {
-                    if let Some((sleep, after)) = this.idle.as_mut() {
-                        sleep.as_mut().reset(Instant::now() + *after);
-                    }
-                    let Ok(data) = frame.into_data() else {
-                        continue;
-                    };
-                    let out = this.translator.push(&data);
-                    if !out.is_empty() {
-                        return Poll::Ready(Some(Ok(Frame::data(out))));
-                    }
-                }
-                Poll::Ready(Some(Err(err))) => {
-                    *this.ended = true;
-                    return Poll::Ready(Some(Err(UpstreamError::new(
-                        UpstreamErrorKind::Protocol,
-                        err.into(),
-                    )
-                    .into())));
-                }
-                Poll::Ready(None) => {
-                    *this.ended = true;
-                    let out = this.translator.end();
-                    return Poll::Ready((!out.is_empty()).then(|| Ok(Frame::data(out))));
-                }
-                Poll::Pending => {
-                    let Some((sleep, after)) = this.idle.as_mut() else {
-                        return Poll::Pending;
-                    };
-                    if sleep.as_mut().poll(cx).is_pending() {
-                        return Poll::Pending;
-                    }
-                    *this.ended = true;
-                    return Poll::Ready(Some(Err(UpstreamTimeout::new(
-                        TimeoutPhase::Idle,
-                        *after,
-                    )
-                    .into())));
-                }
-            }
-        }
+    fn push(&mut self, chunk: &[u8]) -> Bytes {
+        StreamTranslator::push(self, chunk)
     }
 
-    fn is_end_stream(&self) -> bool {
-        self.ended
+    fn is_open(&self) -> bool {
+        self.state == StreamState::Open
     }
 
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::default()
+    fn end(&mut self) -> Result<Bytes, BoxError> {
+        Ok(StreamTranslator::end(self))
+    }
+
+    fn broke(&mut self, err: BoxError) -> Result<Bytes, BoxError> {
+        Err(UpstreamError::new(UpstreamErrorKind::Protocol, err).into())
     }
 }
 

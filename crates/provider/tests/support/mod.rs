@@ -3,6 +3,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -83,5 +84,96 @@ pub fn assert_usage_adds_up(usage: &Value) {
         usage["prompt_tokens"].as_u64().unwrap() + usage["completion_tokens"].as_u64().unwrap(),
         usage["total_tokens"].as_u64().unwrap(),
         "{usage}"
+    );
+}
+
+// Golden cases: recorded request/response pairs in `tests/golden/<suite>/<case>/`.
+
+/// The case folders of `tests/golden/<suite>`, sorted; at least `at_least` of them.
+pub fn golden_cases(suite: &str, at_least: usize) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(suite);
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= at_least, "fixtures found: {cases:?}");
+    cases
+}
+
+/// The file `name` of a case, if it has one.
+pub fn read(dir: &Path, name: &str) -> Option<String> {
+    std::fs::read_to_string(dir.join(name)).ok()
+}
+
+pub fn parse(text: &str, what: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+/// `created` is the time of the answer: written as 0 in the fixtures.
+pub fn without_created(mut v: Value) -> Value {
+    if let Some(created) = v.get_mut("created") {
+        assert!(created.as_u64().is_some_and(|c| c > 1_600_000_000));
+        *created = Value::from(0);
+    }
+    v
+}
+
+/// The upstream's recorded answer of a case: its status (`upstream_status`, else 200), its
+/// body (`upstream_response.sse` or `.json`), and whether it is a stream.
+pub fn recorded_answer(dir: &Path) -> (u16, String, bool) {
+    let status = read(dir, "upstream_status").map_or(200, |s| s.trim().parse().unwrap());
+    match read(dir, "upstream_response.sse") {
+        Some(sse) => (status, sse, true),
+        None => (status, read(dir, "upstream_response.json").unwrap(), false),
+    }
+}
+
+/// Checks the client's answer `r` against the case's `response.sse` (a stream) or
+/// `response.json`, `created` aside, and that its usage adds up.
+pub async fn assert_golden_answer(dir: &Path, case: &str, r: Response<Body>, sse: bool) {
+    if sse {
+        let got: Vec<Value> = events(&stream_text(r).await)
+            .into_iter()
+            .map(without_created)
+            .collect();
+        let want = events(&read(dir, "response.sse").unwrap());
+        assert_eq!(got, want, "{case}: the client's stream");
+        for e in &got {
+            if let Some(usage) = e.get("usage") {
+                assert_usage_adds_up(usage);
+            }
+        }
+    } else {
+        let got = without_created(json_body(r).await);
+        let want = parse(&read(dir, "response.json").unwrap(), case);
+        assert_eq!(got, want, "{case}: the client's answer");
+        if let Some(usage) = got.get("usage") {
+            assert_usage_adds_up(usage);
+        }
+    }
+}
+
+/// An upstream error answered in OpenAI's shape: `status`, a JSON body equal to `want`, and
+/// a report of `status`.
+pub async fn assert_error_answer(r: Response<Body>, status: u16, want: &Value) {
+    assert_eq!(r.status().as_u16(), status);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let o = observation(&r);
+    assert_eq!(&json_body(r).await, want);
+    assert_eq!(report(&o).status.as_u16(), status);
+}
+
+/// A 502 for an answer the provider could not read, its message containing `what`.
+pub async fn assert_unreadable(r: Response<Body>, what: &str) {
+    assert_eq!(r.status(), http::StatusCode::BAD_GATEWAY);
+    let v = json_body(r).await;
+    assert_eq!(v["error"]["code"], "upstream_protocol_error");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains(what),
+        "{v}"
     );
 }

@@ -14,6 +14,7 @@ use tower_service::Service;
 use super::request::Translator;
 use super::response::{Answer, error_body, error_response};
 use super::stream::MessagesStreamBody;
+use crate::call::is_event_stream;
 
 /// JSON answers of the inner service larger than this are refused (502) rather than read
 /// into memory.
@@ -292,12 +293,7 @@ enum Arrived {
 
 fn arrived(response: Response<Body>, answer: Answer) -> Arrived {
     let (mut parts, body) = response.into_parts();
-    let sse = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
-    if !(sse && parts.status.is_success()) {
+    if !(is_event_stream(&parts.headers) && parts.status.is_success()) {
         return Arrived::Json(body, parts);
     }
     parts.headers.remove(header::CONTENT_LENGTH);

@@ -5,6 +5,8 @@ use std::fmt;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
+use crate::scan::Node;
+
 use super::response::Answer;
 use crate::json::Json;
 
@@ -97,14 +99,14 @@ fn invalid(message: impl Into<String>) -> InvalidMessages {
 struct Fields<'a> {
     model: Option<&'a str>,
     max_tokens: Option<u64>,
-    messages: Option<&'a [Value]>,
-    system: Option<&'a Value>,
-    tools: Option<&'a [Value]>,
-    tool_choice: Option<&'a Map<String, Value>>,
-    stop_sequences: Option<&'a [Value]>,
-    temperature: Option<&'a Value>,
-    top_p: Option<&'a Value>,
-    top_k: Option<&'a Value>,
+    messages: Option<&'a [Node<'a>]>,
+    system: Option<&'a Node<'a>>,
+    tools: Option<&'a [Node<'a>]>,
+    tool_choice: Option<&'a Node<'a>>,
+    stop_sequences: Option<&'a [Node<'a>]>,
+    temperature: Option<&'a Node<'a>>,
+    top_p: Option<&'a Node<'a>>,
+    top_k: Option<&'a Node<'a>>,
     user: Option<&'a str>,
     stream: bool,
 }
@@ -131,8 +133,18 @@ impl Translator {
     /// `model`, `max_tokens` or `messages`, a field or content block this translation does
     /// not carry and that would change the answer (`thinking`, server tools, documents, …).
     pub fn translate(&self, body: &[u8]) -> Result<ChatRequest, InvalidMessages> {
-        let request: Map<String, Value> = serde_json::from_slice(body)
-            .map_err(|e| invalid(format!("the body is not a JSON object: {e}")))?;
+        // Read in one walk, without a map per object; serde_json says what is wrong with a
+        // body that is not a JSON object.
+        let whole: Value;
+        let request = match Node::parse(body) {
+            Some(node) if node.is_object() => node,
+            _ => {
+                let map: Map<String, Value> = serde_json::from_slice(body)
+                    .map_err(|e| invalid(format!("the body is not a JSON object: {e}")))?;
+                whole = Value::Object(map);
+                Node::of(&whole)
+            }
+        };
         let fields = read_fields(&request)?;
         let model = fields
             .model
@@ -172,7 +184,7 @@ impl Translator {
                 out.raw(b",\"");
                 out.raw(key.as_bytes());
                 out.raw(b"\":");
-                out.value(value);
+                value.write(&mut out);
             }
         }
         let stop = fields.stop_sequences.filter(|s| !s.is_empty());
@@ -212,16 +224,16 @@ impl Translator {
     }
 
     /// `system`, a string or text blocks, as the first message.
-    fn system(&self, system: &Value, out: &mut Json) -> Result<(), InvalidMessages> {
+    fn system(&self, system: &Node<'_>, out: &mut Json) -> Result<(), InvalidMessages> {
         out.raw(b"{\"role\":\"system\",\"content\":");
         match system {
-            Value::String(s) => out.str(s),
-            Value::Array(blocks) => {
+            Node::String(s) => out.str(s),
+            Node::Array(blocks) => {
                 let mut parts = Parts::default();
                 for (j, block) in blocks.iter().enumerate() {
                     let block = block
                         .as_object()
-                        .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
+                        .filter(|b| b.get("type").and_then(Node::as_str) == Some("text"))
                         .ok_or_else(|| {
                             invalid(format!("system.{j}: only text blocks are allowed"))
                         })?;
@@ -236,7 +248,7 @@ impl Translator {
         Ok(())
     }
 
-    fn cache_control<'a>(&self, block: &'a Map<String, Value>) -> Option<&'a Value> {
+    fn cache_control<'a>(&self, block: &'a Node<'a>) -> Option<&'a Node<'a>> {
         if self.keep_cache_control {
             block.get("cache_control").filter(|v| !v.is_null())
         } else {
@@ -247,14 +259,14 @@ impl Translator {
     fn message(
         &self,
         i: usize,
-        message: &Value,
+        message: &Node<'_>,
         first: &mut bool,
         out: &mut Json,
     ) -> Result<(), InvalidMessages> {
         let message = message
             .as_object()
             .ok_or_else(|| invalid(format!("messages.{i}: must be an object")))?;
-        let role = message.get("role").and_then(Value::as_str);
+        let role = message.get("role").and_then(Node::as_str);
         let content = message
             .get("content")
             .ok_or_else(|| invalid(format!("messages.{i}.content: Field required")))?;
@@ -264,7 +276,7 @@ impl Translator {
             }
         };
         match (role, content) {
-            (Some(role @ ("user" | "assistant")), Value::String(text)) => {
+            (Some(role @ ("user" | "assistant")), Node::String(text)) => {
                 sep(out);
                 out.raw(b"{\"role\":\"");
                 out.raw(role.as_bytes());
@@ -273,8 +285,8 @@ impl Translator {
                 out.raw(b"}");
                 Ok(())
             }
-            (Some("user"), Value::Array(blocks)) => self.user(i, blocks, &mut sep, out),
-            (Some("assistant"), Value::Array(blocks)) => assistant(i, blocks, &mut sep, out),
+            (Some("user"), Node::Array(blocks)) => self.user(i, blocks, &mut sep, out),
+            (Some("assistant"), Node::Array(blocks)) => assistant(i, blocks, &mut sep, out),
             (Some("user" | "assistant"), _) => Err(invalid(format!(
                 "messages.{i}.content: must be a string or a list of content blocks"
             ))),
@@ -290,7 +302,7 @@ impl Translator {
     fn user(
         &self,
         i: usize,
-        blocks: &[Value],
+        blocks: &[Node<'_>],
         sep: &mut impl FnMut(&mut Json),
         out: &mut Json,
     ) -> Result<(), InvalidMessages> {
@@ -300,7 +312,7 @@ impl Translator {
             let block = block
                 .as_object()
                 .ok_or_else(|| invalid(format!("{}: must be an object", at())))?;
-            match block.get("type").and_then(Value::as_str).unwrap_or("") {
+            match block.get("type").and_then(Node::as_str).unwrap_or("") {
                 "text" => {
                     let text = text_of(block, || format!("{}.text", at()))?;
                     parts.text(text, self.cache_control(block));
@@ -326,7 +338,7 @@ impl Translator {
 /// An assistant turn: text blocks as the content, `tool_use` blocks as `tool_calls`.
 fn assistant(
     i: usize,
-    blocks: &[Value],
+    blocks: &[Node<'_>],
     sep: &mut impl FnMut(&mut Json),
     out: &mut Json,
 ) -> Result<(), InvalidMessages> {
@@ -338,13 +350,13 @@ fn assistant(
         let block = block
             .as_object()
             .ok_or_else(|| invalid(format!("{}: must be an object", at())))?;
-        match block.get("type").and_then(Value::as_str).unwrap_or("") {
+        match block.get("type").and_then(Node::as_str).unwrap_or("") {
             "text" => parts.text(text_of(block, || format!("{}.text", at()))?, None),
             "tool_use" => {
                 let field = |key: &str| {
                     block
                         .get(key)
-                        .and_then(Value::as_str)
+                        .and_then(Node::as_str)
                         .ok_or_else(|| invalid(format!("{}.{key}: Field required", at())))
                 };
                 let (id, name) = (field("id")?, field("name")?);
@@ -359,8 +371,10 @@ fn assistant(
                 calls.raw(b",\"type\":\"function\",\"function\":{\"name\":");
                 calls.str(name);
                 calls.raw(b",\"arguments\":");
-                // Writing a `Value` to a string cannot fail.
-                calls.str(&serde_json::to_string(input).unwrap_or_default());
+                let mut arguments = Json::with_capacity(64);
+                input.write(&mut arguments);
+                // Written from `str`s and ASCII: UTF-8.
+                calls.str(std::str::from_utf8(&arguments.into_vec()).unwrap_or_default());
                 calls.raw(b"}}");
             }
             // Reasoning of an earlier turn: an OpenAI request has no place for it, and the
@@ -389,32 +403,32 @@ fn assistant(
 /// One `tool_result` block as a `tool` message; its images go to `parts`, for the user
 /// message that follows.
 fn tool_result<'a>(
-    block: &'a Map<String, Value>,
+    block: &'a Node<'a>,
     at: &dyn Fn() -> String,
     parts: &mut Parts<'a>,
     out: &mut Json,
 ) -> Result<(), InvalidMessages> {
     let id = block
         .get("tool_use_id")
-        .and_then(Value::as_str)
+        .and_then(Node::as_str)
         .ok_or_else(|| invalid(format!("{}.tool_use_id: Field required", at())))?;
-    let is_error = block.get("is_error").and_then(Value::as_bool) == Some(true);
+    let is_error = block.get("is_error").and_then(Node::as_bool) == Some(true);
     let mut text = String::new();
     if is_error {
         // OpenAI's tool messages have no error flag: the model is told in the text.
         text.push_str("Error: ");
     }
     match block.get("content") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(s)) => text.push_str(s),
-        Some(Value::Array(items)) => {
+        None | Some(Node::Null) => {}
+        Some(Node::String(s)) => text.push_str(s),
+        Some(Node::Array(items)) => {
             let mut texts = 0;
             for (k, item) in items.iter().enumerate() {
                 let item_at = || format!("{}.content.{k}", at());
                 let item = item
                     .as_object()
                     .ok_or_else(|| invalid(format!("{}: must be an object", item_at())))?;
-                match item.get("type").and_then(Value::as_str).unwrap_or("") {
+                match item.get("type").and_then(Node::as_str).unwrap_or("") {
                     "text" => {
                         if texts > 0 {
                             text.push('\n');
@@ -452,29 +466,26 @@ fn unsupported_block(at: &str, kind: &str) -> InvalidMessages {
     }
 }
 
-fn text_of(block: &Map<String, Value>, at: impl Fn() -> String) -> Result<&str, InvalidMessages> {
+fn text_of<'a>(block: &'a Node<'_>, at: impl Fn() -> String) -> Result<&'a str, InvalidMessages> {
     block
         .get("text")
-        .and_then(Value::as_str)
+        .and_then(Node::as_str)
         .ok_or_else(|| invalid(format!("{}: Field required", at())))
 }
 
 /// An `image` block's source as the URL of an `image_url` part: a `data:` URL for base64.
-fn image_url(
-    block: &Map<String, Value>,
-    at: &dyn Fn() -> String,
-) -> Result<String, InvalidMessages> {
+fn image_url(block: &Node<'_>, at: &dyn Fn() -> String) -> Result<String, InvalidMessages> {
     let source = block
         .get("source")
-        .and_then(Value::as_object)
+        .and_then(Node::as_object)
         .ok_or_else(|| invalid(format!("{}.source: Field required", at())))?;
     let get = |key: &str| {
         source
             .get(key)
-            .and_then(Value::as_str)
+            .and_then(Node::as_str)
             .ok_or_else(|| invalid(format!("{}.source.{key}: Field required", at())))
     };
-    match source.get("type").and_then(Value::as_str).unwrap_or("") {
+    match source.get("type").and_then(Node::as_str).unwrap_or("") {
         "base64" => {
             let (media_type, data) = (get("media_type")?, get("data")?);
             let mut url = String::with_capacity(data.len() + media_type.len() + 13);
@@ -500,12 +511,12 @@ struct Parts<'a> {
 }
 
 enum Part<'a> {
-    Text(&'a str, Option<&'a Value>),
+    Text(&'a str, Option<&'a Node<'a>>),
     Image(String),
 }
 
 impl<'a> Parts<'a> {
-    fn text(&mut self, text: &'a str, cache_control: Option<&'a Value>) {
+    fn text(&mut self, text: &'a str, cache_control: Option<&'a Node<'a>>) {
         self.items.push(Part::Text(text, cache_control));
     }
 
@@ -533,7 +544,7 @@ impl<'a> Parts<'a> {
                     out.str(text);
                     if let Some(cc) = cache_control {
                         out.raw(b",\"cache_control\":");
-                        out.value(cc);
+                        cc.write(out);
                     }
                     out.raw(b"}");
                 }
@@ -548,15 +559,15 @@ impl<'a> Parts<'a> {
     }
 }
 
-fn read_fields(request: &Map<String, Value>) -> Result<Fields<'_>, InvalidMessages> {
+fn read_fields<'a>(request: &'a Node<'a>) -> Result<Fields<'a>, InvalidMessages> {
     let mut f = Fields::default();
-    for (key, value) in request {
+    for (key, value) in request.entries() {
         // An explicit `null` is the field left out, as Anthropic's API takes it.
         if value.is_null() {
             continue;
         }
         let wrong = |what: &str| invalid(format!("{key}: {what}"));
-        match key.as_str() {
+        match &**key {
             "model" => f.model = Some(value.as_str().ok_or_else(|| wrong("must be a string"))?),
             "max_tokens" => {
                 f.max_tokens = Some(
@@ -592,7 +603,7 @@ fn read_fields(request: &Map<String, Value>) -> Result<Fields<'_>, InvalidMessag
                 }
             }
             "top_k" => {
-                if !value.is_u64() {
+                if value.as_u64().is_none() {
                     return Err(wrong("must be a whole number"));
                 }
                 f.top_k = Some(value);
@@ -602,14 +613,14 @@ fn read_fields(request: &Map<String, Value>) -> Result<Fields<'_>, InvalidMessag
                     .as_object()
                     .ok_or_else(|| wrong("must be an object"))?;
                 match metadata.get("user_id") {
-                    None | Some(Value::Null) => {}
-                    Some(Value::String(user)) => f.user = Some(user),
+                    None | Some(Node::Null) => {}
+                    Some(Node::String(user)) => f.user = Some(user),
                     Some(_) => return Err(invalid("metadata.user_id: must be a string")),
                 }
             }
             "stream" => f.stream = value.as_bool().ok_or_else(|| wrong("must be a boolean"))?,
             "thinking" => {
-                if value.get("type").and_then(Value::as_str) != Some("disabled") {
+                if value.get("type").and_then(Node::as_str) != Some("disabled") {
                     return Err(wrong(
                         "extended thinking is not supported by this gateway (send it disabled, or leave it out)",
                     ));
@@ -627,13 +638,13 @@ fn read_fields(request: &Map<String, Value>) -> Result<Fields<'_>, InvalidMessag
     Ok(f)
 }
 
-fn write_tools(tools: &[Value], out: &mut Json) -> Result<(), InvalidMessages> {
+fn write_tools(tools: &[Node<'_>], out: &mut Json) -> Result<(), InvalidMessages> {
     out.raw(b",\"tools\":[");
     for (k, tool) in tools.iter().enumerate() {
         let tool = tool
             .as_object()
             .ok_or_else(|| invalid(format!("tools.{k}: must be an object")))?;
-        match tool.get("type").and_then(Value::as_str) {
+        match tool.get("type").and_then(Node::as_str) {
             None | Some("custom") => {}
             Some(kind) => {
                 return Err(invalid(format!(
@@ -643,7 +654,7 @@ fn write_tools(tools: &[Value], out: &mut Json) -> Result<(), InvalidMessages> {
         }
         let name = tool
             .get("name")
-            .and_then(Value::as_str)
+            .and_then(Node::as_str)
             .ok_or_else(|| invalid(format!("tools.{k}.name: Field required")))?;
         let schema = tool
             .get("input_schema")
@@ -654,28 +665,28 @@ fn write_tools(tools: &[Value], out: &mut Json) -> Result<(), InvalidMessages> {
         }
         out.raw(b"{\"type\":\"function\",\"function\":{\"name\":");
         out.str(name);
-        if let Some(description) = tool.get("description").and_then(Value::as_str) {
+        if let Some(description) = tool.get("description").and_then(Node::as_str) {
             out.raw(b",\"description\":");
             out.str(description);
         }
         out.raw(b",\"parameters\":");
-        out.value(schema);
+        schema.write(out);
         out.raw(b"}}");
     }
     out.raw(b"]");
     Ok(())
 }
 
-fn write_tool_choice(choice: &Map<String, Value>, out: &mut Json) -> Result<(), InvalidMessages> {
+fn write_tool_choice(choice: &Node<'_>, out: &mut Json) -> Result<(), InvalidMessages> {
     out.raw(b",\"tool_choice\":");
-    match choice.get("type").and_then(Value::as_str).unwrap_or("") {
+    match choice.get("type").and_then(Node::as_str).unwrap_or("") {
         "auto" => out.raw(b"\"auto\""),
         "any" => out.raw(b"\"required\""),
         "none" => out.raw(b"\"none\""),
         "tool" => {
             let name = choice
                 .get("name")
-                .and_then(Value::as_str)
+                .and_then(Node::as_str)
                 .ok_or_else(|| invalid("tool_choice.name: Field required"))?;
             out.raw(b"{\"type\":\"function\",\"function\":{\"name\":");
             out.str(name);
@@ -689,7 +700,7 @@ fn write_tool_choice(choice: &Map<String, Value>, out: &mut Json) -> Result<(), 
     }
     if choice
         .get("disable_parallel_tool_use")
-        .and_then(Value::as_bool)
+        .and_then(Node::as_bool)
         == Some(true)
     {
         out.raw(b",\"parallel_tool_calls\":false");

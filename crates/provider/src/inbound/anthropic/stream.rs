@@ -1,5 +1,6 @@
 //! OpenAI `chat.completion.chunk` events → Anthropic's Messages stream events, chunk by chunk.
 
+use std::borrow::Cow;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -11,6 +12,8 @@ use serde_json::Value;
 
 use super::response::{Tokens, stop_reason, write_error, write_id};
 use crate::json::Json;
+use crate::scan::Reader;
+use crate::sse::{Translate, TranslatedBody};
 
 /// Where a translated stream stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,19 +110,12 @@ impl StreamTranslator {
             return Bytes::new();
         }
         let mut out = Json::with_capacity(chunk.len() * 2 + 64);
-        if self.carry.is_empty() {
-            let used = self.scan(chunk, &mut out);
-            self.carry.extend_from_slice(&chunk[used..]);
-        } else {
-            let mut buf = std::mem::take(&mut self.carry);
-            buf.extend_from_slice(chunk);
-            let used = self.scan(&buf, &mut out);
-            buf.drain(..used);
-            self.carry = buf;
-        }
-        if self.state != StreamState::Open {
-            self.carry = Vec::new();
-        }
+        let mut carry = std::mem::take(&mut self.carry);
+        crate::sse::push(&mut carry, chunk, |data| {
+            self.event(data, &mut out);
+            self.state == StreamState::Open
+        });
+        self.carry = carry;
         out.into_bytes()
     }
 
@@ -132,11 +128,11 @@ impl StreamTranslator {
         }
         let mut out = Json::with_capacity(256);
         // A last event without its blank line (`data: [DONE]` at the very end).
-        if !self.carry.is_empty() {
-            let mut last = std::mem::take(&mut self.carry);
-            last.extend_from_slice(b"\n\n");
-            self.scan(&last, &mut out);
-        }
+        let mut carry = std::mem::take(&mut self.carry);
+        crate::sse::flush(&mut carry, |data| {
+            self.event(data, &mut out);
+            self.state == StreamState::Open
+        });
         if self.state == StreamState::Open {
             if self.stop_reason.is_some() {
                 self.complete(&mut out);
@@ -161,63 +157,15 @@ impl StreamTranslator {
         out.into_bytes()
     }
 
-    /// Dispatches every whole event in `buf`; returns how many bytes they took.
-    fn scan(&mut self, buf: &[u8], out: &mut Json) -> usize {
-        let mut event_start = 0;
-        let mut line_start = 0;
-        // The event's `data:` lines: the first as a range, any more joined (rare).
-        let mut data: Option<(usize, usize)> = None;
-        let mut joined: Option<Vec<u8>> = None;
-        while let Some(offset) = buf[line_start..].iter().position(|&b| b == b'\n') {
-            let line_end = line_start + offset;
-            let line = &buf[line_start..line_end];
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if line.is_empty() {
-                match (&joined, data) {
-                    (Some(all), _) => self.event(all, out),
-                    (None, Some((s, e))) => self.event(&buf[s..e], out),
-                    (None, None) => {}
-                }
-                data = None;
-                joined = None;
-                event_start = line_end + 1;
-                if self.state != StreamState::Open {
-                    return buf.len();
-                }
-            } else if let Some(value) = line.strip_prefix(b"data:") {
-                let value = value.strip_prefix(b" ").unwrap_or(value);
-                let start = line_start + (line.len() - value.len());
-                match (&mut joined, data) {
-                    (Some(all), _) => {
-                        all.push(b'\n');
-                        all.extend_from_slice(value);
-                    }
-                    (None, Some((s, e))) => {
-                        let mut all = buf[s..e].to_vec();
-                        all.push(b'\n');
-                        all.extend_from_slice(value);
-                        joined = Some(all);
-                    }
-                    (None, None) => data = Some((start, start + value.len())),
-                }
-            }
-            line_start = line_end + 1;
-        }
-        event_start
-    }
-
     fn event(&mut self, data: &[u8], out: &mut Json) {
         if data == b"[DONE]" {
             self.complete(out);
             return;
         }
-        if self.started
-            && matches!(self.open, Open::Text(_) | Open::None)
-            && let Some(text) = fast_text(data)
-        {
-            if !text.is_empty() {
-                self.text(&text, out);
-            }
+        // Most chunks are read in one walk of their bytes; the rare ones (usage, an error,
+        // anything of an unexpected shape) as a `Value`.
+        if let Some(chunk) = read_chunk(data) {
+            self.chunk(&chunk, None, out);
             return;
         }
         let Ok(chunk) = serde_json::from_slice::<Value>(data) else {
@@ -243,51 +191,54 @@ impl StreamTranslator {
             self.fail_into(out, kind, message);
             return;
         }
+        let usage = chunk
+            .get("usage")
+            .filter(|u| u.is_object())
+            .map(Tokens::from_openai);
+        self.chunk(&Chunk::of(&chunk), usage, out);
+    }
+
+    /// One chunk, with the usage it reports.
+    fn chunk(&mut self, chunk: &Chunk<'_>, usage: Option<Tokens>, out: &mut Json) {
         if !self.started {
-            self.start(&chunk, out);
+            self.start(chunk, usage, out);
+        } else if let Some(usage) = usage {
+            self.tokens = usage;
         }
-        if let Some(usage) = chunk.get("usage").filter(|u| u.is_object()) {
-            self.tokens = Tokens::from_openai(usage);
-        }
-        let Some(choice) = chunk.get("choices").and_then(|c| c.get(0)) else {
+        let Some(choice) = &chunk.choice else {
             return;
         };
-        if let Some(delta) = choice.get("delta") {
-            if let Some(text) = delta.get("content").and_then(Value::as_str)
-                && !text.is_empty()
-            {
-                self.text(text, out);
-            }
-            if let Some(calls) = delta.get("tool_calls").and_then(Value::as_array) {
-                for (position, call) in calls.iter().enumerate() {
-                    self.tool_call(position, call, out);
-                }
-            }
+        if let Some(text) = choice.content.as_deref()
+            && !text.is_empty()
+        {
+            self.text(text, out);
         }
-        if let Some(finish) = choice.get("finish_reason").and_then(Value::as_str) {
+        for (position, call) in choice.calls.iter().enumerate() {
+            self.tool_call(position, call, out);
+        }
+        if let Some(finish) = choice.finish_reason.as_deref() {
             self.close(out);
             self.stop_reason = Some(stop_reason(finish));
             self.stop_sequence = choice
-                .get("stop_reason")
-                .and_then(Value::as_str)
+                .stop_reason
+                .as_deref()
                 .filter(|_| self.stop_sequences && finish == "stop")
                 .map(str::to_owned);
         }
     }
 
-    fn start(&mut self, chunk: &Value, out: &mut Json) {
+    fn start(&mut self, chunk: &Chunk<'_>, usage: Option<Tokens>, out: &mut Json) {
         self.started = true;
-        let field = |key: &str| chunk.get(key).and_then(Value::as_str).unwrap_or("");
         head(out, b"message_start");
         out.raw(b"{\"type\":\"message_start\",\"message\":{\"id\":");
-        write_id(out, field("id"));
+        write_id(out, chunk.id.as_deref().unwrap_or(""));
         out.raw(b",\"type\":\"message\",\"role\":\"assistant\",\"model\":");
-        out.str(field("model"));
+        out.str(chunk.model.as_deref().unwrap_or(""));
         out.raw(b",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":");
         // OpenAI reports usage at the end: what is known so far (often nothing) now, the
         // whole in `message_delta`.
-        if let Some(usage) = chunk.get("usage").filter(|u| u.is_object()) {
-            self.tokens = Tokens::from_openai(usage);
+        if let Some(usage) = usage {
+            self.tokens = usage;
         }
         self.tokens.write(out);
         out.raw(b"}}\n\n");
@@ -316,42 +267,31 @@ impl StreamTranslator {
     }
 
     /// One entry of `delta.tool_calls`: the first for an `index` opens its block.
-    fn tool_call(&mut self, position: usize, call: &Value, out: &mut Json) {
-        let key = call
-            .get("index")
-            .and_then(Value::as_u64)
-            .unwrap_or(position as u64);
-        let function = call.get("function");
+    fn tool_call(&mut self, position: usize, call: &Call<'_>, out: &mut Json) {
+        let key = call.index.unwrap_or(position as u64);
         let index = match self.tools.iter().find(|(k, _)| *k == key) {
             Some(&(_, index)) => index,
             None => {
                 self.close(out);
                 let index = self.next_block();
                 self.tools.push((key, index));
-                let name = function
-                    .and_then(|f| f.get("name"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
                 head(out, b"content_block_start");
                 out.raw(b"{\"type\":\"content_block_start\",\"index\":");
                 out.u64(u64::from(index));
                 out.raw(b",\"content_block\":{\"type\":\"tool_use\",\"id\":");
-                match call.get("id").and_then(Value::as_str) {
+                match call.id.as_deref() {
                     Some(id) => out.str(id),
                     // Servers that leave the id out: one the client can answer to.
                     None => out.str(&format!("toolu_{key}")),
                 }
                 out.raw(b",\"name\":");
-                out.str(name);
+                out.str(call.name.as_deref().unwrap_or(""));
                 out.raw(b",\"input\":{}}}\n\n");
                 self.open = Open::Tool(index);
                 index
             }
         };
-        let arguments = function
-            .and_then(|f| f.get("arguments"))
-            .and_then(Value::as_str)
-            .unwrap_or("");
+        let arguments = call.arguments.as_deref().unwrap_or("");
         if !arguments.is_empty() {
             // A late piece of an earlier call (servers that interleave calls) goes to that
             // call's block by its index, as Anthropic's clients assemble blocks.
@@ -386,7 +326,7 @@ impl StreamTranslator {
     /// `message_stop`.
     fn complete(&mut self, out: &mut Json) {
         if !self.started {
-            self.start(&Value::Null, out);
+            self.start(&Chunk::default(), None, out);
         }
         self.close(out);
         head(out, b"message_delta");
@@ -431,69 +371,164 @@ const ERROR_TYPES: [&str; 10] = [
     "overloaded_error",
 ];
 
-/// The text of a chunk that carries nothing but one piece of text for choice 0, read without
-/// parsing the whole chunk (most chunks of a stream are these). `None` for any other chunk:
-/// one with tool calls, a finish reason, usage, an error, a role, or a second choice. Keys
-/// cannot appear unescaped inside a JSON string, so finding them in the bytes is exact.
-fn fast_text(data: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
-    const DELTA: &[u8] = br#""delta":{"content":""#;
-    let at = find(data, DELTA)?;
-    let rest = &data[at + DELTA.len() - 1..];
-    // The string literal: up to the first quote that no backslash escapes.
-    let mut end = 1;
-    let mut escaped = false;
-    while end < rest.len() {
-        match rest[end] {
-            b'\\' if !escaped => escaped = true,
-            b'"' if !escaped => break,
-            _ => escaped = false,
+/// What the translation reads of an OpenAI chunk.
+#[derive(Debug, Default, PartialEq)]
+struct Chunk<'a> {
+    id: Option<Cow<'a, str>>,
+    model: Option<Cow<'a, str>>,
+    /// The first of `choices`: a Messages stream has one answer.
+    choice: Option<Choice<'a>>,
+}
+
+/// What the translation reads of a chunk's choice.
+#[derive(Debug, Default, PartialEq)]
+struct Choice<'a> {
+    content: Option<Cow<'a, str>>,
+    calls: Vec<Call<'a>>,
+    finish_reason: Option<Cow<'a, str>>,
+    /// The stop sequence that ended the answer (vLLM and others; a token id elsewhere).
+    stop_reason: Option<Cow<'a, str>>,
+}
+
+/// One entry of a chunk's `delta.tool_calls`.
+#[derive(Debug, Default, PartialEq)]
+struct Call<'a> {
+    index: Option<u64>,
+    id: Option<Cow<'a, str>>,
+    name: Option<Cow<'a, str>>,
+    arguments: Option<Cow<'a, str>>,
+}
+
+impl<'a> Chunk<'a> {
+    /// The fields of a chunk parsed whole, each read as `read_chunk` reads it.
+    fn of(chunk: &'a Value) -> Self {
+        let string = |v: Option<&'a Value>| v.and_then(Value::as_str).map(Cow::Borrowed);
+        let choice = chunk.get("choices").and_then(|c| c.get(0)).map(|choice| {
+            let delta = choice.get("delta");
+            let calls = delta
+                .and_then(|d| d.get("tool_calls"))
+                .and_then(Value::as_array)
+                .map_or(&[][..], Vec::as_slice);
+            Choice {
+                content: string(delta.and_then(|d| d.get("content"))),
+                calls: calls
+                    .iter()
+                    .map(|call| {
+                        let function = call.get("function");
+                        Call {
+                            index: call.get("index").and_then(Value::as_u64),
+                            id: string(call.get("id")),
+                            name: string(function.and_then(|f| f.get("name"))),
+                            arguments: string(function.and_then(|f| f.get("arguments"))),
+                        }
+                    })
+                    .collect(),
+                finish_reason: string(choice.get("finish_reason")),
+                stop_reason: string(choice.get("stop_reason")),
+            }
+        });
+        Self {
+            id: string(chunk.get("id")),
+            model: string(chunk.get("model")),
+            choice,
         }
-        end += 1;
-    }
-    let literal = rest.get(..=end)?;
-    if rest.get(end + 1) != Some(&b'}') {
-        return None;
-    }
-    for key in [
-        &br#""delta""#[..],
-        br#""tool_calls""#,
-        br#""usage":{"#,
-        br#""error""#,
-        br#""finish_reason":""#,
-        br#""index":1"#,
-    ] {
-        let found = find(data, key);
-        // `"delta"` is allowed once: the one matched above.
-        if found.is_some_and(|i| key != br#""delta""# || i != at) {
-            return None;
-        }
-    }
-    if find(&data[at + 1..], br#""delta""#).is_some() {
-        return None;
-    }
-    // serde_json checks and unescapes it; a literal without escapes is borrowed.
-    if literal.contains(&b'\\') {
-        serde_json::from_slice::<String>(literal)
-            .ok()
-            .map(std::borrow::Cow::Owned)
-    } else {
-        serde_json::from_slice::<&str>(literal)
-            .ok()
-            .map(std::borrow::Cow::Borrowed)
     }
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    let first = needle[0];
-    let mut from = 0;
-    while let Some(i) = haystack[from..].iter().position(|&b| b == first) {
-        let at = from + i;
-        if haystack[at..].starts_with(needle) {
-            return Some(at);
+/// A chunk read in one walk of its bytes (most of a stream's chunks: a few words of text or
+/// of a tool call's arguments). `None` for a chunk with usage or an error, and for anything
+/// not of the usual shape: those are parsed whole. Fields of another type than the
+/// translation reads count as absent, as they do when parsed whole.
+fn read_chunk(data: &[u8]) -> Option<Chunk<'_>> {
+    let mut r = Reader::new(data);
+    let mut chunk = Chunk::default();
+    r.object(|r, key| match key {
+        b"id" => {
+            chunk.id = r.opt_string()?;
+            Some(())
         }
-        from = at + 1;
-    }
-    None
+        b"model" => {
+            chunk.model = r.opt_string()?;
+            Some(())
+        }
+        b"choices" => {
+            let mut first = true;
+            r.array(|r| {
+                if !std::mem::take(&mut first) {
+                    return r.skip();
+                }
+                chunk.choice = Some(read_choice(r)?);
+                Some(())
+            })
+        }
+        // `"usage": null` in every chunk but the last is common; the last one's counts and
+        // errors go the rare way.
+        b"usage" => (r.raw()? == b"null").then_some(()),
+        b"error" => None,
+        _ => r.skip(),
+    })?;
+    r.end()?;
+    Some(chunk)
+}
+
+fn read_choice<'a>(r: &mut Reader<'a>) -> Option<Choice<'a>> {
+    let mut choice = Choice::default();
+    r.object(|r, key| match key {
+        b"delta" => r.object(|r, key| match key {
+            b"content" => {
+                choice.content = r.opt_string()?;
+                Some(())
+            }
+            b"tool_calls" => {
+                if r.peek()? != b'[' {
+                    return r.skip();
+                }
+                choice.calls.clear();
+                r.array(|r| {
+                    choice.calls.push(read_call(r)?);
+                    Some(())
+                })
+            }
+            _ => r.skip(),
+        }),
+        b"finish_reason" => {
+            choice.finish_reason = r.opt_string()?;
+            Some(())
+        }
+        b"stop_reason" => {
+            choice.stop_reason = r.opt_string()?;
+            Some(())
+        }
+        _ => r.skip(),
+    })?;
+    Some(choice)
+}
+
+fn read_call<'a>(r: &mut Reader<'a>) -> Option<Call<'a>> {
+    let mut call = Call::default();
+    r.object(|r, key| match key {
+        b"index" => {
+            call.index = r.opt_u64()?;
+            Some(())
+        }
+        b"id" => {
+            call.id = r.opt_string()?;
+            Some(())
+        }
+        b"function" => r.object(|r, key| match key {
+            b"name" => {
+                call.name = r.opt_string()?;
+                Some(())
+            }
+            b"arguments" => {
+                call.arguments = r.opt_string()?;
+                Some(())
+            }
+            _ => r.skip(),
+        }),
+        _ => r.skip(),
+    })?;
+    Some(call)
 }
 
 /// `event: NAME` and the start of its `data:` line.
@@ -503,6 +538,27 @@ fn head(out: &mut Json, name: &[u8]) {
     out.raw(b"\ndata: ");
 }
 
+impl Translate for StreamTranslator {
+    // The layers inside (an observer, a budget) see the stream complete rather than dropped.
+    const DRAIN: bool = true;
+
+    fn push(&mut self, chunk: &[u8]) -> Bytes {
+        StreamTranslator::push(self, chunk)
+    }
+
+    fn is_open(&self) -> bool {
+        self.state == StreamState::Open
+    }
+
+    fn end(&mut self) -> Result<Bytes, BoxError> {
+        Ok(self.finish())
+    }
+
+    fn broke(&mut self, err: BoxError) -> Result<Bytes, BoxError> {
+        Ok(self.fail(&format!("the upstream stream broke: {err}")))
+    }
+}
+
 pin_project! {
     /// A chat-completion event stream translated into Anthropic's events as it flows (see
     /// [`StreamTranslator`]). A broken inner body becomes an `error` event and the end; once
@@ -510,9 +566,7 @@ pin_project! {
     /// the stream complete rather than dropped.
     pub struct MessagesStreamBody<B> {
         #[pin]
-        inner: B,
-        translator: StreamTranslator,
-        inner_done: bool,
+        inner: TranslatedBody<B, StreamTranslator>,
     }
 }
 
@@ -520,9 +574,7 @@ impl<B> MessagesStreamBody<B> {
     /// Translates `inner` with `translator`.
     pub fn new(inner: B, translator: StreamTranslator) -> Self {
         Self {
-            inner,
-            translator,
-            inner_done: false,
+            inner: TranslatedBody::new(inner, translator, None),
         }
     }
 }
@@ -530,7 +582,7 @@ impl<B> MessagesStreamBody<B> {
 impl<B> std::fmt::Debug for MessagesStreamBody<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MessagesStreamBody")
-            .field("state", &self.translator.state())
+            .field("state", &self.inner.translator().state())
             .finish_non_exhaustive()
     }
 }
@@ -547,36 +599,11 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let mut this = self.project();
-        loop {
-            if *this.inner_done {
-                return Poll::Ready(None);
-            }
-            let out = match this.inner.as_mut().poll_frame(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                    Ok(data) => this.translator.push(&data),
-                    Err(_) => continue,
-                },
-                Poll::Ready(Some(Err(e))) => {
-                    *this.inner_done = true;
-                    let e: BoxError = e.into();
-                    this.translator
-                        .fail(&format!("the upstream stream broke: {e}"))
-                }
-                Poll::Ready(None) => {
-                    *this.inner_done = true;
-                    this.translator.finish()
-                }
-            };
-            if !out.is_empty() {
-                return Poll::Ready(Some(Ok(Frame::data(out))));
-            }
-        }
+        self.project().inner.poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner_done
+        self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -687,17 +714,34 @@ mod tests {
     }
 
     #[test]
-    fn fast_text_only_takes_plain_text_chunks() {
+    fn a_chunk_read_in_one_walk_reads_as_one_parsed_whole() {
         let plain = br#"{"id":"c","choices":[{"index":0,"delta":{"content":"a \"b\" \u00e9"},"finish_reason":null}]}"#;
-        assert_eq!(fast_text(plain).as_deref(), Some("a \"b\" \u{e9}"));
+        let chunk = read_chunk(plain).unwrap();
+        let choice = chunk.choice.as_ref().unwrap();
+        assert_eq!(choice.content.as_deref(), Some("a \"b\" \u{e9}"));
+        assert_eq!(chunk.id.as_deref(), Some("c"));
         for other in [
             &br#"{"choices":[{"index":0,"delta":{"content":"a"},"finish_reason":"stop"}]}"#[..],
-            br#"{"choices":[{"index":0,"delta":{"content":"a"}}],"usage":{"prompt_tokens":1}}"#,
             br#"{"choices":[{"index":0,"delta":{"content":"a","tool_calls":[]}}]}"#,
             br#"{"choices":[{"index":0,"delta":{"role":"assistant","content":"a"}}]}"#,
             br#"{"choices":[{"index":0,"delta":{"content":"a"}},{"index":1,"delta":{"content":"b"}}]}"#,
+            br#"{"id":7,"choices":[{"delta":{"content":null,"tool_calls":[{"index":1,"id":"x",
+               "function":{"name":"f","arguments":"{\"k\":"}}]},"stop_reason":42}],"usage":null}"#,
+            br#"{"choices":[{"delta":{"tool_calls":[{"index":"1","function":{"arguments":"1}"}}]},
+               "finish_reason":"tool_calls","stop_reason":"END"}]}"#,
         ] {
-            assert_eq!(fast_text(other), None, "{}", String::from_utf8_lossy(other));
+            let whole: Value = serde_json::from_slice(other).unwrap();
+            let read = read_chunk(other);
+            assert_eq!(read, Some(Chunk::of(&whole)), "{}", String::from_utf8_lossy(other));
+        }
+        // Usage, errors and the unreadable go the rare way, parsed whole.
+        for rare in [
+            &br#"{"choices":[{"index":0,"delta":{"content":"a"}}],"usage":{"prompt_tokens":1}}"#[..],
+            br#"{"error":{"message":"busy"}}"#,
+            br#"{"choices":[{"delta":null}]}"#,
+            br#"{"choices":[]} x"#,
+        ] {
+            assert_eq!(read_chunk(rare), None, "{}", String::from_utf8_lossy(rare));
         }
     }
 
