@@ -151,10 +151,7 @@ impl Shared {
         let mut tag = TagLayer::new();
         for (i, key) in config.server.metadata_labels.iter().enumerate() {
             tag = tag.metadata_label(key.clone()).map_err(|e| {
-                crate::config::ConfigError::new(
-                    format!("server.metadata_labels[{i}]"),
-                    e.to_string(),
-                )
+                crate::config::ConfigError::new(format!("server.metadata_labels[{i}]"), e.message())
             })?;
         }
         for key in &config.server.log_metadata_keys {

@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use http::HeaderName;
+use portcullis_core::BuildError;
 use portcullis_core::context::Metadata;
 use tower_layer::Layer;
 
@@ -35,13 +36,13 @@ pub(crate) struct Shared {
 ///
 /// No setter panics. Header names are typed ([`HeaderName`]), so a bad name is caught where
 /// it is made; [`metadata_label`](Self::metadata_label), the one setting whose validity
-/// depends on the others, answers a [`TagConfigError`].
+/// depends on the others, answers a [`BuildError`].
 ///
 /// ```
 /// use http::HeaderName;
 /// use portcullis_tag::TagLayer;
 ///
-/// # fn main() -> Result<(), portcullis_tag::TagConfigError> {
+/// # fn main() -> Result<(), portcullis_core::BuildError> {
 /// let layer = TagLayer::new()
 ///     .metadata_header(HeaderName::from_static("x-metadata"))
 ///     .max_keys(16)
@@ -166,7 +167,7 @@ impl TagLayer {
     /// already is allowed once.
     ///
     /// # Errors
-    /// A [`TagConfigError`] (the layer is consumed) when `key` would be the label of a ninth
+    /// A [`BuildError`] at `metadata_labels[N]` (the layer is consumed) when `key` would be the label of a ninth
     /// key ([`MAX_METADATA_LABELS`]: every label multiplies the number of series), or would
     /// have the label name of a key allowed already (`cost-center` after `cost_center`), which
     /// would give one series the same label twice.
@@ -179,10 +180,10 @@ impl TagLayer {
     ///     layer = layer.metadata_label(key).unwrap();
     /// }
     /// let err = layer.metadata_label("i").unwrap_err();
-    /// assert_eq!(err.key(), "i");
-    /// assert_eq!(err.to_string(), "at most 8 metadata keys can be labels");
+    /// assert_eq!(err.path(), "metadata_labels[8]");
+    /// assert_eq!(err.message(), "at most 8 metadata keys can be labels");
     /// ```
-    pub fn metadata_label(mut self, key: impl Into<String>) -> Result<Self, TagConfigError> {
+    pub fn metadata_label(mut self, key: impl Into<String>) -> Result<Self, BuildError> {
         let key = key.into();
         let labels = &self.settings.metadata_labels;
         if labels.contains(&key) {
@@ -190,17 +191,16 @@ impl TagLayer {
         }
         let label = metadata_label_name(&key);
         if let Some(other) = labels.iter().find(|k| metadata_label_name(k) == label) {
-            let kind = Kind::SameLabel {
-                other: other.clone(),
-                label,
-            };
-            return Err(TagConfigError { key, kind });
+            return Err(BuildError::at(
+                format!("metadata_labels[{}]", labels.len()),
+                format!("`{key}` and `{other}` would both be the label `{label}`"),
+            ));
         }
         if labels.len() == MAX_METADATA_LABELS {
-            return Err(TagConfigError {
-                key,
-                kind: Kind::TooManyLabels,
-            });
+            return Err(BuildError::at(
+                format!("metadata_labels[{}]", labels.len()),
+                format!("at most {MAX_METADATA_LABELS} metadata keys can be labels"),
+            ));
         }
         self.settings.metadata_labels.push(key);
         Ok(self.changed())
@@ -224,51 +224,6 @@ impl TagLayer {
         self.changed()
     }
 }
-
-/// A [`TagLayer`] setting that was refused: the metadata key that could not become a metric
-/// label, and why (see [`TagLayer::metadata_label`]).
-///
-/// Its message is meant to follow a config reader's path
-/// (`server.metadata_labels[8]: at most 8 metadata keys can be labels`); [`key`](Self::key)
-/// is the key refused.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TagConfigError {
-    key: String,
-    kind: Kind,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Kind {
-    /// [`MAX_METADATA_LABELS`] keys are labels already.
-    TooManyLabels,
-    /// Key `other`, allowed already, has the same label name.
-    SameLabel { other: String, label: String },
-}
-
-impl TagConfigError {
-    /// The metadata key that was refused.
-    pub fn key(&self) -> &str {
-        &self.key
-    }
-}
-
-impl fmt::Display for TagConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.kind {
-            Kind::TooManyLabels => write!(
-                f,
-                "at most {MAX_METADATA_LABELS} metadata keys can be labels"
-            ),
-            Kind::SameLabel { other, label } => write!(
-                f,
-                "`{}` and `{other}` would both be the label `{label}`",
-                self.key
-            ),
-        }
-    }
-}
-
-impl std::error::Error for TagConfigError {}
 
 impl Default for TagLayer {
     fn default() -> Self {

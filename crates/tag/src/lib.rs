@@ -104,7 +104,7 @@
 //! | longest key, longest value | 128 characters each | [`TagLayer::max_key_len`], [`TagLayer::max_value_len`] |
 //! | trace id header | `x-portkey-trace-id` | [`TagLayer::trace_header`] |
 //! | virtual key header | `x-portkey-virtual-key` | [`TagLayer::virtual_key_header`] |
-//! | metadata keys as metric labels | none | [`TagLayer::metadata_label`] (at most 8; a ninth is a [`TagConfigError`]) |
+//! | metadata keys as metric labels | none | [`TagLayer::metadata_label`] (at most 8; a ninth is a [`BuildError`](portcullis_core::BuildError)) |
 //! | distinct values per label | 64, then `other` | [`TagLayer::label_cap`] |
 //! | metadata values shown in spans and logs | none (`<redacted>`) | [`TagLayer::log_metadata_key`] |
 //!
@@ -216,9 +216,7 @@ mod telemetry;
 pub mod trace;
 
 pub use self::future::ResponseFuture;
-pub use self::layer::{
-    METADATA_HEADER, TRACE_ID_HEADER, TagConfigError, TagLayer, VIRTUAL_KEY_HEADER,
-};
+pub use self::layer::{METADATA_HEADER, TRACE_ID_HEADER, TagLayer, VIRTUAL_KEY_HEADER};
 pub use self::metadata::{InvalidMetadata, MetadataLimits};
 #[cfg(feature = "prometheus")]
 pub use self::prometheus::Prometheus;

@@ -1,5 +1,5 @@
 //! The tag layer's setters never panic: typed header names, a refused metadata label as a
-//! `TagConfigError`; and the metrics reach any recorder of the `metrics` facade, with or
+//! core's `BuildError`; and the metrics reach any recorder of the `metrics` facade, with or
 //! without the `prometheus` feature.
 
 use std::collections::BTreeMap;
@@ -13,9 +13,10 @@ use metrics::{
     Counter, CounterFn, Gauge, Histogram, Key, KeyName, Metadata as MetricMetadata, Recorder,
     SharedString, Unit,
 };
+use portcullis_core::BuildError;
 use portcullis_core::context::{Caller, Metadata, TraceId};
 use portcullis_core::{Body, BoxError, BufferedBody, EdgeLayer};
-use portcullis_tag::{TagConfigError, TagLayer, meter};
+use portcullis_tag::{TagLayer, meter};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 
 const CHAT: &str = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
@@ -58,11 +59,11 @@ fn eight_labels() -> TagLayer {
 
 #[test]
 fn a_ninth_metadata_label_is_an_error_not_a_panic() {
-    let err: TagConfigError = eight_labels().metadata_label("i").unwrap_err();
-    assert_eq!(err.key(), "i");
-    assert_eq!(err.to_string(), "at most 8 metadata keys can be labels");
+    let err: BuildError = eight_labels().metadata_label("i").unwrap_err();
+    assert_eq!(err.path(), "metadata_labels[8]");
+    assert_eq!(err.message(), "at most 8 metadata keys can be labels");
     let boxed: BoxError = err.into();
-    assert!(boxed.downcast_ref::<TagConfigError>().is_some());
+    assert!(boxed.downcast_ref::<BuildError>().is_some());
 }
 
 #[test]
@@ -78,9 +79,9 @@ fn two_keys_with_one_label_name_are_refused() {
         .unwrap()
         .metadata_label("cost-center")
         .unwrap_err();
-    assert_eq!(err.key(), "cost-center");
+    assert_eq!(err.path(), "metadata_labels[1]");
     assert_eq!(
-        err.to_string(),
+        err.message(),
         "`cost-center` and `cost_center` would both be the label `metadata_cost_center`"
     );
 }
