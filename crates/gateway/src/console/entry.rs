@@ -11,10 +11,11 @@ use portcullis_budget::PriceTable;
 use portcullis_budget::price::TokenUsage;
 use portcullis_core::Body;
 use portcullis_core::context::TraceId;
-use portcullis_core::facts::ResponseFacts;
+use portcullis_core::facts::{ResponseFacts, Usage};
 use portcullis_core::observe::{Observation, Outcome, Report};
 use portcullis_guard::pii::PiiScanner;
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::{Map, Value};
 use tokio::time::Instant;
 
 use super::Console;
@@ -104,47 +105,64 @@ impl Pending {
     /// Records what the response's head says, and the rest when its body ends.
     pub(crate) fn finish(self, response: &Response<Body>) {
         let facts = ResponseFacts::get(response);
-        let mut doc = json!({
-            "time": rfc3339(self.time),
-            "method": self.method.as_str(),
-            "endpoint": self.path,
-            "status": response.status().as_u16(),
-            "ttfb": millis(self.start.elapsed()),
-            "trace_id": self.trace,
-            "metadata": self.metadata,
-        });
-        let provider = facts.and_then(|f| f.provider.clone());
+        let provider = facts.and_then(|f| f.provider.as_deref()).map(str::to_owned);
+        let mut entry = Entry {
+            time: rfc3339(self.time),
+            method: self.method.as_str().to_owned(),
+            endpoint: self.path,
+            status: response.status().as_u16(),
+            ttfb: millis(self.start.elapsed()),
+            duration: 0.0,
+            trace_id: self.trace,
+            metadata: self.metadata,
+            request_options: [RequestOptions {
+                provider: provider.clone(),
+            }],
+            provider,
+            target: None,
+            retries: None,
+            cache: None,
+            guards: None,
+            attempts: None,
+            request: None,
+            stream: None,
+            outcome: None,
+            finish_reason: None,
+            model: None,
+            usage: None,
+            cost_usd: None,
+            response: None,
+        };
         if let Some(facts) = facts {
-            doc["provider"] = json!(facts.provider.as_deref());
-            doc["target"] = json!(facts.target.map(|t| t.to_string()));
-            doc["retries"] = json!(facts.retries.map(|r| r.header_value()));
-            doc["cache"] = json!(facts.cache.map(|c| c.as_str()));
-            doc["guards"] = facts
-                .guards
-                .iter()
-                .map(|g| {
-                    json!({"id": &*g.id, "passed": g.passed, "deny": g.deny,
-                           "explanation": g.explanation})
-                })
-                .collect();
-            doc["attempts"] = facts.attempts.with(|records| {
+            entry.target = facts.target.map(|t| t.to_string());
+            entry.retries = facts.retries.map(|r| r.header_value());
+            entry.cache = facts.cache.map(|c| c.as_str());
+            entry.guards = Some(
+                facts
+                    .guards
+                    .iter()
+                    .map(|g| Guard {
+                        id: g.id.to_string(),
+                        passed: g.passed,
+                        deny: g.deny,
+                        explanation: g.explanation.clone(),
+                    })
+                    .collect(),
+            );
+            entry.attempts = Some(facts.attempts.with(|records| {
                 records
                     .iter()
-                    .map(|a| {
-                        json!({
-                            "target": a.target.to_string(),
-                            "provider": a.provider.as_deref(),
-                            "outcome": a.outcome.to_string(),
-                            "ms": millis(a.duration),
-                        })
+                    .map(|a| Attempt {
+                        target: a.target.to_string(),
+                        provider: a.provider.as_deref().map(str::to_owned),
+                        outcome: a.outcome.to_string(),
+                        ms: millis(a.duration),
                     })
                     .collect()
-            });
+            }));
         }
-        // Portkey's console reads the provider of each request from here.
-        doc["requestOptions"] = json!([{ "provider": provider.as_deref() }]);
         if let Some(body) = self.capture.as_ref().and_then(|c| c.0.get()) {
-            doc["request"] = Value::from(shown_text(&String::from_utf8_lossy(body)));
+            entry.request = Some(shown_text(&String::from_utf8_lossy(body)));
         }
         let observation = response.extensions().get::<Observation>().cloned();
         let Self {
@@ -155,53 +173,115 @@ impl Pending {
         } = self;
         match observation {
             None => {
-                doc["duration"] = json!(millis(start.elapsed()));
-                console.publish(doc, view.buffer);
+                entry.duration = millis(start.elapsed());
+                console.publish(&entry, view.buffer);
             }
             Some(observation) => observation.on_report(move |report| {
-                add_report(&mut doc, report, &view, provider.as_deref());
-                doc["duration"] = json!(millis(start.elapsed()));
-                console.publish(doc, view.buffer);
+                entry.add_report(report, &view);
+                entry.duration = millis(start.elapsed());
+                console.publish(&entry, view.buffer);
             }),
         }
     }
 }
 
-fn add_report(doc: &mut Value, report: &Report, view: &View, provider: Option<&str>) {
-    doc["stream"] = Value::Bool(report.stream);
-    doc["outcome"] = Value::from(match &report.outcome {
-        Outcome::Complete => "complete".to_owned(),
-        Outcome::Failed(why) => format!("failed: {why}"),
-        Outcome::Cancelled => "cancelled".to_owned(),
-    });
-    doc["finish_reason"] = json!(report.finish_reason);
-    if let Some(model) = &report.model {
-        doc["model"] = Value::from(model.as_str());
-    }
-    if let Some(usage) = report.usage {
-        doc["usage"] = json!({
-            "prompt_tokens": usage.prompt_tokens,
-            "completion_tokens": usage.completion_tokens,
-            "total_tokens": usage.total_tokens,
+/// One request as the console's `log` event carries it (Portkey's `time`, `method`,
+/// `endpoint`, `status`, `duration` and `requestOptions`, and ours beside them).
+#[derive(Debug, Serialize)]
+pub(crate) struct Entry {
+    // `id` is put first when it is published.
+    time: String,
+    method: String,
+    endpoint: String,
+    status: u16,
+    /// Milliseconds to the response head.
+    ttfb: f64,
+    /// Milliseconds to the end of the body.
+    duration: f64,
+    trace_id: Option<String>,
+    metadata: Option<Value>,
+    #[serde(rename = "requestOptions")]
+    request_options: [RequestOptions; 1],
+    provider: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retries: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    guards: Option<Vec<Guard>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attempts: Option<Vec<Attempt>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outcome: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finish_reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<Usage>,
+    /// Present with usage: `null` when the model has no price.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cost_usd: Option<Option<f64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct RequestOptions {
+    provider: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Guard {
+    id: String,
+    passed: bool,
+    deny: bool,
+    explanation: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Attempt {
+    target: String,
+    provider: Option<String>,
+    outcome: String,
+    ms: f64,
+}
+
+impl Entry {
+    fn add_report(&mut self, report: &Report, view: &View) {
+        self.stream = Some(report.stream);
+        self.outcome = Some(match &report.outcome {
+            Outcome::Complete => "complete".to_owned(),
+            Outcome::Failed(why) => format!("failed: {why}"),
+            Outcome::Cancelled => "cancelled".to_owned(),
         });
-        let price = report
-            .model
-            .as_deref()
-            .and_then(|m| view.prices.lookup(provider, m));
-        // A cache hit costs nothing.
-        let hit = doc["cache"]
-            .as_str()
-            .is_some_and(|c| c == "HIT" || c == "SEMANTIC HIT");
-        doc["cost_usd"] = match price {
-            _ if hit => json!(0.0),
-            Some(price) => {
-                json!(price.cost(&TokenUsage::from_usage(&usage)).micro_usd as f64 / 1e6)
-            }
-            None => Value::Null,
-        };
-    }
-    if view.log_bodies {
-        doc["response"] = Value::from(shown_text(&report.text));
+        self.finish_reason.clone_from(&report.finish_reason);
+        self.model.clone_from(&report.model);
+        if let Some(usage) = report.usage {
+            self.usage = Some(usage);
+            let hit = matches!(self.cache, Some("HIT" | "SEMANTIC HIT"));
+            let price = report
+                .model
+                .as_deref()
+                .and_then(|m| view.prices.lookup(self.provider.as_deref(), m));
+            self.cost_usd = Some(match price {
+                // A cache hit costs nothing.
+                _ if hit => Some(0.0),
+                Some(price) => {
+                    Some(price.cost(&TokenUsage::from_usage(&usage)).micro_usd as f64 / 1e6)
+                }
+                None => None,
+            });
+        }
+        if view.log_bodies {
+            self.response = Some(shown_text(&report.text));
+        }
     }
 }
 
