@@ -104,6 +104,12 @@ impl Gateway {
         self.current.load_full()
     }
 
+    /// Ends the streams of connected consoles (`GET /log/stream`): the server calls it when
+    /// it starts shutting down, so an open console never holds the shutdown for its grace.
+    pub fn close_consoles(&self) {
+        self.console.close();
+    }
+
     /// Swaps in `config`, compiled now: requests already in flight finish on the old one,
     /// new ones get the new one. The cache (entries included), the limits' counters and each
     /// unchanged leaf's circuit breaker carry over (see [`Kept`]). On error the running config

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use portcullis_testkit::client::Exchange;
 use portcullis_testkit::{FakeUpstream, Plan};
 use serde_json::Value;
-use support::{CHAT, post, request, send, start};
+use support::{CHAT, post, request, send, start, start_with_grace};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -402,4 +402,18 @@ async fn the_limits_view_is_the_limits_document() {
     assert_eq!(scopes.len(), 1, "{doc}");
     assert_eq!(scopes[0]["level"], "request");
     assert!(scopes[0]["used"].as_u64().unwrap() > 0, "{doc}");
+}
+
+#[tokio::test]
+async fn a_connected_console_does_not_hold_a_shutdown() {
+    let upstream = FakeUpstream::start().await;
+    // A grace far longer than the test may take: the console's stream must end at once.
+    let gw = start_with_grace(&config(&upstream, ""), std::time::Duration::from_secs(600)).await;
+    let bearer = format!("Bearer {ADMIN}");
+    let mut stream = Stream::open(gw.addr, &[("authorization", &bearer)]).await;
+    assert_eq!(stream.event().await.0, "connected");
+    gw.shutdown().await;
+    // The body ended cleanly (its last chunk), not with the server's shutdown error event.
+    let rest = stream.until(b"0\r\n\r\n").await;
+    assert!(!rest.contains("server_shutting_down"), "{rest}");
 }

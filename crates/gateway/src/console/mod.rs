@@ -80,6 +80,9 @@ pub(crate) struct Console {
     tx: broadcast::Sender<Arc<Event>>,
     recent: Mutex<VecDeque<Arc<Event>>>,
     clock: Clock,
+    /// Turns `true` when the server shuts down: every client's stream ends then, so an open
+    /// console never holds a shutdown for its whole grace.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl Default for Console {
@@ -91,11 +94,18 @@ impl Default for Console {
             tx: broadcast::channel(FANOUT).0,
             recent: Mutex::new(VecDeque::new()),
             clock: Clock::system(),
+            closing: tokio::sync::watch::channel(false).0,
         }
     }
 }
 
 impl Console {
+    /// Ends every client's stream (cleanly: the last frames, then the end of the body), now
+    /// and for clients that connect later.
+    pub(crate) fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
     /// Whether a console is connected: the only per-request cost when none is.
     pub(crate) fn watching(&self) -> bool {
         self.watchers.load(Ordering::Relaxed) > 0
@@ -141,8 +151,12 @@ impl Console {
         let client = self.clients.fetch_add(1, Ordering::Relaxed) + 1;
         let (out, body) = mpsc::channel::<Bytes>(CLIENT_QUEUE);
         let watcher = Watcher::new(self.clone());
+        let mut closing = self.closing.subscribe();
         tokio::spawn(async move {
             let _watcher = watcher;
+            if *closing.borrow_and_update() {
+                return;
+            }
             let connected = Bytes::from(format!("event: connected\ndata: {client}\n\n"));
             let mut last = 0;
             let first = std::iter::once(connected).chain(replay.iter().map(|e| {
@@ -167,6 +181,7 @@ impl Console {
                             tokio::select! {
                                 () = tokio::time::sleep(FLUSH_EVERY) => {}
                                 () = out.closed() => return,
+                                _ = closing.changed() => {}
                             }
                             match batch(&e, &mut rx, last) {
                                 Some(frame) => frame,
@@ -178,6 +193,7 @@ impl Console {
                     },
                     _ = beat.tick() => Bytes::from_static(b"event: heartbeat\ndata: pulse\n\n"),
                     () = out.closed() => return,
+                    _ = closing.changed() => return,
                 };
                 if out.try_send(frame).is_err() {
                     return;

@@ -142,6 +142,7 @@ pub async fn serve(
     grace: Duration,
 ) -> std::io::Result<()> {
     let server = gateway.config().server.clone();
+    let consoles = gateway.clone();
     let app = app(gateway);
     let graceful = GracefulShutdown::new();
     let (drain, draining) = watch::channel(false);
@@ -220,6 +221,7 @@ pub async fn serve(
         });
     }
     drop(listener);
+    consoles.close_consoles();
     tracing::info!(
         "shutting down: waiting up to {} ms for open requests",
         grace.as_millis()
