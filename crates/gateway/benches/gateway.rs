@@ -56,14 +56,9 @@ const ALL: &str = r#"{
       {"name": "free", "virtual_key": "c"}]}
 }"#;
 
-fn bench(c: &mut Criterion) {
-    // The gateway's request deadline is a tokio timer: poll inside a runtime's context.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
-    let _runtime = runtime.enter();
-    let body = Bytes::from(
+/// A 1 KB chat request's body.
+fn chat_body() -> Bytes {
+    Bytes::from(
         serde_json::json!({
             "model": "gpt-4o-mini",
             "messages": [
@@ -72,7 +67,31 @@ fn bench(c: &mut Criterion) {
             ],
         })
         .to_string(),
-    );
+    )
+}
+
+/// One chat request through the gateway, its body drained.
+fn chat(gateway: &mut Gateway, body: &Bytes, metadata: Option<&str>) -> usize {
+    let mut req = Request::post("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .header("content-length", body.len());
+    if let Some(m) = metadata {
+        req = req.header("x-portkey-metadata", m);
+    }
+    let req = req.body(Full::new(body.clone())).unwrap();
+    let res = ready(gateway.call(black_box(req))).unwrap();
+    assert_eq!(res.status(), 200);
+    drain(res.into_body())
+}
+
+fn bench(c: &mut Criterion) {
+    // The gateway's request deadline is a tokio timer: poll inside a runtime's context.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _runtime = runtime.enter();
+    let body = chat_body();
     let mut group = c.benchmark_group("gateway");
     for (name, config, metadata) in [
         ("single", SINGLE, None),
@@ -80,20 +99,7 @@ fn bench(c: &mut Criterion) {
     ] {
         let config = Config::parse(config, &|_| None).unwrap();
         let mut gateway = Gateway::new(config).unwrap();
-        group.bench_function(name, |b| {
-            b.iter(|| {
-                let mut req = Request::post("/v1/chat/completions")
-                    .header("content-type", "application/json")
-                    .header("content-length", body.len());
-                if let Some(m) = metadata {
-                    req = req.header("x-portkey-metadata", m);
-                }
-                let req = req.body(Full::new(body.clone())).unwrap();
-                let res = ready(gateway.call(black_box(req))).unwrap();
-                assert_eq!(res.status(), 200);
-                drain(res.into_body())
-            })
-        });
+        group.bench_function(name, |b| b.iter(|| chat(&mut gateway, &body, metadata)));
     }
     group.finish();
 }
@@ -108,16 +114,7 @@ fn console(c: &mut Criterion) {
         .build()
         .unwrap();
     let _runtime = runtime.enter();
-    let body = Bytes::from(
-        serde_json::json!({
-            "model": "gpt-4o-mini",
-            "messages": [
-                {"role": "system", "content": "You are a helpful assistant. ".repeat(12)},
-                {"role": "user", "content": "Move my booking from the 14th to the 16th, please. ".repeat(10)},
-            ],
-        })
-        .to_string(),
-    );
+    let body = chat_body();
     const TOKEN: &str = "bench-admin-token-0123456";
     let mut group = c.benchmark_group("gateway_console");
     for (name, config, metadata) in [
@@ -145,18 +142,7 @@ fn console(c: &mut Criterion) {
             });
             let label = if connected { "connected" } else { "none" };
             group.bench_function(format!("{name}/{label}"), |b| {
-                b.iter(|| {
-                    let mut req = Request::post("/v1/chat/completions")
-                        .header("content-type", "application/json")
-                        .header("content-length", body.len());
-                    if let Some(m) = metadata {
-                        req = req.header("x-portkey-metadata", m);
-                    }
-                    let req = req.body(Full::new(body.clone())).unwrap();
-                    let res = ready(gateway.call(black_box(req))).unwrap();
-                    assert_eq!(res.status(), 200);
-                    drain(res.into_body())
-                })
+                b.iter(|| chat(&mut gateway, &body, metadata))
             });
             if let Some(client) = stream {
                 client.abort();
