@@ -54,7 +54,8 @@ fn cut(buf: &[u8], mut on_event: impl FnMut(&[u8]) -> bool) -> usize {
     // The event's `data:` lines: the first as a range, any more joined (rare).
     let mut data: Option<(usize, usize)> = None;
     let mut joined: Option<Vec<u8>> = None;
-    while let Some(offset) = buf[line_start..].iter().position(|&b| b == b'\n') {
+    // A chunk's data is one long line: searched eight bytes at a time.
+    while let Some(offset) = crate::scan::find_either(&buf[line_start..], b'\n', b'\n') {
         let line_end = line_start + offset;
         let line = &buf[line_start..line_end];
         let line = line.strip_suffix(b"\r").unwrap_or(line);

@@ -12,6 +12,7 @@ use serde_json::Value;
 use super::scan::{self, Counts, Part};
 use super::stream::StreamTranslator;
 use crate::json::Json;
+use crate::scan::{write_compact_str, write_str_inside};
 
 /// The name given to Gemini in translated error messages and bodies (Portkey's
 /// `"provider": "google"` and `"google error: …"`).
@@ -137,7 +138,8 @@ static CALLS: AtomicU64 = AtomicU64::new(0);
 /// Writes the id of the `k`-th call of candidate `choice`: `call_<responseId>_<choice>_<k>`
 /// (unique per answer, and the same each time the answer is read), with
 /// `__thought__<signature>` appended when the call carries a thought signature, which comes
-/// back in the id of the next turn's tool call.
+/// back in the id of the next turn's tool call. Written piece by piece: a stream writes one
+/// per call chunk.
 pub(super) fn write_call_id(
     out: &mut Json,
     response_id: Option<&str>,
@@ -145,19 +147,43 @@ pub(super) fn write_call_id(
     k: u32,
     signature: Option<&str>,
 ) {
-    let id = match response_id {
-        Some(response) => format!("call_{response}_{choice}_{k}"),
-        None => format!("call_{:x}", CALLS.fetch_add(1, Ordering::Relaxed)),
-    };
-    match signature {
-        Some(signature) => out.str(&format!("{id}{SIGNATURE_MARK}{signature}")),
-        None => out.str(&id),
+    out.raw(b"\"call_");
+    match response_id {
+        Some(response) => {
+            write_str_inside(out, response);
+            out.raw(b"_");
+            out.u64(choice);
+            out.raw(b"_");
+            out.u64(u64::from(k));
+        }
+        None => write_hex(out, CALLS.fetch_add(1, Ordering::Relaxed)),
     }
+    if let Some(signature) = signature {
+        out.raw(SIGNATURE_MARK.as_bytes());
+        write_str_inside(out, signature);
+    }
+    out.raw(b"\"");
 }
 
-/// Writes one OpenAI tool call (`index` set for stream deltas): id, name, arguments, and the
-/// thought signature also as `extra_content.google.thought_signature` (Google's own
-/// OpenAI-compatible shape).
+/// `n` in lowercase hexadecimal, as `{:x}` writes it.
+fn write_hex(out: &mut Json, n: u64) {
+    let mut digits = [0u8; 16];
+    let mut at = digits.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        digits[at] = b"0123456789abcdef"[(n & 0xf) as usize];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out.raw(&digits[at..]);
+}
+
+/// Writes one OpenAI tool call (`index` set for stream deltas): id, name, arguments (`args`,
+/// Gemini's JSON text, compacted as it is written), and the thought signature also as
+/// `extra_content.google.thought_signature` (Google's own OpenAI-compatible shape).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn write_call(
     out: &mut Json,
@@ -180,7 +206,7 @@ pub(super) fn write_call(
     out.raw(b",\"type\":\"function\",\"function\":{\"name\":");
     out.str(name);
     out.raw(b",\"arguments\":");
-    out.str(args);
+    write_compact_str(out, args);
     out.raw(b"}");
     if let Some(signature) = signature {
         out.raw(b",\"extra_content\":{\"google\":{\"thought_signature\":");
@@ -474,6 +500,26 @@ mod tests {
                 "prompt_tokens_details": {"cached_tokens": 0},
                 "completion_tokens_details": {"reasoning_tokens": 0}})
         );
+    }
+
+    #[test]
+    fn call_ids_are_one_string_escaped_as_a_whole() {
+        let mut out = Json::with_capacity(0);
+        write_call_id(&mut out, Some("r\"1/é"), 2, 10, Some("c2ln+/=\n"));
+        assert_eq!(
+            out.into_vec(),
+            serde_json::to_vec("call_r\"1/é_2_10__thought__c2ln+/=\n").unwrap()
+        );
+        for n in [0, 9, 10, 255, 0xdead_beef, u64::MAX] {
+            let mut out = Json::with_capacity(0);
+            write_hex(&mut out, n);
+            assert_eq!(out.into_vec(), format!("{n:x}").into_bytes());
+        }
+        let mut out = Json::with_capacity(0);
+        write_call_id(&mut out, None, 0, 0, None);
+        let id: String = serde_json::from_slice(&out.into_vec()).unwrap();
+        let counter = id.strip_prefix("call_").unwrap();
+        assert!(u64::from_str_radix(counter, 16).is_ok(), "{id}");
     }
 
     #[test]

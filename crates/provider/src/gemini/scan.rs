@@ -5,18 +5,19 @@
 
 use std::borrow::Cow;
 
-use crate::scan::{Reader, compact};
+use crate::scan::Reader;
 
 /// A part of a candidate's content.
 #[derive(Debug, PartialEq)]
 pub(super) enum Part<'a> {
     /// Text, or the model's thoughts when `thought` is set.
     Text { text: Cow<'a, str>, thought: bool },
-    /// A function call: its name, its `args` as compact JSON text, and the thought
+    /// A function call: its name, its `args` as the JSON text Gemini wrote (white space
+    /// and all: it is compacted as it is written out, not copied first), and the thought
     /// signature that must come back with it on the next turn.
     Call {
         name: Cow<'a, str>,
-        args: String,
+        args: &'a str,
         signature: Option<Cow<'a, str>>,
     },
 }
@@ -140,7 +141,7 @@ fn candidate<'a>(r: &mut Reader<'a>) -> Option<Candidate<'a>> {
 fn part<'a>(r: &mut Reader<'a>) -> Option<Option<Part<'a>>> {
     let mut text = None;
     let mut thought = false;
-    let mut call: Option<(Cow<'a, str>, String)> = None;
+    let mut call: Option<(Cow<'a, str>, &'a str)> = None;
     let mut signature = None;
     r.object(|r, key| match key {
         b"text" => {
@@ -164,12 +165,13 @@ fn part<'a>(r: &mut Reader<'a>) -> Option<Option<Part<'a>>> {
                     Some(())
                 }
                 b"args" => {
-                    args = Some(compact(r.raw()?));
+                    // Arguments that are not UTF-8 (a broken upstream) go out as `""`.
+                    args = Some(r.raw_str()?.unwrap_or(""));
                     Some(())
                 }
                 _ => r.skip(),
             })?;
-            call = Some((name?, args.unwrap_or_else(|| "{}".to_owned())));
+            call = Some((name?, args.unwrap_or("{}")));
             Some(())
         }
         _ => r.skip(),
@@ -217,7 +219,7 @@ mod tests {
                 },
                 Part::Call {
                     name: Cow::Borrowed("f"),
-                    args: r#"{"b":[1,2],"a":"x y"}"#.into(),
+                    args: r#"{"b": [1, 2], "a": "x y"}"#,
                     signature: Some(Cow::Borrowed("c2ln"))
                 },
             ]

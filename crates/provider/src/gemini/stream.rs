@@ -178,30 +178,48 @@ impl StreamTranslator {
             index,
             ..Choice::default()
         });
-        self.delta(out, index, b"{\"role\":\"assistant\",\"content\":\"\"}");
+        self.open_delta(out, index);
+        out.raw(b"{\"role\":\"assistant\",\"content\":\"\"}");
+        close_delta(out);
         self.choices.len() - 1
     }
 
-    /// One chunk whose choice `index` has `delta` (already JSON).
-    fn delta(&self, out: &mut Json, index: u64, delta: &[u8]) {
+    /// The start of a chunk for choice `index`, up to its `delta`, which the caller writes
+    /// in place (then [`close_delta`]).
+    fn open_delta(&self, out: &mut Json, index: u64) {
         out.raw(&self.prefix);
         out.raw(b"[{\"index\":");
         out.u64(index);
         out.raw(b",\"delta\":");
-        out.raw(delta);
-        out.raw(b",\"finish_reason\":null}]}\n\n");
     }
 
     /// One chunk whose delta is `{"<field>": <text>}`.
     fn text(&self, out: &mut Json, index: u64, field: &[u8], text: &str) {
-        out.raw(&self.prefix);
-        out.raw(b"[{\"index\":");
-        out.u64(index);
-        out.raw(b",\"delta\":{\"");
+        self.open_delta(out, index);
+        out.raw(b"{\"");
         out.raw(field);
         out.raw(b"\":");
         out.str(text);
-        out.raw(b"},\"finish_reason\":null}]}\n\n");
+        out.raw(b"}");
+        close_delta(out);
+    }
+
+    /// One chunk whose delta is the `k`-th tool call of choice `index`.
+    fn call(
+        &self,
+        out: &mut Json,
+        index: u64,
+        k: u32,
+        name: &str,
+        args: &str,
+        signature: Option<&str>,
+    ) {
+        self.open_delta(out, index);
+        out.raw(b"{\"tool_calls\":[");
+        let response_id = self.response_id.as_deref();
+        write_call(out, Some(k), response_id, index, k, name, args, signature);
+        out.raw(b"]}");
+        close_delta(out);
     }
 
     fn finish(&mut self, out: &mut Json, k: usize, reason: &str) {
@@ -269,20 +287,7 @@ impl StreamTranslator {
                     } => {
                         let call = self.choices[k].calls;
                         self.choices[k].calls += 1;
-                        let mut delta = Json::with_capacity(96 + args.len());
-                        delta.raw(b"{\"tool_calls\":[");
-                        write_call(
-                            &mut delta,
-                            Some(call),
-                            self.response_id.as_deref(),
-                            index,
-                            call,
-                            name,
-                            args,
-                            signature.as_deref(),
-                        );
-                        delta.raw(b"]}");
-                        self.delta(out, index, &delta.into_vec());
+                        self.call(out, index, call, name, args, signature.as_deref());
                     }
                 }
             }
@@ -296,6 +301,11 @@ impl StreamTranslator {
             self.finish(out, k, "content_filter");
         }
     }
+}
+
+/// The end of a chunk begun with [`StreamTranslator::open_delta`].
+fn close_delta(out: &mut Json) {
+    out.raw(b",\"finish_reason\":null}]}\n\n");
 }
 
 /// A Gemini event-stream body translated into OpenAI chunks as it arrives.
@@ -394,6 +404,24 @@ mod tests {
         assert_eq!(ev[6], "[DONE]");
         assert_eq!(ev.len(), 7);
         assert!(ev[..6].iter().all(|e| e["id"] == "r" && e["model"] == "g"));
+    }
+
+    #[test]
+    fn call_arguments_are_the_args_as_gemini_wrote_them_compacted() {
+        let mut t = StreamTranslator::new("m".into(), 1);
+        let chunk = b"data: {\"candidates\": [{\"content\": {\"parts\": [{\"functionCall\": \
+            {\"name\": \"f\", \"args\": {\t\"q\" : \"a  \\\"b\\\"\\n\" , \"n\": [1, 2]}}}]}}], \
+            \"responseId\": \"r\"}\r\n\r\n";
+        let ev = events(&t.push(chunk));
+        let call = &ev[1]["choices"][0]["delta"]["tool_calls"][0];
+        assert_eq!(call["id"], "call_r_0_0");
+        let arguments = call["function"]["arguments"].as_str().unwrap();
+        assert_eq!(arguments, r#"{"q":"a  \"b\"\n","n":[1,2]}"#);
+        assert_eq!(
+            serde_json::from_str::<Value>(arguments).unwrap(),
+            json!({"q": "a  \"b\"\n", "n": [1, 2]})
+        );
+        assert!(call.get("extra_content").is_none());
     }
 
     #[test]
