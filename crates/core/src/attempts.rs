@@ -109,7 +109,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::BoxError;
-use crate::context::{AttemptBudget, AttemptLog, BudgetState, TargetPath};
+use crate::context::{Ascii, AttemptBudget, AttemptLog, BudgetState, TargetPath};
 use crate::error::{
     AttemptsExhausted, HttpError, UpstreamError, UpstreamErrorKind, UpstreamTimeout,
 };
@@ -276,14 +276,13 @@ where
             return ResponseFuture::exhausted(budget.limit());
         }
         let recording = Recording {
-            budget: budget.clone(),
+            budget: budget.share(),
             target: req
                 .extensions()
                 .get::<TargetPath>()
                 .copied()
                 .unwrap_or_default(),
             provider: self.provider.clone(),
-            outcome: AttemptOutcome::Cancelled,
             start: Instant::now(),
         };
         ResponseFuture::inner(self.inner.call(req), Some(recording))
@@ -295,8 +294,17 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         state: State<F>,
-        // Settles the attempt's record when the call ends, or when it is dropped unanswered.
+        // The attempt in flight: settled when the call ends, or as `Cancelled` when this
+        // future is dropped before that.
         recording: Option<Recording>,
+    }
+
+    impl<F> PinnedDrop for ResponseFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(recording) = this.project().recording.take() {
+                recording.settle(AttemptOutcome::Cancelled, None);
+            }
+        }
     }
 }
 
@@ -351,19 +359,19 @@ where
             }
             StateProj::Inner { future } => {
                 let mut result = ready!(future.poll(cx)).map_err(Into::into);
-                if let Some(mut recording) = this.recording.take() {
+                if let Some(recording) = this.recording.take() {
                     match &mut result {
                         Ok(response) => {
-                            recording.outcome = AttemptOutcome::Status(response.status());
+                            let outcome = AttemptOutcome::Status(response.status());
                             let facts = ResponseFacts::get_mut(response);
-                            if recording.provider.is_none() {
-                                recording.provider = facts.provider.clone();
-                            }
-                            facts.attempts = recording.budget.attempts();
+                            // The budget's handle moves from the recording into the facts.
+                            let attempts = recording.settle(outcome, facts.provider.as_ref());
+                            facts.attempts = attempts;
                         }
-                        Err(err) => recording.outcome = AttemptOutcome::of_error(err),
+                        Err(err) => {
+                            recording.settle(AttemptOutcome::of_error(err), None);
+                        }
                     }
-                    // Dropped here: the attempt is recorded.
                 }
                 Poll::Ready(result)
             }
@@ -371,25 +379,27 @@ where
     }
 }
 
-/// One attempt in progress, recorded when dropped: once it has answered, or unanswered.
+/// One attempt in flight: what is known of it before its answer.
 struct Recording {
-    budget: AttemptBudget,
+    budget: Arc<BudgetState>,
     target: TargetPath,
+    /// The layer's provider name; else the answer's, when it names one.
     provider: Option<Arc<str>>,
-    /// What the attempt came to; [`AttemptOutcome::Cancelled`] until it answers.
-    outcome: AttemptOutcome,
     start: Instant,
 }
 
-impl Drop for Recording {
-    fn drop(&mut self) {
+impl Recording {
+    /// Appends the attempt to the request's record (one clock reading, one uncontended lock)
+    /// and hands back the record, reusing this recording's reference to it.
+    fn settle(self, outcome: AttemptOutcome, answered_by: Option<&Arc<str>>) -> Attempts {
         let record = AttemptRecord {
             target: self.target,
-            provider: self.provider.take(),
-            outcome: self.outcome,
+            provider: self.provider.or_else(|| answered_by.cloned()),
+            outcome,
             duration: self.start.elapsed(),
         };
-        lock(self.budget.state()).push(record);
+        lock(&self.budget).push(record);
+        Attempts::of(self.budget)
     }
 }
 
@@ -458,30 +468,54 @@ impl AttemptOutcome {
     }
 }
 
-impl fmt::Display for AttemptOutcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl AttemptOutcome {
+    fn as_str(&self) -> &str {
+        match self {
             Self::Status(status) => status.as_str(),
             Self::Timeout => "timeout",
             Self::Connect => "connect",
             Self::Protocol => "protocol",
             Self::Error => "error",
             Self::Cancelled => "cancelled",
-        })
+        }
+    }
+}
+
+impl fmt::Display for AttemptOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
 /// `targets[0]/openai:503:12ms`: the path (left out at the root), `/` and the provider when
 /// known (`-` when neither is), the outcome, the whole milliseconds.
+///
+/// Written in pieces, without `write!`: the records are displayed in every request's span and
+/// log line.
 impl fmt::Display for AttemptRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (self.target.is_root(), &self.provider) {
-            (false, Some(provider)) => write!(f, "{}/{provider}", self.target)?,
-            (false, None) => write!(f, "{}", self.target)?,
+            (false, Some(provider)) => {
+                fmt::Display::fmt(&self.target, f)?;
+                f.write_str("/")?;
+                f.write_str(provider)?;
+            }
+            (false, None) => fmt::Display::fmt(&self.target, f)?,
             (true, Some(provider)) => f.write_str(provider)?,
             (true, None) => f.write_str("-")?,
         }
-        write!(f, ":{}:{}ms", self.outcome, self.duration.as_millis())
+        // `:`, the outcome (at most 9 bytes), `:`, up to 20 digits, `ms`.
+        let mut tail = Ascii::<33>::new();
+        tail.push(":");
+        tail.push(self.outcome.as_str());
+        tail.push(":");
+        match u64::try_from(self.duration.as_millis()) {
+            Ok(millis) => tail.push_u64(millis),
+            // Past 584 million years: not worth a faster path.
+            Err(_) => return write!(f, "{}{}ms", tail.as_str(), self.duration.as_millis()),
+        }
+        tail.push("ms");
+        f.write_str(tail.as_str())
     }
 }
 
@@ -647,6 +681,50 @@ mod tests {
         let (_, send) = handle.next_request().await.unwrap();
         send.send_response(Response::new(()));
         call.await.unwrap();
+    }
+
+    #[test]
+    fn records_read_as_write_gave_them() {
+        let mut deep = TargetPath::root();
+        for i in [1, 65535, 0] {
+            deep.push(i);
+        }
+        let outcomes = [
+            AttemptOutcome::Status(StatusCode::SERVICE_UNAVAILABLE),
+            AttemptOutcome::Timeout,
+            AttemptOutcome::Connect,
+            AttemptOutcome::Protocol,
+            AttemptOutcome::Error,
+            AttemptOutcome::Cancelled,
+        ];
+        let durations = [
+            Duration::ZERO,
+            Duration::from_micros(12_999),
+            Duration::from_secs(86_400),
+            Duration::MAX,
+        ];
+        for target in [TargetPath::root(), deep] {
+            for provider in [None, Some(Arc::<str>::from("openai"))] {
+                for outcome in outcomes {
+                    for duration in durations {
+                        let record = AttemptRecord {
+                            target,
+                            provider: provider.clone(),
+                            outcome,
+                            duration,
+                        };
+                        let place = match (target.is_root(), &provider) {
+                            (false, Some(p)) => format!("{target}/{p}"),
+                            (false, None) => target.to_string(),
+                            (true, Some(p)) => p.to_string(),
+                            (true, None) => "-".to_owned(),
+                        };
+                        let expected = format!("{place}:{outcome}:{}ms", duration.as_millis());
+                        assert_eq!(record.to_string(), expected);
+                    }
+                }
+            }
+        }
     }
 
     fn poll_ready_now<S: Service<Request<()>>>(svc: &mut S) -> Poll<Result<(), S::Error>> {

@@ -220,15 +220,73 @@ impl TargetPath {
     }
 }
 
+/// Written in one piece from a buffer on the stack: a path is displayed in every request's
+/// span, log line and attempt record, where a `write!` per level cost more than the rest of
+/// the record.
 impl fmt::Display for TargetPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_root() {
+            return Ok(());
+        }
+        let mut text = Ascii::<{ TargetPath::TEXT_MAX }>::new();
         for (i, index) in self.indices().iter().enumerate() {
             if i > 0 {
-                f.write_str(".")?;
+                text.push(".");
             }
-            write!(f, "targets[{index}]")?;
+            text.push("targets[");
+            text.push_u64(u64::from(*index));
+            text.push("]");
         }
-        Ok(())
+        f.write_str(text.as_str())
+    }
+}
+
+impl TargetPath {
+    /// The longest text of a path: every level `targets[65535]`, with a dot between.
+    const TEXT_MAX: usize = TargetPath::MAX_DEPTH * "targets[65535].".len();
+}
+
+/// Short ASCII text assembled on the stack, to be written in one `write_str`.
+pub(crate) struct Ascii<const N: usize> {
+    buf: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> Ascii<N> {
+    pub(crate) fn new() -> Self {
+        Self {
+            buf: [0; N],
+            len: 0,
+        }
+    }
+
+    /// Appends `s`; the callers size `N` for the longest text they write.
+    pub(crate) fn push(&mut self, s: &str) {
+        let end = self.len + s.len();
+        self.buf[self.len..end].copy_from_slice(s.as_bytes());
+        self.len = end;
+    }
+
+    /// Appends `n` in decimal.
+    pub(crate) fn push_u64(&mut self, mut n: u64) {
+        let mut digits = [0u8; 20];
+        let mut start = digits.len();
+        loop {
+            start -= 1;
+            digits[start] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        let end = self.len + digits.len() - start;
+        self.buf[self.len..end].copy_from_slice(&digits[start..]);
+        self.len = end;
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        // Only whole `&str`s and ASCII digits are ever pushed.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
     }
 }
 
@@ -318,8 +376,9 @@ impl AttemptBudget {
         Attempts::of(self.state.clone())
     }
 
-    pub(crate) fn state(&self) -> &BudgetState {
-        &self.state
+    /// Another reference to the shared counter and record, for an attempt in flight.
+    pub(crate) fn share(&self) -> Arc<BudgetState> {
+        self.state.clone()
     }
 }
 
@@ -429,6 +488,31 @@ mod tests {
         p.push_front(99);
         assert_eq!(p.indices()[0], 99);
         assert_eq!(p.indices()[14], 13);
+    }
+
+    #[test]
+    fn target_path_text_is_what_write_gave_at_every_depth() {
+        let reference = |p: &TargetPath| {
+            let levels: Vec<String> = p
+                .indices()
+                .iter()
+                .map(|i| format!("targets[{i}]"))
+                .collect();
+            levels.join(".")
+        };
+        let mut p = TargetPath::root();
+        assert_eq!(p.to_string(), "");
+        for (level, index) in [
+            0u16, 7, 10, 99, 65535, 1234, 5, 100, 65535, 9, 10000, 1, 0, 42, 65535, 3,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            p.push(index);
+            assert_eq!(p.to_string(), reference(&p), "at level {level}");
+        }
+        assert_eq!(p.indices().len(), TargetPath::MAX_DEPTH);
+        assert_eq!(format!("{p:?}"), format!("TargetPath({})", reference(&p)));
     }
 
     #[test]

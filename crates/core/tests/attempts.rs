@@ -144,3 +144,55 @@ async fn without_a_budget_nothing_is_recorded_and_spent_attempts_are_not_attempt
         .unwrap_err();
     assert!(budget.attempts().is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_earlier_answer_holds_the_whole_record_of_the_request() {
+    let budget = AttemptBudget::new(5);
+    let mut req = Request::new(());
+    req.extensions_mut().insert(budget.clone());
+    let first = leaf("a", Duration::from_millis(5), Some(503))
+        .oneshot(copy(&req, 0))
+        .await
+        .unwrap();
+    let second = leaf("b", Duration::from_millis(7), Some(200))
+        .oneshot(copy(&req, 1))
+        .await
+        .unwrap();
+    // Each answer's facts are a handle on the one record, not a copy taken at its answer.
+    let early = &ResponseFacts::get(&first).unwrap().attempts;
+    let late = &ResponseFacts::get(&second).unwrap().attempts;
+    assert_eq!(
+        early.to_string(),
+        "targets[0]/a:503:5ms,targets[1]/b:200:7ms"
+    );
+    assert_eq!(early, late);
+    assert_eq!(*early, budget.attempts());
+}
+
+#[tokio::test]
+async fn the_layer_s_provider_name_wins_over_the_answer_s() {
+    let provider = service_fn(|_req: Request<()>| async {
+        let mut r = Response::builder().status(429).body(()).unwrap();
+        ResponseFacts::get_mut(&mut r).provider = Some("upstream".into());
+        Ok::<_, BoxError>(r)
+    });
+    let stack =
+        AttemptLimitLayer::new(1).layer(SpendAttemptLayer::new().provider("named").layer(provider));
+    let response = stack.oneshot(Request::new(())).await.unwrap();
+    let facts = ResponseFacts::get(&response).unwrap();
+    assert_eq!(facts.attempts.to_string(), "named:429:0ms");
+    assert_eq!(facts.provider.as_deref(), Some("upstream"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_never_polled_is_recorded_as_cancelled_once() {
+    let budget = AttemptBudget::new(5);
+    let mut req = Request::new(());
+    req.extensions_mut().insert(budget.clone());
+    let mut leaf = leaf("a", Duration::from_millis(1), Some(200));
+    let future = leaf.ready().await.unwrap().call(req);
+    tokio::time::advance(Duration::from_millis(40)).await;
+    drop(future);
+    assert_eq!(budget.attempts().to_string(), "a:cancelled:40ms");
+    assert_eq!(budget.remaining(), 4);
+}
