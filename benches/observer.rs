@@ -1,5 +1,5 @@
 //! The stream observer: a 50-chunk SSE stream and a 1 KB JSON body, observed versus passed
-//! through untouched.
+//! through untouched; and the same stream with non-ASCII text and escapes in every delta.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -45,8 +45,24 @@ fn response(content_type: &'static str, frames: &[Bytes]) -> Response<Frames> {
         .unwrap()
 }
 
+/// [`support::stream_events_50`] with every delta's text non-ASCII and escaped (quotes, a
+/// newline, a `\u` escape), as chat text often is.
+fn unicode_events_50() -> Vec<Bytes> {
+    support::stream_events_50()
+        .into_iter()
+        .map(|event| {
+            let text = String::from_utf8(event.to_vec()).expect("UTF-8");
+            Bytes::from(text.replace(
+                r#""content":"word"#,
+                r#""content":"caf\u00e9 \"ünïcode\" ✓\n"#,
+            ))
+        })
+        .collect()
+}
+
 fn bench(c: &mut Criterion) {
     let events = support::stream_events_50();
+    let unicode = unicode_events_50();
     let stream_len: usize = events.iter().map(Bytes::len).sum();
     let json = vec![Bytes::from(format!(
         "{{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion\",\"created\":1700000000,\"model\":\"gpt-4o-mini\",\
@@ -67,6 +83,11 @@ fn bench(c: &mut Criterion) {
     group.bench_function("stream_50_observed", |b| {
         b.iter(|| {
             drain(observe_response(response("text/event-stream", black_box(&events))).into_body())
+        })
+    });
+    group.bench_function("stream_50_observed_unicode", |b| {
+        b.iter(|| {
+            drain(observe_response(response("text/event-stream", black_box(&unicode))).into_body())
         })
     });
     group.throughput(Throughput::Bytes(json[0].len() as u64));

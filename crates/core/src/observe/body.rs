@@ -6,8 +6,8 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Response, StatusCode, header};
 use http_body::{Frame, SizeHint};
 use pin_project_lite::pin_project;
-use serde::Deserialize;
 
+use super::chunk::Chunk;
 use super::sse::{Keep, SseScanner};
 use super::{Observation, Outcome, Report};
 use crate::error::ErrorBody;
@@ -210,57 +210,6 @@ struct Observer {
     reported: bool,
 }
 
-/// A string borrowed from the event when it has no escapes. (A bare `Option<Cow<str>>`
-/// field never borrows: serde's `borrow` reaches through a newtype, not through `Option`.)
-#[derive(Deserialize)]
-struct Str<'a>(#[serde(borrow)] Cow<'a, str>);
-
-impl std::ops::Deref for Str<'_> {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-#[derive(Deserialize)]
-struct StreamChunk<'a> {
-    #[serde(borrow, default)]
-    model: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    choices: Option<Vec<Choice<'a>>>,
-    #[serde(default)]
-    usage: Option<Usage>,
-    #[serde(default)]
-    error: Option<UpstreamErrorEvent>,
-}
-
-#[derive(Deserialize)]
-struct Choice<'a> {
-    #[serde(default)]
-    index: u32,
-    #[serde(borrow, default)]
-    delta: Option<Content<'a>>,
-    #[serde(borrow, default)]
-    message: Option<Content<'a>>,
-    #[serde(borrow, default)]
-    text: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    finish_reason: Option<Str<'a>>,
-}
-
-#[derive(Deserialize)]
-struct Content<'a> {
-    #[serde(borrow, default)]
-    content: Option<Str<'a>>,
-}
-
-#[derive(Deserialize)]
-struct UpstreamErrorEvent {
-    #[serde(default)]
-    message: Option<String>,
-}
-
 impl Observer {
     fn new(status: StatusCode, sse: bool) -> Self {
         Self {
@@ -319,11 +268,11 @@ impl Observer {
             self.done = true;
             return Keep::Forward;
         }
-        let Ok(chunk) = serde_json::from_slice::<StreamChunk<'_>>(data) else {
+        let Some(chunk) = Chunk::read(data) else {
             return Keep::Forward;
         };
-        self.absorb(&chunk);
-        let usage_only = chunk.usage.is_some() && chunk.choices.as_ref().is_some_and(Vec::is_empty);
+        let usage_only = chunk.usage.is_some() && chunk.no_choices;
+        self.absorb(chunk);
         if self.strip_usage_event && usage_only {
             Keep::Drop
         } else {
@@ -331,36 +280,25 @@ impl Observer {
         }
     }
 
-    fn absorb(&mut self, chunk: &StreamChunk<'_>) {
-        if let Some(model) = &chunk.model
+    fn absorb(&mut self, chunk: Chunk<'_>) {
+        if let Some(model) = chunk.model
             && self.model.is_none()
         {
-            self.model = Some(model.to_string());
+            self.model = Some(model.into_owned());
         }
         if let Some(usage) = chunk.usage {
             self.usage = Some(usage);
         }
-        if let Some(error) = &chunk.error {
+        if let Some(message) = chunk.error {
             self.upstream_error = Some(
-                error
-                    .message
-                    .clone()
-                    .unwrap_or_else(|| "the upstream sent an error".to_owned()),
+                message.map_or_else(|| "the upstream sent an error".to_owned(), Cow::into_owned),
             );
         }
-        for choice in chunk.choices.iter().flatten().filter(|c| c.index == 0) {
-            let piece = choice
-                .delta
-                .as_ref()
-                .or(choice.message.as_ref())
-                .and_then(|c| c.content.as_deref())
-                .or(choice.text.as_deref());
-            if let Some(piece) = piece {
-                self.text.push_str(piece);
-            }
-            if let Some(reason) = &choice.finish_reason {
-                self.finish_reason = Some(reason.to_string());
-            }
+        if let Some(text) = chunk.text {
+            self.text.push_str(&text);
+        }
+        if let Some(reason) = chunk.finish_reason {
+            self.finish_reason = Some(reason.into_owned());
         }
     }
 
@@ -427,9 +365,9 @@ impl Observer {
             }
         };
         if let Some(body) = &body
-            && let Ok(chunk) = serde_json::from_slice::<StreamChunk<'_>>(body)
+            && let Some(chunk) = Chunk::read(body)
         {
-            self.absorb(&chunk);
+            self.absorb(chunk);
         }
         self.report_with(Outcome::Complete, body);
     }

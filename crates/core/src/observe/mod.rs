@@ -8,7 +8,9 @@
 //!   the end when there were several) and reads `usage` there;
 //! - for a `text/event-stream` body it reads each event's `choices[].delta.content` (or
 //!   `text`), `finish_reason` and `usage`, and forwards whole events only, holding back an
-//!   event that has not ended yet;
+//!   event that has not ended yet. Each event's JSON is read in one pass over its bytes,
+//!   without a serde parse; serde_json reads only what that pass leaves (escaped keys,
+//!   repeated fields, values of unexpected types), to the same result;
 //! - it reports exactly once: at the end, on a transport error, or when the body is dropped
 //!   early (the client went away), with whatever text it assembled.
 //!
@@ -42,9 +44,13 @@
 //! ```
 
 mod body;
+mod chunk;
+mod json;
 mod layer;
 mod sse;
 mod start;
+#[cfg(test)]
+mod testjson;
 
 use std::fmt;
 use std::sync::{Arc, Mutex};

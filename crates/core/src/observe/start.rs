@@ -9,6 +9,7 @@ use http_body::{Body as _, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use serde_json::Value;
 
+use super::json::{Fields, Reader};
 use super::{Observation, Outcome};
 use crate::{Body, BoxError};
 
@@ -64,25 +65,126 @@ fn carries_content(frame: &Frame<Bytes>, sse: bool) -> bool {
     data.split(|&b| b == b'\n')
         .filter_map(|line| line.strip_prefix(b"data:"))
         .any(|event| {
-            let Ok(v) = serde_json::from_slice::<Value>(event.trim_ascii()) else {
-                // `[DONE]`, or anything unreadable: let it through as it is.
-                return true;
-            };
-            let Some(choices) = v.get("choices").and_then(Value::as_array) else {
-                return true;
-            };
-            let set = |v: Option<&Value>| v.is_some_and(|v| !v.is_null());
-            let text = |v: Option<&Value>| v.and_then(Value::as_str).is_some_and(|t| !t.is_empty());
-            choices.is_empty()
-                || choices.iter().any(|c| {
-                    set(c.get("finish_reason"))
-                        || text(c.get("text"))
-                        || c.get("delta").is_some_and(|d| {
-                            text(d.get("content"))
-                                || set(d.get("tool_calls"))
-                                || set(d.get("function_call"))
-                                || set(d.get("refusal"))
-                        })
+            let event = event.trim_ascii();
+            scan_content(event).unwrap_or_else(|| value_content(event))
+        })
+}
+
+/// Whether one event's data carries content, read in one pass over its bytes (without the
+/// map and the `String` per key of a `Value` tree).
+/// `None` for what it leaves to [`value_content`]: anything but a well-formed object, or a
+/// field given twice (a `Value` keeps the last one).
+fn scan_content(event: &[u8]) -> Option<bool> {
+    let mut r = Reader::for_value(event);
+    let mut seen = Fields::default();
+    // Not an array (or no `choices` at all): let it through.
+    let mut content = true;
+    r.object(|r, key| {
+        if key != b"choices" {
+            return r.skip();
+        }
+        seen.once(0)?;
+        if r.peek()? != b'[' {
+            return r.skip();
+        }
+        let mut count = 0;
+        let mut any = false;
+        r.array(|r| {
+            count += 1;
+            any |= choice_content(r)?;
+            Some(())
+        })?;
+        content = count == 0 || any;
+        Some(())
+    })?;
+    r.end()?;
+    Some(content)
+}
+
+/// Whether one element of `choices` carries content (see [`value_content`]).
+fn choice_content(r: &mut Reader<'_>) -> Option<bool> {
+    if r.peek()? != b'{' {
+        return r.skip().map(|()| false);
+    }
+    let mut seen = Fields::default();
+    let mut content = false;
+    r.object(|r, key| {
+        match key {
+            b"finish_reason" => {
+                seen.once(0)?;
+                content |= set(r)?;
+            }
+            b"text" => {
+                seen.once(1)?;
+                content |= text(r)?;
+            }
+            b"delta" => {
+                seen.once(2)?;
+                content |= delta_content(r)?;
+            }
+            _ => r.skip()?,
+        }
+        Some(())
+    })?;
+    Some(content)
+}
+
+fn delta_content(r: &mut Reader<'_>) -> Option<bool> {
+    if r.peek()? != b'{' {
+        return r.skip().map(|()| false);
+    }
+    let mut seen = Fields::default();
+    let mut content = false;
+    r.object(|r, key| {
+        let field = match key {
+            b"content" => 0,
+            b"tool_calls" => 1,
+            b"function_call" => 2,
+            b"refusal" => 3,
+            _ => return r.skip(),
+        };
+        seen.once(field)?;
+        content |= if field == 0 { text(r)? } else { set(r)? };
+        Some(())
+    })?;
+    Some(content)
+}
+
+/// A value other than `null`.
+fn set(r: &mut Reader<'_>) -> Option<bool> {
+    Some(r.opt(Reader::skip)?.is_some())
+}
+
+/// A string that is not empty.
+fn text(r: &mut Reader<'_>) -> Option<bool> {
+    if r.peek()? != b'"' {
+        return r.skip().map(|()| false);
+    }
+    let s = r.string()?;
+    s.check()?;
+    Some(!s.is_empty())
+}
+
+/// [`scan_content`] through a `serde_json::Value`: for what the scan leaves.
+fn value_content(event: &[u8]) -> bool {
+    let Ok(v) = serde_json::from_slice::<Value>(event) else {
+        // `[DONE]`, or anything unreadable: let it through as it is.
+        return true;
+    };
+    let Some(choices) = v.get("choices").and_then(Value::as_array) else {
+        return true;
+    };
+    let set = |v: Option<&Value>| v.is_some_and(|v| !v.is_null());
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).is_some_and(|t| !t.is_empty());
+    choices.is_empty()
+        || choices.iter().any(|c| {
+            set(c.get("finish_reason"))
+                || text(c.get("text"))
+                || c.get("delta").is_some_and(|d| {
+                    text(d.get("content"))
+                        || set(d.get("tool_calls"))
+                        || set(d.get("function_call"))
+                        || set(d.get("refusal"))
                 })
         })
 }
@@ -190,5 +292,79 @@ impl http_body::Body for Prefixed {
             hint.set_upper(upper + held);
         }
         hint
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The one-pass read of an event against the `Value` one, on generated events.
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::observe::testjson::{Style, chunk, config, mutation, value};
+
+    /// The scan says what the `Value` read says, or leaves it to it.
+    fn agrees(event: &[u8]) -> Result<(), TestCaseError> {
+        if let Some(scanned) = scan_content(event) {
+            prop_assert_eq!(
+                scanned,
+                value_content(event),
+                "{}",
+                String::from_utf8_lossy(event)
+            );
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        /// Well-formed events are read by the scan itself.
+        #[test]
+        fn the_scan_reads_well_formed_events(event in chunk(false), style in Style::plain()) {
+            let bytes = style.write(&event);
+            let scanned = scan_content(&bytes);
+            prop_assert!(scanned.is_some(), "left to the Value read: {}", String::from_utf8_lossy(&bytes));
+            prop_assert_eq!(scanned, Some(value_content(&bytes)));
+        }
+
+        /// Odd values, repeated fields, broken bytes, any JSON, garbage: never another answer.
+        #[test]
+        fn the_scan_never_disagrees_with_the_value_read(
+            event in chunk(true),
+            other in value(),
+            style in Style::any(),
+            mutation in mutation(),
+            garbage in prop::collection::vec(any::<u8>(), 0..48),
+        ) {
+            let mut bytes = style.write(&event);
+            mutation.apply(&mut bytes);
+            agrees(&bytes)?;
+            agrees(&style.write(&other))?;
+            agrees(&garbage)?;
+        }
+    }
+
+    #[test]
+    fn content_as_the_value_read_sees_it() {
+        for (event, content) in [
+            (&br#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#[..], false),
+            (br#"{"choices":[{"index":0,"delta":{"content":"Hi"}}]}"#, true),
+            (br#"{"choices":[{"index":0,"delta":{"tool_calls":[]}}]}"#, true),
+            (br#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#, true),
+            (br#"{"choices":[],"usage":{"total_tokens":1}}"#, true),
+            (br#"{"choices":{}}"#, true),
+            (br#"{"id":1e2,"choices":[{"delta":{"content":""}}]}"#, false),
+        ] {
+            assert_eq!(scan_content(event).unwrap_or_else(|| value_content(event)), content);
+            assert_eq!(value_content(event), content);
+        }
+        // An exponent is left to the Value read, which refuses one out of range.
+        assert_eq!(
+            scan_content(br#"{"x":1e999,"choices":[{"delta":{}}]}"#),
+            None
+        );
+        assert!(value_content(br#"{"x":1e999,"choices":[{"delta":{}}]}"#));
     }
 }

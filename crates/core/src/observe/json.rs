@@ -1,0 +1,551 @@
+//! A strict one-pass reader of JSON bytes: walks a document once, checks it as it goes, and
+//! hands back only the values its caller asks for (strings borrowed when they have no
+//! escapes), without building a tree or a `String` per key.
+//!
+//! It is a fast path in front of serde_json, not a replacement: whatever it is unsure of
+//! (a key with escapes, nesting past [`MAX_DEPTH`], a value of an unexpected type) it refuses
+//! with `None`, and the caller reads the document with serde_json instead. So it may refuse
+//! more than serde_json does, never less: every document it reads whole, serde_json reads too,
+//! to the same values.
+
+use std::borrow::Cow;
+
+/// Nesting deeper than this is refused (serde_json refuses past 128).
+const MAX_DEPTH: u32 = 64;
+
+/// A cursor over JSON bytes. Every method returns `None` on input it does not read: malformed
+/// JSON, or JSON it leaves to serde_json.
+#[derive(Debug)]
+pub(crate) struct Reader<'a> {
+    buf: &'a [u8],
+    at: usize,
+    /// Refuse numbers a `serde_json::Value` might refuse (see [`Reader::for_value`]).
+    value_numbers: bool,
+}
+
+/// The fields of one object read so far, to refuse a repeated one (serde refuses a struct
+/// with a field given twice; a `Value` keeps the last).
+#[derive(Debug, Default)]
+pub(crate) struct Fields(u8);
+
+impl Fields {
+    /// Marks field number `field` (below 8) as read; `None` if it was already.
+    pub(crate) fn once(&mut self, field: u8) -> Option<()> {
+        let bit = 1 << field;
+        if self.0 & bit != 0 {
+            return None;
+        }
+        self.0 |= bit;
+        Some(())
+    }
+}
+
+/// A string literal as written (the bytes between its quotes), its escapes already checked.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RawStr<'a> {
+    raw: &'a [u8],
+    escaped: bool,
+    ascii: bool,
+}
+
+impl<'a> RawStr<'a> {
+    /// The string's text, unescaped; borrowed when it has no escapes. `None` when it is not
+    /// UTF-8.
+    pub(crate) fn text(self) -> Option<Cow<'a, str>> {
+        if self.escaped {
+            unescape(self.raw).map(Cow::Owned)
+        } else {
+            std::str::from_utf8(self.raw).ok().map(Cow::Borrowed)
+        }
+    }
+
+    /// Whether the string is empty (its text too: an escape is never empty).
+    pub(crate) fn is_empty(self) -> bool {
+        self.raw.is_empty()
+    }
+
+    /// Checks a string that is not read as text: serde_json refuses a string that is not
+    /// UTF-8 wherever it reads one as text, so non-ASCII bytes are checked here too.
+    pub(crate) fn check(self) -> Option<()> {
+        if self.ascii || std::str::from_utf8(self.raw).is_ok() {
+            Some(())
+        } else {
+            None
+        }
+    }
+}
+
+impl<'a> Reader<'a> {
+    /// A cursor at the start of `buf`.
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
+        Self {
+            buf,
+            at: 0,
+            value_numbers: false,
+        }
+    }
+
+    /// A cursor for a caller that stands in for a read into a `serde_json::Value`, which
+    /// parses every number and refuses one out of `f64`'s range (`1e999`, 400 digits) where
+    /// serde skipping a field only checks its grammar: numbers with an exponent or more than
+    /// 20 digits before the point are refused.
+    pub(crate) fn for_value(buf: &'a [u8]) -> Self {
+        Self {
+            value_numbers: true,
+            ..Self::new(buf)
+        }
+    }
+
+    /// Only JSON's four white space bytes (not form feed, which `is_ascii_whitespace` takes).
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.buf.get(self.at) {
+            self.at += 1;
+        }
+    }
+
+    /// The next byte that is not white space, not consumed.
+    pub(crate) fn peek(&mut self) -> Option<u8> {
+        self.ws();
+        self.buf.get(self.at).copied()
+    }
+
+    fn eat(&mut self, b: u8) -> Option<()> {
+        (self.peek()? == b).then(|| self.at += 1)
+    }
+
+    /// Whether only white space is left: a document ends after its value.
+    pub(crate) fn end(&mut self) -> Option<()> {
+        self.ws();
+        (self.at == self.buf.len()).then_some(())
+    }
+
+    /// `null` as `Some(None)`, any other value read with `f`: an `Option` field.
+    pub(crate) fn opt<T>(&mut self, f: impl FnOnce(&mut Self) -> Option<T>) -> Option<Option<T>> {
+        if self.peek()? == b'n' {
+            self.literal(b"null").map(|()| None)
+        } else {
+            f(self).map(Some)
+        }
+    }
+
+    /// An object, calling `f` with each key positioned at its value, which `f` must consume.
+    /// Keys are handed over as written: one with escapes or non-ASCII bytes is refused (the
+    /// keys a caller matches are plain ASCII, and serde_json would match an escaped one).
+    pub(crate) fn object(
+        &mut self,
+        mut f: impl FnMut(&mut Self, &'a [u8]) -> Option<()>,
+    ) -> Option<()> {
+        self.eat(b'{')?;
+        if self.peek()? == b'}' {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            let key = self.string()?;
+            if key.escaped || !key.ascii {
+                return None;
+            }
+            self.eat(b':')?;
+            f(self, key.raw)?;
+            match self.peek()? {
+                b',' => self.at += 1,
+                b'}' => {
+                    self.at += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// An array, calling `f` positioned at each element, which `f` must consume.
+    pub(crate) fn array(&mut self, mut f: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.eat(b'[')?;
+        if self.peek()? == b']' {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            f(self)?;
+            match self.peek()? {
+                b',' => self.at += 1,
+                b']' => {
+                    self.at += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// A string literal, checked: no control characters, only JSON's escapes, `\u` escapes
+    /// of surrogates only in pairs.
+    pub(crate) fn string(&mut self) -> Option<RawStr<'a>> {
+        self.eat(b'"')?;
+        let start = self.at;
+        let mut escaped = false;
+        let mut ascii = true;
+        loop {
+            let i = special(self.buf, self.at, ascii)?;
+            match self.buf[i] {
+                b'"' => {
+                    self.at = i + 1;
+                    return Some(RawStr {
+                        raw: &self.buf[start..i],
+                        escaped,
+                        ascii,
+                    });
+                }
+                b'\\' => {
+                    escaped = true;
+                    self.at = i + escape_len(&self.buf[i..])?;
+                }
+                // Past the first non-ASCII byte, they are no longer looked for.
+                0x80..=0xff => {
+                    ascii = false;
+                    self.at = i + 1;
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// An unsigned integer as serde_json reads a `u64`: digits only (no sign, fraction or
+    /// exponent, which serde_json would read as a float and refuse), no leading zero, in range.
+    pub(crate) fn u64(&mut self) -> Option<u64> {
+        self.ws();
+        let start = self.at;
+        let mut n: u64 = 0;
+        while let Some(&b) = self.buf.get(self.at).filter(|b| b.is_ascii_digit()) {
+            n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+            self.at += 1;
+        }
+        let digits = self.at - start;
+        if digits == 0 || (digits > 1 && self.buf[start] == b'0') {
+            return None;
+        }
+        Some(n)
+    }
+
+    /// Any value, checked and skipped.
+    pub(crate) fn skip(&mut self) -> Option<()> {
+        self.skip_at(0)
+    }
+
+    fn skip_at(&mut self, depth: u32) -> Option<()> {
+        match self.peek()? {
+            b'{' if depth < MAX_DEPTH => self.object(|r, _| r.skip_at(depth + 1)),
+            b'[' if depth < MAX_DEPTH => self.array(|r| r.skip_at(depth + 1)),
+            b'"' => self.string()?.check(),
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => None,
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        let end = self.at + word.len();
+        (self.buf.get(self.at..end)? == word).then(|| self.at = end)
+    }
+
+    /// A number in JSON's grammar: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
+    fn number(&mut self) -> Option<()> {
+        if self.buf.get(self.at) == Some(&b'-') {
+            self.at += 1;
+        }
+        let start = self.at;
+        match self.buf.get(self.at)? {
+            b'0' => self.at += 1,
+            b'1'..=b'9' => self.digits(),
+            _ => return None,
+        }
+        if self.value_numbers && self.at - start > 20 {
+            return None;
+        }
+        if self.buf.get(self.at) == Some(&b'.') {
+            self.at += 1;
+            self.some_digits()?;
+        }
+        if let Some(b'e' | b'E') = self.buf.get(self.at) {
+            if self.value_numbers {
+                return None;
+            }
+            self.at += 1;
+            if let Some(b'+' | b'-') = self.buf.get(self.at) {
+                self.at += 1;
+            }
+            self.some_digits()?;
+        }
+        Some(())
+    }
+
+    fn digits(&mut self) {
+        while self.buf.get(self.at).is_some_and(u8::is_ascii_digit) {
+            self.at += 1;
+        }
+    }
+
+    fn some_digits(&mut self) -> Option<()> {
+        let start = self.at;
+        self.digits();
+        (self.at > start).then_some(())
+    }
+}
+
+/// The length of the escape at the start of `s` (a backslash), if it is one JSON has: a `\u`
+/// escape of a leading surrogate only with its trailing one (serde_json refuses a lone one
+/// in a string it reads as text).
+fn escape_len(s: &[u8]) -> Option<usize> {
+    match s.get(1)? {
+        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Some(2),
+        b'u' => match hex4(s.get(2..6)?)? {
+            0xD800..=0xDBFF => {
+                if s.get(6..8)? != b"\\u" {
+                    return None;
+                }
+                (0xDC00..=0xDFFF)
+                    .contains(&hex4(s.get(8..12)?)?)
+                    .then_some(12)
+            }
+            0xDC00..=0xDFFF => None,
+            _ => Some(6),
+        },
+        _ => None,
+    }
+}
+
+fn hex4(s: &[u8]) -> Option<u32> {
+    s.iter().try_fold(0, |n, &b| {
+        let d = (b as char).to_digit(16)?;
+        Some(n * 16 + d)
+    })
+}
+
+/// The text of a string literal's bytes whose escapes [`Reader::string`] has checked.
+fn unescape(raw: &[u8]) -> Option<String> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut at = 0;
+    while let Some(offset) = raw[at..].iter().position(|&b| b == b'\\') {
+        out.extend_from_slice(&raw[at..at + offset]);
+        at += offset;
+        let len = escape_len(&raw[at..])?;
+        let byte = match raw[at + 1] {
+            b'b' => b'\x08',
+            b'f' => b'\x0c',
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
+            b'u' => {
+                let first = hex4(&raw[at + 2..at + 6])?;
+                let code = if len == 12 {
+                    let second = hex4(&raw[at + 8..at + 12])?;
+                    0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00)
+                } else {
+                    first
+                };
+                let mut utf8 = [0; 4];
+                out.extend_from_slice(char::from_u32(code)?.encode_utf8(&mut utf8).as_bytes());
+                at += len;
+                continue;
+            }
+            // `"`, `\` and `/` stand for themselves.
+            other => other,
+        };
+        out.push(byte);
+        at += len;
+    }
+    out.extend_from_slice(&raw[at..]);
+    String::from_utf8(out).ok()
+}
+
+/// The index in `buf`, from `at` on, of the first byte a string scan stops at: a quote, a
+/// backslash, a control character, and (when `high`) a byte of a non-ASCII character. Looked
+/// for eight bytes at a time: most of an event's bytes are inside strings.
+#[inline]
+fn special(buf: &[u8], mut at: usize, high: bool) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    const QUOTES: u64 = u64::from_ne_bytes([b'"'; 8]);
+    const BACKSLASHES: u64 = u64::from_ne_bytes([b'\\'; 8]);
+    const SPACES: u64 = u64::from_ne_bytes([0x20; 8]);
+    let high_mask = if high { HIGHS } else { 0 };
+    while let Some(word) = buf.get(at..).and_then(<[u8]>::first_chunk::<8>) {
+        let word = u64::from_le_bytes(*word);
+        // Each term flags (in its byte's high bit) bytes equal to a quote, to a backslash,
+        // below 0x20: exactly at the lowest such byte, maybe wrongly above it (a borrow
+        // carries up), so the lowest flag of their union is the first byte looked for.
+        let quote = word ^ QUOTES;
+        let backslash = word ^ BACKSLASHES;
+        let flagged = (((quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash)
+            | (word.wrapping_sub(SPACES) & !word))
+            & HIGHS)
+            | (word & high_mask);
+        if flagged != 0 {
+            return Some(at + (flagged.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    buf.get(at..)?
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20 || (high && b >= 0x80))
+        .map(|i| at + i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(hay: &[u8], high: bool) -> Option<usize> {
+        hay.iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20 || (high && b >= 0x80))
+    }
+
+    #[test]
+    fn special_bytes_are_found_where_a_byte_by_byte_search_finds_them() {
+        let mut rng = fastrand::Rng::with_seed(4);
+        let pool = [
+            b'a', b'"', b'\\', 0x1f, 0x20, 0x00, 0x7f, 0x80, 0xff, 0x5b, 0x21, 0xa2, 0xdc,
+        ];
+        for _ in 0..20_000 {
+            let len = rng.usize(0..40);
+            let hay: Vec<u8> = (0..len)
+                .map(|_| {
+                    if rng.u8(..) < 200 {
+                        b'a' + rng.u8(0..26)
+                    } else {
+                        pool[rng.usize(..pool.len())]
+                    }
+                })
+                .collect();
+            for high in [false, true] {
+                for at in 0..=hay.len() {
+                    assert_eq!(
+                        special(&hay, at, high),
+                        naive(&hay[at..], high).map(|i| at + i),
+                        "{hay:?} {at} {high}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// What serde_json reads from `literal` (a JSON string), against the reader.
+    fn same_string(literal: &str) {
+        let theirs = serde_json::from_str::<String>(literal).ok();
+        let mut r = Reader::new(literal.as_bytes());
+        let ours = r
+            .string()
+            .and_then(RawStr::text)
+            .filter(|_| r.end().is_some())
+            .map(Cow::into_owned);
+        if let Some(ours) = &ours {
+            assert_eq!(Some(ours), theirs.as_ref(), "{literal}");
+        }
+    }
+
+    #[test]
+    fn strings_read_as_serde_json_reads_them() {
+        for literal in [
+            r#""""#,
+            r#""plain""#,
+            r#""a\"b\\c\/d\be\ff\ng\rh\ti""#,
+            r#""\u0041\u00e9\u4e2d\ud83d\ude00""#,
+            r#""\u0000""#,
+            r#""héllo wörld ✓ 😀""#,
+        ] {
+            let mut r = Reader::new(literal.as_bytes());
+            let text = r.string().and_then(RawStr::text).expect(literal);
+            assert_eq!(text, serde_json::from_str::<String>(literal).unwrap());
+            same_string(literal);
+        }
+        // Refused, as serde_json refuses them (or left to it).
+        for literal in [
+            "\"a\u{1}b\"",
+            r#""\x""#,
+            r#""\u12""#,
+            r#""\ud800""#,
+            r#""\ud800\u0041""#,
+            r#""\udc00""#,
+            r#""unterminated"#,
+            r#""bad \"#,
+        ] {
+            let mut r = Reader::new(literal.as_bytes());
+            assert!(r.string().and_then(RawStr::text).is_none(), "{literal}");
+            assert!(
+                serde_json::from_str::<String>(literal).is_err(),
+                "{literal}"
+            );
+        }
+    }
+
+    #[test]
+    fn skipped_values_are_valid_json() {
+        let valid = [
+            "0",
+            "-0",
+            "1.5",
+            "-1.5e-3",
+            "1E+9",
+            "123456789012345678901234567890",
+            "true",
+            "false",
+            "null",
+            "[]",
+            "{}",
+            "[1,[2,{\"a\":[null]}]]",
+            " { \"a\" : 1 , \"b\" : \"x\" } ",
+            "\"\\u00e9\"",
+        ];
+        for doc in valid {
+            let mut r = Reader::new(doc.as_bytes());
+            assert!(r.skip().and_then(|()| r.end()).is_some(), "{doc}");
+            assert!(
+                serde_json::from_str::<serde_json::Value>(doc).is_ok(),
+                "{doc}"
+            );
+        }
+        let invalid = [
+            "01",
+            "1.",
+            ".5",
+            "1e",
+            "-",
+            "+1",
+            "tru",
+            "nul",
+            "[1,]",
+            "{\"a\":1,}",
+            "{a:1}",
+            "[1 2]",
+            "{\"a\" 1}",
+            "\u{c}1",
+            "\"\\ud800\"",
+        ];
+        for doc in invalid {
+            let mut r = Reader::new(doc.as_bytes());
+            assert!(r.skip().and_then(|()| r.end()).is_none(), "{doc}");
+        }
+        let deep = format!("{}{}", "[".repeat(100), "]".repeat(100));
+        assert!(Reader::new(deep.as_bytes()).skip().is_none());
+    }
+
+    #[test]
+    fn integers_read_as_serde_json_reads_a_u64() {
+        for (doc, n) in [
+            ("0", Some(0)),
+            ("250", Some(250)),
+            ("18446744073709551615", Some(u64::MAX)),
+        ] {
+            assert_eq!(Reader::new(doc.as_bytes()).u64(), n);
+            assert_eq!(serde_json::from_str::<u64>(doc).ok(), n);
+        }
+        for doc in ["18446744073709551616", "-1", "01", "", "x"] {
+            let mut r = Reader::new(doc.as_bytes());
+            assert!(r.u64().and_then(|_| r.end()).is_none(), "{doc}");
+            assert!(serde_json::from_str::<u64>(doc).is_err(), "{doc}");
+        }
+    }
+}
