@@ -745,9 +745,11 @@ where
         if console::is_console_path(path) {
             return self.console(shared, req);
         }
-        // Only while a console is connected is anything recorded (one atomic load otherwise).
-        let logged = path.starts_with("/v1/") || unprefixed(path).is_some() || path == "/messages";
-        if !(logged && self.console.watching()) {
+        // Only while a console is connected is anything recorded: one atomic load otherwise,
+        // before the path is looked at.
+        let logged =
+            || path.starts_with("/v1/") || unprefixed(path).is_some() || path == "/messages";
+        if !self.console.watching() || !logged() {
             return route(shared, req);
         }
         let (pending, capture) = console::Pending::begin(
@@ -800,140 +802,138 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    {
-        // LiteLLM's clients call the root: `/chat/completions` answers as `/v1/chat/completions`.
-        if let Some(v1) = unprefixed(req.uri().path()) {
-            let uri = match req.uri().query() {
-                None => Some(http::Uri::from_static(v1)),
-                Some(q) => format!("{v1}?{q}").parse().ok(),
-            };
-            if let Some(uri) = uri {
-                *req.uri_mut() = uri;
-            }
+    // LiteLLM's clients call the root: `/chat/completions` answers as `/v1/chat/completions`.
+    if let Some(v1) = unprefixed(req.uri().path()) {
+        let uri = match req.uri().query() {
+            None => Some(http::Uri::from_static(v1)),
+            Some(q) => format!("{v1}?{q}").parse().ok(),
+        };
+        if let Some(uri) = uri {
+            *req.uri_mut() = uri;
         }
-        let path = req.uri().path();
-        let answer = |r: Response<Body>| -> BoxFuture { Box::pin(std::future::ready(Ok(r))) };
-        match (req.method(), path) {
-            (&Method::GET, "/health") => {
-                return answer(json_response(
-                    StatusCode::OK,
-                    Bytes::from_static(b"{\"status\":\"ok\"}"),
-                ));
+    }
+    let path = req.uri().path();
+    let answer = |r: Response<Body>| -> BoxFuture { Box::pin(std::future::ready(Ok(r))) };
+    match (req.method(), path) {
+        (&Method::GET, "/health") => {
+            return answer(json_response(
+                StatusCode::OK,
+                Bytes::from_static(b"{\"status\":\"ok\"}"),
+            ));
+        }
+        (&Method::GET, "/metrics") => {
+            if let Err(r) = shared.authenticate(req.headers()) {
+                return answer(*r);
             }
-            (&Method::GET, "/metrics") => {
-                if let Err(r) = shared.authenticate(req.headers()) {
-                    return answer(*r);
-                }
-                return answer(match &shared.prometheus {
-                    Some(p) => p.response(),
-                    None => *refuse(
-                        StatusCode::NOT_FOUND,
-                        "invalid_request_error",
-                        "unknown_endpoint",
-                        "metrics are not enabled",
-                    ),
-                });
-            }
-            (&Method::GET, "/v1/limits") => {
-                return match shared.authorize_admin(req.headers()) {
-                    Err(r) => answer(*r),
-                    Ok(()) => Box::pin(limits_document(shared)),
-                };
-            }
-            (&Method::GET, "/v1/models") => {
-                if let Err(r) = shared.authenticate(req.headers()) {
-                    return answer(*r);
-                }
-                return answer(json_response(StatusCode::OK, shared.models.clone()));
-            }
-            (_, "/v1/messages") => {
-                let (auth, inner) = (shared.clone(), shared.clone());
-                let authenticate = move |h: &HeaderMap| auth.authenticate(h).map(drop);
-                let chat = move |r| route(inner.clone(), r);
-                return crate::messages::serve(req, &shared.config.server, authenticate, chat);
-            }
-            (&Method::POST, p) if is_llm_endpoint(p) => {}
-            (&Method::POST, p) if p.starts_with("/v1/prompts/") => {
-                let rest = &p["/v1/prompts/".len()..];
-                let (id, render_only) = match rest.rsplit_once('/') {
-                    Some((id, "completions")) => (id, false),
-                    Some((id, "render")) => (id, true),
-                    _ => {
-                        return answer(*refuse(
-                            StatusCode::NOT_FOUND,
-                            "invalid_request_error",
-                            "unknown_endpoint",
-                            format!(
-                                "unknown endpoint POST {p} (expected /v1/prompts/ID/completions or /render)"
-                            ),
-                        ));
-                    }
-                };
-                if !shared.config.prompts.contains_key(id) {
-                    return answer(*refuse(
-                        StatusCode::NOT_FOUND,
-                        "invalid_request_error",
-                        "prompt_not_found",
-                        format!("unknown prompt `{id}`"),
-                    ));
-                }
-                let caller = match shared.authenticate(req.headers()) {
-                    Ok(name) => name,
-                    Err(r) => return answer(*r),
-                };
-                let id = id.to_owned();
-                return Box::pin(prompt(shared, req, id, render_only, caller));
-            }
-            (_, p) if is_llm_endpoint(p) => {
-                return answer(*refuse(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "invalid_request_error",
-                    "method_not_allowed",
-                    format!("{p} takes POST"),
-                ));
-            }
-            (m, p) => {
-                return answer(*refuse(
+            return answer(match &shared.prometheus {
+                Some(p) => p.response(),
+                None => *refuse(
                     StatusCode::NOT_FOUND,
                     "invalid_request_error",
                     "unknown_endpoint",
-                    format!("unknown endpoint {m} {p}"),
-                ));
-            }
+                    "metrics are not enabled",
+                ),
+            });
         }
-        // Authenticate before reading a byte of the body.
-        let caller = match shared.authenticate(req.headers()) {
-            Ok(name) => name,
-            Err(r) => return answer(*r),
-        };
-        let prepared = (|| {
-            if let Err((name, why)) = crate::portkey_headers::check(req.headers()) {
-                return Err(refuse(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request_error",
-                    "unsupported_header",
-                    format!("{name}: {why}"),
-                ));
+        (&Method::GET, "/v1/limits") => {
+            return match shared.authorize_admin(req.headers()) {
+                Err(r) => answer(*r),
+                Ok(()) => Box::pin(limits_document(shared)),
+            };
+        }
+        (&Method::GET, "/v1/models") => {
+            if let Err(r) = shared.authenticate(req.headers()) {
+                return answer(*r);
             }
-            let chosen = match shared.byok(req.headers())? {
-                Some((stack, key)) => (stack, false, Some(key)),
-                None => {
-                    let (stack, route) = shared.select(req.headers(), caller.as_deref())?;
-                    (stack, route, None)
+            return answer(json_response(StatusCode::OK, shared.models.clone()));
+        }
+        (_, "/v1/messages") => {
+            let (auth, inner) = (shared.clone(), shared.clone());
+            let authenticate = move |h: &HeaderMap| auth.authenticate(h).map(drop);
+            let chat = move |r| route(inner.clone(), r);
+            return crate::messages::serve(req, &shared.config.server, authenticate, chat);
+        }
+        (&Method::POST, p) if is_llm_endpoint(p) => {}
+        (&Method::POST, p) if p.starts_with("/v1/prompts/") => {
+            let rest = &p["/v1/prompts/".len()..];
+            let (id, render_only) = match rest.rsplit_once('/') {
+                Some((id, "completions")) => (id, false),
+                Some((id, "render")) => (id, true),
+                _ => {
+                    return answer(*refuse(
+                        StatusCode::NOT_FOUND,
+                        "invalid_request_error",
+                        "unknown_endpoint",
+                        format!(
+                            "unknown endpoint POST {p} (expected /v1/prompts/ID/completions or /render)"
+                        ),
+                    ));
                 }
             };
-            let timeout = request_timeout(req.headers(), shared.config.server.request_timeout)?;
-            Ok::<_, Refusal>((chosen, timeout))
-        })();
-        let ((stack, route, key), timeout) = match prepared {
-            Ok(p) => p,
-            Err(r) => return answer(*r),
-        };
-        if let Some(key) = key {
-            req.extensions_mut().insert(key);
+            if !shared.config.prompts.contains_key(id) {
+                return answer(*refuse(
+                    StatusCode::NOT_FOUND,
+                    "invalid_request_error",
+                    "prompt_not_found",
+                    format!("unknown prompt `{id}`"),
+                ));
+            }
+            let caller = match shared.authenticate(req.headers()) {
+                Ok(name) => name,
+                Err(r) => return answer(*r),
+            };
+            let id = id.to_owned();
+            return Box::pin(prompt(shared, req, id, render_only, caller));
         }
-        Box::pin(dispatch(shared, req, stack, route, caller, timeout))
+        (_, p) if is_llm_endpoint(p) => {
+            return answer(*refuse(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "invalid_request_error",
+                "method_not_allowed",
+                format!("{p} takes POST"),
+            ));
+        }
+        (m, p) => {
+            return answer(*refuse(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "unknown_endpoint",
+                format!("unknown endpoint {m} {p}"),
+            ));
+        }
     }
+    // Authenticate before reading a byte of the body.
+    let caller = match shared.authenticate(req.headers()) {
+        Ok(name) => name,
+        Err(r) => return answer(*r),
+    };
+    let prepared = (|| {
+        if let Err((name, why)) = crate::portkey_headers::check(req.headers()) {
+            return Err(refuse(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "unsupported_header",
+                format!("{name}: {why}"),
+            ));
+        }
+        let chosen = match shared.byok(req.headers())? {
+            Some((stack, key)) => (stack, false, Some(key)),
+            None => {
+                let (stack, route) = shared.select(req.headers(), caller.as_deref())?;
+                (stack, route, None)
+            }
+        };
+        let timeout = request_timeout(req.headers(), shared.config.server.request_timeout)?;
+        Ok::<_, Refusal>((chosen, timeout))
+    })();
+    let ((stack, route, key), timeout) = match prepared {
+        Ok(p) => p,
+        Err(r) => return answer(*r),
+    };
+    if let Some(key) = key {
+        req.extensions_mut().insert(key);
+    }
+    Box::pin(dispatch(shared, req, stack, route, caller, timeout))
 }
 
 /// Runs a request through `stack` behind the edge (body read once, parsed once), the slug

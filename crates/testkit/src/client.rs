@@ -82,6 +82,35 @@ pub async fn post(addr: SocketAddr, path: &str, headers: &[(&str, &str)], body: 
     send(addr, &request("POST", path, headers, body)).await
 }
 
+/// Reads one response with a `content-length` body from a connection that stays open.
+///
+/// # Panics
+/// If the connection ends before the whole response.
+pub async fn read_response(tcp: &mut TcpStream) -> Exchange {
+    let mut all = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = tcp.read(&mut buf).await.expect("read the response");
+        assert!(
+            n > 0,
+            "closed before a whole response: {:?}",
+            String::from_utf8_lossy(&all)
+        );
+        all.extend_from_slice(&buf[..n]);
+        let Some(split) = all.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&all[..split]).to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map_or(0, |v| v.trim().parse().expect("a content-length"));
+        if all.len() >= split + 4 + length {
+            return parse(&all);
+        }
+    }
+}
+
 /// Parses a whole HTTP/1.1 response.
 ///
 /// # Panics

@@ -25,7 +25,9 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::{Value, json};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
+
+use crate::client::read_response;
 
 /// The variable that turns a missing browser into a failure.
 pub const REQUIRE_ENV: &str = "PORTCULLIS_REQUIRE_BROWSER";
@@ -150,29 +152,9 @@ impl Browser {
         tcp.write_all(raw.as_bytes())
             .await
             .expect("write to chromedriver");
-        let mut all = Vec::new();
-        let mut buf = [0u8; 16 * 1024];
-        loop {
-            if let Some(split) = all.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&all[..split]).to_ascii_lowercase();
-                let length: usize = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .map_or(0, |v| v.trim().parse().expect("a content-length"));
-                if all.len() >= split + 4 + length {
-                    let status = head[9..12].parse().expect("a status");
-                    let doc = serde_json::from_slice(&all[split + 4..split + 4 + length])
-                        .unwrap_or(Value::Null);
-                    return (status, doc);
-                }
-            }
-            let n = tcp.read(&mut buf).await.expect("read from chromedriver");
-            assert!(
-                n > 0,
-                "chromedriver closed before answering {method} {path}"
-            );
-            all.extend_from_slice(&buf[..n]);
-        }
+        let answer = read_response(&mut tcp).await;
+        let doc = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
+        (answer.status, doc)
     }
 
     async fn command(&self, method: &str, path: &str, body: Value) -> Value {

@@ -68,44 +68,14 @@ pub(crate) async fn start_gateway_with_grace(gateway: Gateway, grace: Duration) 
     }
 }
 
-pub(crate) use portcullis_testkit::client::{post, request, send};
+// Each test file uses some of these.
+#[allow(unused_imports)]
+pub(crate) use portcullis_testkit::client::{post, read_response, request, send};
 
 pub(crate) const CHAT: &str =
     r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hello"}]}"#;
 pub(crate) const CHAT_STREAM: &str =
     r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"Say hello"}]}"#;
-
-/// Reads one response with a `content-length` body from a connection that stays open.
-///
-/// # Panics
-/// If the connection ends before the whole response.
-pub(crate) async fn read_response(
-    tcp: &mut tokio::net::TcpStream,
-) -> portcullis_testkit::client::Exchange {
-    use tokio::io::AsyncReadExt;
-    let mut all = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = tcp.read(&mut buf).await.expect("read the response");
-        assert!(
-            n > 0,
-            "closed before a whole response: {:?}",
-            String::from_utf8_lossy(&all)
-        );
-        all.extend_from_slice(&buf[..n]);
-        let Some(split) = all.windows(4).position(|w| w == b"\r\n\r\n") else {
-            continue;
-        };
-        let head = String::from_utf8_lossy(&all[..split]).to_ascii_lowercase();
-        let length: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .map_or(0, |v| v.trim().parse().expect("a content-length"));
-        if all.len() >= split + 4 + length {
-            return portcullis_testkit::client::parse(&all);
-        }
-    }
-}
 
 /// Reads until the peer closes the connection (or resets it): what arrived before.
 pub(crate) async fn read_until_closed(tcp: &mut tokio::net::TcpStream) -> Vec<u8> {
