@@ -29,6 +29,7 @@ mod console;
 mod gateway;
 mod header_cache;
 pub mod litellm;
+pub mod log_writer;
 mod messages;
 mod portkey_headers;
 mod prompts;

@@ -12,9 +12,10 @@
 //! `--config` takes JSON or YAML; a LiteLLM proxy `config.yaml` is recognised by its
 //! `model_list` and served as it is (listening on 127.0.0.1:4000 unless it says otherwise).
 //!
-//! Logs go to stdout through a buffered writer on a thread of its own, so a request's log line
-//! costs no write on the request's path: lines are batched, written when the queue drains,
-//! and never dropped (a full queue makes loggers wait). Colours only when stdout is a terminal
+//! Logs go to stdout through a writer on a thread of its own, so a request's log line costs
+//! no write and no wake-up on the request's path: lines are gathered and written at most
+//! every 5 ms, and never dropped (a full buffer makes loggers wait; see
+//! `portcullis_gateway::log_writer`). Colours only when stdout is a terminal
 //! and `NO_COLOR` is unset; `--log-format json` writes one JSON object per line.
 
 use std::io::IsTerminal;
@@ -199,27 +200,49 @@ fn check(config: Config, path: &Path) -> ExitCode {
 /// On SIGHUP: read the file again and swap it in; a file that does not read or build leaves
 /// the running config in place, and the log says why.
 fn reload_on_hangup(gateway: Gateway, path: PathBuf) {
+    // The handler is installed here, before the caller logs that it listens, not in the task:
+    // a SIGHUP sent as soon as that line shows must reload, not find no handler (and end the
+    // process, or be lost where SIGHUP is ignored).
     #[cfg(unix)]
-    tokio::spawn(async move {
+    {
         use tokio::signal::unix::{SignalKind, signal};
         let Ok(mut hangups) = signal(SignalKind::hangup()) else {
             tracing::warn!("cannot listen for SIGHUP: reloading is off");
             return;
         };
-        while hangups.recv().await.is_some() {
-            let _ = portcullis_gateway::reload::reload_from(&gateway, &path);
-        }
-    });
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                let _ = portcullis_gateway::reload::reload_from(&gateway, &path);
+            }
+        });
+    }
     #[cfg(not(unix))]
     let _ = (gateway, path);
 }
 
 /// The log filter: `RUST_LOG` as `target=level` directives, else `info`.
 fn log_filter() -> Targets {
-    std::env::var("RUST_LOG")
-        .ok()
+    text_log_targets(std::env::var("RUST_LOG").ok().as_deref())
+}
+
+/// The text log's targets from `RUST_LOG` (default `info`). The request span is the context
+/// of the lines logged inside a request (its trace id, model, operation); its results
+/// (status, usage, attempts, ...) are in the request's own log line, so they are not recorded
+/// for the text log unless asked for: at `debug` or by naming
+/// `portcullis_tag::span_results`. An OTLP exporter records them whatever this says.
+fn text_log_targets(rust_log: Option<&str>) -> Targets {
+    let targets = rust_log
         .and_then(|s| s.parse::<Targets>().ok())
-        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO))
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
+    let named = rust_log.is_some_and(|s| s.contains(portcullis_tag::RESULTS_TARGET));
+    if named || targets.would_enable(portcullis_tag::RESULTS_TARGET, &tracing::Level::DEBUG) {
+        targets
+    } else {
+        targets.with_target(
+            portcullis_tag::RESULTS_TARGET,
+            tracing_subscriber::filter::LevelFilter::OFF,
+        )
+    }
 }
 
 /// Whether log lines carry ANSI colours: only for a terminal, and not when `NO_COLOR` is set
@@ -506,10 +529,7 @@ async fn run(config: Config, path: PathBuf, log_format: LogFormat) -> ExitCode {
     let stdout = std::io::stdout();
     let colours = ansi(stdout.is_terminal(), std::env::var_os("NO_COLOR").is_some());
     // Kept to the end of `run`: dropping it flushes the lines still queued.
-    let (writer, _log_guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("portcullis-log")
-        .finish(std::io::BufWriter::with_capacity(64 * 1024, stdout));
+    let (writer, _log_guard) = portcullis_gateway::log_writer::batched(stdout);
     let registry = tracing_subscriber::registry()
         .with(log_layer(log_format, colours, writer).with_filter(log_filter()));
     #[cfg(feature = "otlp")]
@@ -555,11 +575,11 @@ async fn run(config: Config, path: PathBuf, log_format: LogFormat) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    reload_on_hangup(gateway.clone(), path.clone());
     tracing::info!(
         "portcullis listening on http://{}",
         listener.local_addr().map_or(listen, |a| a)
     );
-    reload_on_hangup(gateway.clone(), path.clone());
     if gateway.config().server.watch_config {
         let watch = portcullis_gateway::reload::watch(
             gateway.clone(),
@@ -616,6 +636,24 @@ mod tests {
             tracing::warn!(status = 502, "upstream failed");
         });
         String::from_utf8(out.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn span_results_reach_the_text_log_only_when_asked_for() {
+        use portcullis_tag::RESULTS_TARGET;
+        use tracing::Level;
+        let results =
+            |rust_log| text_log_targets(rust_log).would_enable(RESULTS_TARGET, &Level::INFO);
+        assert!(!results(None));
+        assert!(!results(Some("info")));
+        assert!(!results(Some("warn,portcullis=info")));
+        assert!(results(Some("debug")));
+        assert!(results(Some("info,portcullis_tag=debug")));
+        assert!(results(Some("info,portcullis_tag::span_results=info")));
+        // The request span itself, and the request log line, stay.
+        let targets = text_log_targets(None);
+        assert!(targets.would_enable(portcullis_tag::SPAN_TARGET, &Level::INFO));
+        assert!(targets.would_enable("portcullis::request", &Level::INFO));
     }
 
     #[test]

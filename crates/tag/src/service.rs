@@ -144,6 +144,7 @@ where
         let view = req.extensions().get::<Arc<RequestView>>().cloned();
         let model = view.as_deref().and_then(RequestView::model);
         let span = telemetry::request_span(&req, model, &trace, parent.as_ref());
+        let results = telemetry::records_results(&span);
 
         let parsed = match req.headers().get(&shared.metadata_header) {
             Some(value) => match parse_metadata(value.as_bytes(), &shared.limits) {
@@ -153,6 +154,7 @@ where
                         shared.clone(),
                         start,
                         span,
+                        results,
                         shared.meter.request(model, &shared.empty),
                         None,
                     );
@@ -174,12 +176,13 @@ where
         let virtual_key = header_str(req.headers(), &shared.virtual_key_header).map(Arc::from);
         let caller = req.extensions_mut().get_or_insert_default::<Caller>();
         fill_caller(caller, &metadata, virtual_key);
-        telemetry::record_request(&span, &metadata, caller, &shared.log_metadata_keys);
-        let attempts = telemetry::attempts_of(&req, &span);
+        telemetry::record_request(&span, &metadata, caller, &shared.log_metadata_keys, results);
+        let attempts = telemetry::attempts_of(&req, results);
         let pending = Pending::new(
             shared.clone(),
             start,
             span,
+            results,
             shared.meter.request(model, &metadata),
             attempts,
         );
