@@ -18,29 +18,154 @@
 //! assert_eq!(view.messages().unwrap().len(), 1);
 //! ```
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
 
 use crate::error::InvalidRequest;
+use crate::observe::json::{Fields, Reader};
 
 /// A JSON request body, parsed once, with typed access to the fields layers use.
 ///
 /// Field types are checked when parsing, so a view never holds a `model` that is not a
 /// string or a `stream` that is not a boolean.
 ///
+/// The body is checked whole in one pass and only `model`, `user`, `stream` and
+/// `stream_options` are taken from it; the tree of every field (`messages` and the rest) is
+/// built the first time a layer asks for a field beyond those. A gateway that routes on the
+/// model and sends the body as it came never builds it. The pass refuses what it is unsure
+/// of (a key with escapes, a number a tree might not hold, a field given twice, a field of
+/// the wrong type); such a body is parsed whole at once, as before, with the same answers
+/// and the same errors.
+///
 /// A view made by [`RequestView::with_overrides`] shares the parsed object of the view it
 /// came from and keeps only the replaced top-level keys of its own: overriding `model` on a
-/// long conversation copies no message.
+/// long conversation copies no message, and its body is the original's bytes with the
+/// replaced values written in.
 #[derive(Clone, Debug)]
 pub struct RequestView {
     bytes: Bytes,
-    base: Arc<Map<String, Value>>,
+    base: Arc<Base>,
     /// Top-level keys that replace the base's.
     patch: Option<Arc<Map<String, Value>>>,
     stream: bool,
+}
+
+/// The body a view was first made from, and its fields.
+#[derive(Debug)]
+struct Base {
+    bytes: Bytes,
+    /// Every top-level field, built on first use when `taken` holds the ones read so far.
+    tree: OnceLock<Map<String, Value>>,
+    /// The fields the one pass took; `None` when the tree was built at once.
+    taken: Option<Taken>,
+}
+
+/// The top-level fields the one pass reads, as the tree would hold them.
+#[derive(Debug, Default)]
+struct Taken {
+    model: Option<Value>,
+    user: Option<Value>,
+    stream: Option<Value>,
+    stream_options: Option<Value>,
+}
+
+impl Taken {
+    /// The field `key` if it is one the pass reads: `Some(None)` when the body lacks it.
+    fn get(&self, key: &str) -> Option<Option<&Value>> {
+        Some(
+            match key {
+                "model" => &self.model,
+                "user" => &self.user,
+                "stream" => &self.stream,
+                "stream_options" => &self.stream_options,
+                _ => return None,
+            }
+            .as_ref(),
+        )
+    }
+
+    /// Reads a body in one pass, checking it whole; `None` for anything left to serde_json
+    /// (malformed JSON included, so that its error is serde_json's).
+    fn read(bytes: &[u8]) -> Option<Taken> {
+        let mut r = Reader::for_value(bytes);
+        let mut taken = Taken::default();
+        // A repeated field: a tree keeps the last; left to serde_json rather than matched.
+        let mut seen = Fields::default();
+        r.object(|r, key| match key {
+            b"model" => {
+                seen.once(0)?;
+                taken.model = Some(string_or_null(r)?);
+                Some(())
+            }
+            b"user" => {
+                seen.once(1)?;
+                taken.user = Some(string_or_null(r)?);
+                Some(())
+            }
+            b"stream" => {
+                seen.once(2)?;
+                taken.stream = Some(match r.peek()? {
+                    b't' => r.skip().map(|()| Value::Bool(true))?,
+                    b'f' => r.skip().map(|()| Value::Bool(false))?,
+                    b'n' => r.skip().map(|()| Value::Null)?,
+                    _ => return None,
+                });
+                Some(())
+            }
+            b"messages" => {
+                seen.once(3)?;
+                matches!(r.peek()?, b'[' | b'n').then_some(())?;
+                r.skip()
+            }
+            b"stream_options" => {
+                seen.once(4)?;
+                matches!(r.peek()?, b'{' | b'n').then_some(())?;
+                let start = r.offset();
+                r.skip()?;
+                // A small object: read into a value of its own.
+                taken.stream_options =
+                    Some(serde_json::from_slice(&bytes[start..r.offset()]).ok()?);
+                Some(())
+            }
+            _ => r.skip(),
+        })?;
+        r.end()?;
+        Some(taken)
+    }
+}
+
+/// A string or `null`, as a value.
+fn string_or_null(r: &mut Reader<'_>) -> Option<Value> {
+    match r.peek()? {
+        b'n' => r.skip().map(|()| Value::Null),
+        b'"' => Some(Value::String(r.string()?.text()?.into_owned())),
+        _ => None,
+    }
+}
+
+impl Base {
+    fn tree(&self) -> &Map<String, Value> {
+        self.tree.get_or_init(|| {
+            // The one pass refuses whatever serde_json might: this parse does not fail.
+            serde_json::from_slice(&self.bytes).unwrap_or_else(|err| {
+                debug_assert!(
+                    false,
+                    "a body read whole in one pass failed to parse: {err}"
+                );
+                Map::new()
+            })
+        })
+    }
+
+    fn get(&self, key: &str) -> Option<&Value> {
+        match self.taken.as_ref().and_then(|t| t.get(key)) {
+            Some(taken) => taken,
+            None => self.tree().get(key),
+        }
+    }
 }
 
 fn json_type(v: &Value) -> &'static str {
@@ -69,11 +194,46 @@ fn expect(
     }
 }
 
+/// The type checks of the fields layers read, on `get`.
+fn check<'a>(get: impl Fn(&str) -> Option<&'a Value>) -> Result<(), InvalidRequest> {
+    expect(get("model"), "model", "a string", Value::is_string)?;
+    expect(get("user"), "user", "a string", Value::is_string)?;
+    expect(get("stream"), "stream", "a boolean", Value::is_boolean)?;
+    expect(get("messages"), "messages", "an array", Value::is_array)?;
+    expect(
+        get("stream_options"),
+        "stream_options",
+        "an object",
+        Value::is_object,
+    )
+}
+
 impl RequestView {
     /// Parses a request body. Fails, with a message for the client, when the body is not
     /// JSON, not an object, or has `model`, `user`, `stream`, `messages` or `stream_options`
     /// of the wrong type.
     pub fn parse(bytes: Bytes) -> Result<Self, InvalidRequest> {
+        match Taken::read(&bytes) {
+            Some(taken) => {
+                let stream = taken.stream.as_ref().and_then(Value::as_bool) == Some(true);
+                Ok(Self {
+                    bytes: bytes.clone(),
+                    base: Arc::new(Base {
+                        bytes,
+                        tree: OnceLock::new(),
+                        taken: Some(taken),
+                    }),
+                    patch: None,
+                    stream,
+                })
+            }
+            None => Self::parse_whole(bytes),
+        }
+    }
+
+    /// Parses a body into its tree at once: what [`RequestView::parse`] does with a body its
+    /// one pass leaves to serde_json.
+    fn parse_whole(bytes: Bytes) -> Result<Self, InvalidRequest> {
         let value: Value = serde_json::from_slice(&bytes)
             .map_err(|e| InvalidRequest::new(format!("request body is not valid JSON: {e}")))?;
         let object = match value {
@@ -89,34 +249,18 @@ impl RequestView {
     }
 
     fn checked(bytes: Bytes, object: Map<String, Value>) -> Result<Self, InvalidRequest> {
-        let mut view = Self {
-            bytes,
-            base: Arc::new(object),
+        check(|k| object.get(k))?;
+        let stream = object.get("stream").and_then(Value::as_bool) == Some(true);
+        Ok(Self {
+            bytes: bytes.clone(),
+            base: Arc::new(Base {
+                bytes,
+                tree: OnceLock::from(object),
+                taken: None,
+            }),
             patch: None,
-            stream: false,
-        };
-        view.check()?;
-        Ok(view)
-    }
-
-    fn check(&mut self) -> Result<(), InvalidRequest> {
-        expect(self.get("model"), "model", "a string", Value::is_string)?;
-        expect(self.get("user"), "user", "a string", Value::is_string)?;
-        expect(self.get("stream"), "stream", "a boolean", Value::is_boolean)?;
-        expect(
-            self.get("messages"),
-            "messages",
-            "an array",
-            Value::is_array,
-        )?;
-        expect(
-            self.get("stream_options"),
-            "stream_options",
-            "an object",
-            Value::is_object,
-        )?;
-        self.stream = self.get("stream").and_then(Value::as_bool).unwrap_or(false);
-        Ok(())
+            stream,
+        })
     }
 
     /// The top-level field `key`.
@@ -135,6 +279,7 @@ impl RequestView {
             .flatten()
             .chain(
                 self.base
+                    .tree()
                     .iter()
                     .filter(move |(k, _)| !patch.is_some_and(|p| p.contains_key(k.as_str()))),
             )
@@ -149,29 +294,46 @@ impl RequestView {
     }
 
     /// This request with the top-level keys of `params` replacing its own (Portkey's shallow
-    /// `override_params` merge): the body is serialised once, from borrowed values, and the
-    /// new view shares this one's parsed object. Fails, like [`RequestView::parse`], when a
-    /// field ends up with the wrong type.
+    /// `override_params` merge). The new view shares this one's parsed object; its body is
+    /// this one's bytes with the replaced values written in place and the new keys after
+    /// them (the same JSON object as the merge; the order of keys is the body's own), or, for
+    /// a body the one pass left to serde_json, the merge serialised once from borrowed
+    /// values. Fails, like [`RequestView::parse`], when a field ends up with the wrong type.
     pub fn with_overrides(&self, params: &Map<String, Value>) -> Result<Self, InvalidRequest> {
         let mut patch = self.patch.as_deref().cloned().unwrap_or_default();
         for (k, v) in params {
             patch.insert(k.clone(), v.clone());
         }
+        // The base's fields were checked when it was parsed; the replaced ones are checked here.
+        check(|k| patch.get(k))?;
+        let stream = match patch.get("stream") {
+            Some(v) => v.as_bool() == Some(true),
+            None => self.base.get("stream").and_then(Value::as_bool) == Some(true),
+        };
         let mut view = Self {
             bytes: Bytes::new(),
             base: self.base.clone(),
             patch: Some(Arc::new(patch)),
-            stream: false,
+            stream,
         };
-        view.check()?;
-        // Sized for the body it replaces: growing the buffer from empty copied the body
-        // several times over.
-        let mut bytes = Vec::with_capacity(self.bytes.len() + 64);
-        serde_json::to_writer(&mut bytes, &Entries(&view)).expect("a JSON object serialises");
-        view.bytes = bytes.into();
+        view.bytes = match self
+            .base
+            .taken
+            .is_some()
+            .then(|| spliced(&self.bytes, params))
+        {
+            Some(Some(bytes)) => bytes,
+            _ => {
+                // Sized for the body it replaces: growing the buffer from empty copied the
+                // body several times over.
+                let mut bytes = Vec::with_capacity(self.bytes.len() + 64);
+                serde_json::to_writer(&mut bytes, &Entries(&view))
+                    .expect("a JSON object serialises");
+                bytes.into()
+            }
+        };
         Ok(view)
     }
-
     /// The raw body the view was parsed from.
     pub fn bytes(&self) -> &Bytes {
         &self.bytes
@@ -224,6 +386,54 @@ impl RequestView {
     }
 }
 
+/// `body` (a JSON object the one pass read) with the top-level values of `params` written
+/// over its own and the keys it lacks added at its end: copied, not parsed and serialised
+/// again. `None` when `body` is not read here (the caller serialises the merge instead).
+fn spliced(body: &[u8], params: &Map<String, Value>) -> Option<Bytes> {
+    let mut out = Vec::with_capacity(body.len() + 32 * params.len() + 2);
+    out.push(b'{');
+    let mut written = Vec::with_capacity(params.len());
+    let mut r = Reader::for_value(body);
+    let mut first = true;
+    r.object(|r, key| {
+        r.peek()?;
+        let start = r.offset();
+        r.skip()?;
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        // Keys come plain (the reader refuses escaped ones): written back as they were.
+        out.push(b'"');
+        out.extend_from_slice(key);
+        out.extend_from_slice(b"\":");
+        let name = std::str::from_utf8(key).ok()?;
+        match params.get(name) {
+            Some(value) => {
+                serde_json::to_writer(&mut out, value).ok()?;
+                written.push(name);
+            }
+            None => out.extend_from_slice(&body[start..r.offset()]),
+        }
+        Some(())
+    })?;
+    r.end()?;
+    for (key, value) in params {
+        if written.contains(&key.as_str()) {
+            continue;
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        serde_json::to_writer(&mut out, key).ok()?;
+        out.push(b':');
+        serde_json::to_writer(&mut out, value).ok()?;
+    }
+    out.push(b'}');
+    Some(out.into())
+}
+
 /// Serialises a view's fields as one JSON object, values borrowed.
 struct Entries<'a>(&'a RequestView);
 
@@ -239,6 +449,8 @@ impl Serialize for Entries<'_> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     fn parse(s: &'static str) -> Result<RequestView, InvalidRequest> {
@@ -320,6 +532,112 @@ mod tests {
             parse("\"x\"").unwrap_err().message,
             "request body must be a JSON object, got a string"
         );
+    }
+
+    #[test]
+    fn the_usual_request_never_builds_its_tree() {
+        let v = parse(
+            r#"{"model":"bench-model","messages":[{"role":"user","content":"hi \"there\""}],"stream":true,"stream_options":{"include_usage":true},"user":"u-1","n":1}"#,
+        )
+        .unwrap();
+        assert_eq!(v.model(), Some("bench-model"));
+        assert_eq!(v.user(), Some("u-1"));
+        assert!(v.stream() && v.include_usage());
+        assert_eq!(v.param(&["model"]).unwrap(), "bench-model");
+        let params = serde_json::json!({"model": "bench-large", "max_tokens": 256});
+        let o = v.with_overrides(params.as_object().unwrap()).unwrap();
+        let params = serde_json::json!({"model": "bench-small"});
+        let oo = o.with_overrides(params.as_object().unwrap()).unwrap();
+        assert_eq!(oo.model(), Some("bench-small"));
+        assert!(v.base.tree.get().is_none(), "no tree was built");
+        // The bodies are the original's bytes with the values written in.
+        assert_eq!(
+            std::str::from_utf8(oo.bytes()).unwrap(),
+            r#"{"model":"bench-small","messages":[{"role":"user","content":"hi \"there\""}],"stream":true,"stream_options":{"include_usage":true},"user":"u-1","n":1,"max_tokens":256}"#
+        );
+        // A field beyond the ones read builds it, once.
+        assert_eq!(oo.messages().unwrap().len(), 1);
+        assert_eq!(oo.get("max_tokens").unwrap(), 256);
+        assert!(v.base.tree.get().is_some());
+    }
+
+    /// A request as clients write it, or not: the fields layers read of any type, now and
+    /// then given twice or with escaped keys, other fields of any shape, bytes broken.
+    fn request() -> impl Strategy<Value = (Vec<u8>, Value)> {
+        use crate::observe::testjson::{J, Style, mutation, value};
+        let key = prop::sample::select(vec![
+            "model",
+            "user",
+            "stream",
+            "messages",
+            "stream_options",
+            "n",
+            "max_tokens",
+            "é",
+        ]);
+        let typed = prop_oneof![
+            Just(J::Str("gpt-4o".into())),
+            Just(J::Bool(true)),
+            Just(J::Null),
+            Just(J::Arr(vec![J::Obj(vec![(
+                "role".into(),
+                J::Str("user".into())
+            )])])),
+            Just(J::Obj(vec![("include_usage".into(), J::Bool(true))])),
+            value(),
+        ];
+        let entries = prop::collection::vec((key.prop_map(str::to_owned), typed), 0..7);
+        let params = prop::collection::vec(
+            (
+                prop::sample::select(vec!["model", "stream", "max_tokens", "n", "x"]),
+                prop_oneof![
+                    Just(Value::from("m-2")),
+                    Just(Value::from(true)),
+                    Just(Value::from(64)),
+                    Just(Value::Null),
+                    Just(Value::from("yes")),
+                ],
+            ),
+            0..3,
+        )
+        .prop_map(|p| Value::Object(p.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()));
+        (entries, Style::any(), mutation(), params).prop_map(|(entries, style, broken, params)| {
+            let mut bytes = style.write(&J::Obj(entries));
+            broken.apply(&mut bytes);
+            (bytes, params)
+        })
+    }
+
+    fn outcome(view: &Result<RequestView, InvalidRequest>) -> Result<Value, String> {
+        let v = view
+            .as_ref()
+            .map_err(|e| format!("{:?} {}", e.param, e.message))?;
+        let fields: Map<String, Value> = v.iter().map(|(k, v)| (k.to_owned(), v.clone())).collect();
+        Ok(serde_json::json!({
+            "model": v.model(), "user": v.user(), "stream": v.stream(),
+            "include_usage": v.include_usage(), "messages": v.messages().map(<[Value]>::len),
+            "model_param": v.param(&["model"]), "fields": fields,
+            "sent": serde_json::from_slice::<Value>(v.bytes()).ok(),
+        }))
+    }
+
+    proptest! {
+        #![proptest_config(crate::observe::testjson::config())]
+
+        /// The one pass and the whole parse answer alike: the same fields, the same errors,
+        /// the same bodies after overrides.
+        #[test]
+        fn the_one_pass_reads_as_the_whole_parse((bytes, params) in request()) {
+            let bytes = Bytes::from(bytes);
+            let fast = RequestView::parse(bytes.clone());
+            let whole = RequestView::parse_whole(bytes);
+            prop_assert_eq!(outcome(&fast), outcome(&whole));
+            if let (Ok(fast), Ok(whole)) = (fast, whole) {
+                let params = params.as_object().unwrap();
+                let (fast, whole) = (fast.with_overrides(params), whole.with_overrides(params));
+                prop_assert_eq!(outcome(&fast), outcome(&whole));
+            }
+        }
     }
 
     #[test]

@@ -96,6 +96,12 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// The offset of the next byte to read (white space before a value not yet skipped:
+    /// [`Reader::peek`] first to stand at the value).
+    pub(crate) fn offset(&self) -> usize {
+        self.at
+    }
+
     /// Only JSON's four white space bytes (not form feed, which `is_ascii_whitespace` takes).
     fn ws(&mut self) {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.buf.get(self.at) {

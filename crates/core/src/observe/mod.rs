@@ -45,12 +45,12 @@
 
 mod body;
 mod chunk;
-mod json;
+pub(crate) mod json;
 mod layer;
 mod sse;
 mod start;
 #[cfg(test)]
-mod testjson;
+pub(crate) mod testjson;
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
