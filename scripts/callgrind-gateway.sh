@@ -3,12 +3,14 @@
 # does not move with the machine's load, unlike wall-clock or CPU time.
 #
 #   scripts/callgrind-gateway.sh                  # the `single` and `all` configs
-#   scripts/callgrind-gateway.sh single all cached cache-miss bare
+#   scripts/callgrind-gateway.sh single all every cached cache-miss bare
 #   REQUESTS=500 MODE=stream scripts/callgrind-gateway.sh single
 #
 # For each config (crates/loadgen/configs/NAME.json; `all` is all-layers.json, `cache-miss` is
-# cached.json with a cache namespace per request, so every request misses; `bare` is the bare
-# hyper proxy of the load run instead of the gateway, the floor of one hop) it starts the
+# cached.json with a cache namespace per request, so every request misses; `every` is
+# every-layer.json (the all-layers tree, cache, guardrails, budgets), every request a miss;
+# `bare` is the bare hyper proxy of the load run instead of the gateway, the floor of one hop)
+# it starts the
 # fake upstream, then the `portcullis` binary under `valgrind --tool=callgrind` with the
 # default log level (`info`: the request log line is part of the path), sends WARMUP requests
 # (`loadgen count`), zeroes the counters, sends REQUESTS more, dumps, and stops the gateway.
@@ -82,6 +84,8 @@ for name in "${CONFIGS[@]}"; do
   [ "$name" = all ] && file=all-layers.json
   # `cache-miss`: the cached config, every request in a cache namespace of its own.
   [ "$name" = cache-miss ] && file=cached.json && vary=(--vary-cache-namespace)
+  # `every`: every layer (the all-layers tree, cache, guardrails, budgets), every request a miss.
+  [ "$name" = every ] && file=every-layer.json && vary=(--vary-cache-namespace)
   port=$(free_port)
   rm -f "$OUT/$name.callgrind"*
   if [ "$name" = bare ]; then

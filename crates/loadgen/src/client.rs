@@ -17,6 +17,7 @@
 //!     concurrency: 32,
 //!     warmup: Duration::from_secs(1),
 //!     duration: Duration::from_secs(5),
+//!     vary_namespace: false,
 //! };
 //! let measured = run("127.0.0.1:8787".parse().unwrap(), &load, None).await;
 //! println!("{} ok, {} errors", measured.ok, measured.errors());
@@ -26,6 +27,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -69,6 +71,9 @@ pub struct Load {
     pub warmup: Duration,
     /// The measured window.
     pub duration: Duration,
+    /// Each request in an `x-portkey-cache-namespace` of its own, so a cache in front of the
+    /// upstream misses (looks up and stores) every time.
+    pub vary_namespace: bool,
 }
 
 /// Error kinds kept by name; beyond this many distinct kinds, the rest count as "other".
@@ -121,6 +126,7 @@ pub async fn run(addr: SocketAddr, load: &Load, observe: Option<u32>) -> Measure
         host: host(addr),
         request: payload::request(load.mode == Mode::Stream),
         mode: load.mode,
+        vary_namespace: load.vary_namespace.then(|| AtomicU64::new(0)),
         t0: start + load.warmup,
         t1: start + load.warmup + load.duration,
     });
@@ -170,6 +176,8 @@ struct Shared {
     host: HeaderValue,
     request: Bytes,
     mode: Mode,
+    /// Requests sent so far, when each one has a cache namespace of its own.
+    vary_namespace: Option<AtomicU64>,
     /// Start of the measured window.
     t0: Instant,
     /// Its end: no request is sent after it.
@@ -375,13 +383,23 @@ fn request(shared: &Shared) -> Request<Full<Bytes>> {
     // The cache keys a JSON and a streamed request alike (the shape is not in the key): each
     // mode gets its own namespace, so the cached target replays the upstream's own 20-event
     // stream rather than a stream made from a JSON answer. Targets without a cache ignore it.
-    headers.insert(
-        "x-portkey-cache-namespace",
-        HeaderValue::from_static(match shared.mode {
+    let namespace = match &shared.vary_namespace {
+        Some(sent) => {
+            // The process id too: a later run must not hit what this one stored.
+            let nth = sent.fetch_add(1, Ordering::Relaxed);
+            let namespace = format!(
+                "loadgen-{}-{}-{nth}",
+                std::process::id(),
+                shared.mode.as_str()
+            );
+            HeaderValue::try_from(namespace).expect("ASCII")
+        }
+        None => HeaderValue::from_static(match shared.mode {
             Mode::Json => "loadgen-json",
             Mode::Stream => "loadgen-stream",
         }),
-    );
+    };
+    headers.insert("x-portkey-cache-namespace", namespace);
     req
 }
 
@@ -407,6 +425,7 @@ pub async fn count(
         host: host(addr),
         request: payload::request(mode == Mode::Stream),
         mode,
+        vary_namespace: vary_namespace.then(|| AtomicU64::new(0)),
         t0: Instant::now(),
         t1: Instant::now(),
     });
@@ -428,7 +447,7 @@ pub async fn count(
                     )
                     .ok()
                 };
-                while let Some(nth) = take() {
+                while take().is_some() {
                     let ready = match conn.as_mut() {
                         Some(s) => s.ready().await.is_ok(),
                         None => false,
@@ -449,13 +468,6 @@ pub async fn count(
                     let mut req = request(&shared);
                     for (name, value) in extra.iter() {
                         req.headers_mut().insert(name.clone(), value.clone());
-                    }
-                    if vary_namespace {
-                        // The process id too: a later run must not hit what this one stored.
-                        let namespace = format!("count-{}-{nth}", std::process::id());
-                        let namespace = HeaderValue::try_from(namespace).expect("ASCII");
-                        req.headers_mut()
-                            .insert("x-portkey-cache-namespace", namespace);
                     }
                     match exchange_request(sender, req, &shared, &mut body, Instant::now()).await {
                         Ok(_) => ok += 1,
@@ -493,6 +505,7 @@ pub async fn probe(addr: SocketAddr, mode: Mode) -> Result<(), String> {
         host: host(addr),
         request: payload::request(mode == Mode::Stream),
         mode,
+        vary_namespace: None,
         t0: Instant::now(),
         t1: Instant::now(),
     };
@@ -577,6 +590,7 @@ mod tests {
             concurrency: 1,
             warmup: Duration::ZERO,
             duration: Duration::from_millis(300),
+            vary_namespace: false,
         };
         let m = run(addr, &load, Some(std::process::id())).await;
         let sent = m.ok + m.errors();

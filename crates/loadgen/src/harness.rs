@@ -38,16 +38,21 @@ pub enum Target {
     /// The gateway with `configs/cached.json`: one provider behind the cache; every request
     /// after the first is a hit (in-memory store).
     Cached,
+    /// The gateway with `configs/every-layer.json`: the all-layers tree with the cache (every
+    /// request a miss, in a cache namespace of its own: looked up, stored), input and output
+    /// guardrails, token budgets and rate limits on every scope.
+    Every,
 }
 
 impl Target {
     /// Every target, in table order.
-    pub const ALL: [Target; 5] = [
+    pub const ALL: [Target; 6] = [
         Target::Direct,
         Target::Bare,
         Target::Single,
         Target::All,
         Target::Cached,
+        Target::Every,
     ];
 
     /// The name on the command line.
@@ -58,6 +63,7 @@ impl Target {
             Target::Single => "single",
             Target::All => "all",
             Target::Cached => "cached",
+            Target::Every => "every",
         }
     }
 
@@ -69,6 +75,7 @@ impl Target {
             Target::Single => "gateway (single)",
             Target::All => "gateway (all layers)",
             Target::Cached => "gateway (cache hits)",
+            Target::Every => "gateway (every layer, cache misses)",
         }
     }
 
@@ -78,6 +85,7 @@ impl Target {
             Target::Single => Some("single.json"),
             Target::All => Some("all-layers.json"),
             Target::Cached => Some("cached.json"),
+            Target::Every => Some("every-layer.json"),
             Target::Direct | Target::Bare => None,
         }
     }
@@ -97,7 +105,7 @@ pub struct Options {
     pub concurrency: Vec<usize>,
     /// Request kinds (`--modes json,stream`).
     pub modes: Vec<Mode>,
-    /// Targets (`--targets direct,bare,single,all,cached`).
+    /// Targets (`--targets direct,bare,single,all,cached,every`).
     pub targets: Vec<Target>,
     /// Also write the Markdown here (`--out FILE`).
     pub out: Option<PathBuf>,
@@ -109,8 +117,9 @@ pub struct Options {
     pub gateway_bin: PathBuf,
     /// Where `single.json` and `all-layers.json` are (`--configs DIR`).
     pub configs: PathBuf,
-    /// `RUST_LOG` of the gateway (`--gateway-log`, default `warn`: no line per request).
-    pub gateway_log: String,
+    /// `RUST_LOG` of the gateway (`--gateway-log`); `None` (the default) runs it with its
+    /// own default, `info`, one log line per request: what users run.
+    pub gateway_log: Option<String>,
     /// Tokio worker threads of the fake upstream (`--upstream-threads`; default: one per CPU).
     pub upstream_threads: Option<usize>,
     /// Tokio worker threads of the bare proxy and the gateway (`--proxy-threads`).
@@ -133,13 +142,14 @@ pub const USAGE: &str = "usage: loadgen [options]
   --warmup SECS          warm-up per load, not counted (default 1)
   --concurrency LIST     connections, e.g. 1,32 (default 1,32)
   --modes LIST           json,stream (default both)
-  --targets LIST         direct,bare,single,all,cached (default all five)
+  --targets LIST         direct,bare,single,all,cached,every (default all six)
   --out FILE             also write the Markdown report to FILE
   --upstream-bin PATH    fake-upstream binary (default: next to loadgen)
   --bare-proxy-bin PATH  bare-proxy binary (default: next to loadgen)
   --gateway-bin PATH     portcullis binary (default: next to loadgen)
   --configs DIR          gateway configs (default: crates/loadgen/configs)
-  --gateway-log FILTER   RUST_LOG of the gateway (default warn)
+  --gateway-log FILTER   RUST_LOG of the gateway (default: unset, the gateway's own
+                         default, info: a line per request, as users run it)
   --threads N            tokio workers of loadgen (default: one per CPU)
   --upstream-threads N   tokio workers of fake-upstream
   --proxy-threads N      tokio workers of bare-proxy and the gateway
@@ -166,7 +176,7 @@ impl Options {
             proxy_bin: here.join("bare-proxy"),
             gateway_bin: here.join("portcullis"),
             configs: Path::new(env!("CARGO_MANIFEST_DIR")).join("configs"),
-            gateway_log: "warn".to_owned(),
+            gateway_log: None,
             upstream_threads: None,
             proxy_threads: None,
             threads: None,
@@ -218,7 +228,7 @@ impl Options {
                 "--bare-proxy-bin" => o.proxy_bin = value.into(),
                 "--gateway-bin" => o.gateway_bin = value.into(),
                 "--configs" => o.configs = value.into(),
-                "--gateway-log" => o.gateway_log = value,
+                "--gateway-log" => o.gateway_log = Some(value),
                 "--threads" => o.threads = Some(count(&value).ok_or_else(|| bad("a count > 0"))?),
                 "--upstream-threads" => {
                     o.upstream_threads = Some(count(&value).ok_or_else(|| bad("a count > 0"))?);
@@ -369,7 +379,7 @@ pub async fn run(
                 .cpus(cpus(&options.cpus_proxy));
                 s.start(&work.path).map(Some)
             }
-            Target::Single | Target::All | Target::Cached => {
+            Target::Single | Target::All | Target::Cached | Target::Every => {
                 let name = target.config().expect("a gateway target has a config");
                 let addr = free_addr()?;
                 render_config(
@@ -382,6 +392,7 @@ pub async fn run(
                         match target {
                             Target::Single => "portcullis-single",
                             Target::Cached => "portcullis-cached",
+                            Target::Every => "portcullis-every",
                             _ => "portcullis-all",
                         },
                         &options.gateway_bin,
@@ -393,7 +404,7 @@ pub async fn run(
                         "--listen",
                         &addr.to_string(),
                     ])
-                    .env("RUST_LOG", &options.gateway_log)
+                    .log(options.gateway_log.as_deref())
                     .threads(options.proxy_threads)
                     .cpus(cpus(&options.cpus_proxy))
                     .stdin_watch(false);
@@ -426,6 +437,7 @@ pub async fn run(
                 concurrency,
                 warmup: options.warmup,
                 duration: options.duration,
+                vary_namespace: false,
             })
         })
         .collect();
@@ -435,7 +447,13 @@ pub async fn run(
         for (target, server) in &servers {
             let result = match server {
                 Ok(None) => Ok(client::run(upstream.addr, load, None).await),
-                Ok(Some(proc)) => Ok(client::run(proc.addr, load, Some(proc.pid)).await),
+                Ok(Some(proc)) => {
+                    let load = Load {
+                        vary_namespace: *target == Target::Every,
+                        ..load.clone()
+                    };
+                    Ok(client::run(proc.addr, &load, Some(proc.pid)).await)
+                }
                 Err(e) => Err(e.clone()),
             };
             if let Ok(m) = &result {
@@ -549,6 +567,8 @@ pub(crate) struct Spawn {
     addr: SocketAddr,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    /// Variables removed from the inherited environment.
+    unset: Vec<&'static str>,
     cpus: Option<String>,
     stdin_watch: bool,
 }
@@ -561,6 +581,7 @@ impl Spawn {
             addr,
             args: Vec::new(),
             env: Vec::new(),
+            unset: Vec::new(),
             cpus: None,
             stdin_watch: true,
         }
@@ -574,6 +595,17 @@ impl Spawn {
     pub(crate) fn env(&mut self, key: &str, value: &str) -> &mut Self {
         self.env.push((key.to_owned(), value.to_owned()));
         self
+    }
+
+    /// `RUST_LOG` set to `filter`, or, for `None`, removed: the program's own default.
+    pub(crate) fn log(&mut self, filter: Option<&str>) -> &mut Self {
+        match filter {
+            Some(filter) => self.env("RUST_LOG", filter),
+            None => {
+                self.unset.push("RUST_LOG");
+                self
+            }
+        }
     }
 
     pub(crate) fn threads(&mut self, n: Option<usize>) -> &mut Self {
@@ -619,6 +651,9 @@ impl Spawn {
             }
             None => Command::new(&self.bin),
         };
+        for key in &self.unset {
+            cmd.env_remove(key);
+        }
         cmd.args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(if self.stdin_watch {

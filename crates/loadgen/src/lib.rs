@@ -6,10 +6,10 @@
 //! - `fake-upstream` ([`upstream`]): a fast OpenAI-compatible endpoint, no delay.
 //! - `bare-proxy` ([`proxy`]): the floor for one hop, a pooled hyper pass-through.
 //! - `loadgen` ([`harness`], [`client`], [`report`]): starts the fake upstream, the bare
-//!   proxy and the real `portcullis` binary three times (with `configs/single.json`,
-//!   `configs/all-layers.json` and `configs/cached.json`, their `${UPSTREAM_PORT}` filled
-//!   in; the last puts the cache in front of one provider, so every request after the first
-//!   is a hit), checks each answers,
+//!   proxy and the real `portcullis` binary four times (with `configs/single.json`,
+//!   `configs/all-layers.json`, `configs/cached.json` and `configs/every-layer.json`, their
+//!   `${UPSTREAM_PORT}` filled in; `cached` puts the cache in front of one provider, so every
+//!   request after the first is a hit), checks each answers,
 //!   then runs every load (non-stream and stream, concurrency 1 and 32 by default; 1 s
 //!   warm-up, 5 s measured) on every target and prints a Markdown section for
 //!   `BENCHMARKS.md`.
@@ -41,7 +41,12 @@
 //! every request) and `params.model` to a fallback whose first target load-balances two
 //! providers, with retry, a circuit breaker and `override_params`: every provider points at
 //! the same fake upstream, so no layer ever has to act on a failure and the row shows the
-//! stack's cost on the success path. Extend it as layers land.
+//! stack's cost on the success path. `configs/every-layer.json` is that tree with every other
+//! layer on as well: the cache (each request in a cache namespace of its own, so every one is
+//! a miss that looks up and stores), an input guardrail (PII, deny) and an output guardrail
+//! (word count), token budgets per provider and per `metadata.plan`, and request rate limits,
+//! all far above what a run uses. The gateway runs at its default log level (one line per
+//! request) unless `--gateway-log` says otherwise.
 //!
 //! ```
 //! use portcullis_loadgen::stats::Summary;

@@ -118,12 +118,15 @@ fn settings(o: &Options) -> String {
         "Each load: {} warm-up (not counted), then {} measured; HTTP/1.1 keep-alive, one \
          connection per concurrent client, one request in flight on each; all on loopback \
          against one fake upstream (a {}-byte `chat.completion` or a {}-event SSE stream, no \
-         delay). Gateway `RUST_LOG={}`.",
+         delay). Gateway log: {}.",
         secs(o.warmup),
         secs(o.duration),
         payload::Answers::new().json().len(),
         payload::STREAM_EVENTS,
-        o.gateway_log
+        match &o.gateway_log {
+            Some(filter) => format!("`RUST_LOG={filter}`"),
+            None => "its default (`RUST_LOG` unset: `info`, one line per request)".to_owned(),
+        }
     );
     let pins: Vec<String> = [
         ("loadgen", &o.cpus_loadgen),

@@ -4,7 +4,7 @@
 //!
 //! The gateway comes from another crate, so cargo does not build it for these tests: its
 //! rows run when `target/{debug,release}/portcullis` exists (the newer is used), and the
-//! all-layers row only when that binary accepts `configs/all-layers.json`.
+//! all-layers and every-layer rows only when that binary accepts their configs.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -80,26 +80,30 @@ fn a_short_run_measures_every_target_without_errors() {
             targets.push("single");
             labels.push("gateway (single)");
             let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
-            let all = render_config(
-                &configs.join("all-layers.json"),
-                &dir.join("all-layers.json"),
-                9,
-            )
-            .unwrap();
-            let check = Command::new(gw)
-                .args(["check", "--config"])
-                .arg(&all)
-                .output()
-                .unwrap();
-            if check.status.success() {
-                targets.push("all");
-                labels.push("gateway (all layers)");
-            } else {
-                eprintln!(
-                    "NOTE: this gateway binary refuses configs/all-layers.json, so the all-layers \
-                     rows are skipped: {}",
-                    String::from_utf8_lossy(&check.stderr).trim()
-                );
+            for (file, flag, label) in [
+                ("all-layers.json", "all", "gateway (all layers)"),
+                (
+                    "every-layer.json",
+                    "every",
+                    "gateway (every layer, cache misses)",
+                ),
+            ] {
+                let config = render_config(&configs.join(file), &dir.join(file), 9).unwrap();
+                let check = Command::new(gw)
+                    .args(["check", "--config"])
+                    .arg(&config)
+                    .output()
+                    .unwrap();
+                if check.status.success() {
+                    targets.push(flag);
+                    labels.push(label);
+                } else {
+                    eprintln!(
+                        "NOTE: this gateway binary refuses configs/{file}, so its rows are \
+                         skipped: {}",
+                        String::from_utf8_lossy(&check.stderr).trim()
+                    );
+                }
             }
         }
     }
