@@ -793,22 +793,31 @@ impl<St> Limits<St> {
 
 /// Whether a body may hold usage details beyond the core numbers: a non-zero
 /// `cached_tokens`, Anthropic's cache fields, Gemini's `usageMetadata`.
+///
+/// Every cache field has "cache" in its name and Gemini's usage is "usageMetadata" (looked
+/// for as "ageMe"); both are found with `memchr`'s substring search, not a byte-by-byte
+/// window (which cost 6,600 instructions on a 515-byte answer).
 fn has_usage_detail(body: &[u8]) -> bool {
-    // One pass: every cache field has "cache" in its name; Gemini's usage is "usageMetadata".
-    let Some(at) = body.windows(5).position(|w| w == b"cache" || w == b"ageMe") else {
-        return false;
-    };
-    let rest = &body[at..];
-    if !rest.starts_with(b"cached_tokens\":") {
+    use memchr::memmem;
+    if memmem::find(body, b"ageMe").is_some() {
         return true;
     }
-    // OpenAI always sends `cached_tokens`, usually 0: only a non-zero count matters.
-    let after = &rest[b"cached_tokens\":".len()..];
-    after
-        .iter()
-        .find(|b| !b.is_ascii_whitespace())
-        .is_some_and(|d| *d != b'0')
-        || has_usage_detail(after)
+    let mut rest = body;
+    while let Some(at) = memmem::find(rest, b"cache") {
+        let Some(after) = rest[at..].strip_prefix(b"cached_tokens\":") else {
+            return true;
+        };
+        // OpenAI always sends `cached_tokens`, usually 0: only a non-zero count matters.
+        if after
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_some_and(|d| *d != b'0')
+        {
+            return true;
+        }
+        rest = after;
+    }
+    false
 }
 
 fn budget_usage(
@@ -921,7 +930,42 @@ impl Snapshot {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::has_usage_detail;
+
+    /// The first version: a five-byte window over the body.
+    fn by_window(body: &[u8]) -> bool {
+        let Some(at) = body.windows(5).position(|w| w == b"cache" || w == b"ageMe") else {
+            return false;
+        };
+        let rest = &body[at..];
+        if !rest.starts_with(b"cached_tokens\":") {
+            return true;
+        }
+        let after = &rest[b"cached_tokens\":".len()..];
+        after
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_some_and(|d| *d != b'0')
+            || by_window(after)
+    }
+
+    proptest! {
+        #[test]
+        fn the_search_answers_as_the_window_did(
+            parts in prop::collection::vec(
+                prop::sample::select(vec![
+                    "cache", "cached_tokens\":", "cached_tokens\": 0", "cached_tokens\":3",
+                    "ageMe", "usageMetadata", "cach", "geMe", " ", "0", "7", "{\"usage\":", "x",
+                ]),
+                0..12,
+            )
+        ) {
+            let body = parts.concat();
+            prop_assert_eq!(has_usage_detail(body.as_bytes()), by_window(body.as_bytes()), "{}", body);
+        }
+    }
 
     #[test]
     fn usage_details_are_found_in_one_pass() {
