@@ -1,5 +1,6 @@
 //! Guard costs: each check on a 1 KB request, a typical input guard (regex + PII) through
-//! the layer, and the stream guard per streamed chunk.
+//! the layer, a JSON answer through an input and an output guard, and the stream guard per
+//! streamed chunk.
 
 #![allow(missing_docs)]
 
@@ -172,6 +173,51 @@ fn input_guard(c: &mut Criterion) {
     });
 }
 
+/// A 520-byte OpenAI `chat.completion` answer, compact as OpenAI sends it.
+const ANSWER: &str = r#"{"id":"chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT","object":"chat.completion","created":1741569952,"model":"gpt-4o-2024-08-06","choices":[{"index":0,"message":{"role":"assistant","content":"Hello! How can I assist you today?","refusal":null,"annotations":[]},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":19,"completion_tokens":10,"total_tokens":29,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0}},"service_tier":"default"}"#;
+
+/// The gateway's common setup: PII denied on the way in, a word count denied on the way out,
+/// on a JSON answer (the answer is parsed, judged and written back with `hook_results`).
+fn json_answer(c: &mut Criterion) {
+    let hooks = Loader::new()
+        .hooks(&json!({
+            "input_guardrails": [{"deny": true, "portcullis.pii": {}}],
+            "output_guardrails": [{"deny": true, "wordCount": {"minWords": 1, "maxWords": 500}}],
+        }))
+        .unwrap();
+    let inner = tower::service_fn(|_req: Request<BufferedBody>| {
+        std::future::ready(Ok::<_, BoxError>(
+            Response::builder()
+                .header("content-type", "application/json")
+                .header("content-length", ANSWER.len())
+                .body(Body::from(Bytes::from_static(ANSWER.as_bytes())))
+                .unwrap(),
+        ))
+    });
+    let mut svc = GuardLayer::new(hooks).layer(inner);
+    let body = Bytes::from(
+        json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello."}]})
+            .to_string(),
+    );
+    let view = Arc::new(RequestView::parse(body.clone()).unwrap());
+    c.bench_function("json_answer_pii_in_wordcount_out", |b| {
+        b.iter(|| {
+            let mut req = Request::post("/v1/chat/completions")
+                .body(BufferedBody::new(body.clone()))
+                .unwrap();
+            req.extensions_mut().insert(view.clone());
+            let res = poll_now(svc.call(req)).unwrap();
+            let mut body = std::pin::pin!(res.into_body());
+            let mut cx = Context::from_waker(Waker::noop());
+            let mut n = 0;
+            while let Poll::Ready(Some(frame)) = body.as_mut().poll_frame(&mut cx) {
+                n += frame.unwrap().into_data().map_or(0, |d| d.len());
+            }
+            black_box(n)
+        })
+    });
+}
+
 /// A response body that yields prepared chunks.
 struct Chunks(VecDeque<Bytes>);
 
@@ -273,5 +319,5 @@ fn window_guard(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, checks, input_guard, window_guard);
+criterion_group!(benches, checks, input_guard, json_answer, window_guard);
 criterion_main!(benches);

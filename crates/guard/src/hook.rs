@@ -30,6 +30,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::SystemTime;
 
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
@@ -462,7 +463,7 @@ impl CheckResult {
             "data": self.data,
             "transformed": self.transformed,
             "execution_time": self.execution_time,
-            "created_at": iso8601(self.created_at),
+            "created_at": Iso8601::new(self.created_at).as_str(),
             "log": Value::Null,
             "fail_on_error": self.fail_on_error,
         });
@@ -470,6 +471,34 @@ impl CheckResult {
             v["error"] = json!({"name": e.name, "message": e.message});
         }
         v
+    }
+
+    /// Writes the bytes `serde_json` writes for [`to_json`](Self::to_json) to `out`, without
+    /// building it: keys and punctuation as literals, values by reference. The keys come in
+    /// byte order, as `serde_json`'s maps (sorted, no `preserve_order`) write them.
+    pub(crate) fn write_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"created_at\":\"");
+        out.extend_from_slice(Iso8601::new(self.created_at).as_bytes());
+        out.extend_from_slice(b"\",\"data\":");
+        append_json(out, &self.data);
+        if let Some(e) = &self.error {
+            out.extend_from_slice(b",\"error\":{\"message\":");
+            append_json(out, &e.message);
+            out.extend_from_slice(b",\"name\":");
+            append_json(out, &e.name);
+            out.push(b'}');
+        }
+        out.extend_from_slice(b",\"execution_time\":");
+        append_json(out, &self.execution_time);
+        out.extend_from_slice(b",\"fail_on_error\":");
+        write_bool(out, self.fail_on_error);
+        out.extend_from_slice(b",\"id\":");
+        append_json(out, &*self.id);
+        out.extend_from_slice(b",\"log\":null,\"transformed\":");
+        write_bool(out, self.transformed);
+        out.extend_from_slice(b",\"verdict\":");
+        write_bool(out, self.verdict);
+        out.push(b'}');
     }
 }
 
@@ -516,56 +545,342 @@ impl HookResult {
             "async": self.is_async,
             "transformed": self.transformed,
             "execution_time": self.execution_time,
-            "created_at": iso8601(self.created_at),
+            "created_at": Iso8601::new(self.created_at).as_str(),
             "feedback": self.feedback,
             "checks": self.checks.iter().map(CheckResult::to_json).collect::<Vec<_>>(),
         })
     }
 
+    /// Writes the bytes `serde_json` writes for [`to_json`](Self::to_json) to `out` (see
+    /// [`CheckResult::write_json`]).
+    pub(crate) fn write_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"async\":");
+        write_bool(out, self.is_async);
+        out.extend_from_slice(b",\"checks\":[");
+        for (i, check) in self.checks.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            check.write_json(out);
+        }
+        out.extend_from_slice(b"],\"created_at\":\"");
+        out.extend_from_slice(Iso8601::new(self.created_at).as_bytes());
+        out.extend_from_slice(b"\",\"deny\":");
+        write_bool(out, self.deny);
+        out.extend_from_slice(b",\"execution_time\":");
+        append_json(out, &self.execution_time);
+        out.extend_from_slice(b",\"feedback\":");
+        match &self.feedback {
+            Some(feedback) => append_json(out, feedback),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"id\":");
+        append_json(out, &*self.id);
+        out.extend_from_slice(b",\"transformed\":");
+        write_bool(out, self.transformed);
+        out.extend_from_slice(b",\"type\":\"");
+        out.extend_from_slice(self.kind.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"verdict\":");
+        write_bool(out, self.verdict);
+        out.push(b'}');
+    }
+
     /// The ids of the checks that failed (an error without `failOnError` passes).
     pub fn failed_checks(&self) -> Vec<&str> {
+        self.failed_checks_iter().collect()
+    }
+
+    pub(crate) fn failed_checks_iter(&self) -> impl Iterator<Item = &str> {
         self.checks
             .iter()
             .filter(|c| !(c.verdict || (c.error.is_some() && !c.fail_on_error)))
             .map(|c| &*c.id)
-            .collect()
     }
 }
 
-/// `2026-01-02T03:04:05.678Z`.
-pub(crate) fn iso8601(t: SystemTime) -> String {
-    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_millis()
-    )
+/// A string, a number or any [`Value`], as `serde_json` writes it (escapes, number formats).
+pub(crate) fn append_json<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    serde_json::to_writer(out, value).expect("JSON into memory cannot fail");
+}
+
+fn write_bool(out: &mut Vec<u8>, b: bool) {
+    out.extend_from_slice(if b { b"true" } else { b"false" });
+}
+
+/// A time as `2026-01-02T03:04:05.678Z` (UTC, milliseconds), in a buffer on the stack: every
+/// result carries one, so writing it must not allocate.
+#[derive(Clone, Copy)]
+pub(crate) struct Iso8601 {
+    buf: [u8; Self::CAP],
+    len: usize,
+}
+
+impl Iso8601 {
+    /// Room for the longest year a `SystemTime` reaches (12 digits) and the 20 bytes after it.
+    const CAP: usize = 32;
+
+    pub(crate) fn new(t: SystemTime) -> Self {
+        let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+        let secs = d.as_secs();
+        let days = secs / 86_400;
+        let rem = secs % 86_400;
+        // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm; every quantity
+        // is non-negative here, the epoch being the earliest time written).
+        let z = days + 719_468;
+        let era = z / 146_097;
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + u64::from(month <= 2);
+
+        let mut out = Self {
+            buf: [0; Self::CAP],
+            len: 0,
+        };
+        // At least four digits, as `{year:04}` gives, more past the year 9999.
+        let year_digits = year.checked_ilog10().map_or(1, |l| l as usize + 1).max(4);
+        out.digits(year, year_digits);
+        out.byte(b'-');
+        out.digits(month, 2);
+        out.byte(b'-');
+        out.digits(day, 2);
+        out.byte(b'T');
+        out.digits(rem / 3600, 2);
+        out.byte(b':');
+        out.digits(rem % 3600 / 60, 2);
+        out.byte(b':');
+        out.digits(rem % 60, 2);
+        out.byte(b'.');
+        out.digits(u64::from(d.subsec_millis()), 3);
+        out.byte(b'Z');
+        out
+    }
+
+    /// `n` zero-padded to `width` digits (`n` has at most `width` digits).
+    fn digits(&mut self, mut n: u64, width: usize) {
+        let end = self.len + width;
+        for b in self.buf[self.len..end].iter_mut().rev() {
+            *b = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        self.len = end;
+    }
+
+    fn byte(&mut self, b: u8) {
+        self.buf[self.len] = b;
+        self.len += 1;
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        std::str::from_utf8(self.as_bytes()).expect("digits and ASCII punctuation")
+    }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::time::Duration;
 
+    // How results were written before `write_json`: `json!` trees serialised whole, and
+    // `format!` for the timestamps. The writers must give the same bytes.
+
+    pub(crate) fn old_iso8601(t: SystemTime) -> String {
+        let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+        let secs = d.as_secs();
+        let days = (secs / 86_400) as i64;
+        let rem = secs % 86_400;
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        format!(
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+            rem / 3600,
+            rem % 3600 / 60,
+            rem % 60,
+            d.subsec_millis()
+        )
+    }
+
+    pub(crate) fn old_check_json(c: &CheckResult) -> Value {
+        let mut v = json!({
+            "id": &*c.id,
+            "verdict": c.verdict,
+            "data": c.data,
+            "transformed": c.transformed,
+            "execution_time": c.execution_time,
+            "created_at": old_iso8601(c.created_at),
+            "log": Value::Null,
+            "fail_on_error": c.fail_on_error,
+        });
+        if let Some(e) = &c.error {
+            v["error"] = json!({"name": e.name, "message": e.message});
+        }
+        v
+    }
+
+    pub(crate) fn old_hook_json(h: &HookResult) -> Value {
+        json!({
+            "verdict": h.verdict,
+            "id": &*h.id,
+            "type": h.kind.as_str(),
+            "deny": h.deny,
+            "async": h.is_async,
+            "transformed": h.transformed,
+            "execution_time": h.execution_time,
+            "created_at": old_iso8601(h.created_at),
+            "feedback": h.feedback,
+            "checks": h.checks.iter().map(old_check_json).collect::<Vec<_>>(),
+        })
+    }
+
+    fn at(millis: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_millis(millis)
+    }
+
+    /// Ids that need escaping, data of every shape, errors and feedback of both kinds.
+    pub(crate) fn sample_results() -> Vec<HookResult> {
+        let check = |id: &str, data: Value, error: Option<CheckError>| CheckResult {
+            id: id.into(),
+            verdict: error.is_none() && !data.is_null(),
+            data,
+            error,
+            transformed: id.len().is_multiple_of(2),
+            execution_time: id.len() as u64,
+            created_at: at(1_767_323_045_678 + id.len() as u64),
+            fail_on_error: id.contains('f'),
+        };
+        let mut odd_error = CheckError::new("tab\there, \"quoted\", \u{7f} and \u{1f}");
+        odd_error.name = "Webhook error".into();
+        let checks = vec![
+            check(
+                "default.wordCount",
+                json!({"wordCount": 7, "minWords": 1, "maxWords": 500.5, "verdict": true, "not": false, "explanation": "The text has 7 words."}),
+                None,
+            ),
+            check("default.regexMatch", Value::Null, None),
+            check(
+                "a\"quote\\back/slash\ncontrol\u{1}é😀",
+                json!(["list", -3, 1e300, u64::MAX, i64::MIN, null, {"z": {}, "a": []}]),
+                None,
+            ),
+            check(
+                "default.webhook",
+                json!("just a string \u{2028}"),
+                Some(odd_error),
+            ),
+            check(
+                "portcullis.pii",
+                json!(false),
+                Some(CheckError::new("this check does I/O and cannot run here")),
+            ),
+            check("", json!({}), None),
+            check(
+                "escapes",
+                json!({"k\"ey\n": "tab\there", "\u{0}": [[], {}, [{"\\": -0.0}]], "f": 0.1}),
+                None,
+            ),
+        ];
+        let hook = |id: &str, kind, feedback, checks: Vec<CheckResult>| HookResult {
+            id: id.into(),
+            kind,
+            verdict: checks.iter().all(|c| c.verdict),
+            deny: id.len() % 2 == 1,
+            is_async: id.len().is_multiple_of(3),
+            transformed: checks.iter().any(|c| c.transformed),
+            execution_time: if id.is_empty() { u64::MAX } else { 3 },
+            created_at: at(951_782_400_000 - id.len() as u64 * 86_400_000),
+            feedback,
+            checks,
+        };
+        vec![
+            hook(
+                "input_guardrail_x1a",
+                HookKind::Guardrail,
+                None,
+                checks[..1].to_vec(),
+            ),
+            hook(
+                "out \"hook\"\t<\u{0}>",
+                HookKind::Mutator,
+                Some(
+                    json!({"value": -5, "weight": 0.5, "metadata": {"failedChecks": "a,b", "user": {"nested": [1, 2]}}}),
+                ),
+                checks.clone(),
+            ),
+            hook(
+                "",
+                HookKind::Guardrail,
+                Some(json!("not an object")),
+                Vec::new(),
+            ),
+        ]
+    }
+
     #[test]
     fn timestamps_are_iso() {
-        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_767_323_045_678);
-        assert_eq!(iso8601(t), "2026-01-02T03:04:05.678Z");
-        assert_eq!(iso8601(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            Iso8601::new(at(1_767_323_045_678)).as_str(),
+            "2026-01-02T03:04:05.678Z"
+        );
+        assert_eq!(
+            Iso8601::new(SystemTime::UNIX_EPOCH).as_str(),
+            "1970-01-01T00:00:00.000Z"
+        );
+    }
+
+    #[test]
+    fn timestamps_match_the_formatted_ones_everywhere() {
+        let day = 86_400_000;
+        let mut times = vec![
+            SystemTime::UNIX_EPOCH - Duration::from_secs(1),
+            at(951_782_400_000),        // 2000-02-29
+            at(253_402_300_799_999),    // 9999-12-31T23:59:59.999
+            at(253_402_300_800_000),    // 10000-01-01
+            at(10_000_000_000_000_000), // a six-digit year
+            SystemTime::UNIX_EPOCH + Duration::new(u64::MAX / 4, 999_999_999),
+        ];
+        // Every day of four centuries, at a time of day and milliseconds that move.
+        let mut t = 0;
+        while t < 146_097 * day {
+            times.push(at(t));
+            t += day + 3_599_999;
+        }
+        for t in times {
+            assert_eq!(Iso8601::new(t).as_str(), old_iso8601(t), "{t:?}");
+        }
+    }
+
+    #[test]
+    fn results_write_the_bytes_their_json_trees_wrote() {
+        for hook in sample_results() {
+            let old = serde_json::to_vec(&old_hook_json(&hook)).unwrap();
+            let mut written = Vec::new();
+            hook.write_json(&mut written);
+            assert_eq!(
+                String::from_utf8(written).unwrap(),
+                String::from_utf8(old.clone()).unwrap()
+            );
+            assert_eq!(hook.to_json(), old_hook_json(&hook));
+            for check in &hook.checks {
+                let old = serde_json::to_vec(&old_check_json(check)).unwrap();
+                let mut written = Vec::new();
+                check.write_json(&mut written);
+                assert_eq!(written, old);
+                assert_eq!(check.to_json(), old_check_json(check));
+            }
+        }
     }
 }

@@ -142,6 +142,9 @@
 //!   hook failed).
 //! - **200** with `hook_results` when hooks ran and passed; answers other than 200 pass
 //!   through untouched (after hooks do not run on them).
+//! - A JSON answer no check rewrote keeps the upstream's bytes (its key order and spacing),
+//!   `hook_results` added as its last member; one a check rewrote is written anew, keys
+//!   sorted, without spacing. Both are the same JSON to a client.
 //! - Hooks run for chat, completions, embeddings (before hooks only, no mutators) and
 //!   messages; other paths pass through.
 //! - `async: true` hooks run detached on a copy of the context and never delay or change

@@ -5,15 +5,16 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use portcullis_core::context::{Metadata, ProviderName};
 use portcullis_core::error::{InvalidRequest, to_http_error};
 use portcullis_core::{Body, BoxError, BufferedBody, RequestView};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use tower_service::Service;
 
-use crate::answer::{self, HOOKS_FAILED};
+use crate::answer::{self, HOOKS_FAILED, HookResults};
 use crate::context::{HookContext, Phase, RequestType};
 use crate::future::{BoxResponse, ResponseFuture};
 use crate::hook::HookResult;
@@ -328,11 +329,11 @@ async fn after_json(
         return Ok(Response::from_parts(parts, body));
     }
     let failed = ctx.before.iter().chain(&after).any(|r| !r.verdict);
-    let mut body = cx.response.take().unwrap_or(Value::Null);
-    if !(ctx.before.is_empty() && after.is_empty()) {
-        body["hook_results"] = answer::hook_results_json(&ctx.before, &after);
-    }
-    let bytes = serde_json::to_vec(&body).expect("JSON serialises");
+    let results = HookResults {
+        before: &ctx.before,
+        after: &after,
+    };
+    let bytes = answer_bytes(bytes, &cx, results);
     parts
         .headers
         .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
@@ -342,4 +343,150 @@ async fn after_json(
     answer::record_facts(&mut parts.extensions, after.iter());
     parts.extensions.insert(ResultsWritten);
     Ok(Response::from_parts(parts, Body::from(bytes)))
+}
+
+/// The answer the client gets: the upstream's, with `hook_results` when hooks ran.
+///
+/// An answer no check rewrote keeps the upstream's bytes, the results spliced in before its
+/// closing brace (see [`answer::splice_results`]); one a check rewrote, or one that carries
+/// its own `hook_results` (which the hooks' replace), is written anew from the parsed answer.
+fn answer_bytes(upstream: Bytes, cx: &HookContext, results: HookResults<'_>) -> Bytes {
+    let any = !(results.before.is_empty() && results.after.is_empty());
+    let rewritten = cx.transformed_response || results.after.iter().any(|r| r.transformed);
+    // The answer was parsed as an object, and checks replace it only with objects (a value
+    // of another kind, from a check of the caller's, gives way to the results).
+    let empty = Map::new();
+    let object = match &cx.response {
+        Some(Value::Object(object)) => object,
+        _ => &empty,
+    };
+    if !rewritten {
+        if !any {
+            return upstream;
+        }
+        if !object.contains_key("hook_results")
+            && let Some(spliced) = answer::splice_results(&upstream, object.is_empty(), results)
+        {
+            return spliced.into();
+        }
+    }
+    if any {
+        answer::with_results(object, results).into()
+    } else {
+        serde_json::to_vec(object).expect("JSON serialises").into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hook::tests::{old_hook_json, sample_results};
+    use serde_json::json;
+
+    /// What the answer was before splicing: the parsed answer, `hook_results` set when hooks
+    /// ran, serialised.
+    fn old_answer(cx: &HookContext, before: &[HookResult], after: &[HookResult]) -> Vec<u8> {
+        let mut body = cx.response.clone().unwrap_or(Value::Null);
+        if !(before.is_empty() && after.is_empty()) {
+            body["hook_results"] = json!({
+                "before_request_hooks": before.iter().map(old_hook_json).collect::<Vec<_>>(),
+                "after_request_hooks": after.iter().map(old_hook_json).collect::<Vec<_>>(),
+            });
+        }
+        serde_json::to_vec(&body).unwrap()
+    }
+
+    fn context(answer: &[u8]) -> HookContext {
+        let view = RequestView::parse(Bytes::from_static(
+            br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
+        ))
+        .unwrap();
+        let answer = serde_json::from_slice(answer).unwrap();
+        HookContext::after(Arc::new(view), RequestType::ChatComplete, answer)
+    }
+
+    /// Results of hooks that judged and rewrote nothing.
+    fn untransformed() -> Vec<HookResult> {
+        let mut results = sample_results();
+        for r in &mut results {
+            r.transformed = false;
+        }
+        results
+    }
+
+    const ODD: &[u8] = b"\n{ \"usage\" : {\"total_tokens\": 3},\n  \"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"Hi \\u00e9\"}}],\t\"id\":\"c\", \"n\": 1.0 }\r\n";
+
+    #[test]
+    fn an_answer_no_check_rewrote_keeps_its_bytes_and_gains_the_results() {
+        let results = untransformed();
+        let (before, after) = (&results[..1], &results[1..]);
+        for answer in [ODD, b"{}", b" { } "] {
+            let cx = context(answer);
+            let out = answer_bytes(
+                Bytes::from_static(answer),
+                &cx,
+                HookResults { before, after },
+            );
+            let close = answer.iter().rposition(|&b| b == b'}').unwrap();
+            assert!(out.starts_with(&answer[..close]), "{out:?}");
+            assert!(out.ends_with(&answer[close..]), "{out:?}");
+            let got: Value = serde_json::from_slice(&out).unwrap();
+            let old: Value = serde_json::from_slice(&old_answer(&cx, before, after)).unwrap();
+            assert_eq!(got, old);
+        }
+        // No results to add: the upstream's bytes, untouched.
+        let cx = context(ODD);
+        let none = HookResults {
+            before: &[],
+            after: &[],
+        };
+        assert_eq!(answer_bytes(Bytes::from_static(ODD), &cx, none), ODD);
+    }
+
+    #[test]
+    fn an_answer_a_check_rewrote_or_with_its_own_results_is_written_anew() {
+        let results = sample_results();
+        assert!(results[1].transformed, "the sample rewrites");
+        let unchanged = untransformed();
+        let own = br#"{"hook_results":{"from":"upstream"},"id":"c", "b" : 2}"#;
+        let cases: [(&[u8], &[HookResult], bool); 5] = [
+            // An after hook that says it rewrote the answer.
+            (ODD, &results, false),
+            // The context says so (a webhook's whole new answer).
+            (ODD, &unchanged, true),
+            (b"{}", &results, false),
+            // The hooks' results replace the upstream's own.
+            (own, &unchanged, false),
+            (own, &[], false),
+        ];
+        for (answer, after, rewritten) in cases {
+            let mut cx = context(answer);
+            if rewritten {
+                cx.response = Some(json!({"z": 1, "choices": [{"message": {"content": "new"}}]}));
+                cx.transformed_response = true;
+            }
+            let before = &unchanged[..1];
+            let out = answer_bytes(
+                Bytes::from_static(answer),
+                &cx,
+                HookResults { before, after },
+            );
+            assert_eq!(
+                String::from_utf8_lossy(&out),
+                String::from_utf8_lossy(&old_answer(&cx, before, after))
+            );
+        }
+        // Rewritten with no results at all: the new answer alone.
+        let mut cx = context(ODD);
+        cx.response = Some(json!({"b": 1, "a": [true]}));
+        cx.transformed_response = true;
+        let none = HookResults {
+            before: &[],
+            after: &[],
+        };
+        assert_eq!(
+            answer_bytes(Bytes::from_static(ODD), &cx, none),
+            &br#"{"a":[true],"b":1}"#[..]
+        );
+    }
 }

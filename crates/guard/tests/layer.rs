@@ -299,3 +299,78 @@ async fn a_refusal_leaves_the_inner_service_ready() {
     send.send_response(http::Response::new(portcullis_core::Body::from("{}")));
     assert_eq!(call.await.unwrap().status(), 200);
 }
+
+/// A guard over an upstream that answers `answer` (a JSON answer as the upstream wrote it).
+async fn answered_with(node: Value, answer: &'static str) -> (http::StatusCode, bytes::Bytes) {
+    use http_body_util::BodyExt;
+    let upstream = tower::service_fn(move |_req: http::Request<portcullis_core::BufferedBody>| {
+        std::future::ready(Ok::<_, portcullis_core::BoxError>(
+            http::Response::builder()
+                .header("content-type", "application/json")
+                .header("content-length", answer.len())
+                .body(portcullis_core::Body::from(answer))
+                .unwrap(),
+        ))
+    });
+    let hooks = Loader::new().hooks(&node).unwrap();
+    let res = GuardLayer::new(hooks)
+        .layer(upstream)
+        .oneshot(chat("hello there"))
+        .await
+        .unwrap();
+    let (parts, body) = res.into_parts();
+    let bytes = body.collect().await.unwrap().to_bytes();
+    assert_eq!(
+        parts.headers["content-length"],
+        bytes.len().to_string(),
+        "the length is the new body's"
+    );
+    (parts.status, bytes)
+}
+
+#[tokio::test]
+async fn an_answer_no_check_rewrote_keeps_the_upstreams_bytes_with_the_results_added() {
+    const ANSWER: &str = "{\n  \"id\": \"c\",\n  \"choices\": [{\"index\": 0, \"message\": {\"role\": \"assistant\", \"content\": \"Mail ann@corp.com\"}}]\n}\n";
+    let (status, bytes) = answered_with(
+        json!({"input_guardrails": [{"wordCount": {"minWords": 1, "maxWords": 5}}],
+               "output_guardrails": [{"deny": true, "wordCount": {"minWords": 1, "maxWords": 5}}]}),
+        ANSWER,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let close = ANSWER.rfind('}').unwrap();
+    let text = std::str::from_utf8(&bytes).unwrap();
+    assert!(text.starts_with(&ANSWER[..close]), "{text}");
+    assert!(text.ends_with("}\n"), "{text}");
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    let mut upstream: Value = serde_json::from_str(ANSWER).unwrap();
+    upstream["hook_results"] = body["hook_results"].clone();
+    assert_eq!(body, upstream, "the same answer, results added");
+    assert_eq!(
+        body["hook_results"]["before_request_hooks"][0]["verdict"],
+        true
+    );
+    assert_eq!(
+        body["hook_results"]["after_request_hooks"][0]["verdict"],
+        true
+    );
+
+    // An output mutator that redacts: the rewritten answer is written anew.
+    let (status, bytes) = answered_with(
+        json!({"output_mutators": [{"portcullis.pii": {"redact": true}}]}),
+        ANSWER,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(body["choices"][0]["message"]["content"], "Mail [EMAIL_1]");
+    assert_eq!(
+        body["hook_results"]["after_request_hooks"][0]["transformed"],
+        true
+    );
+    assert_eq!(
+        bytes,
+        serde_json::to_vec(&body).unwrap(),
+        "compact, keys sorted"
+    );
+}
