@@ -202,19 +202,33 @@ pub fn guard_result(r: &HookResult) -> GuardResult {
 /// Logs and counts each verdict.
 pub(crate) fn report(phase: Phase, results: &[HookResult]) {
     for r in results {
-        tracing::info!(
-            target: "portcullis_guard",
-            hook = &*r.id,
-            phase = phase.as_str(),
-            kind = r.kind.as_str(),
-            verdict = r.verdict,
-            deny = r.deny,
-            is_async = r.is_async,
-            transformed = r.transformed,
-            failed = %FailedChecks(r),
-            execution_ms = r.execution_time,
-            "guardrail verdict"
-        );
+        // A hook that failed is logged at `info`; one that passed only at `debug`: a line per
+        // passing hook per request doubled the default log (and cost as much as the request's
+        // own line), while every verdict is in the response's facts, the request span
+        // (`portcullis.guards`), the console and the counter below.
+        macro_rules! verdict {
+            ($level:expr) => {
+                tracing::event!(
+                    target: "portcullis_guard",
+                    $level,
+                    hook = &*r.id,
+                    phase = phase.as_str(),
+                    kind = r.kind.as_str(),
+                    verdict = r.verdict,
+                    deny = r.deny,
+                    is_async = r.is_async,
+                    transformed = r.transformed,
+                    failed = %FailedChecks(r),
+                    execution_ms = r.execution_time,
+                    "guardrail verdict"
+                )
+            };
+        }
+        if r.verdict {
+            verdict!(tracing::Level::DEBUG);
+        } else {
+            verdict!(tracing::Level::INFO);
+        }
         // The hook's id is shared, not copied, into the label.
         metrics::counter!(
             "portcullis_guard_verdicts_total",
@@ -245,6 +259,49 @@ impl fmt::Display for FailedChecks<'_> {
 mod tests {
     use super::*;
     use crate::hook::tests::{old_hook_json, sample_results};
+
+    #[test]
+    fn passing_verdicts_are_logged_at_debug_failing_ones_at_info() {
+        #[derive(Clone, Default)]
+        struct Lines(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Lines {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let results = sample_results();
+        let logged = |max: tracing::Level| {
+            let lines = Lines::default();
+            let writer = lines.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_max_level(max)
+                .with_ansi(false)
+                .without_time()
+                .with_writer(move || writer.clone())
+                .finish();
+            tracing::subscriber::with_default(subscriber, || report(Phase::After, &results));
+            String::from_utf8(lines.0.lock().unwrap().clone()).unwrap()
+        };
+        let failing = results.iter().filter(|r| !r.verdict).count();
+        assert!(
+            failing > 0 && failing < results.len(),
+            "the sample has both"
+        );
+        let info = logged(tracing::Level::INFO);
+        assert_eq!(info.lines().count(), failing, "{info}");
+        assert!(
+            info.lines()
+                .all(|l| l.contains(" INFO ") && l.contains("verdict=false"))
+        );
+        let debug = logged(tracing::Level::DEBUG);
+        assert_eq!(debug.lines().count(), results.len(), "{debug}");
+        let at_debug = debug.lines().filter(|l| l.starts_with("DEBUG ")).count();
+        assert_eq!(at_debug, results.len() - failing, "{debug}");
+    }
 
     /// What `hook_results` was: a tree of each result's old JSON.
     fn old_results(before: &[HookResult], after: &[HookResult]) -> Value {

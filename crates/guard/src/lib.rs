@@ -150,7 +150,8 @@
 //! - `async: true` hooks run detached on a copy of the context and never delay or change
 //!   the answer; their verdicts go to logs and metrics.
 //!
-//! Every verdict is a `tracing` event (target `portcullis_guard`) and a count in
+//! Every verdict is a `tracing` event (target `portcullis_guard`; `info` for a hook that
+//! failed, `debug` for one that passed) and a count in
 //! `portcullis_guard_verdicts_total{hook, phase, verdict}`; verdicts known before the
 //! answer leaves are in [`ResponseFacts::guards`](portcullis_core::facts::ResponseFacts).
 //!
