@@ -251,6 +251,17 @@ fn ansi(is_terminal: bool, no_color: bool) -> bool {
     is_terminal && !no_color
 }
 
+/// Whether each request's log line is written straight to the log writer
+/// (`server::request_log`) rather than as an event for the text layer to format: only for
+/// text without colours, the bytes that path writes, and only when the filter lets the text
+/// layer write the line. (With OTLP on, the event is logged whatever the filter says, for
+/// the OTLP layer, which keeps only events inside a span, where the line stays an event.)
+fn request_lines_direct(format: LogFormat, ansi: bool, filter: &Targets) -> bool {
+    format == LogFormat::Text
+        && !ansi
+        && filter.would_enable(server::request_log::TARGET, &tracing::Level::INFO)
+}
+
 /// The layer that formats log lines onto `writer`.
 fn log_layer<S, W>(
     format: LogFormat,
@@ -285,9 +296,12 @@ where
 /// per request went there. Without colours, names are written as they are and a string of
 /// printable ASCII is written in runs between its escapes; everything else (colours,
 /// `message`, errors, fields of `log` records, other strings) takes `DefaultFields`' own
-/// path.
+/// path. Strings, integers and times are written by the pieces that also write the request
+/// log line directly (`portcullis_gateway::server::request_log`), so both read the same.
 mod text_fields {
     use std::fmt;
+
+    use portcullis_gateway::server::request_log;
 
     use tracing::field::{Field, Visit};
     use tracing_subscriber::field::{RecordFields, VisitOutput};
@@ -361,23 +375,6 @@ mod text_fields {
         }
     }
 
-    /// `str`'s `Debug` of printable ASCII: quoted, `"` and `\` escaped, every other
-    /// character as it is; written in runs rather than character by character.
-    fn debug_ascii(writer: &mut Writer<'_>, value: &str) -> fmt::Result {
-        writer.write_char('"')?;
-        let mut run = 0;
-        for (at, byte) in value.bytes().enumerate() {
-            if byte == b'"' || byte == b'\\' {
-                writer.write_str(&value[run..at])?;
-                writer.write_char('\\')?;
-                // The escaped character opens the next run.
-                run = at;
-            }
-        }
-        writer.write_str(&value[run..])?;
-        writer.write_char('"')
-    }
-
     /// The time of a log line as tracing-subscriber's default timer writes it (RFC 3339, UTC,
     /// microseconds: `2026-12-07T02:00:12.111985Z`), with its digits written directly: the
     /// default's eight padded integer formats were a quarter of the request log line's cost.
@@ -394,60 +391,13 @@ mod text_fields {
         }
     }
 
-    /// Writes the instant `since` the Unix epoch as `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+    /// Writes the instant `since` the Unix epoch as `YYYY-MM-DDTHH:MM:SS.ffffffZ`, as the
+    /// request log line writes it; past the year 9999 as the default timer does.
     pub(super) fn write_utc_micros(w: &mut Writer<'_>, since: std::time::Duration) -> fmt::Result {
-        let secs = since.as_secs();
-        let (days, time) = (secs / 86_400, secs % 86_400);
-        let (year, month, day) = civil_from_days(days);
-        if year > 9999 {
-            // The default's own layout for years past 9999 (`+10000-…`).
-            return tracing_subscriber::fmt::time::SystemTime.format_time(w);
+        match request_log::write_utc_micros(w, since) {
+            Some(written) => written,
+            None => tracing_subscriber::fmt::time::SystemTime.format_time(w),
         }
-        let mut text = *b"0000-00-00T00:00:00.000000Z";
-        let mut put = |at: usize, width: usize, mut n: u64| {
-            for i in (at..at + width).rev() {
-                text[i] = b'0' + (n % 10) as u8;
-                n /= 10;
-            }
-        };
-        put(0, 4, year);
-        put(5, 2, month);
-        put(8, 2, day);
-        put(11, 2, time / 3600);
-        put(14, 2, time % 3600 / 60);
-        put(17, 2, time % 60);
-        put(20, 6, u64::from(since.subsec_micros()));
-        w.write_str(std::str::from_utf8(&text).expect("digits and separators"))
-    }
-
-    /// Year, month and day of the `days`-th day after 1970-01-01 (proleptic Gregorian; Howard
-    /// Hinnant's `civil_from_days`, for days on or after the epoch).
-    fn civil_from_days(days: u64) -> (u64, u64, u64) {
-        let z = days + 719_468;
-        let era = z / 146_097;
-        let doe = z % 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = doy - (153 * mp + 2) / 5 + 1;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 };
-        let year = yoe + era * 400 + u64::from(month <= 2);
-        (year, month, day)
-    }
-
-    /// `value` in decimal, as its `Debug` writes it, without a formatter.
-    fn decimal(writer: &mut Writer<'_>, mut value: u64) -> fmt::Result {
-        let mut digits = [0u8; 20];
-        let mut at = digits.len();
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (value % 10) as u8;
-            value /= 10;
-            if value == 0 {
-                break;
-            }
-        }
-        writer.write_str(std::str::from_utf8(&digits[at..]).expect("digits"))
     }
 
     impl Visit for Visitor<'_> {
@@ -455,24 +405,9 @@ mod text_fields {
             if special(field.name()) {
                 return self.default(|v| v.record_str(field, value));
             }
-            if !self.name(field) {
-                return;
+            if self.name(field) {
+                self.result = request_log::write_debug_str(&mut self.writer, value);
             }
-            // One pass: printable ASCII or not, and whether anything in it needs a `\`.
-            let (mut printable, mut escapes) = (true, false);
-            for b in value.bytes() {
-                printable &= (0x20..0x7f).contains(&b);
-                escapes |= b == b'"' || b == b'\\';
-            }
-            self.result = match (printable, escapes) {
-                (true, false) => self
-                    .writer
-                    .write_char('"')
-                    .and_then(|()| self.writer.write_str(value))
-                    .and_then(|()| self.writer.write_char('"')),
-                (true, true) => debug_ascii(&mut self.writer, value),
-                (false, _) => write!(self.writer, "{value:?}"),
-            };
         }
 
         fn record_i64(&mut self, field: &Field, value: i64) {
@@ -484,7 +419,8 @@ mod text_fields {
                     self.result = self.writer.write_char('-');
                 }
                 if self.result.is_ok() {
-                    self.result = decimal(&mut self.writer, value.unsigned_abs());
+                    self.result =
+                        request_log::write_decimal(&mut self.writer, value.unsigned_abs());
                 }
             }
         }
@@ -494,7 +430,7 @@ mod text_fields {
                 return self.default(|v| v.record_u64(field, value));
             }
             if self.name(field) {
-                self.result = decimal(&mut self.writer, value);
+                self.result = request_log::write_decimal(&mut self.writer, value);
             }
         }
 
@@ -530,8 +466,11 @@ async fn run(config: Config, path: PathBuf, log_format: LogFormat) -> ExitCode {
     let colours = ansi(stdout.is_terminal(), std::env::var_os("NO_COLOR").is_some());
     // Kept to the end of `run`: dropping it flushes the lines still queued.
     let (writer, _log_guard) = portcullis_gateway::log_writer::batched(stdout);
-    let registry = tracing_subscriber::registry()
-        .with(log_layer(log_format, colours, writer).with_filter(log_filter()));
+    let filter = log_filter();
+    if request_lines_direct(log_format, colours, &filter) {
+        // Nothing set a writer before this, the only call: the result is always `Ok`.
+        let _ = server::request_log::write_directly_to(writer.clone());
+    }
     #[cfg(feature = "otlp")]
     let otlp = match &config.server.otlp_endpoint {
         None => None,
@@ -546,10 +485,29 @@ async fn run(config: Config, path: PathBuf, log_format: LogFormat) -> ExitCode {
             }
         },
     };
+    // The filter is the whole subscriber's unless an exporter, which takes every span, is
+    // layered beside the text layer. Filtered for the text layer alone, each check that the
+    // text layer's filter refuses but the subscriber as a whole lets through (an `enabled!`
+    // with no event after it, such as the tag layer's per request) leaves tracing-subscriber's
+    // per-thread filter state saying "refused" for the next event on that thread, which the
+    // text layer then drops; a global filter keeps no such state, and costs less per event.
     #[cfg(feature = "otlp")]
-    registry.with(otlp.as_ref().map(|o| o.layer())).init();
+    if let Some(otlp) = &otlp {
+        tracing_subscriber::registry()
+            .with(log_layer(log_format, colours, writer).with_filter(filter))
+            .with(otlp.layer())
+            .init();
+    } else {
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(log_layer(log_format, colours, writer))
+            .init();
+    }
     #[cfg(not(feature = "otlp"))]
-    registry.init();
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(log_layer(log_format, colours, writer))
+        .init();
 
     let prometheus = match portcullis_tag::Prometheus::install() {
         Ok(p) => p,
@@ -781,6 +739,208 @@ mod tests {
         let line = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
         // The name in italics, as `DefaultFields` writes it for a terminal.
         assert!(line.contains("\x1b[3mpath\x1b[0m"), "{line:?}");
+    }
+
+    /// The attempts of a request whose leaves answered in turn: each at a target path (none
+    /// at the root), naming its provider or not, after some milliseconds, with a status or an
+    /// error (`timeout`, `connect`).
+    async fn attempts(
+        answers: &[(&[u16], Option<&'static str>, u64, &'static str)],
+    ) -> portcullis_core::attempts::Attempts {
+        use portcullis_core::context::{AttemptBudget, TargetPath};
+        use portcullis_core::error::{
+            TimeoutPhase, UpstreamError, UpstreamErrorKind, UpstreamTimeout,
+        };
+        use portcullis_core::{BoxError, SpendAttemptLayer};
+        use tower::{Layer, ServiceExt};
+        let budget = AttemptBudget::new(16);
+        for &(path, provider, ms, answer) in answers {
+            let leaf = tower::service_fn(move |_req: http::Request<()>| async move {
+                let after = Duration::from_millis(ms);
+                tokio::time::advance(after).await;
+                match answer {
+                    "timeout" => Err::<http::Response<()>, BoxError>(
+                        UpstreamTimeout::new(TimeoutPhase::Response, after).into(),
+                    ),
+                    "connect" => {
+                        Err(UpstreamError::new(UpstreamErrorKind::Connect, "refused").into())
+                    }
+                    status => Ok(http::Response::builder()
+                        .status(status.parse::<u16>().unwrap())
+                        .body(())
+                        .unwrap()),
+                }
+            });
+            let layer = match provider {
+                Some(name) => SpendAttemptLayer::new().provider(name),
+                None => SpendAttemptLayer::new(),
+            };
+            let mut target = TargetPath::root();
+            for &index in path {
+                target.push(index);
+            }
+            let mut req = http::Request::new(());
+            req.extensions_mut().insert(budget.clone());
+            req.extensions_mut().insert(target);
+            let _ = layer.layer(leaf).oneshot(req).await;
+        }
+        budget.attempts()
+    }
+
+    /// The text of `line` as the binary's text layer writes its event, and as the direct path
+    /// writes it, each without its time (the layer reads the clock: the two times differ).
+    fn both_request_lines(line: &server::request_log::RequestLine<'_>) -> (String, String) {
+        use tracing_subscriber::Layer;
+        let out = Capture::default();
+        let writer = out.clone();
+        let layer = log_layer(LogFormat::Text, false, move || writer.clone())
+            .with_filter(text_log_targets(None));
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+            line.event()
+        });
+        let through_tracing = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let mut direct = String::new();
+        assert!(line.write_text(Duration::from_secs(1_700_000_000), &mut direct));
+        let (time, direct) = direct.split_at(27);
+        assert_eq!(time, "2023-11-14T22:13:20.000000Z");
+        // The layer's time has the same layout: digits between the same separators.
+        let (time, through_tracing) = through_tracing.split_at(27);
+        let layout: String = time
+            .chars()
+            .map(|c| if c.is_ascii_digit() { '0' } else { c })
+            .collect();
+        assert_eq!(layout, "0000-00-00T00:00:00.000000Z", "{time:?}");
+        (through_tracing.to_owned(), direct.to_owned())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn request_lines_written_directly_are_the_text_layers_bytes() {
+        use portcullis_core::context::TargetPath;
+        use server::request_log::RequestLine;
+        let one = attempts(&[(&[], Some("upstream"), 0, "200")]).await;
+        let several = attempts(&[
+            (&[0], Some("a"), 12, "503"),
+            (&[0], None, 9, "timeout"),
+            (&[1, 65535], Some("b\\"), 1_234, "connect"),
+            (&[1], Some("b"), 20, "200"),
+        ])
+        .await;
+        let none = attempts(&[]).await;
+        let mut answered = TargetPath::root();
+        answered.push(1);
+        let custom = http::Method::from_bytes(b"PURGE").unwrap();
+        let plain = RequestLine {
+            peer: "127.0.0.1:57784".parse().unwrap(),
+            method: &http::Method::POST,
+            path: "/v1/chat/completions",
+            status: http::StatusCode::OK,
+            elapsed: Duration::from_micros(170),
+            trace_id: "618a0d6c-2a4b-4c7e-9d51-0f3b7c2e9a10",
+            provider: "upstream",
+            target: None,
+            attempts: Some(&one),
+        };
+        let lines = [
+            plain,
+            RequestLine {
+                path: "/v1/\"quoted\"/back\\slash\\",
+                trace_id: "say \"hi\"",
+                provider: "\\",
+                ..plain
+            },
+            RequestLine {
+                path: "/café/✓/\u{0}\t\n\r\u{1b}[31m\u{7f}",
+                trace_id: "zero\u{200b}width e\u{301} \u{10ffff}",
+                provider: "prov\u{85}ider ü",
+                ..plain
+            },
+            RequestLine {
+                method: &http::Method::GET,
+                path: "/health",
+                status: http::StatusCode::OK,
+                trace_id: "",
+                provider: "",
+                target: None,
+                attempts: None,
+                ..plain
+            },
+            RequestLine {
+                provider: "",
+                target: Some(TargetPath::root()),
+                attempts: Some(&none),
+                ..plain
+            },
+            RequestLine {
+                peer: "[fe80::1%7]:443".parse().unwrap(),
+                method: &custom,
+                status: http::StatusCode::BAD_GATEWAY,
+                elapsed: Duration::from_nanos(3_600_000_123_456),
+                provider: "b",
+                target: Some(answered),
+                attempts: Some(&several),
+                ..plain
+            },
+            RequestLine {
+                peer: "[::ffff:10.0.0.1]:1".parse().unwrap(),
+                status: http::StatusCode::from_u16(999).unwrap(),
+                elapsed: Duration::ZERO,
+                ..plain
+            },
+            RequestLine {
+                peer: "255.255.255.255:65535".parse().unwrap(),
+                status: http::StatusCode::SWITCHING_PROTOCOLS,
+                elapsed: Duration::from_nanos(999_499),
+                ..plain
+            },
+            RequestLine {
+                peer: "0.0.0.0:0".parse().unwrap(),
+                elapsed: Duration::MAX,
+                ..plain
+            },
+        ];
+        for line in &lines {
+            let (through_tracing, direct) = both_request_lines(line);
+            assert_eq!(direct, through_tracing);
+        }
+        // The first reads as the binary wrote it before there was a direct path.
+        let (_, direct) = both_request_lines(&lines[0]);
+        assert_eq!(
+            direct,
+            "  INFO peer=127.0.0.1:57784 method=POST path=\"/v1/chat/completions\" status=200 \
+             ms=0.170 trace_id=\"618a0d6c-2a4b-4c7e-9d51-0f3b7c2e9a10\" provider=\"upstream\" \
+             target= attempts=upstream:200:0ms\n"
+        );
+        let (_, direct) = both_request_lines(&lines[5]);
+        assert!(
+            direct.contains(
+                " target=targets[1] attempts=targets[0]/a:503:12ms,targets[0]:timeout:9ms,\
+                 targets[1].targets[65535]/b\\:connect:1234ms,targets[1]/b:200:20ms\n"
+            ),
+            "{direct}"
+        );
+    }
+
+    #[test]
+    fn request_lines_are_written_directly_only_for_plain_text_that_shows_them() {
+        let shown = text_log_targets(None);
+        assert!(request_lines_direct(LogFormat::Text, false, &shown));
+        assert!(
+            !request_lines_direct(LogFormat::Text, true, &shown),
+            "colours"
+        );
+        assert!(
+            !request_lines_direct(LogFormat::Json, false, &shown),
+            "JSON"
+        );
+        for hidden in ["warn", "info,portcullis::request=warn", "portcullis=off"] {
+            let filter = text_log_targets(Some(hidden));
+            assert!(
+                !request_lines_direct(LogFormat::Text, false, &filter),
+                "{hidden}"
+            );
+        }
+        let named = text_log_targets(Some("warn,portcullis::request=info"));
+        assert!(request_lines_direct(LogFormat::Text, false, &named));
     }
 
     #[test]

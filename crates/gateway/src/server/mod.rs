@@ -27,9 +27,10 @@
 //! time to the response head, trace id, the provider and target that answered, and every
 //! upstream attempt the request made, in order: `attempts=targets[0]/a:503:12ms,
 //! targets[0]/a:503:9ms,targets[1]/b:200:20ms` (path, provider, status or error class, time to
-//! the response head; see [`Attempts`]). The server gives
-//! each request its attempt budget (`max_attempts`, as the compiled trees would) so that the
-//! attempts of a request that ended in an error are logged too.
+//! the response head; see [`Attempts`]). The server gives each request its attempt budget
+//! (`max_attempts`, as the compiled trees would) so that the attempts of a request that ended
+//! in an error are logged too. The line is a tracing event, or text the binary's writer takes
+//! directly ([`request_log`]).
 //!
 //! On shutdown the listener closes and open requests have `shutdown_timeout_ms` to finish.
 //! A stream still open then ends with an SSE error event (`server_shutting_down`, in the
@@ -38,6 +39,7 @@
 mod accept;
 mod body;
 mod idle;
+pub mod request_log;
 
 use std::cell::Cell;
 use std::future::Future;
@@ -65,6 +67,7 @@ use self::accept::{Backoff, Slot, Slots};
 pub use self::body::BodyReadTimeout;
 use self::body::{BODY_TIMED_OUT, Deadline, DeadlineBody, InFlight, ServedBody};
 use self::idle::Activity;
+use self::request_log::RequestLine;
 use crate::config::Server;
 use crate::gateway::Gateway;
 
@@ -266,7 +269,7 @@ fn served(
             attempts
         });
         // Nothing is copied for the log line unless it will be written.
-        let seen = tracing::enabled!(target: "portcullis::request", tracing::Level::INFO)
+        let seen = tracing::enabled!(target: request_log::TARGET, tracing::Level::INFO)
             .then(|| (req.method().clone(), req.uri().clone()));
         let version = req.version();
         let start = tokio::time::Instant::now();
@@ -312,59 +315,22 @@ fn log_request(
     attempts: Option<&Attempts>,
 ) {
     let facts = ResponseFacts::get(response);
-    tracing::info!(
-        target: "portcullis::request",
-        peer = %conn.peer,
-        %method,
+    RequestLine {
+        peer: conn.peer,
+        method,
         path,
-        status = response.status().as_u16(),
-        ms = %Millis(start.elapsed()),
-        trace_id = response.headers().get("x-portkey-trace-id").and_then(|v| v.to_str().ok()).unwrap_or(""),
-        provider = facts.and_then(|f| f.provider.as_deref()).unwrap_or(""),
-        target = %OrEmpty(facts.and_then(|f| f.target)),
-        attempts = %OrEmpty(attempts),
-    );
-}
-
-/// A duration in milliseconds with three decimals (`12.345`), as `{:.3}` of the float would
-/// show it, written digit by digit from whole microseconds: the float's formatting was the
-/// dearest field of the request's log line.
-struct Millis(Duration);
-
-impl std::fmt::Display for Millis {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Rounded to the nearest microsecond, as the float's formatting rounds.
-        let micros = u64::try_from((self.0.as_nanos() + 500) / 1000).unwrap_or(u64::MAX);
-        // Written from the last digit back: three decimals, the dot, the whole milliseconds.
-        let mut text = [0u8; 24];
-        let mut at = text.len();
-        let mut rest = micros;
-        for place in 0.. {
-            if place == 3 {
-                at -= 1;
-                text[at] = b'.';
-            }
-            at -= 1;
-            text[at] = b'0' + (rest % 10) as u8;
-            rest /= 10;
-            if rest == 0 && place >= 3 {
-                break;
-            }
-        }
-        f.write_str(std::str::from_utf8(&text[at..]).expect("digits and a dot"))
+        status: response.status(),
+        elapsed: start.elapsed(),
+        trace_id: response
+            .headers()
+            .get("x-portkey-trace-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+        provider: facts.and_then(|f| f.provider.as_deref()).unwrap_or(""),
+        target: facts.and_then(|f| f.target),
+        attempts,
     }
-}
-
-/// Displays the value, or nothing.
-struct OrEmpty<T>(Option<T>);
-
-impl<T: std::fmt::Display> std::fmt::Display for OrEmpty<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.0 {
-            Some(v) => v.fmt(f),
-            None => Ok(()),
-        }
-    }
+    .log();
 }
 
 /// The answer on a spare connection to anything but `GET /health`.
@@ -421,33 +387,5 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = term => {},
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn millis_read_as_the_float_with_three_decimals_did() {
-        for nanos in [
-            0u64,
-            1,
-            499,
-            500_001,
-            999_499,
-            999_501,
-            1_168_400,
-            12_345_678,
-            1_000_000_000,
-            3_600_000_123_456,
-        ] {
-            let d = Duration::from_nanos(nanos);
-            assert_eq!(
-                Millis(d).to_string(),
-                format!("{:.3}", d.as_secs_f64() * 1000.0),
-                "{nanos} ns"
-            );
-        }
     }
 }
