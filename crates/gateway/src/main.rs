@@ -225,24 +225,19 @@ fn log_filter() -> Targets {
     text_log_targets(std::env::var("RUST_LOG").ok().as_deref())
 }
 
-/// The text log's targets from `RUST_LOG` (default `info`). The request span is the context
-/// of the lines logged inside a request (its trace id, model, operation); its results
-/// (status, usage, attempts, ...) are in the request's own log line, so they are not recorded
-/// for the text log unless asked for: at `debug` or by naming
-/// `portcullis_tag::span_results`. An OTLP exporter records them whatever this says.
+/// The text log's targets from `RUST_LOG` (default `info`).
 fn text_log_targets(rust_log: Option<&str>) -> Targets {
-    let targets = rust_log
+    rust_log
         .and_then(|s| s.parse::<Targets>().ok())
-        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
-    let named = rust_log.is_some_and(|s| s.contains(portcullis_tag::RESULTS_TARGET));
-    if named || targets.would_enable(portcullis_tag::RESULTS_TARGET, &tracing::Level::DEBUG) {
-        targets
-    } else {
-        targets.with_target(
-            portcullis_tag::RESULTS_TARGET,
-            tracing_subscriber::filter::LevelFilter::OFF,
-        )
-    }
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO))
+}
+
+/// Whether request spans record their results. The request span is the context of the lines
+/// logged inside a request (its trace id, model, operation); its results (status, usage,
+/// attempts, ...) are in the request's own log line, so the text log does not need them
+/// recorded unless it shows the tag layer at `debug`. An OTLP exporter needs them.
+fn span_results(otlp: bool, filter: &Targets) -> bool {
+    otlp || filter.would_enable(portcullis_tag::SPAN_TARGET, &tracing::Level::DEBUG)
 }
 
 /// Whether log lines carry ANSI colours: only for a terminal, and not when `NO_COLOR` is set
@@ -260,6 +255,30 @@ fn request_lines_direct(format: LogFormat, ansi: bool, filter: &Targets) -> bool
     format == LogFormat::Text
         && !ansi
         && filter.would_enable(server::request_log::TARGET, &tracing::Level::INFO)
+}
+
+/// The log's subscriber without an exporter: `filter` for the whole subscriber, then the
+/// layer that formats lines onto `writer`.
+///
+/// A filter for one layer (`with_filter`) would keep per-thread state in tracing-subscriber: a
+/// check it refuses that the subscriber as a whole lets through (an `enabled!` with no event
+/// after it, such as the tag layer's for span results, per request) leaves that state saying
+/// "refused" for the next event on the thread, which the layer then drops (a reload's line,
+/// say). A global filter keeps no such state, and costs less per event and span. (With an
+/// exporter beside the text layer the filter has to be the text layer's alone.)
+fn log_subscriber<W>(
+    format: LogFormat,
+    ansi: bool,
+    writer: W,
+    filter: Targets,
+) -> impl tracing::Subscriber + Send + Sync + 'static
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    use tracing_subscriber::layer::SubscriberExt;
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(log_layer(format, ansi, writer))
 }
 
 /// The layer that formats log lines onto `writer`.
@@ -459,7 +478,7 @@ mod text_fields {
 }
 
 async fn run(config: Config, path: PathBuf, log_format: LogFormat) -> ExitCode {
-    use tracing_subscriber::Layer;
+    #[cfg(feature = "otlp")]
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let stdout = std::io::stdout();
@@ -467,6 +486,11 @@ async fn run(config: Config, path: PathBuf, log_format: LogFormat) -> ExitCode {
     // Kept to the end of `run`: dropping it flushes the lines still queued.
     let (writer, _log_guard) = portcullis_gateway::log_writer::batched(stdout);
     let filter = log_filter();
+    #[cfg(feature = "otlp")]
+    let exporting = config.server.otlp_endpoint.is_some();
+    #[cfg(not(feature = "otlp"))]
+    let exporting = false;
+    portcullis_tag::record_span_results(span_results(exporting, &filter));
     if request_lines_direct(log_format, colours, &filter) {
         // Nothing set a writer before this, the only call: the result is always `Ok`.
         let _ = server::request_log::write_directly_to(writer.clone());
@@ -485,29 +509,21 @@ async fn run(config: Config, path: PathBuf, log_format: LogFormat) -> ExitCode {
             }
         },
     };
-    // The filter is the whole subscriber's unless an exporter, which takes every span, is
-    // layered beside the text layer. Filtered for the text layer alone, each check that the
-    // text layer's filter refuses but the subscriber as a whole lets through (an `enabled!`
-    // with no event after it, such as the tag layer's per request) leaves tracing-subscriber's
-    // per-thread filter state saying "refused" for the next event on that thread, which the
-    // text layer then drops; a global filter keeps no such state, and costs less per event.
+    // With an exporter, which takes every span, the filter is the text layer's alone.
     #[cfg(feature = "otlp")]
     if let Some(otlp) = &otlp {
         tracing_subscriber::registry()
-            .with(log_layer(log_format, colours, writer).with_filter(filter))
+            .with(tracing_subscriber::Layer::with_filter(
+                log_layer(log_format, colours, writer),
+                filter,
+            ))
             .with(otlp.layer())
             .init();
     } else {
-        tracing_subscriber::registry()
-            .with(filter)
-            .with(log_layer(log_format, colours, writer))
-            .init();
+        log_subscriber(log_format, colours, writer, filter).init();
     }
     #[cfg(not(feature = "otlp"))]
-    tracing_subscriber::registry()
-        .with(filter)
-        .with(log_layer(log_format, colours, writer))
-        .init();
+    log_subscriber(log_format, colours, writer, filter).init();
 
     let prometheus = match portcullis_tag::Prometheus::install() {
         Ok(p) => p,
@@ -597,21 +613,18 @@ mod tests {
     }
 
     #[test]
-    fn span_results_reach_the_text_log_only_when_asked_for() {
-        use portcullis_tag::RESULTS_TARGET;
-        use tracing::Level;
-        let results =
-            |rust_log| text_log_targets(rust_log).would_enable(RESULTS_TARGET, &Level::INFO);
-        assert!(!results(None));
-        assert!(!results(Some("info")));
-        assert!(!results(Some("warn,portcullis=info")));
-        assert!(results(Some("debug")));
-        assert!(results(Some("info,portcullis_tag=debug")));
-        assert!(results(Some("info,portcullis_tag::span_results=info")));
-        // The request span itself, and the request log line, stay.
+    fn span_results_are_recorded_for_an_exporter_or_a_debug_log() {
+        let results = |otlp, rust_log| span_results(otlp, &text_log_targets(rust_log));
+        assert!(!results(false, None));
+        assert!(!results(false, Some("info")));
+        assert!(!results(false, Some("warn,portcullis=info")));
+        assert!(results(false, Some("debug")));
+        assert!(results(false, Some("info,portcullis_tag=debug")));
+        assert!(results(true, None), "an exporter reads them");
+        // The request span itself, and the request log line, are in the text log.
         let targets = text_log_targets(None);
-        assert!(targets.would_enable(portcullis_tag::SPAN_TARGET, &Level::INFO));
-        assert!(targets.would_enable("portcullis::request", &Level::INFO));
+        assert!(targets.would_enable(portcullis_tag::SPAN_TARGET, &tracing::Level::INFO));
+        assert!(targets.would_enable("portcullis::request", &tracing::Level::INFO));
     }
 
     #[test]
@@ -941,6 +954,28 @@ mod tests {
         }
         let named = text_log_targets(Some("warn,portcullis::request=info"));
         assert!(request_lines_direct(LogFormat::Text, false, &named));
+    }
+
+    #[test]
+    fn an_event_after_a_check_the_filter_refuses_is_written() {
+        let out = Capture::default();
+        let writer = out.clone();
+        let subscriber = log_subscriber(
+            LogFormat::Text,
+            false,
+            move || writer.clone(),
+            text_log_targets(None),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            // A check the filter refuses (as an `enabled!` probe of a hidden target is).
+            assert!(!tracing::enabled!(
+                target: "portcullis_hidden_probe",
+                tracing::Level::TRACE
+            ));
+            tracing::info!("config reloaded");
+        });
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("INFO config reloaded"), "{text:?}");
     }
 
     #[test]

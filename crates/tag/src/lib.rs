@@ -154,9 +154,9 @@
 //! closed when it arrives, so it covers the whole stream. A server error or a broken stream
 //! sets `otel.status_code = ERROR` (a 4xx does not: OpenTelemetry leaves server spans unset
 //! for client errors). With no subscriber the span is disabled and costs next to nothing.
-//! Everything after the span's opening fields is recorded only when a subscriber enables
-//! [`RESULTS_TARGET`] at `INFO`: a text log that wants the span as context for the events
-//! inside it, not its results, filters that target out (the gateway's does, below `debug`).
+//! Everything after the span's opening fields is recorded unless [`record_span_results`]
+//! turned that off: a process whose text log wants the span as the context of the events
+//! inside it, not its results, does (the gateway binary without an OTLP exporter does).
 //!
 //! The metrics are listed in [`meter`]. All times are taken with `tokio::time::Instant`, so
 //! tests with paused time measure exactly.
@@ -224,5 +224,5 @@ pub use self::metadata::{InvalidMetadata, MetadataLimits};
 #[cfg(feature = "prometheus")]
 pub use self::prometheus::Prometheus;
 pub use self::service::Tag;
-pub use self::telemetry::{RESULTS_TARGET, SPAN_TARGET};
+pub use self::telemetry::{SPAN_TARGET, record_span_results};
 pub use self::trace::Traceparent;

@@ -1,5 +1,6 @@
 //! The request span (OpenTelemetry GenAI attributes) and the metrics of one request.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use http::{Request, Response, StatusCode, header};
@@ -22,18 +23,29 @@ use crate::trace::Traceparent;
 /// The span's target: filter on it to keep or drop the request spans.
 pub const SPAN_TARGET: &str = "portcullis_tag";
 
-/// The target that says whether a request span's results are recorded: everything recorded
-/// after it opens (`otel.name`, status, provider, target, usage, model, finish reasons,
-/// attempts, guards, cache status, errors, metadata, API key name). They are recorded when a
-/// subscriber enables this target at `INFO` (one with no filter, such as an OpenTelemetry
-/// exporter's layer, does), and skipped otherwise: a text log that shows the span only as the
-/// context of the events inside it can filter this target out and keep the span's opening
-/// fields (operation, model, address, trace id) for that context at a tenth of the cost.
-pub const RESULTS_TARGET: &str = "portcullis_tag::span_results";
+/// Whether request spans record their results ([`record_span_results`]).
+static SPAN_RESULTS: AtomicBool = AtomicBool::new(true);
 
-/// Whether `span`'s results are recorded (see [`RESULTS_TARGET`]).
+/// Whether request spans record their results: everything recorded after a span opens
+/// (`otel.name`, status, provider, target, usage, model, finish reasons, attempts, guards,
+/// cache status, errors, metadata, API key name). On by default, for an OpenTelemetry
+/// exporter or any layer that reads spans. A process whose only reader of spans is a text log
+/// that shows them as the context of the events inside a request (the gateway binary without
+/// `server.otlp_endpoint`) turns it off: the span keeps its opening fields (operation, model,
+/// address, trace id) for that context, at a tenth of the cost.
+///
+/// A process-wide switch rather than a probe of the subscriber (`tracing::enabled!` on a
+/// target of its own): with per-layer filters, a probe that a filter refuses leaves that
+/// refusal in tracing-subscriber's thread-local filter state, and the next event on the
+/// thread whose callsite skips the check is dropped (tokio-rs/tracing#2519): the gateway
+/// lost a log line that way.
+pub fn record_span_results(on: bool) {
+    SPAN_RESULTS.store(on, Ordering::Relaxed);
+}
+
+/// Whether `span`'s results are recorded (see [`record_span_results`]).
 pub(crate) fn records_results(span: &Span) -> bool {
-    !span.is_disabled() && tracing::enabled!(target: RESULTS_TARGET, tracing::Level::INFO)
+    !span.is_disabled() && SPAN_RESULTS.load(Ordering::Relaxed)
 }
 
 /// The GenAI operation of an endpoint path.
