@@ -624,17 +624,9 @@ impl Iso8601 {
         let secs = d.as_secs();
         let days = secs / 86_400;
         let rem = secs % 86_400;
-        // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm; every quantity
-        // is non-negative here, the epoch being the earliest time written).
-        let z = days + 719_468;
-        let era = z / 146_097;
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = doy - (153 * mp + 2) / 5 + 1;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 };
-        let year = yoe + era * 400 + u64::from(month <= 2);
+        // Never before 1970 (the epoch is the earliest time written): the year is not negative.
+        let (year, month, day) = portcullis_core::clock::civil_from_days(days as i64);
+        let (year, month, day) = (year as u64, u64::from(month), u64::from(day));
 
         let mut out = Self {
             buf: [0; Self::CAP],

@@ -246,7 +246,9 @@ pub fn write_utc_micros<W: fmt::Write + ?Sized>(
 ) -> Option<fmt::Result> {
     let secs = since_epoch.as_secs();
     let (days, time) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = civil_from_days(days);
+    // Days since the epoch fit an `i64` for every `Duration`; the date is never before 1970.
+    let (year, month, day) = portcullis_core::clock::civil_from_days(days as i64);
+    let (year, month, day) = (year as u64, u64::from(month), u64::from(day));
     if year > 9999 {
         return None;
     }
@@ -265,21 +267,6 @@ pub fn write_utc_micros<W: fmt::Write + ?Sized>(
     put(17, 2, time % 60);
     put(20, 6, u64::from(since_epoch.subsec_micros()));
     Some(out.write_str(std::str::from_utf8(&text).expect("digits and separators")))
-}
-
-/// Year, month and day of the `days`-th day after 1970-01-01 (proleptic Gregorian; Howard
-/// Hinnant's `civil_from_days`, for days on or after the epoch).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
 }
 
 /// Writes `value` as `str`'s `Debug` writes it (quoted, escaped), as `DefaultFields` writes a
