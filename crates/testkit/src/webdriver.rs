@@ -298,6 +298,14 @@ fn base64_decode(text: &str) -> Vec<u8> {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        // Chromium outlives a killed chromedriver: its processes are found by the profile
+        // directory this browser alone was started with, and ended too.
+        let _ = Command::new("pkill")
+            .arg("-f")
+            .arg(&self.profile)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
         let _ = std::fs::remove_dir_all(&self.profile);
