@@ -491,6 +491,11 @@ async fn run(config: Config, path: PathBuf, log_format: LogFormat) -> ExitCode {
     #[cfg(not(feature = "otlp"))]
     let exporting = false;
     portcullis_tag::record_span_results(span_results(exporting, &filter));
+    // Whether request lines show is the text filter's say, asked once here rather than per
+    // request (see `server::request_log::shown`).
+    server::request_log::shown(
+        filter.would_enable(server::request_log::TARGET, &tracing::Level::INFO),
+    );
     if request_lines_direct(log_format, colours, &filter) {
         // Nothing set a writer before this, the only call: the result is always `Ok`.
         let _ = server::request_log::write_directly_to(writer.clone());

@@ -269,8 +269,7 @@ fn served(
             attempts
         });
         // Nothing is copied for the log line unless it will be written.
-        let seen = tracing::enabled!(target: request_log::TARGET, tracing::Level::INFO)
-            .then(|| (req.method().clone(), req.uri().clone()));
+        let seen = request_log::enabled().then(|| (req.method().clone(), req.uri().clone()));
         let version = req.version();
         let start = tokio::time::Instant::now();
         let allowed = !conn.spare || (req.method() == Method::GET && req.uri().path() == "/health");

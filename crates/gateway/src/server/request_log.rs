@@ -61,6 +61,27 @@ pub const TARGET: &str = "portcullis::request";
 /// Where request lines go as text, once the binary has asked for it.
 static DIRECT: OnceLock<BatchWriter> = OnceLock::new();
 
+/// Whether request lines are logged, once the process has said so ([`shown`]).
+static SHOWN: OnceLock<bool> = OnceLock::new();
+
+/// Tells the server, once, whether request lines are logged at all, so that it does not ask
+/// the subscriber per request. Asking is a `tracing::enabled!` probe, and with per-layer
+/// filters a probe a filter refuses leaves that refusal in tracing-subscriber's thread-local
+/// state, where it drops the next event of a callsite that skips the check
+/// (tokio-rs/tracing#2519). Without this call every request asks. The first call wins.
+pub fn shown(logged: bool) {
+    let _ = SHOWN.set(logged);
+}
+
+/// Whether this request's line is logged: as the process said ([`shown`]), else as the
+/// subscriber answers for [`TARGET`] at INFO.
+pub(crate) fn enabled() -> bool {
+    match SHOWN.get() {
+        Some(&logged) => logged,
+        None => tracing::enabled!(target: TARGET, tracing::Level::INFO),
+    }
+}
+
 /// A buffer kept past this after a line is given back: one odd, huge path should not hold
 /// its memory for the thread's lifetime.
 const KEPT_CAPACITY: usize = 16 * 1024;
