@@ -390,9 +390,14 @@ impl RequestView {
 /// over its own and the keys it lacks added at its end: copied, not parsed and serialised
 /// again. `None` when `body` is not read here (the caller serialises the merge instead).
 fn spliced(body: &[u8], params: &Map<String, Value>) -> Option<Bytes> {
+    // Which of `params` the body already had, by their place in `params` (a mask, not a list:
+    // no allocation per override); more than 64 overrides are left to the caller.
+    if params.len() > 64 {
+        return None;
+    }
+    let mut written = 0u64;
     let mut out = Vec::with_capacity(body.len() + 32 * params.len() + 2);
     out.push(b'{');
-    let mut written = Vec::with_capacity(params.len());
     let mut r = Reader::for_value(body);
     let mut first = true;
     r.object(|r, key| {
@@ -408,18 +413,22 @@ fn spliced(body: &[u8], params: &Map<String, Value>) -> Option<Bytes> {
         out.extend_from_slice(key);
         out.extend_from_slice(b"\":");
         let name = std::str::from_utf8(key).ok()?;
-        match params.get(name) {
-            Some(value) => {
+        match params
+            .iter()
+            .enumerate()
+            .find(|(_, (k, _))| k.as_str() == name)
+        {
+            Some((at, (_, value))) => {
                 serde_json::to_writer(&mut out, value).ok()?;
-                written.push(name);
+                written |= 1 << at;
             }
             None => out.extend_from_slice(&body[start..r.offset()]),
         }
         Some(())
     })?;
     r.end()?;
-    for (key, value) in params {
-        if written.contains(&key.as_str()) {
+    for (at, (key, value)) in params.iter().enumerate() {
+        if written & (1 << at) != 0 {
             continue;
         }
         if !first {
