@@ -169,27 +169,24 @@ fn sighup_reloads_the_file_and_a_bad_file_keeps_the_old_config() {
         }
     };
     let hup = || {
-        // The reload is logged once done. Now and then (about one run in forty of a debug build
-        // on an idle machine, also before this session's changes) that line never came: the
-        // HUP is sent again (a reload is idempotent) rather than the test hanging; see the
-        // notes on tracing-subscriber's per-layer filter state (tokio-rs/tracing#2519).
-        for _ in 0..3 {
-            let ok = std::process::Command::new("kill")
-                .args(["-HUP", &child.id().to_string()])
-                .status()
-                .unwrap()
-                .success();
-            assert!(ok);
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-            while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
-                match lines.recv_timeout(left) {
-                    Ok(line) if line.contains("reloaded") => return line,
-                    Ok(_) => {}
-                    Err(_) => break,
-                }
+        let ok = std::process::Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        // The reload is logged once done; a wait bounded so that a lost line fails the test
+        // instead of hanging it (it hung once: a log line dropped by tracing-subscriber's
+        // per-layer filter state after an `enabled!` probe, tokio-rs/tracing#2519, fixed).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match lines.recv_timeout(left) {
+                Ok(line) if line.contains("reloaded") => return line,
+                Ok(_) => {}
+                Err(_) => break,
             }
         }
-        panic!("no reload line after three SIGHUPs");
+        panic!("no reload line within 20 s of a SIGHUP");
     };
     rt.block_on(async {
         assert_eq!(post(addr, PATH, &[], CHAT).await.status, 200);
