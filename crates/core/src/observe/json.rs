@@ -16,7 +16,7 @@ const MAX_DEPTH: u32 = 64;
 /// A cursor over JSON bytes. Every method returns `None` on input it does not read: malformed
 /// JSON, or JSON it leaves to serde_json.
 #[derive(Debug)]
-pub(crate) struct Reader<'a> {
+pub struct Reader<'a> {
     buf: &'a [u8],
     at: usize,
     /// Refuse numbers a `serde_json::Value` might refuse (see [`Reader::for_value`]).
@@ -26,11 +26,11 @@ pub(crate) struct Reader<'a> {
 /// The fields of one object read so far, to refuse a repeated one (serde refuses a struct
 /// with a field given twice; a `Value` keeps the last).
 #[derive(Debug, Default)]
-pub(crate) struct Fields(u8);
+pub struct Fields(u8);
 
 impl Fields {
     /// Marks field number `field` (below 8) as read; `None` if it was already.
-    pub(crate) fn once(&mut self, field: u8) -> Option<()> {
+    pub fn once(&mut self, field: u8) -> Option<()> {
         let bit = 1 << field;
         if self.0 & bit != 0 {
             return None;
@@ -42,7 +42,7 @@ impl Fields {
 
 /// A string literal as written (the bytes between its quotes), its escapes already checked.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct RawStr<'a> {
+pub struct RawStr<'a> {
     raw: &'a [u8],
     escaped: bool,
     ascii: bool,
@@ -51,7 +51,7 @@ pub(crate) struct RawStr<'a> {
 impl<'a> RawStr<'a> {
     /// The string's text, unescaped; borrowed when it has no escapes. `None` when it is not
     /// UTF-8.
-    pub(crate) fn text(self) -> Option<Cow<'a, str>> {
+    pub fn text(self) -> Option<Cow<'a, str>> {
         if self.escaped {
             unescape(self.raw).map(Cow::Owned)
         } else {
@@ -60,13 +60,13 @@ impl<'a> RawStr<'a> {
     }
 
     /// Whether the string is empty (its text too: an escape is never empty).
-    pub(crate) fn is_empty(self) -> bool {
+    pub fn is_empty(self) -> bool {
         self.raw.is_empty()
     }
 
     /// Checks a string that is not read as text: serde_json refuses a string that is not
     /// UTF-8 wherever it reads one as text, so non-ASCII bytes are checked here too.
-    pub(crate) fn check(self) -> Option<()> {
+    pub fn check(self) -> Option<()> {
         if self.ascii || std::str::from_utf8(self.raw).is_ok() {
             Some(())
         } else {
@@ -77,7 +77,7 @@ impl<'a> RawStr<'a> {
 
 impl<'a> Reader<'a> {
     /// A cursor at the start of `buf`.
-    pub(crate) fn new(buf: &'a [u8]) -> Self {
+    pub fn new(buf: &'a [u8]) -> Self {
         Self {
             buf,
             at: 0,
@@ -89,7 +89,7 @@ impl<'a> Reader<'a> {
     /// parses every number and refuses one out of `f64`'s range (`1e999`, 400 digits) where
     /// serde skipping a field only checks its grammar: numbers with an exponent or more than
     /// 20 digits before the point are refused.
-    pub(crate) fn for_value(buf: &'a [u8]) -> Self {
+    pub fn for_value(buf: &'a [u8]) -> Self {
         Self {
             value_numbers: true,
             ..Self::new(buf)
@@ -98,7 +98,7 @@ impl<'a> Reader<'a> {
 
     /// The offset of the next byte to read (white space before a value not yet skipped:
     /// [`Reader::peek`] first to stand at the value).
-    pub(crate) fn offset(&self) -> usize {
+    pub fn offset(&self) -> usize {
         self.at
     }
 
@@ -110,7 +110,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The next byte that is not white space, not consumed.
-    pub(crate) fn peek(&mut self) -> Option<u8> {
+    pub fn peek(&mut self) -> Option<u8> {
         self.ws();
         self.buf.get(self.at).copied()
     }
@@ -120,13 +120,13 @@ impl<'a> Reader<'a> {
     }
 
     /// Whether only white space is left: a document ends after its value.
-    pub(crate) fn end(&mut self) -> Option<()> {
+    pub fn end(&mut self) -> Option<()> {
         self.ws();
         (self.at == self.buf.len()).then_some(())
     }
 
     /// `null` as `Some(None)`, any other value read with `f`: an `Option` field.
-    pub(crate) fn opt<T>(&mut self, f: impl FnOnce(&mut Self) -> Option<T>) -> Option<Option<T>> {
+    pub fn opt<T>(&mut self, f: impl FnOnce(&mut Self) -> Option<T>) -> Option<Option<T>> {
         if self.peek()? == b'n' {
             self.literal(b"null").map(|()| None)
         } else {
@@ -137,10 +137,7 @@ impl<'a> Reader<'a> {
     /// An object, calling `f` with each key positioned at its value, which `f` must consume.
     /// Keys are handed over as written: one with escapes or non-ASCII bytes is refused (the
     /// keys a caller matches are plain ASCII, and serde_json would match an escaped one).
-    pub(crate) fn object(
-        &mut self,
-        mut f: impl FnMut(&mut Self, &'a [u8]) -> Option<()>,
-    ) -> Option<()> {
+    pub fn object(&mut self, mut f: impl FnMut(&mut Self, &'a [u8]) -> Option<()>) -> Option<()> {
         self.eat(b'{')?;
         if self.peek()? == b'}' {
             self.at += 1;
@@ -165,7 +162,7 @@ impl<'a> Reader<'a> {
     }
 
     /// An array, calling `f` positioned at each element, which `f` must consume.
-    pub(crate) fn array(&mut self, mut f: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+    pub fn array(&mut self, mut f: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
         self.eat(b'[')?;
         if self.peek()? == b']' {
             self.at += 1;
@@ -186,7 +183,7 @@ impl<'a> Reader<'a> {
 
     /// A string literal, checked: no control characters, only JSON's escapes, `\u` escapes
     /// of surrogates only in pairs.
-    pub(crate) fn string(&mut self) -> Option<RawStr<'a>> {
+    pub fn string(&mut self) -> Option<RawStr<'a>> {
         self.eat(b'"')?;
         let start = self.at;
         let mut escaped = false;
@@ -218,7 +215,7 @@ impl<'a> Reader<'a> {
 
     /// An unsigned integer as serde_json reads a `u64`: digits only (no sign, fraction or
     /// exponent, which serde_json would read as a float and refuse), no leading zero, in range.
-    pub(crate) fn u64(&mut self) -> Option<u64> {
+    pub fn u64(&mut self) -> Option<u64> {
         self.ws();
         let start = self.at;
         let mut n: u64 = 0;
@@ -234,7 +231,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Any value, checked and skipped.
-    pub(crate) fn skip(&mut self) -> Option<()> {
+    pub fn skip(&mut self) -> Option<()> {
         self.skip_at(0)
     }
 

@@ -45,7 +45,9 @@
 
 mod body;
 mod chunk;
-pub(crate) mod json;
+/// The strict one-pass JSON reader behind the observer and the request view, for any layer
+/// that reads a few values of a body without building a tree.
+pub mod json;
 mod layer;
 mod sse;
 mod start;
