@@ -119,6 +119,21 @@ fn bench(c: &mut Criterion) {
         };
         b.iter(|| portcullis_cache::key::exact_key(&view, &input));
     });
+    // What a request pays: its view is new, so nothing it parsed is shared with the last one.
+    group.bench_function("key_of_a_new_request", |b| {
+        let body = Bytes::from(chat("What is the capital of France?", false));
+        let input = portcullis_cache::key::KeyInput {
+            tenant: "team-a",
+            namespace: "",
+            target: "openai",
+            endpoint: "/v1/chat/completions",
+        };
+        b.iter_batched(
+            || RequestView::parse(body.clone()).unwrap(),
+            |view| portcullis_cache::key::exact_key(&view, &input),
+            BatchSize::SmallInput,
+        );
+    });
     group.bench_function("memory_store_put", |b| {
         use portcullis_cache::store::CacheStore;
         let store = MemoryStore::new(256 << 20);

@@ -6,6 +6,10 @@
 //! *shape* of the answer or who asked: `stream`, `stream_options`, `user`, `metadata`. Unknown
 //! fields are in the key: a field we do not know might change the answer, so it must.
 //!
+//! The exact key's encoding is written straight from the body's bytes by the strict one-pass
+//! reader (no parsed tree is built for it), or, for a body that reader refuses, from the
+//! parsed fields: both write the same bytes (a property test holds them to it).
+//!
 //! The semantic partition key is the same hash with the text of the last user turn left
 //! out: two requests in one partition differ only in that text, which is what the semantic
 //! matcher compares.
@@ -97,6 +101,19 @@ fn hash(view: &RequestView, input: &KeyInput<'_>, scope: Scope) -> Key {
         buf.extend_from_slice(&(part.len() as u64).to_le_bytes());
         buf.extend_from_slice(part.as_bytes());
     }
+    let prefix = buf.len();
+    let from_bytes =
+        matches!(scope, Scope::Exact) && canonical::body(view.bytes(), &mut buf).is_some();
+    if !from_bytes {
+        buf.truncate(prefix);
+        write_fields(&mut buf, view, scope);
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, &buf);
+    Key(digest.as_ref().try_into().expect("SHA-256 is 32 bytes"))
+}
+
+/// The body's fields in the key (sorted, canonical), from the view's parsed fields.
+fn write_fields(buf: &mut Vec<u8>, view: &RequestView, scope: Scope) {
     let mut fields: Vec<(&str, &Value)> = view
         .iter()
         .filter(|(k, _)| !NOT_IN_KEY.contains(k))
@@ -109,17 +126,189 @@ fn hash(view: &RequestView, input: &KeyInput<'_>, scope: Scope) -> Key {
         if i > 0 {
             buf.push(b',');
         }
-        write_str(&mut buf, k);
+        write_str(buf, k);
         buf.push(b':');
         match (scope, k) {
-            (Scope::Partition(Some(turn)), "messages") => write_messages_without(&mut buf, v, turn),
+            (Scope::Partition(Some(turn)), "messages") => write_messages_without(buf, v, turn),
             (Scope::Partition(None), "prompt") => buf.extend_from_slice(b"\"\""),
-            _ => write_canonical(&mut buf, v),
+            _ => write_canonical(buf, v),
         }
     }
     buf.push(b'}');
-    let digest = ring::digest::digest(&ring::digest::SHA256, &buf);
-    Key(digest.as_ref().try_into().expect("SHA-256 is 32 bytes"))
+}
+
+/// The exact key's canonical encoding written straight from the body's bytes, without the
+/// parsed tree (a request whose only reader of other fields than `model` and `stream` is the
+/// cache never builds one): the same bytes [`write_fields`] writes from the tree, or `None`
+/// for a body the strict one-pass reader refuses (escaped or non-ASCII keys, a key given
+/// twice, numbers it leaves to serde_json, nesting past [`MAX_DEPTH`]), which is then keyed
+/// from the tree.
+mod canonical {
+    use portcullis_core::observe::json::Reader;
+    use std::borrow::Cow;
+
+    use super::{NOT_IN_KEY, write_str};
+
+    /// Nesting past this is keyed from the tree.
+    pub(super) const MAX_DEPTH: u32 = 64;
+
+    /// Where one member of an object being written lies in the output: from its key's quote
+    /// to its value's end.
+    struct Member {
+        start: usize,
+        key_len: usize,
+        end: usize,
+    }
+
+    /// What one encoding reuses: the members of the objects open around the value being
+    /// written, and room to put an object's members in order.
+    #[derive(Default)]
+    struct Scratch {
+        members: Vec<Member>,
+        moved: Vec<u8>,
+    }
+
+    /// The body's fields but those not in the key, as an object with sorted keys.
+    pub(super) fn body(body: &[u8], out: &mut Vec<u8>) -> Option<()> {
+        let mut r = Reader::for_value(body);
+        if r.peek()? != b'{' {
+            return None;
+        }
+        let mut scratch = Scratch::default();
+        object(&mut r, body, out, &mut scratch, 0, true)?;
+        r.end()
+    }
+
+    fn value(
+        r: &mut Reader<'_>,
+        body: &[u8],
+        out: &mut Vec<u8>,
+        scratch: &mut Scratch,
+        depth: u32,
+    ) -> Option<()> {
+        match r.peek()? {
+            b'{' => object(r, body, out, scratch, depth + 1, false),
+            b'[' => {
+                if depth + 1 > MAX_DEPTH {
+                    return None;
+                }
+                out.push(b'[');
+                let mut first = true;
+                r.array(|r| {
+                    if !first {
+                        out.push(b',');
+                    }
+                    first = false;
+                    value(r, body, out, scratch, depth + 1)
+                })?;
+                out.push(b']');
+                Some(())
+            }
+            b'"' => {
+                match r.string()?.text()? {
+                    // Nothing serde_json would escape: no quote, backslash or control byte
+                    // is left unescaped in a string the reader took.
+                    Cow::Borrowed(text) => {
+                        out.push(b'"');
+                        out.extend_from_slice(text.as_bytes());
+                        out.push(b'"');
+                    }
+                    Cow::Owned(text) => write_str(out, &text),
+                }
+                Some(())
+            }
+            _ => {
+                let start = r.offset();
+                r.skip()?;
+                let raw = &body[start..r.offset()];
+                if plain_integer(raw) || matches!(raw, b"true" | b"false" | b"null") {
+                    out.extend_from_slice(raw);
+                } else {
+                    // As the tree holds it: `1.50` is `1.5`, `-0` is `-0.0`.
+                    let number: serde_json::Number = serde_json::from_slice(raw).ok()?;
+                    serde_json::to_writer(&mut *out, &number).ok()?;
+                }
+                Some(())
+            }
+        }
+    }
+
+    /// Digits a `u64` holds and serde_json writes back the same: no sign, no leading zero.
+    fn plain_integer(raw: &[u8]) -> bool {
+        !raw.is_empty()
+            && raw.len() <= 19
+            && raw.iter().all(u8::is_ascii_digit)
+            && (raw.len() == 1 || raw[0] != b'0')
+    }
+
+    /// A member's key as written (the bytes between its quotes).
+    fn name<'o>(out: &'o [u8], m: &Member) -> &'o [u8] {
+        &out[m.start + 1..m.start + 1 + m.key_len]
+    }
+
+    /// An object, written member by member as the body has them, then put in key order.
+    /// `top`: the body itself, whose fields not in the key are left out.
+    fn object(
+        r: &mut Reader<'_>,
+        body: &[u8],
+        out: &mut Vec<u8>,
+        scratch: &mut Scratch,
+        depth: u32,
+        top: bool,
+    ) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        let first = scratch.members.len();
+        out.push(b'{');
+        let open = out.len();
+        r.object(|r, key| {
+            if top && NOT_IN_KEY.iter().any(|k| k.as_bytes() == key) {
+                return r.skip();
+            }
+            if scratch.members.len() > first {
+                out.push(b',');
+            }
+            let start = out.len();
+            // Keys come plain (the reader refuses escaped and non-ASCII ones).
+            out.push(b'"');
+            out.extend_from_slice(key);
+            out.extend_from_slice(b"\":");
+            value(r, body, out, scratch, depth)?;
+            scratch.members.push(Member {
+                start,
+                key_len: key.len(),
+                end: out.len(),
+            });
+            Some(())
+        })?;
+        let members = &mut scratch.members[first..];
+        let sorted = members
+            .windows(2)
+            .all(|w| name(out, &w[0]) < name(out, &w[1]));
+        if !sorted {
+            members.sort_unstable_by(|a, b| name(out, a).cmp(name(out, b)));
+            // A key given twice: the tree keeps the last, which order alone cannot tell.
+            if members
+                .windows(2)
+                .any(|w| name(out, &w[0]) == name(out, &w[1]))
+            {
+                return None;
+            }
+            scratch.moved.clear();
+            scratch.moved.extend_from_slice(&out[open..]);
+            out.truncate(open);
+            for (i, m) in members.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(&scratch.moved[m.start - open..m.end - open]);
+            }
+        }
+        scratch.members.truncate(first);
+        out.push(b'}');
+        Some(())
+    }
 }
 
 /// `messages` with the content of message `turn` left out (its role and other fields kept).
@@ -350,5 +539,186 @@ mod tests {
         // The exact key and the partition never collide.
         let v = view(r#"{"model":"m","prompt":"Say hi"}"#);
         assert_ne!(partition(&v, &INPUT).unwrap().0, exact_key(&v, &INPUT));
+    }
+
+    /// The body's fields in the key, written from the tree (what every key was before the
+    /// bytes were read directly).
+    fn from_tree(body: &[u8]) -> Vec<u8> {
+        let view = RequestView::parse(bytes::Bytes::copy_from_slice(body)).unwrap();
+        let mut out = Vec::new();
+        write_fields(&mut out, &view, Scope::Exact);
+        out
+    }
+
+    fn from_bytes(body: &[u8]) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        canonical::body(body, &mut out).map(|()| out)
+    }
+
+    #[test]
+    fn usual_bodies_are_keyed_from_their_bytes_as_from_their_tree() {
+        let bodies = [
+            r#"{"model":"gpt-4o","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Hi"}],"temperature":0.7,"max_tokens":256,"stream":true,"user":"u"}"#,
+            r#" { "messages" : [ { "content" : [ {"type":"text","text":"a\nb \u00e9 \ud83d\ude00 \/ \"q\""} , {"type":"image_url","image_url":{"url":"data:x","detail":"low"}} ], "role" : "user" } ],
+                "model":"m", "n":1, "seed":-12, "top_p":1.50, "z":null, "y":[true,false,[],{}], "metadata":{"b":"1"} } "#,
+            r#"{"prompt":"Say hi","model":"m","logit_bias":{"50256":-100},"stop":["\n\n"],"big":18446744073709551616,"zero":-0,"frac":0.1}"#,
+            r#"{}"#,
+        ];
+        for body in bodies {
+            let direct = from_bytes(body.as_bytes()).expect("read from the bytes");
+            assert_eq!(
+                String::from_utf8(direct).unwrap(),
+                String::from_utf8(from_tree(body.as_bytes())).unwrap(),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn bodies_the_reader_refuses_are_keyed_from_their_tree() {
+        let refused = [
+            // A key given twice (the tree keeps the last), at the top and below.
+            r#"{"model":"m","temperature":1,"temperature":2}"#,
+            r#"{"model":"m","x":{"a":1,"b":2,"a":3}}"#,
+            // Escaped and non-ASCII keys, exponents.
+            r#"{"model":"m","a\u0062":1}"#,
+            r#"{"model":"m","é":1}"#,
+            r#"{"model":"m","t":1e2}"#,
+        ];
+        for body in refused {
+            assert!(from_bytes(body.as_bytes()).is_none(), "{body}");
+            let v = view(body);
+            // The key is still the tree's.
+            let mut buf = Vec::new();
+            write_fields(&mut buf, &v, Scope::Exact);
+            assert!(!buf.is_empty());
+            assert_eq!(exact_key(&v, &INPUT), exact_key(&v, &INPUT));
+        }
+        // Duplicates resolved by the tree: the last value counts, as it always did.
+        assert_eq!(
+            key(r#"{"model":"m","temperature":1,"temperature":2}"#),
+            key(r#"{"model":"m","temperature":2}"#)
+        );
+    }
+
+    #[test]
+    fn nesting_past_the_limit_is_keyed_from_the_tree() {
+        let deep = |n: usize| {
+            format!(
+                "{{\"model\":\"m\",\"x\":{}1{}}}",
+                "[".repeat(n),
+                "]".repeat(n)
+            )
+        };
+        assert!(from_bytes(deep(canonical::MAX_DEPTH as usize - 1).as_bytes()).is_some());
+        assert!(from_bytes(deep(canonical::MAX_DEPTH as usize + 1).as_bytes()).is_none());
+        let body = deep(100);
+        assert_eq!(key(&body), key(&body));
+    }
+
+    mod read_as_the_tree {
+        use super::{from_bytes, from_tree};
+        use proptest::prelude::*;
+
+        fn ws() -> impl Strategy<Value = &'static str> {
+            prop::sample::select(vec!["", "", " ", "\n", "\t ", "\r\n  "])
+        }
+
+        fn leaf() -> impl Strategy<Value = String> {
+            prop::sample::select(vec![
+                r#""plain""#,
+                r#""é ü 日本""#,
+                r#""\u00e9""#,
+                r#""a\nb\tc""#,
+                r#""\"q\" \\ \/""#,
+                r#""\ud83d\ude00""#,
+                r#""\u0001\u001f\u007f""#,
+                r#""""#,
+                "0",
+                "7",
+                "-0",
+                "-12",
+                "1.50",
+                "0.1",
+                "2.0",
+                "-3.25",
+                "18446744073709551615",
+                "18446744073709551616",
+                "-9223372036854775808",
+                "-9223372036854775809",
+                "0.000001",
+                "123456789012345678",
+                "true",
+                "false",
+                "null",
+            ])
+            .prop_map(str::to_owned)
+        }
+
+        fn json() -> impl Strategy<Value = String> {
+            let key = prop::sample::select(vec![
+                "a", "b", "role", "content", "model", "z", "stream", "user", "metadata", "A", "aa",
+            ]);
+            leaf().prop_recursive(4, 40, 5, move |inner| {
+                prop_oneof![
+                    (prop::collection::vec((inner.clone(), ws()), 0..5)).prop_map(|items| {
+                        let items: Vec<String> = items
+                            .into_iter()
+                            .map(|(v, w)| format!("{w}{v}{w}"))
+                            .collect();
+                        format!("[{}]", items.join(","))
+                    }),
+                    (prop::collection::vec((key.clone(), inner, ws()), 0..5)).prop_map(|members| {
+                        let members: Vec<String> = members
+                            .into_iter()
+                            .map(|(k, v, w)| format!("{w}\"{k}\"{w}:{w}{v}{w}"))
+                            .collect();
+                        format!("{{{}}}", members.join(","))
+                    }),
+                ]
+            })
+        }
+
+        fn body() -> impl Strategy<Value = String> {
+            let key = prop::sample::select(vec![
+                "model",
+                "messages",
+                "stream",
+                "user",
+                "metadata",
+                "stream_options",
+                "temperature",
+                "tools",
+                "n",
+                "x",
+            ]);
+            (prop::collection::vec((key, json(), ws()), 0..7), ws()).prop_map(|(members, w)| {
+                let members: Vec<String> = members
+                    .into_iter()
+                    .map(|(k, v, w)| format!("{w}\"{k}\"{w}:{w}{v}"))
+                    .collect();
+                format!("{w}{{{}}}{w}", members.join(","))
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
+
+            /// Whatever the one pass reads, it writes as the tree would; a body the view
+            /// refuses has no key at all.
+            #[test]
+            fn the_bytes_give_the_trees_encoding(body in body()) {
+                let Ok(view) = portcullis_core::RequestView::parse(bytes::Bytes::copy_from_slice(body.as_bytes())) else {
+                    return Ok(());
+                };
+                drop(view);
+                if let Some(direct) = from_bytes(body.as_bytes()) {
+                    prop_assert_eq!(
+                        String::from_utf8(direct).unwrap(),
+                        String::from_utf8(from_tree(body.as_bytes())).unwrap()
+                    );
+                }
+            }
+        }
     }
 }
