@@ -294,13 +294,7 @@ pub fn write_utc_micros<W: fmt::Write + ?Sized>(
 /// string field: printable ASCII in runs between the `"` and `\` it escapes, anything else
 /// through `Debug` itself.
 pub fn write_debug_str<W: fmt::Write + ?Sized>(out: &mut W, value: &str) -> fmt::Result {
-    // One pass: printable ASCII or not, and whether anything in it needs a `\`.
-    let (mut printable, mut escapes) = (true, false);
-    for b in value.bytes() {
-        printable &= (0x20..0x7f).contains(&b);
-        escapes |= b == b'"' || b == b'\\';
-    }
-    match (printable, escapes) {
+    match classify(value.as_bytes()) {
         (true, false) => {
             out.write_char('"')?;
             out.write_str(value)?;
@@ -322,6 +316,35 @@ pub fn write_debug_str<W: fmt::Write + ?Sized>(out: &mut W, value: &str) -> fmt:
         }
         (false, _) => write!(out, "{value:?}"),
     }
+}
+
+/// Whether `bytes` are all printable ASCII, and whether any is a `"` or `\\` (which `Debug`
+/// escapes): one pass, eight bytes at a time (a log line's strings are mostly trace ids, paths
+/// and names, where a byte at a time was most of the cost of writing them).
+fn classify(bytes: &[u8]) -> (bool, bool) {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    /// Some byte of `v` is zero (exact as a whole: a borrow only flags bytes above a zero one).
+    fn has_zero(v: u64) -> bool {
+        v.wrapping_sub(ONES) & !v & HIGHS != 0
+    }
+    let splat = |b: u8| u64::from_ne_bytes([b; 8]);
+    let (mut unprintable, mut escapes) = (false, false);
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        let w = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+        // Past 0x7f, below 0x20 (for bytes under 0x80 only: the others are flagged already),
+        // or DEL.
+        unprintable |= w & HIGHS != 0
+            || w.wrapping_sub(splat(0x20)) & !w & HIGHS != 0
+            || has_zero(w ^ splat(0x7f));
+        escapes |= has_zero(w ^ splat(b'"')) || has_zero(w ^ splat(b'\\'));
+    }
+    for &b in words.remainder() {
+        unprintable |= !(0x20..0x7f).contains(&b);
+        escapes |= b == b'"' || b == b'\\';
+    }
+    (!unprintable, escapes)
 }
 
 /// Writes `value` in decimal, as its `Debug` and `Display` write it, without a formatter.
@@ -464,6 +487,30 @@ mod tests {
             let mut out = String::new();
             write_decimal(&mut out, value).unwrap();
             assert_eq!(out, format!("{value:?}"));
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2_000, ..Default::default() })]
+
+        /// Eight bytes at a time, strings are judged as a byte at a time judges them, and
+        /// written as `Debug` writes them.
+        #[test]
+        fn strings_are_classified_as_byte_by_byte(
+            chars in proptest::collection::vec(proptest::sample::select(vec![
+                'a', 'Z', '0', ' ', '~', '"', '\\', '\n', '\0', '\u{1f}', '\u{7f}', '\u{80}',
+                'é', '✓', '\u{10ffff}', '\u{200b}', '/', '-',
+            ]), 0..40)
+        ) {
+            let value: String = chars.into_iter().collect();
+            let slow = (
+                value.bytes().all(|b| (0x20..0x7f).contains(&b)),
+                value.bytes().any(|b| b == b'"' || b == b'\\'),
+            );
+            proptest::prop_assert_eq!(classify(value.as_bytes()), slow);
+            let mut out = String::new();
+            write_debug_str(&mut out, &value).unwrap();
+            proptest::prop_assert_eq!(out, format!("{value:?}"));
         }
     }
 
