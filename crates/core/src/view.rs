@@ -43,7 +43,8 @@ use crate::observe::json::{Fields, Reader};
 /// A view made by [`RequestView::with_overrides`] shares the parsed object of the view it
 /// came from and keeps only the replaced top-level keys of its own: overriding `model` on a
 /// long conversation copies no message, and its body is the original's bytes with the
-/// replaced values written in.
+/// replaced values written in, at the places the one pass recorded (up to 16 top-level
+/// members; a body with more is read again to find them).
 #[derive(Clone, Debug)]
 pub struct RequestView {
     bytes: Bytes,
@@ -51,7 +52,22 @@ pub struct RequestView {
     /// Top-level keys that replace the base's.
     patch: Option<Arc<Map<String, Value>>>,
     stream: bool,
+    /// Where the members of `bytes` lie, for a view made by [`RequestView::with_overrides`]
+    /// (a view parsed from a body has them in its base).
+    members: Option<Arc<[Member]>>,
 }
+
+/// One top-level member of a body: its key (the bytes between the quotes) and its value, as
+/// byte ranges of the body.
+#[derive(Clone, Copy, Debug, Default)]
+struct Member {
+    key: (u32, u32),
+    value: (u32, u32),
+}
+
+/// How many top-level members the one pass records for [`RequestView::with_overrides`] (a
+/// body with more is read again to splice).
+const MEMBERS_MAX: usize = 16;
 
 /// The body a view was first made from, and its fields.
 #[derive(Debug)]
@@ -70,6 +86,15 @@ struct Taken {
     user: Option<Value>,
     stream: Option<Value>,
     stream_options: Option<Value>,
+    /// The body's members in order, when there are at most [`MEMBERS_MAX`].
+    members: [Member; MEMBERS_MAX],
+    count: usize,
+}
+
+impl Taken {
+    fn members(&self) -> Option<&[Member]> {
+        self.members.get(..self.count)
+    }
 }
 
 impl Taken {
@@ -94,7 +119,44 @@ impl Taken {
         let mut taken = Taken::default();
         // A repeated field: a tree keeps the last; left to serde_json rather than matched.
         let mut seen = Fields::default();
-        r.object(|r, key| match key {
+        r.object(|r, key| {
+            r.peek()?;
+            let start = r.offset();
+            taken.field(r, key, bytes, &mut seen)?;
+            taken.record(bytes, key, start, r.offset());
+            Some(())
+        })?;
+        r.end()?;
+        Some(taken)
+    }
+
+    /// Notes where a member lies; past [`MEMBERS_MAX`], that there are too many.
+    fn record(&mut self, body: &[u8], key: &[u8], start: usize, end: usize) {
+        let slot = self.members.get_mut(self.count);
+        if let Some(slot) = slot.filter(|_| u32::try_from(end).is_ok()) {
+            // The key is a slice of the body (the reader hands keys out in place).
+            let at = key.as_ptr() as usize - body.as_ptr() as usize;
+            *slot = Member {
+                key: (at as u32, (at + key.len()) as u32),
+                value: (start as u32, end as u32),
+            };
+            self.count += 1;
+        } else {
+            // Too many, or a body past 4 GiB: read again to splice.
+            self.count = MEMBERS_MAX + 1;
+        }
+    }
+
+    /// Reads the value of member `key`, keeping it when it is one the view takes.
+    fn field(
+        &mut self,
+        r: &mut Reader<'_>,
+        key: &[u8],
+        bytes: &[u8],
+        seen: &mut Fields,
+    ) -> Option<()> {
+        let taken = self;
+        match key {
             b"model" => {
                 seen.once(0)?;
                 taken.model = Some(string_or_null(r)?);
@@ -131,9 +193,7 @@ impl Taken {
                 Some(())
             }
             _ => r.skip(),
-        })?;
-        r.end()?;
-        Some(taken)
+        }
     }
 }
 
@@ -225,6 +285,7 @@ impl RequestView {
                     }),
                     patch: None,
                     stream,
+                    members: None,
                 })
             }
             None => Self::parse_whole(bytes),
@@ -260,6 +321,7 @@ impl RequestView {
             }),
             patch: None,
             stream,
+            members: None,
         })
     }
 
@@ -315,15 +377,24 @@ impl RequestView {
             base: self.base.clone(),
             patch: Some(Arc::new(patch)),
             stream,
+            members: None,
         };
-        view.bytes = match self
-            .base
-            .taken
-            .is_some()
-            .then(|| spliced(&self.bytes, params))
-        {
-            Some(Some(bytes)) => bytes,
-            _ => {
+        let spliced = match self.base.taken.as_ref() {
+            None => None,
+            Some(taken) => match self.members.as_deref().or_else(|| {
+                // A view parsed from a body: its base recorded where the members lie.
+                self.patch.is_none().then(|| taken.members()).flatten()
+            }) {
+                Some(members) => Some(splice_members(&self.bytes, members, params)),
+                None => spliced(&self.bytes, params).map(|bytes| (bytes, None)),
+            },
+        };
+        view.bytes = match spliced {
+            Some((bytes, members)) => {
+                view.members = members;
+                bytes
+            }
+            None => {
                 // Sized for the body it replaces: growing the buffer from empty copied the
                 // body several times over.
                 let mut bytes = Vec::with_capacity(self.bytes.len() + 64);
@@ -384,6 +455,77 @@ impl RequestView {
         }
         Some(value)
     }
+}
+
+/// `body`, whose top-level `members` lie where they say, with the values of `params` written
+/// over their own and the keys it lacks added at its end: the bytes [`spliced`] writes, without
+/// reading the body again; and where the new body's members lie.
+fn splice_members(
+    body: &[u8],
+    members: &[Member],
+    params: &Map<String, Value>,
+) -> (Bytes, Option<Arc<[Member]>>) {
+    let range = |(a, b): (u32, u32)| a as usize..b as usize;
+    let mut out = Vec::with_capacity(body.len() + 32 * params.len() + 2);
+    let mut placed = Vec::with_capacity(members.len() + params.len());
+    let mut write = |out: &mut Vec<u8>, key: &[u8], value: Result<&[u8], &Value>| {
+        if out.len() > 1 {
+            out.push(b',');
+        }
+        out.push(b'"');
+        let key_at = out.len();
+        out.extend_from_slice(key);
+        let key_end = out.len();
+        out.extend_from_slice(b"\":");
+        let value_at = out.len();
+        match value {
+            Ok(raw) => out.extend_from_slice(raw),
+            Err(value) => serde_json::to_writer(&mut *out, value).expect("a JSON value serialises"),
+        }
+        placed.push(Member {
+            key: (key_at as u32, key_end as u32),
+            value: (value_at as u32, out.len() as u32),
+        });
+    };
+    out.push(b'{');
+    for m in members {
+        let key = &body[range(m.key)];
+        // Keys come plain (the reader refuses escaped ones): written back as they were.
+        match std::str::from_utf8(key).ok().and_then(|k| params.get(k)) {
+            Some(value) => write(&mut out, key, Err(value)),
+            None => write(&mut out, key, Ok(&body[range(m.value)])),
+        }
+    }
+    for (key, value) in params {
+        if !members
+            .iter()
+            .any(|m| &body[range(m.key)] == key.as_bytes())
+        {
+            // A new key is written as JSON writes it (it may need escapes).
+            if out.len() > 1 {
+                out.push(b',');
+            }
+            let key_at = out.len();
+            serde_json::to_writer(&mut out, key).expect("a string serialises");
+            let key_end = out.len();
+            out.push(b':');
+            let value_at = out.len();
+            serde_json::to_writer(&mut out, value).expect("a JSON value serialises");
+            placed.push(Member {
+                // Between the quotes, when it needed no escapes; else the next splice reads.
+                key: (key_at as u32 + 1, key_end as u32 - 1),
+                value: (value_at as u32, out.len() as u32),
+            });
+        }
+    }
+    out.push(b'}');
+    let members = (placed.len() <= MEMBERS_MAX
+        && u32::try_from(out.len()).is_ok()
+        && params
+            .keys()
+            .all(|k| !k.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20)))
+    .then(|| placed.into());
+    (out.into(), members)
 }
 
 /// `body` (a JSON object the one pass read) with the top-level values of `params` written
@@ -647,6 +789,66 @@ mod tests {
                 prop_assert_eq!(outcome(&fast), outcome(&whole));
             }
         }
+
+        /// Splicing where the one pass found the members writes the bytes that reading the
+        /// body again wrote, and so does a second splice over the first one's members.
+        #[test]
+        fn splices_by_the_members_write_what_reading_again_wrote((bytes, params) in request()) {
+            let Ok(view) = RequestView::parse(Bytes::from(bytes)) else {
+                return Ok(());
+            };
+            if view.base.taken.is_none() {
+                // Parsed whole: both ways serialise the merge.
+                return Ok(());
+            }
+            let params = params.as_object().unwrap();
+            let more = serde_json::json!({"model": "m-3", "extra": [1, {"a": "é"}], "n": 2});
+            let more = more.as_object().unwrap();
+            let again = spliced(view.bytes(), params).and_then(|b| spliced(&b, more));
+            let Ok(once) = view.with_overrides(params) else {
+                return Ok(());
+            };
+            let Ok(twice) = once.with_overrides(more) else {
+                return Ok(());
+            };
+            if let Some(again) = again {
+                prop_assert_eq!(
+                    String::from_utf8_lossy(twice.bytes()),
+                    String::from_utf8_lossy(&again)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_parsed_body_records_its_members_for_splicing() {
+        let v = parse(r#" {"model" : "a", "messages":[{"role":"user","content":"hi"}] ,"n":1} "#)
+            .unwrap();
+        let members = v.base.taken.as_ref().unwrap().members().unwrap();
+        let text = |r: (u32, u32)| &v.bytes()[r.0 as usize..r.1 as usize];
+        let seen: Vec<(&[u8], &[u8])> = members
+            .iter()
+            .map(|m| (text(m.key), text(m.value)))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (&b"model"[..], &br#""a""#[..]),
+                (b"messages", br#"[{"role":"user","content":"hi"}]"#),
+                (b"n", b"1"),
+            ]
+        );
+        // More members than are recorded: splicing reads the body again, to the same bytes.
+        let many: String = (0..MEMBERS_MAX + 1)
+            .map(|i| format!(r#""k{i}":{i},"#))
+            .collect();
+        let body = format!(r#"{{{many}"model":"a"}}"#);
+        let v = RequestView::parse(Bytes::from(body)).unwrap();
+        assert!(v.base.taken.as_ref().unwrap().members().is_none());
+        let params = serde_json::json!({"model": "b"});
+        let o = v.with_overrides(params.as_object().unwrap()).unwrap();
+        assert_eq!(o.model(), Some("b"));
+        assert!(o.bytes().ends_with(br#""model":"b"}"#));
     }
 
     #[test]
