@@ -177,7 +177,7 @@ fn input_guard(c: &mut Criterion) {
 const ANSWER: &str = r#"{"id":"chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT","object":"chat.completion","created":1741569952,"model":"gpt-4o-2024-08-06","choices":[{"index":0,"message":{"role":"assistant","content":"Hello! How can I assist you today?","refusal":null,"annotations":[]},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":19,"completion_tokens":10,"total_tokens":29,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0}},"service_tier":"default"}"#;
 
 /// The gateway's common setup: PII denied on the way in, a word count denied on the way out,
-/// on a JSON answer (the answer is parsed, judged and written back with `hook_results`).
+/// on a JSON answer (the answer is read, judged and written back with `hook_results`).
 fn json_answer(c: &mut Criterion) {
     let hooks = Loader::new()
         .hooks(&json!({

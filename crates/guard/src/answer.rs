@@ -12,7 +12,7 @@ use portcullis_core::facts::{GuardResult, ResponseFacts};
 use serde_json::{Map, Value, json};
 
 use crate::context::Phase;
-use crate::hook::{HookResult, append_json};
+use crate::hook::{HookResult, Stamps, write_str, write_value};
 
 /// Portkey's status for a denying hook that failed.
 pub const DENIED: u16 = 446;
@@ -43,13 +43,14 @@ impl HookResults<'_> {
     /// Writes the bytes `serde_json` writes for [`hook_results_json`] (keys sorted: see
     /// [`HookResult::write_json`]).
     pub(crate) fn write_json(&self, out: &mut Vec<u8>) {
-        let list = |out: &mut Vec<u8>, results: &[HookResult]| {
+        let mut stamps = Stamps::default();
+        let mut list = |out: &mut Vec<u8>, results: &[HookResult]| {
             out.push(b'[');
             for (i, r) in results.iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
-                r.write_json(out);
+                r.write_json(out, &mut stamps);
             }
             out.push(b']');
         };
@@ -108,7 +109,7 @@ pub(crate) fn with_results(object: &Map<String, Value>, results: HookResults<'_>
         if !std::mem::take(&mut first) {
             out.push(b',');
         }
-        append_json(out, key);
+        write_str(out, key);
         out.push(b':');
     };
     let mut written = false;
@@ -120,7 +121,7 @@ pub(crate) fn with_results(object: &Map<String, Value>, results: HookResults<'_>
         }
         if key != RESULTS_KEY {
             member(&mut out, key);
-            append_json(&mut out, value);
+            write_value(&mut out, value);
         }
     }
     if !written {

@@ -20,10 +20,13 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use portcullis_core::RequestView;
 use portcullis_core::context::Metadata;
 use portcullis_core::error::InvalidRequest;
 use serde_json::{Map, Value};
+
+use crate::response::ResponseDoc;
 
 /// When a hook runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -171,7 +174,7 @@ pub struct HookContext {
     pub(crate) phase: Phase,
     pub(crate) request_type: RequestType,
     pub(crate) request: RequestDoc,
-    pub(crate) response: Option<Value>,
+    pub(crate) response: Option<ResponseDoc>,
     pub(crate) status: u16,
     pub(crate) text: String,
     /// Byte ranges of the text parts in `text`.
@@ -183,40 +186,57 @@ pub struct HookContext {
 }
 
 impl HookContext {
-    /// The context of a before-request hook over `view`.
-    pub fn before(view: Arc<RequestView>, request_type: RequestType) -> Self {
-        let mut cx = Self {
-            phase: Phase::Before,
+    /// A context without text: the constructors below fill it in for their phase (an
+    /// after-phase context never reads the request's text, so never computes it).
+    fn bare(view: Arc<RequestView>, request_type: RequestType, phase: Phase) -> Self {
+        Self {
+            phase,
             request_type,
             request: RequestDoc::new(view),
             response: None,
-            status: 0,
+            status: if phase == Phase::After { 200 } else { 0 },
             text: String::new(),
             parts: Vec::new(),
             metadata: None,
             provider: None,
             transformed_request: false,
             transformed_response: false,
-        };
+        }
+    }
+
+    /// The context of a before-request hook over `view`.
+    pub fn before(view: Arc<RequestView>, request_type: RequestType) -> Self {
+        let mut cx = Self::bare(view, request_type, Phase::Before);
         cx.refresh_text();
         cx
     }
 
     /// The context of an after-request hook: `view` answered by `response` (status 200).
     pub fn after(view: Arc<RequestView>, request_type: RequestType, response: Value) -> Self {
-        let mut cx = Self::before(view, request_type);
-        cx.phase = Phase::After;
-        cx.status = 200;
-        cx.response = Some(response);
+        let mut cx = Self::bare(view, request_type, Phase::After);
+        cx.response = Some(ResponseDoc::from_value(response));
         cx.refresh_text();
         cx
     }
 
+    /// [`after`](Self::after) for the upstream's answer as it came: its text read in one
+    /// pass, its tree built only if a check or the answer's rewrite needs it. `None` when
+    /// the answer is not a JSON object.
+    pub(crate) fn answered(
+        view: Arc<RequestView>,
+        request_type: RequestType,
+        response: &Bytes,
+    ) -> Option<Self> {
+        let mut cx = Self::bare(view, request_type, Phase::After);
+        let (text, parts) = (&mut cx.text, &mut cx.parts);
+        let response = ResponseDoc::read(response, |p| push_part(text, parts, p))?;
+        cx.response = Some(response);
+        Some(cx)
+    }
+
     /// The context of an after-request hook judging streamed `text` (no response JSON).
     pub(crate) fn window(view: Arc<RequestView>, request_type: RequestType) -> Self {
-        let mut cx = Self::before(view, request_type);
-        cx.phase = Phase::After;
-        cx.status = 200;
+        let mut cx = Self::bare(view, request_type, Phase::After);
         cx.set_window_text("");
         cx
     }
@@ -265,7 +285,7 @@ impl HookContext {
 
     /// The response body, after the call (none in a stream).
     pub fn response_json(&self) -> Option<&Value> {
-        self.response.as_ref()
+        self.response.as_ref().map(ResponseDoc::tree)
     }
 
     /// The request's metadata.
@@ -287,24 +307,19 @@ impl HookContext {
 
     /// Recomputes the text from the request or the response.
     pub(crate) fn refresh_text(&mut self) {
-        let mut parts: Vec<String> = Vec::new();
-        match self.phase {
-            Phase::Before => request_parts(&self.request, |p| parts.push(p.to_owned())),
-            Phase::After => {
-                if let Some(response) = &self.response {
-                    response_parts(response, |p| parts.push(p.to_owned()));
-                }
-            }
-        }
         self.text.clear();
         self.parts.clear();
-        for (i, part) in parts.iter().enumerate() {
-            if i > 0 {
-                self.text.push('\n');
+        // The parts are written straight into the text: they come from the request or the
+        // response, never from the text itself.
+        let (text, parts) = (&mut self.text, &mut self.parts);
+        let push = |p: &str| push_part(text, parts, p);
+        match self.phase {
+            Phase::Before => request_parts(&self.request, push),
+            Phase::After => {
+                if let Some(response) = &self.response {
+                    response_parts(response.tree(), push);
+                }
             }
-            let start = self.text.len();
-            self.text.push_str(part);
-            self.parts.push((start, self.text.len()));
         }
     }
 
@@ -317,13 +332,24 @@ impl HookContext {
             }
             Phase::After => {
                 if let Some(response) = &mut self.response {
-                    set_response_parts(response, new);
+                    set_response_parts(response.tree_mut(), new);
                     self.transformed_response = true;
                 }
             }
         }
         self.refresh_text();
     }
+}
+
+/// Adds a text part to `text` (after a newline, unless it is the first) and its range to
+/// `parts`.
+fn push_part(text: &mut String, parts: &mut Vec<(usize, usize)>, part: &str) {
+    if !parts.is_empty() {
+        text.push('\n');
+    }
+    let start = text.len();
+    text.push_str(part);
+    parts.push((start, text.len()));
 }
 
 fn part_text(part: &Value) -> &str {

@@ -189,6 +189,7 @@ mod hook;
 mod layer;
 pub mod pii;
 mod regex;
+mod response;
 mod service;
 pub mod stream;
 

@@ -19,6 +19,7 @@ use crate::context::{HookContext, Phase, RequestType};
 use crate::future::{BoxResponse, ResponseFuture};
 use crate::hook::HookResult;
 use crate::layer::{GuardBuilder, Guards, run_all, run_now, spawn_async};
+use crate::response::{ResponseDoc, Top};
 use crate::stream::GuardBody;
 
 /// Runs guardrail hooks around an LLM service (see the [crate docs](crate)).
@@ -91,7 +92,9 @@ pub(crate) struct ResultsWritten;
 
 pub(crate) struct AfterCtx {
     pub(crate) guards: Arc<Guards>,
-    pub(crate) before: Vec<HookResult>,
+    /// The before hooks' results (this layer's, or an outer layer's), shared with the
+    /// request's [`BeforeResults`].
+    pub(crate) before: Arc<Vec<HookResult>>,
     pub(crate) view: Arc<RequestView>,
     pub(crate) request_type: RequestType,
     pub(crate) metadata: Option<Metadata>,
@@ -99,11 +102,19 @@ pub(crate) struct AfterCtx {
 }
 
 impl AfterCtx {
-    pub(crate) fn context(&self, response: Option<Value>) -> HookContext {
-        let mut cx = match response {
-            Some(r) => HookContext::after(self.view.clone(), self.request_type, r),
-            None => HookContext::window(self.view.clone(), self.request_type),
-        };
+    /// The context of after hooks judging a stream's text.
+    pub(crate) fn window(&self) -> HookContext {
+        self.with_request(HookContext::window(self.view.clone(), self.request_type))
+    }
+
+    /// The context of after hooks judging the upstream's answer; `None` when the answer is
+    /// not a JSON object.
+    pub(crate) fn answered(&self, response: &Bytes) -> Option<HookContext> {
+        HookContext::answered(self.view.clone(), self.request_type, response)
+            .map(|cx| self.with_request(cx))
+    }
+
+    fn with_request(&self, mut cx: HookContext) -> HookContext {
         cx.metadata = self.metadata.clone();
         cx.provider = self.provider.clone();
         cx
@@ -199,9 +210,10 @@ where
         cx.provider = provider.clone();
         spawn_async(&guards.before_async, &cx, Phase::Before);
         let embed = request_type == RequestType::Embed;
-        let mut after = AfterCtx {
-            guards: guards.clone(),
-            before: Vec::new(),
+        // What the after phase needs, once the before hooks have run.
+        let after = move |guards: Arc<Guards>, before, view| AfterCtx {
+            guards,
+            before,
             view,
             request_type,
             metadata,
@@ -214,28 +226,29 @@ where
             if results.iter().any(HookResult::denied) {
                 return ResponseFuture::answered(answer::denied(&results, &[]));
             }
-            after.view = match rewrite(&mut req, &cx, after.view.clone()) {
+            let view = match rewrite(&mut req, &cx, view) {
                 Ok(view) => view,
                 Err(e) => return ResponseFuture::answered(invalid(e)),
             };
-            after.before = pass_on(&mut req, results, inherited);
+            let after = after(guards.clone(), pass_on(&mut req, results, inherited), view);
             // Called in place: the inner service was readied by `poll_ready`.
             return ResponseFuture::calling(self.inner.call(req), Some(after));
         }
 
+        let guards = guards.clone();
         let fresh = self.inner.clone();
         let mut ready = std::mem::replace(&mut self.inner, fresh);
         ResponseFuture::boxed(Box::pin(async move {
-            let results = run_all(&after.guards.before, &mut cx, embed).await;
+            let results = run_all(&guards.before, &mut cx, embed).await;
             answer::report(Phase::Before, &results);
             if results.iter().any(HookResult::denied) {
                 return Ok(answer::denied(&results, &[]));
             }
-            after.view = match rewrite(&mut req, &cx, after.view.clone()) {
+            let view = match rewrite(&mut req, &cx, view) {
                 Ok(view) => view,
                 Err(e) => return Ok(invalid(e)),
             };
-            after.before = pass_on(&mut req, results, inherited);
+            let after = after(guards, pass_on(&mut req, results, inherited), view);
             let response = ready.call(req).await.map_err(Into::into)?;
             match finish(response, after) {
                 Finish::Now(response) => Ok(response),
@@ -246,17 +259,18 @@ where
 }
 
 /// This layer's before results, or, when it ran none, those an outer layer passed in; its own
-/// go into the request for an inner layer to report.
+/// go into the request for an inner layer to report. Shared, not copied: a result holds its
+/// checks' data.
 fn pass_on(
     req: &mut Request<BufferedBody>,
     results: Vec<HookResult>,
     inherited: Option<Arc<Vec<HookResult>>>,
-) -> Vec<HookResult> {
+) -> Arc<Vec<HookResult>> {
     if results.is_empty() {
-        return inherited.map(|r| (*r).clone()).unwrap_or_default();
+        return inherited.unwrap_or_default();
     }
-    req.extensions_mut()
-        .insert(BeforeResults(Arc::new(results.clone())));
+    let results = Arc::new(results);
+    req.extensions_mut().insert(BeforeResults(results.clone()));
     results
 }
 
@@ -309,10 +323,9 @@ async fn after_json(
 ) -> Result<Response<Body>, BoxError> {
     let (mut parts, body) = response.into_parts();
     let bytes = body.collect().await?.to_bytes();
-    let Ok(json @ Value::Object(_)) = serde_json::from_slice::<Value>(&bytes) else {
+    let Some(mut cx) = ctx.answered(&bytes) else {
         return Ok(Response::from_parts(parts, Body::from(bytes)));
     };
-    let mut cx = ctx.context(Some(json));
     let mut after = Vec::new();
     if after_hooks {
         spawn_async(&ctx.guards.after_async, &cx, Phase::After);
@@ -353,23 +366,31 @@ async fn after_json(
 fn answer_bytes(upstream: Bytes, cx: &HookContext, results: HookResults<'_>) -> Bytes {
     let any = !(results.before.is_empty() && results.after.is_empty());
     let rewritten = cx.transformed_response || results.after.iter().any(|r| r.transformed);
-    // The answer was parsed as an object, and checks replace it only with objects (a value
-    // of another kind, from a check of the caller's, gives way to the results).
-    let empty = Map::new();
-    let object = match &cx.response {
-        Some(Value::Object(object)) => object,
-        _ => &empty,
-    };
     if !rewritten {
         if !any {
             return upstream;
         }
-        if !object.contains_key("hook_results")
-            && let Some(spliced) = answer::splice_results(&upstream, object.is_empty(), results)
+        // What the one pass saw: no tree is built for an answer sent on as it came.
+        let top = cx.response.as_ref().map_or(
+            Top {
+                empty: true,
+                results: false,
+            },
+            ResponseDoc::top,
+        );
+        if !top.results
+            && let Some(spliced) = answer::splice_results(&upstream, top.empty, results)
         {
             return spliced.into();
         }
     }
+    // The answer was read as an object, and checks replace it only with objects (a value
+    // of another kind, from a check of the caller's, gives way to the results).
+    let empty = Map::new();
+    let object = match cx.response_json() {
+        Some(Value::Object(object)) => object,
+        _ => &empty,
+    };
     if any {
         answer::with_results(object, results).into()
     } else {
@@ -386,7 +407,7 @@ mod tests {
     /// What the answer was before splicing: the parsed answer, `hook_results` set when hooks
     /// ran, serialised.
     fn old_answer(cx: &HookContext, before: &[HookResult], after: &[HookResult]) -> Vec<u8> {
-        let mut body = cx.response.clone().unwrap_or(Value::Null);
+        let mut body = cx.response_json().cloned().unwrap_or(Value::Null);
         if !(before.is_empty() && after.is_empty()) {
             body["hook_results"] = json!({
                 "before_request_hooks": before.iter().map(old_hook_json).collect::<Vec<_>>(),
@@ -396,13 +417,27 @@ mod tests {
         serde_json::to_vec(&body).unwrap()
     }
 
-    fn context(answer: &[u8]) -> HookContext {
-        let view = RequestView::parse(Bytes::from_static(
-            br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
-        ))
+    /// The context of after hooks over `answer`, both ways: as a tree (what the after phase
+    /// built before) and read from the bytes in one pass (what it builds now).
+    fn contexts(answer: &'static [u8]) -> [HookContext; 2] {
+        let view = Arc::new(
+            RequestView::parse(Bytes::from_static(
+                br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
+            ))
+            .unwrap(),
+        );
+        let tree = serde_json::from_slice(answer).unwrap();
+        let read = HookContext::answered(
+            view.clone(),
+            RequestType::ChatComplete,
+            &Bytes::from_static(answer),
+        )
         .unwrap();
-        let answer = serde_json::from_slice(answer).unwrap();
-        HookContext::after(Arc::new(view), RequestType::ChatComplete, answer)
+        let tree = HookContext::after(view, RequestType::ChatComplete, tree);
+        assert_eq!(read.text(), tree.text());
+        // On a copy: asking for the tree builds it.
+        assert_eq!(read.clone().response_json(), tree.response_json());
+        [tree, read]
     }
 
     /// Results of hooks that judged and rewrote nothing.
@@ -421,26 +456,36 @@ mod tests {
         let results = untransformed();
         let (before, after) = (&results[..1], &results[1..]);
         for answer in [ODD, b"{}", b" { } "] {
-            let cx = context(answer);
-            let out = answer_bytes(
+            for cx in contexts(answer) {
+                let out = answer_bytes(
+                    Bytes::from_static(answer),
+                    &cx,
+                    HookResults { before, after },
+                );
+                let close = answer.iter().rposition(|&b| b == b'}').unwrap();
+                assert!(out.starts_with(&answer[..close]), "{out:?}");
+                assert!(out.ends_with(&answer[close..]), "{out:?}");
+                let got: Value = serde_json::from_slice(&out).unwrap();
+                let old: Value = serde_json::from_slice(&old_answer(&cx, before, after)).unwrap();
+                assert_eq!(got, old);
+            }
+            // Read in one pass, the answer was sent on without a tree.
+            let [_, read] = contexts(answer);
+            answer_bytes(
                 Bytes::from_static(answer),
-                &cx,
+                &read,
                 HookResults { before, after },
             );
-            let close = answer.iter().rposition(|&b| b == b'}').unwrap();
-            assert!(out.starts_with(&answer[..close]), "{out:?}");
-            assert!(out.ends_with(&answer[close..]), "{out:?}");
-            let got: Value = serde_json::from_slice(&out).unwrap();
-            let old: Value = serde_json::from_slice(&old_answer(&cx, before, after)).unwrap();
-            assert_eq!(got, old);
+            assert!(!read.response.as_ref().unwrap().has_tree());
         }
         // No results to add: the upstream's bytes, untouched.
-        let cx = context(ODD);
-        let none = HookResults {
-            before: &[],
-            after: &[],
-        };
-        assert_eq!(answer_bytes(Bytes::from_static(ODD), &cx, none), ODD);
+        for cx in contexts(ODD) {
+            let none = HookResults {
+                before: &[],
+                after: &[],
+            };
+            assert_eq!(answer_bytes(Bytes::from_static(ODD), &cx, none), ODD);
+        }
     }
 
     #[test]
@@ -460,33 +505,63 @@ mod tests {
             (own, &[], false),
         ];
         for (answer, after, rewritten) in cases {
-            let mut cx = context(answer);
-            if rewritten {
-                cx.response = Some(json!({"z": 1, "choices": [{"message": {"content": "new"}}]}));
-                cx.transformed_response = true;
+            for mut cx in contexts(answer) {
+                if rewritten {
+                    cx.response = Some(ResponseDoc::from_value(
+                        json!({"z": 1, "choices": [{"message": {"content": "new"}}]}),
+                    ));
+                    cx.transformed_response = true;
+                }
+                let before = &unchanged[..1];
+                let out = answer_bytes(
+                    Bytes::from_static(answer),
+                    &cx,
+                    HookResults { before, after },
+                );
+                assert_eq!(
+                    String::from_utf8_lossy(&out),
+                    String::from_utf8_lossy(&old_answer(&cx, before, after))
+                );
             }
-            let before = &unchanged[..1];
-            let out = answer_bytes(
-                Bytes::from_static(answer),
-                &cx,
-                HookResults { before, after },
-            );
-            assert_eq!(
-                String::from_utf8_lossy(&out),
-                String::from_utf8_lossy(&old_answer(&cx, before, after))
-            );
         }
         // Rewritten with no results at all: the new answer alone.
-        let mut cx = context(ODD);
-        cx.response = Some(json!({"b": 1, "a": [true]}));
-        cx.transformed_response = true;
-        let none = HookResults {
-            before: &[],
-            after: &[],
+        for mut cx in contexts(ODD) {
+            cx.response = Some(ResponseDoc::from_value(json!({"b": 1, "a": [true]})));
+            cx.transformed_response = true;
+            let none = HookResults {
+                before: &[],
+                after: &[],
+            };
+            assert_eq!(
+                answer_bytes(Bytes::from_static(ODD), &cx, none),
+                &br#"{"a":[true],"b":1}"#[..]
+            );
+        }
+    }
+
+    #[test]
+    fn a_checks_rewrite_of_the_text_applies_to_an_answer_read_in_one_pass() {
+        let answer: &[u8] = br#"{"choices":[{"message":{"role":"assistant","content":[{"type":"text","text":"a\nb"},{"type":"image_url"},{"type":"text","text":"c"}]}}],"id":"x"}"#;
+        let [mut tree, mut read] = contexts(answer);
+        assert_eq!(read.parts().collect::<Vec<_>>(), ["a\nb", "", "c"]);
+        let new = ["A".to_owned(), "B".to_owned(), "C".to_owned()];
+        tree.set_parts(&new);
+        read.set_parts(&new);
+        assert!(read.transformed_response && tree.transformed_response);
+        assert_eq!(read.text(), tree.text());
+        // A part that is not text keeps its place and takes no new text.
+        assert_eq!(read.text(), "A\n\nC");
+        assert_eq!(read.response_json(), tree.response_json());
+        let results = sample_results();
+        let (before, after) = (&results[..1], &results[1..]);
+        let written = |cx: &HookContext| {
+            answer_bytes(
+                Bytes::from_static(answer),
+                cx,
+                HookResults { before, after },
+            )
         };
-        assert_eq!(
-            answer_bytes(Bytes::from_static(ODD), &cx, none),
-            &br#"{"a":[true],"b":1}"#[..]
-        );
+        assert_eq!(written(&read), written(&tree));
+        assert_eq!(written(&read), old_answer(&tree, before, after));
     }
 }

@@ -96,7 +96,7 @@ struct Watch {
 
 impl<B> GuardBody<B> {
     pub(crate) fn new(inner: B, ctx: AfterCtx, run_after: bool) -> Self {
-        let cx = ctx.context(None);
+        let cx = ctx.window();
         Self {
             inner,
             watch: Box::new(Watch {
@@ -270,7 +270,7 @@ impl Watch {
 
     /// The text is whole: start the after hooks over it.
     fn judge_whole(&mut self) {
-        let mut cx = self.ctx.context(None);
+        let mut cx = self.ctx.window();
         cx.set_window_text(&self.text);
         if !self.run_after {
             self.stage = Stage::Judging(Box::pin(async { Vec::new() }));

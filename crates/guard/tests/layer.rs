@@ -374,3 +374,142 @@ async fn an_answer_no_check_rewrote_keeps_the_upstreams_bytes_with_the_results_a
         "compact, keys sorted"
     );
 }
+
+/// An output guard that fails (246) answers of more than three words, over `answer`.
+async fn judged(answer: &'static str) -> (http::StatusCode, bytes::Bytes) {
+    answered_with(
+        json!({"output_guardrails": [{"wordCount": {"minWords": 1, "maxWords": 3}}]}),
+        answer,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn answers_are_judged_on_their_text_however_they_are_written() {
+    // Four words, escapes in the text: read in one pass; then the same answers with what
+    // the one pass leaves to serde_json (an escaped key, a key given twice, an exponent).
+    let four = [
+        r#"{"choices":[{"message":{"content":"one\ttwo \u0074hree\nfour"}}]}"#,
+        r#"{"\u0069d":"x","choices":[{"message":{"content":"one\ttwo \u0074hree\nfour"}}]}"#,
+        r#"{"choices":[{"message":{"content":"1 2"}}],"choices":[{"message":{"content":"one two three four"}}]}"#,
+        r#"{"n":1e2,"choices":[{"text":"one two three four"}]}"#,
+        r#"{"content":[{"type":"text","text":"one two"},{"type":"image"},{"type":"t\u0065xt","text":"three four"}]}"#,
+    ];
+    for answer in four {
+        let (status, bytes) = judged(answer).await;
+        assert_eq!(status, 246, "{answer}");
+        let body: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            body["hook_results"]["after_request_hooks"][0]["checks"][0]["data"]["wordCount"], 4,
+            "{answer}"
+        );
+    }
+    let three = [
+        r#"{"choices":[{"message":{"content":"one two three"}}]}"#,
+        r#"{"choices":[{"message":{"content":"one two four","content":"one two three"}}]}"#,
+        r#"{"\u0069d":"x","content":[{"type":"text","text":"one two three"}]}"#,
+    ];
+    for answer in three {
+        let (status, bytes) = judged(answer).await;
+        assert_eq!(status, 200, "{answer}");
+        let body: Value = serde_json::from_slice(&bytes).unwrap();
+        let check = &body["hook_results"]["after_request_hooks"][0]["checks"][0];
+        assert_eq!(check["data"]["wordCount"], 3, "{answer}");
+        // The answer kept its bytes, the results added at its end.
+        let close = answer.rfind('}').unwrap();
+        assert!(bytes.starts_with(&answer.as_bytes()[..close]), "{answer}");
+    }
+}
+
+#[tokio::test]
+async fn answers_that_are_not_json_objects_pass_untouched() {
+    for answer in [
+        "[1, 2]",
+        "\"text\"",
+        "not json",
+        "{\"choices\":[{\"message\":{\"content\":\"broken",
+        // A raw control character inside a string.
+        "{\"choices\":[{\"message\":{\"content\":\"\u{0}\"}}]}",
+        "{} {}",
+    ] {
+        let (status, bytes) = judged(answer).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(bytes, answer.as_bytes(), "{answer}");
+    }
+    // Bytes that are not UTF-8 at all.
+    let upstream = tower::service_fn(|_req: http::Request<portcullis_core::BufferedBody>| {
+        std::future::ready(Ok::<_, portcullis_core::BoxError>(
+            http::Response::builder()
+                .header("content-type", "application/json")
+                .body(portcullis_core::Body::from(bytes::Bytes::from_static(
+                    b"{\"choices\":[{\"message\":{\"content\":\"\xff\xfe\"}}]}",
+                )))
+                .unwrap(),
+        ))
+    });
+    let hooks = Loader::new()
+        .hooks(&json!({"output_guardrails": [{"wordCount": {"maxWords": 3}}]}))
+        .unwrap();
+    let res = GuardLayer::new(hooks)
+        .layer(upstream)
+        .oneshot(chat("hi"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body = http_body_util::BodyExt::collect(res.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(
+        &body[..],
+        b"{\"choices\":[{\"message\":{\"content\":\"\xff\xfe\"}}]}"
+    );
+}
+
+#[tokio::test]
+async fn an_answer_with_its_own_results_gets_the_hooks_results_instead() {
+    let answer = r#"{"hook_results":{"from":"upstream"},"choices":[{"message":{"content":"one two"}}], "id" : "c"}"#;
+    let (status, bytes) = judged(answer).await;
+    assert_eq!(status, 200);
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(
+        body["hook_results"]["after_request_hooks"][0]["checks"][0]["data"]["wordCount"],
+        2
+    );
+    assert!(body["hook_results"].get("from").is_none());
+    assert_eq!(bytes, serde_json::to_vec(&body).unwrap(), "written anew");
+}
+
+#[tokio::test]
+async fn an_outer_input_guard_and_an_inner_output_guard_report_both_lists() {
+    const ANSWER: &str =
+        r#"{"id":"c","choices":[{"index":0,"message":{"role":"assistant","content":"Hi there"}}]}"#;
+    let upstream = tower::service_fn(|_req: http::Request<portcullis_core::BufferedBody>| {
+        std::future::ready(Ok::<_, portcullis_core::BoxError>(
+            http::Response::builder()
+                .header("content-type", "application/json")
+                .body(portcullis_core::Body::from(ANSWER))
+                .unwrap(),
+        ))
+    });
+    let input = Loader::new()
+        .hooks(&json!({"input_guardrails": [{"id": "in", "wordCount": {"maxWords": 1}}]}))
+        .unwrap();
+    let output = Loader::new()
+        .hooks(&json!({"output_guardrails": [{"id": "out", "wordCount": {"maxWords": 5}}]}))
+        .unwrap();
+    let svc = GuardLayer::new(input).layer(GuardLayer::new(output).layer(upstream));
+    let res = svc.oneshot(chat("two words")).await.unwrap();
+    let facts = res.extensions().get::<ResponseFacts>().cloned().unwrap();
+    let (status, body) = read(res).await;
+    // The input guard failed without denying: 246, both lists written once, by the inner layer.
+    assert_eq!(status, 246);
+    let results = &body["hook_results"];
+    assert_eq!(results["before_request_hooks"][0]["id"], "in");
+    assert_eq!(results["before_request_hooks"][0]["verdict"], false);
+    assert_eq!(results["after_request_hooks"][0]["id"], "out");
+    assert_eq!(results["after_request_hooks"][0]["verdict"], true);
+    assert_eq!(body["choices"][0]["message"]["content"], "Hi there");
+    let ids: Vec<&str> = facts.guards.iter().map(|g| &*g.id).collect();
+    assert!(ids.contains(&"in") && ids.contains(&"out"), "{ids:?}");
+}

@@ -250,3 +250,43 @@ async fn a_before_hook_doing_io_moves_the_readied_service_into_the_future() {
     send.send_response(http::Response::new(portcullis_core::Body::from("{}")));
     assert_eq!(call.await.unwrap().unwrap().status(), 200);
 }
+
+#[tokio::test]
+async fn an_output_webhook_sees_the_answer_and_may_replace_it() {
+    let server = WebhookServer::start(|body: Value| async move {
+        let mut answer = body["response"]["json"].clone();
+        answer["choices"][0]["message"]["content"] = json!("replaced by the hook");
+        (
+            200,
+            json!({"verdict": true, "transformedData": {"response": {"json": answer}}}),
+        )
+    })
+    .await;
+    let fake = FakeUpstream::start().await;
+    let node = json!({"output_guardrails": [{"webhook": {"webhookURL": format!("{}/out", server.url())}}]});
+    let hooks = loader(&server).hooks(&node).unwrap();
+    let svc = GuardLayer::new(hooks).layer(upstream(fake.url()));
+    let (status, body) = read(svc.oneshot(chat("hi")).await.unwrap()).await;
+    assert_eq!(status, 200);
+
+    // The webhook saw the upstream's whole answer, its text and its status.
+    let sent = &server.received()[0].body;
+    assert_eq!(sent["eventType"], "afterRequestHook");
+    assert_eq!(sent["response"]["text"], "Hello from the fake upstream.");
+    assert_eq!(sent["response"]["statusCode"], 200);
+    assert_eq!(
+        sent["response"]["json"]["choices"][0]["message"]["content"],
+        "Hello from the fake upstream."
+    );
+    assert!(sent["response"]["json"]["usage"].is_object());
+
+    // The client gets the webhook's answer, with the results.
+    let mut want = sent["response"]["json"].clone();
+    want["choices"][0]["message"]["content"] = json!("replaced by the hook");
+    want["hook_results"] = body["hook_results"].clone();
+    assert_eq!(body, want);
+    assert_eq!(
+        body["hook_results"]["after_request_hooks"][0]["transformed"],
+        true
+    );
+}

@@ -170,19 +170,38 @@ pub enum Transform {
     ResponseBody(Value),
 }
 
-/// The UTF-16 length of `s`: what JavaScript's `length` counts.
+/// The UTF-16 length of `s`: what JavaScript's `length` counts. Every character but a
+/// continuation byte's starts a unit, and a four-byte one (its first byte `0xF0` or above)
+/// takes two: counted over the bytes, without decoding characters.
 pub(crate) fn utf16_len(s: &str) -> usize {
-    s.chars().map(char::len_utf16).sum()
+    s.bytes()
+        .map(|b| usize::from(b & 0xC0 != 0x80) + usize::from(b >= 0xF0))
+        .sum()
 }
 
 /// The first 100 UTF-16 units of `text`, with `...` when cut (Portkey's `textExcerpt`).
 pub(crate) fn excerpt(text: &str) -> String {
-    let mut units = 0;
-    for (i, c) in text.char_indices() {
-        units += c.len_utf16();
-        if units > 100 {
-            return format!("{}...", &text[..i]);
-        }
+    const UNITS: usize = 100;
+    // A character takes at least as many bytes as UTF-16 units: a text this short is whole.
+    if text.len() <= UNITS {
+        return text.to_owned();
     }
-    text.to_owned()
+    // An ASCII start takes a unit a byte: the cut is at the hundredth byte.
+    let cut = if text.as_bytes()[..=UNITS].is_ascii() {
+        UNITS
+    } else {
+        let mut units = 0;
+        let cut = text.char_indices().find(|&(_, c)| {
+            units += c.len_utf16();
+            units > UNITS
+        });
+        match cut {
+            Some((i, _)) => i,
+            None => return text.to_owned(),
+        }
+    };
+    let mut out = String::with_capacity(cut + 3);
+    out.push_str(&text[..cut]);
+    out.push_str("...");
+    out
 }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use portcullis_core::BuildError;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::params::{Operator, Params};
 use super::{Check, Outcome, Run, Transform, excerpt, utf16_len};
@@ -155,6 +155,26 @@ pub(crate) enum Counted {
     Characters,
 }
 
+impl Counted {
+    /// The data's key for the count.
+    fn key(self) -> &'static str {
+        match self {
+            Counted::Sentences => "sentenceCount",
+            Counted::Words => "wordCount",
+            Counted::Characters => "characterCount",
+        }
+    }
+
+    /// What the explanation calls the things counted.
+    fn what(self) -> &'static str {
+        match self {
+            Counted::Sentences => "sentences",
+            Counted::Words => "words",
+            Counted::Characters => "characters",
+        }
+    }
+}
+
 /// `default.sentenceCount`, `default.wordCount`, `default.characterCount`.
 #[derive(Debug)]
 pub(crate) struct Count {
@@ -162,6 +182,12 @@ pub(crate) struct Count {
     min: f64,
     max: f64,
     not: bool,
+    /// The end of the explanation, which only the parameters decide: ` the range 1 to 500.`
+    /// (written once, not per answer: a float's formatting is most of the explanation's cost).
+    range: String,
+    /// The data with what the parameters decide filled in, the rest placeholders: a copy of
+    /// a map costs less than building it key by key.
+    data: Map<String, Value>,
 }
 
 impl Count {
@@ -180,54 +206,110 @@ impl Count {
                 p.integer("maxCharacters", 9_999_999)? as f64,
             ),
         };
+        let not = p.not()?;
+        let data = Map::from_iter([
+            (counted.key().to_owned(), Value::from(0)),
+            ("min".to_owned(), Value::from(min)),
+            ("max".to_owned(), Value::from(max)),
+            ("not".to_owned(), Value::Bool(not)),
+            ("verdict".to_owned(), Value::Bool(false)),
+            ("explanation".to_owned(), Value::String(String::new())),
+            ("textExcerpt".to_owned(), Value::String(String::new())),
+        ]);
         Ok(Self {
             counted,
             min,
             max,
-            not: p.not()?,
+            not,
+            range: format!(
+                " the range {min} to {max}{}.",
+                if not { " (inverted by `not`)" } else { "" }
+            ),
+            data,
         })
     }
+
+    /// `The text has {count} {what}, {within|outside} the range {min} to {max}[ (inverted by
+    /// `not`)].`
+    fn explanation(&self, count: usize, what: &str, within: bool) -> String {
+        let place = if within { "within" } else { "outside" };
+        let mut out = String::with_capacity(40 + what.len() + self.range.len());
+        out.push_str("The text has ");
+        push_decimal(&mut out, count);
+        out.push(' ');
+        out.push_str(what);
+        out.push_str(", ");
+        out.push_str(place);
+        out.push_str(&self.range);
+        out
+    }
+}
+
+/// Writes `n` in decimal, as `{n}` formats it.
+fn push_decimal(out: &mut String, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&digits[at..]).expect("ASCII digits"));
+}
+
+/// The number of words in `text`: what `text.split_whitespace().count()` counts (runs of
+/// characters that are not white space), in one pass without an iterator of slices.
+pub(crate) fn count_words(text: &str) -> usize {
+    let mut words = 0;
+    let mut in_word = false;
+    for c in text.chars() {
+        let word = !c.is_whitespace();
+        words += usize::from(word && !in_word);
+        in_word = word;
+    }
+    words
 }
 
 impl Check for Count {
     fn run(&self, cx: &HookContext) -> Run {
         let text = cx.text();
-        let (count, key, what) = match self.counted {
+        let count = match self.counted {
             // JavaScript's `split(/[.!?]/).length - 1`: the number of terminators.
-            Counted::Sentences => (
-                text.bytes()
-                    .filter(|b| matches!(b, b'.' | b'!' | b'?'))
-                    .count(),
-                "sentenceCount",
-                "sentences",
-            ),
+            Counted::Sentences => text
+                .bytes()
+                .filter(|b| matches!(b, b'.' | b'!' | b'?'))
+                .count(),
             Counted::Words => {
                 if text.is_empty() {
                     return Run::Done(Outcome::error("Missing text to count words"));
                 }
-                (text.split_whitespace().count().max(1), "wordCount", "words")
+                count_words(text).max(1)
             }
             Counted::Characters => {
                 if text.is_empty() {
                     return Run::Done(Outcome::error("Missing text to count characters"));
                 }
-                (utf16_len(text), "characterCount", "characters")
+                utf16_len(text)
             }
         };
         let within = (count as f64) >= self.min && (count as f64) <= self.max;
         let verdict = invert(within, self.not);
-        let explanation = format!(
-            "The text has {count} {what}, {} the range {} to {}{}.",
-            if within { "within" } else { "outside" },
-            self.min,
-            self.max,
-            if self.not { " (inverted by `not`)" } else { "" }
-        );
-        Run::Done(Outcome::verdict(
-            verdict,
-            json!({key: count, "min": self.min, "max": self.max, "not": self.not,
-                   "verdict": verdict, "explanation": explanation, "textExcerpt": excerpt(text)}),
-        ))
+        let mut explanation = self.explanation(count, self.counted.what(), within);
+        let mut text_excerpt = excerpt(text);
+        let mut data = self.data.clone();
+        for (key, value) in &mut data {
+            match key.as_str() {
+                "verdict" => *value = Value::Bool(verdict),
+                "explanation" => *value = Value::String(std::mem::take(&mut explanation)),
+                "textExcerpt" => *value = Value::String(std::mem::take(&mut text_excerpt)),
+                "min" | "max" | "not" => {}
+                _ => *value = Value::from(count),
+            }
+        }
+        Run::Done(Outcome::verdict(verdict, Value::Object(data)))
     }
 }
 
@@ -630,6 +712,157 @@ impl Check for ValidUrls {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// How a count's data was built before: `format!` and `json!`.
+    fn old_count_data(c: &Count, text: &str) -> Option<(bool, Value)> {
+        let (count, key, what) = match c.counted {
+            Counted::Sentences => (
+                text.bytes()
+                    .filter(|b| matches!(b, b'.' | b'!' | b'?'))
+                    .count(),
+                "sentenceCount",
+                "sentences",
+            ),
+            Counted::Words if text.is_empty() => return None,
+            Counted::Words => (text.split_whitespace().count().max(1), "wordCount", "words"),
+            Counted::Characters if text.is_empty() => return None,
+            Counted::Characters => (
+                text.chars().map(char::len_utf16).sum(),
+                "characterCount",
+                "characters",
+            ),
+        };
+        let within = (count as f64) >= c.min && (count as f64) <= c.max;
+        let verdict = invert(within, c.not);
+        let explanation = format!(
+            "The text has {count} {what}, {} the range {} to {}{}.",
+            if within { "within" } else { "outside" },
+            c.min,
+            c.max,
+            if c.not { " (inverted by `not`)" } else { "" }
+        );
+        Some((
+            verdict,
+            json!({key: count, "min": c.min, "max": c.max, "not": c.not,
+                   "verdict": verdict, "explanation": explanation, "textExcerpt": old_excerpt(text)}),
+        ))
+    }
+
+    /// Portkey's `textExcerpt`, as it was written before its fast paths.
+    fn old_excerpt(text: &str) -> String {
+        let mut units = 0;
+        for (i, c) in text.char_indices() {
+            units += c.len_utf16();
+            if units > 100 {
+                return format!("{}...", &text[..i]);
+            }
+        }
+        text.to_owned()
+    }
+
+    /// Texts with every kind of white space (ASCII, Unicode, none), characters of every
+    /// UTF-8 length, and sentence ends, from empty to past an excerpt's length.
+    fn text() -> impl Strategy<Value = String> {
+        let pieces = prop::sample::select(vec![
+            "a", "word", " ", "  ", "\t", "\n", "\r\n", "\u{b}", "\u{c}", "\u{85}", "\u{a0}",
+            "\u{1680}", "\u{2003}", "\u{2028}", "\u{3000}", "\u{200b}", "é", "中", "😀", ".", "!",
+            "?", "x.y", "\u{0}", "\u{7f}",
+        ]);
+        prop::collection::vec(pieces, 0..80).prop_map(|p| p.concat())
+    }
+
+    fn count_check(counted: Counted, min: f64, max: f64, not: bool) -> Count {
+        let params = match counted {
+            Counted::Sentences => json!({"minSentences": min, "maxSentences": max, "not": not}),
+            Counted::Words => json!({"minWords": min as i64, "maxWords": max as i64, "not": not}),
+            Counted::Characters => {
+                json!({"minCharacters": min as i64, "maxCharacters": max as i64, "not": not})
+            }
+        };
+        Count::parse(&Params::new(&params).unwrap(), counted).unwrap()
+    }
+
+    fn window_context(text: &str) -> HookContext {
+        let view = portcullis_core::RequestView::parse(bytes::Bytes::from_static(
+            br#"{"model":"m","messages":[]}"#,
+        ))
+        .unwrap();
+        let mut cx = HookContext::window(
+            std::sync::Arc::new(view),
+            crate::context::RequestType::ChatComplete,
+        );
+        cx.set_window_text(text);
+        cx
+    }
+
+    proptest! {
+        /// Counts, explanations and data are what `split_whitespace`, `format!` and `json!`
+        /// gave: the same verdict, the same JSON to the byte.
+        #[test]
+        fn counts_write_the_data_they_wrote_before(
+            text in text(),
+            counted in prop::sample::select(vec![Counted::Sentences, Counted::Words, Counted::Characters]),
+            min in prop::sample::select(vec![0.0, 1.0, 2.0, 7.0, 30.0]),
+            max in prop::sample::select(vec![0.0, 3.0, 10.0, 500.0, 2000.0, 99_999.0]),
+            half in any::<bool>(),
+            not in any::<bool>(),
+        ) {
+            // Sentences take any number, halves included.
+            let (min, max) = match (counted, half) {
+                (Counted::Sentences, true) => (min + 0.5, max + 0.25),
+                _ => (min, max),
+            };
+            let check = count_check(counted, min, max, not);
+            let Run::Done(outcome) = check.run(&window_context(&text)) else {
+                panic!("counts answer at once");
+            };
+            match old_count_data(&check, &text) {
+                None => prop_assert!(outcome.error.is_some()),
+                Some((verdict, data)) => {
+                    prop_assert_eq!(outcome.verdict, verdict);
+                    prop_assert_eq!(
+                        serde_json::to_string(&outcome.data).unwrap(),
+                        serde_json::to_string(&data).unwrap()
+                    );
+                    prop_assert_eq!(outcome.data, data);
+                }
+            }
+        }
+
+        #[test]
+        fn words_are_counted_as_split_whitespace_counts_them(text in text()) {
+            prop_assert_eq!(count_words(&text), text.split_whitespace().count());
+        }
+
+        #[test]
+        fn excerpts_and_lengths_are_what_they_were(text in text()) {
+            prop_assert_eq!(excerpt(&text), old_excerpt(&text));
+            prop_assert_eq!(utf16_len(&text), text.chars().map(char::len_utf16).sum::<usize>());
+        }
+    }
+
+    #[test]
+    fn count_data_keeps_its_number_formats() {
+        let check = count_check(Counted::Words, 1.0, 2000.0, false);
+        let Run::Done(outcome) = check.run(&window_context("one two  three\n")) else {
+            panic!("counts answer at once");
+        };
+        assert_eq!(
+            serde_json::to_string(&outcome.data).unwrap(),
+            r#"{"explanation":"The text has 3 words, within the range 1 to 2000.","max":2000.0,"min":1.0,"not":false,"textExcerpt":"one two  three\n","verdict":true,"wordCount":3}"#
+        );
+        for (n, text) in [
+            (0, "0"),
+            (7, "7"),
+            (1234567890, "1234567890"),
+            (usize::MAX, "18446744073709551615"),
+        ] {
+            let mut out = String::new();
+            push_decimal(&mut out, n);
+            assert_eq!(out, text);
+        }
+    }
 
     #[test]
     fn urls_stop_at_delimiters() {
