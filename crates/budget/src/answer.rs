@@ -77,17 +77,82 @@ fn whole_secs(d: Duration) -> u64 {
 
 /// A duration as OpenAI writes `x-ratelimit-reset-*`: `20ms`, `1s`, `6m0s`, `1h2m3s`.
 pub fn reset_text(d: Duration) -> String {
-    if d < Duration::from_secs(1) {
-        return format!("{}ms", d.as_millis());
+    ResetText::new(d)
+        .as_bytes()
+        .iter()
+        .copied()
+        .map(char::from)
+        .collect()
+}
+
+/// [`reset_text`] written on the stack: every admitted request's rate headers carry one, made
+/// without a `String` or the formatting machinery.
+struct ResetText {
+    /// `u64::MAX` hours and two-digit minutes and seconds fit with room to spare.
+    buf: [u8; 40],
+    len: usize,
+}
+
+impl ResetText {
+    fn new(d: Duration) -> Self {
+        let mut text = Self {
+            buf: [0; 40],
+            len: 0,
+        };
+        if d < Duration::from_secs(1) {
+            text.number(d.as_millis() as u64);
+            text.push(b"ms");
+            return text;
+        }
+        let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+        let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+        if h > 0 {
+            text.number(h);
+            text.push(b"h");
+        }
+        if h > 0 || m > 0 {
+            text.number(m);
+            text.push(b"m");
+        }
+        text.number(s);
+        text.push(b"s");
+        text
     }
-    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
-    match (h, m) {
-        (0, 0) => format!("{s}s"),
-        (0, _) => format!("{m}m{s}s"),
-        _ => format!("{h}h{m}m{s}s"),
+
+    fn number(&mut self, mut n: u64) {
+        let start = self.len;
+        loop {
+            self.buf[self.len] = b'0' + (n % 10) as u8;
+            self.len += 1;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.buf[start..self.len].reverse();
+    }
+
+    fn push(&mut self, unit: &[u8]) {
+        self.buf[self.len..self.len + unit.len()].copy_from_slice(unit);
+        self.len += unit.len();
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
     }
 }
+
+/// The `x-ratelimit-*` names of requests and of tokens: limit, remaining, reset.
+const REQUEST_HEADERS: [HeaderName; 3] = [
+    HeaderName::from_static("x-ratelimit-limit-requests"),
+    HeaderName::from_static("x-ratelimit-remaining-requests"),
+    HeaderName::from_static("x-ratelimit-reset-requests"),
+];
+const TOKEN_HEADERS: [HeaderName; 3] = [
+    HeaderName::from_static("x-ratelimit-limit-tokens"),
+    HeaderName::from_static("x-ratelimit-remaining-tokens"),
+    HeaderName::from_static("x-ratelimit-reset-tokens"),
+];
 
 pub(crate) fn rate_headers(
     headers: &mut HeaderMap,
@@ -95,26 +160,16 @@ pub(crate) fn rate_headers(
     value: u64,
     standing: &Standing,
 ) {
-    let names: [&'static str; 3] = match kind {
-        RateKind::Requests => [
-            "x-ratelimit-limit-requests",
-            "x-ratelimit-remaining-requests",
-            "x-ratelimit-reset-requests",
-        ],
-        RateKind::Tokens => [
-            "x-ratelimit-limit-tokens",
-            "x-ratelimit-remaining-tokens",
-            "x-ratelimit-reset-tokens",
-        ],
+    // Names made at compile time, not checked again on every request.
+    let [limit, remaining, reset] = match kind {
+        RateKind::Requests => REQUEST_HEADERS,
+        RateKind::Tokens => TOKEN_HEADERS,
     };
-    headers.insert(HeaderName::from_static(names[0]), HeaderValue::from(value));
-    headers.insert(
-        HeaderName::from_static(names[1]),
-        HeaderValue::from(standing.remaining),
-    );
-    let reset = reset_text(standing.reset_after.unwrap_or_default());
-    if let Ok(v) = HeaderValue::from_str(&reset) {
-        headers.insert(HeaderName::from_static(names[2]), v);
+    headers.insert(limit, HeaderValue::from(value));
+    headers.insert(remaining, HeaderValue::from(standing.remaining));
+    let text = ResetText::new(standing.reset_after.unwrap_or_default());
+    if let Ok(v) = HeaderValue::from_bytes(text.as_bytes()) {
+        headers.insert(reset, v);
     }
 }
 
@@ -291,6 +346,51 @@ pub(crate) fn unpriced(model: &str, policy: &str) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The first version, with the formatting machinery.
+    fn formatted(d: Duration) -> String {
+        if d < Duration::from_secs(1) {
+            return format!("{}ms", d.as_millis());
+        }
+        let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+        let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+        match (h, m) {
+            (0, 0) => format!("{s}s"),
+            (0, _) => format!("{m}m{s}s"),
+            _ => format!("{h}h{m}m{s}s"),
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn reset_text_is_written_as_it_was_formatted(
+            secs in proptest::prop_oneof![0u64..5, 0u64..200_000, 0..u64::MAX / 2],
+            nanos in proptest::prop_oneof![0u32..1, 0u32..1_000_000_000],
+        ) {
+            let d = Duration::new(secs, nanos);
+            proptest::prop_assert_eq!(reset_text(d), formatted(d));
+        }
+    }
+
+    #[test]
+    fn rate_headers_are_named_and_written_as_before() {
+        let standing = Standing {
+            remaining: 7,
+            reset_after: Some(Duration::from_millis(61_500)),
+            ..Standing::default()
+        };
+        for (kind, unit) in [
+            (RateKind::Requests, "requests"),
+            (RateKind::Tokens, "tokens"),
+        ] {
+            let mut headers = HeaderMap::new();
+            rate_headers(&mut headers, kind, 100, &standing);
+            assert_eq!(headers.len(), 3);
+            assert_eq!(headers[format!("x-ratelimit-limit-{unit}")], "100");
+            assert_eq!(headers[format!("x-ratelimit-remaining-{unit}")], "7");
+            assert_eq!(headers[format!("x-ratelimit-reset-{unit}")], "1m2s");
+        }
+    }
 
     #[test]
     fn reset_text_reads_like_openai() {

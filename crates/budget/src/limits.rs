@@ -2,7 +2,7 @@
 //! layer shares; planning a request's charges, deciding, settling, and snapshots.
 
 use std::collections::HashSet;
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,11 +12,12 @@ use portcullis_core::RequestView;
 use portcullis_core::context::{Caller, Metadata};
 use portcullis_core::observe::Report;
 use serde_json::{Value, json};
+use smallvec::SmallVec;
 
 use crate::answer::{self, Refusal};
 use crate::clock::{self, Clock};
 use crate::config::{LimitsConfig, OnStoreError, Unpriced};
-use crate::estimate::{completion_cap, prompt_tokens, text_tokens};
+use crate::estimate::{request_tokens, text_tokens};
 use crate::policy::{Dimension, Measure, Policy, RateKind, RateRule, UsageLimits};
 use crate::price::{Price, PriceTable, TokenUsage, bare_model};
 use crate::store::{
@@ -113,6 +114,9 @@ pub struct Limits<St = MemoryStore> {
     default_max_tokens: u64,
     lease: Duration,
     provider: Option<Arc<str>>,
+    /// Whether a policy reads the provider (a provider or model dimension, a cost budget's
+    /// price): if none does, a request's provider is not looked for.
+    needs_provider: bool,
     budgets_on_error: OnStoreError,
     rates_on_error: OnStoreError,
     clock: Clock,
@@ -157,9 +161,13 @@ fn dimension_value<'a>(
     view: Option<&'a RequestView>,
     provider: &'a str,
 ) -> &'a str {
-    let caller = extensions.get::<Caller>();
-    let field =
-        |f: fn(&Caller) -> &Option<Arc<str>>| caller.and_then(|c| f(c).as_deref()).unwrap_or("");
+    // The caller is looked up only for the dimensions that read it.
+    let field = |f: fn(&Caller) -> &Option<Arc<str>>| {
+        extensions
+            .get::<Caller>()
+            .and_then(|c| f(c).as_deref())
+            .unwrap_or("")
+    };
     match dim {
         Dimension::ApiKey => field(|c| &c.api_key),
         Dimension::VirtualKey => field(|c| &c.virtual_key),
@@ -177,16 +185,15 @@ fn dimension_value<'a>(
 }
 
 /// Writes `value` into a scope string, escaping the separators.
-fn push_escaped(out: &mut String, value: &str) {
-    for c in value.chars() {
-        match c {
-            '\\' | ',' | '=' => {
-                out.push('\\');
-                out.push(c);
-            }
-            c => out.push(c),
-        }
+fn push_escaped(out: &mut String, mut value: &str) {
+    // Copied a run at a time, not a character at a time.
+    while let Some(at) = value.find(['\\', ',', '=']) {
+        out.push_str(&value[..at]);
+        out.push('\\');
+        out.push_str(&value[at..=at]);
+        value = &value[at + 1..];
     }
+    out.push_str(value);
 }
 
 fn rate_rule_kind(rule: &RateRule) -> ChargeKind {
@@ -203,7 +210,17 @@ impl<St: LimitStore> Limits<St> {
                 "portcullis-budget: limits are kept in this process; each replica enforces them on its own"
             );
         }
+        let needs_provider = config.policies.iter().any(|policy| {
+            let reads = |dim: &Dimension| matches!(dim, Dimension::Provider | Dimension::Model);
+            policy.per.iter().any(reads)
+                || policy.matching.iter().any(|(dim, _)| reads(dim))
+                || policy
+                    .usage
+                    .as_ref()
+                    .is_some_and(|u| u.measure() == Measure::Cost)
+        });
         Self {
+            needs_provider,
             policies: config
                 .policies
                 .into_iter()
@@ -319,23 +336,24 @@ impl<St> Limits<St> {
         extensions: &Extensions,
         view: Option<&RequestView>,
     ) -> Planned {
-        let provider = self.provider(headers, extensions, view);
+        let provider = if self.needs_provider {
+            self.provider(headers, extensions, view)
+        } else {
+            ""
+        };
         let model = view.and_then(RequestView::model).unwrap_or("");
         let mut tokens: Option<(u64, u64)> = None;
         let mut estimate = || {
             *tokens.get_or_insert_with(|| match view {
-                Some(view) => (
-                    prompt_tokens(view),
-                    completion_cap(view, self.default_max_tokens),
-                ),
+                Some(view) => request_tokens(view, self.default_max_tokens),
                 None => (0, 0),
             })
         };
         let mut price: Option<Option<Price>> = None;
         let now = self.clock.now_micros();
         let now_secs = now / 1_000_000;
-        let mut charges = Vec::new();
-        let mut kinds = Vec::new();
+        let mut charges = Vec::with_capacity(4);
+        let mut kinds = Vec::with_capacity(4);
         for (index, compiled) in self.policies.iter().enumerate() {
             let policy = &compiled.policy;
             if !policy
@@ -353,7 +371,10 @@ impl<St> Limits<St> {
                     if i > 0 {
                         scope.push(',');
                     }
-                    let _ = write!(scope, "{dim}=");
+                    let (name, key) = dim.name_parts();
+                    scope.push_str(name);
+                    scope.push_str(key);
+                    scope.push('=');
                     push_escaped(&mut scope, dimension_value(dim, extensions, view, provider));
                 }
                 scope.into()
@@ -597,7 +618,8 @@ impl<St> Limits<St> {
         reservation: &Reservation,
         plan: &Plan,
         spent: Option<(u64, Option<u64>)>,
-    ) -> Vec<u64> {
+    ) -> SmallVec<[u64; 4]> {
+        // A request has a few charges: the amounts stay on the stack.
         reservation
             .charges
             .iter()
@@ -662,11 +684,19 @@ impl<St> Limits<St> {
             output: text_tokens(&report.text).min(plan.completion.max(1)),
             ..TokenUsage::default()
         });
-        let price = report
-            .model
-            .as_deref()
-            .and_then(|m| self.prices.lookup(provider, m))
-            .or(plan.price);
+        // Only a cost budget reads the price (its charge and its spend metric).
+        let price = plan
+            .kinds
+            .iter()
+            .any(|(kind, _)| *kind == ChargeKind::CostBudget)
+            .then(|| {
+                report
+                    .model
+                    .as_deref()
+                    .and_then(|m| self.prices.lookup(provider, m))
+                    .or(plan.price)
+            })
+            .flatten();
         let cost = price.map(|p| p.cost(&usage).micro_usd);
         let tokens = usage.total();
         let actual = self.actual(reservation, plan, Some((tokens, cost)));
@@ -798,12 +828,16 @@ impl<St> Limits<St> {
 /// for as "ageMe"); both are found with `memchr`'s substring search, not a byte-by-byte
 /// window (which cost 6,600 instructions on a 515-byte answer).
 fn has_usage_detail(body: &[u8]) -> bool {
-    use memchr::memmem;
-    if memmem::find(body, b"ageMe").is_some() {
+    use memchr::memmem::Finder;
+    use std::sync::LazyLock;
+    // Built once: `memmem::find` builds its searcher again on every call.
+    static GEMINI: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"ageMe"));
+    static CACHE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"cache"));
+    if GEMINI.find(body).is_some() {
         return true;
     }
     let mut rest = body;
-    while let Some(at) = memmem::find(rest, b"cache") {
+    while let Some(at) = CACHE.find(rest) {
         let Some(after) = rest[at..].strip_prefix(b"cached_tokens\":") else {
             return true;
         };
@@ -932,7 +966,20 @@ impl Snapshot {
 mod tests {
     use proptest::prelude::*;
 
-    use super::has_usage_detail;
+    use super::{has_usage_detail, push_escaped};
+    use crate::policy::Dimension;
+
+    /// The first version: a character at a time.
+    fn escaped_by_char(value: &str) -> String {
+        let mut out = String::new();
+        for c in value.chars() {
+            if matches!(c, '\\' | ',' | '=') {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out
+    }
 
     /// The first version: a five-byte window over the body.
     fn by_window(body: &[u8]) -> bool {
@@ -964,6 +1011,36 @@ mod tests {
         ) {
             let body = parts.concat();
             prop_assert_eq!(has_usage_detail(body.as_bytes()), by_window(body.as_bytes()), "{}", body);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn scope_values_are_escaped_as_they_were(
+            value in "[a-z\\\\,=é東 ]{0,12}",
+            before in "[a-z=,]{0,4}",
+        ) {
+            let mut out = before.clone();
+            push_escaped(&mut out, &value);
+            prop_assert_eq!(out, before + &escaped_by_char(&value));
+        }
+    }
+
+    #[test]
+    fn dimensions_are_named_as_they_were() {
+        for (dim, name) in [
+            (Dimension::ApiKey, "api_key"),
+            (Dimension::VirtualKey, "virtual_key"),
+            (Dimension::User, "user"),
+            (Dimension::Team, "team"),
+            (Dimension::Provider, "provider"),
+            (Dimension::Model, "model"),
+            (Dimension::metadata("_user"), "metadata._user"),
+        ] {
+            let (head, key) = dim.name_parts();
+            assert_eq!(dim.to_string(), name);
+            assert_eq!(format!("{head}{key}"), name);
+            assert_eq!(Dimension::parse(name), Some(dim));
         }
     }
 

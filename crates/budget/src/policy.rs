@@ -72,17 +72,27 @@ impl Dimension {
     }
 }
 
+impl Dimension {
+    /// The JSON name in two parts (`metadata.` and the key for a metadata key): what
+    /// `Display` writes, for the scope of every request without the formatting machinery.
+    pub(crate) fn name_parts(&self) -> (&'static str, &str) {
+        match self {
+            Self::ApiKey => ("api_key", ""),
+            Self::VirtualKey => ("virtual_key", ""),
+            Self::User => ("user", ""),
+            Self::Team => ("team", ""),
+            Self::Provider => ("provider", ""),
+            Self::Model => ("model", ""),
+            Self::Metadata(key) => ("metadata.", key),
+        }
+    }
+}
+
 impl fmt::Display for Dimension {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::ApiKey => f.write_str("api_key"),
-            Self::VirtualKey => f.write_str("virtual_key"),
-            Self::User => f.write_str("user"),
-            Self::Team => f.write_str("team"),
-            Self::Provider => f.write_str("provider"),
-            Self::Model => f.write_str("model"),
-            Self::Metadata(key) => write!(f, "metadata.{key}"),
-        }
+        let (name, key) = self.name_parts();
+        f.write_str(name)?;
+        f.write_str(key)
     }
 }
 

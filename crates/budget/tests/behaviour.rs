@@ -491,3 +491,92 @@ async fn a_request_the_layer_cannot_read_is_a_400() {
     assert_eq!(status, 400);
     assert_eq!(body["error"]["type"], "invalid_request_error");
 }
+
+#[tokio::test(start_paused = true)]
+async fn scopes_name_every_dimension_with_their_separators_escaped() {
+    let mut policy = Policy::new("all");
+    for dim in [
+        Dimension::ApiKey,
+        Dimension::VirtualKey,
+        Dimension::User,
+        Dimension::Team,
+        Dimension::Provider,
+        Dimension::Model,
+        Dimension::metadata("_user"),
+    ] {
+        policy = policy.per(dim);
+    }
+    let layer = limits(
+        at(2025, 1, 1, 0, 0),
+        policy.usage(UsageLimits::tokens(10 * TOKENS)),
+    );
+    let body = CHAT.replace(r#""gpt-4o""#, r#""@openai/gpt-4o""#);
+    let mut req = request(&body, Some(r"k\1,a=b"), Some(r"al,ice=x\"));
+    let caller = req
+        .extensions_mut()
+        .get_mut::<portcullis_core::context::Caller>()
+        .unwrap();
+    caller.virtual_key = Some("vk".into());
+    caller.user = Some("u".into());
+    caller.team = Some("t=1".into());
+    assert_eq!(send(&layer, req).await.0, 200);
+    let snapshot = layer.snapshot().await.unwrap();
+    assert_eq!(
+        snapshot.scopes[0].scope,
+        r"api_key=k\\1\,a\=b,virtual_key=vk,user=u,team=t\=1,provider=openai,model=gpt-4o,metadata._user=al\,ice\=x\\"
+    );
+    assert_eq!(snapshot.scopes[0].used, TOKENS);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_policy_of_one_provider_reads_the_provider_of_each_request() {
+    let layer = limits(
+        at(2025, 1, 1, 0, 0),
+        Policy::new("openai")
+            .per(Dimension::Provider)
+            .matching(Dimension::Provider, "openai")
+            .usage(UsageLimits::tokens(10 * TOKENS)),
+    );
+    let from = |provider: Option<&str>| {
+        let mut req = request(CHAT, Some("k"), None);
+        if let Some(provider) = provider {
+            req.headers_mut()
+                .insert("x-portkey-provider", provider.parse().unwrap());
+        }
+        req
+    };
+    for provider in [Some("openai"), Some("anthropic"), None, Some("openai")] {
+        assert_eq!(send(&layer, from(provider)).await.0, 200);
+    }
+    let snapshot = layer.snapshot().await.unwrap();
+    assert_eq!(snapshot.scopes.len(), 1);
+    assert_eq!(snapshot.scopes[0].scope, "provider=openai");
+    assert_eq!(
+        snapshot.scopes[0].used,
+        2 * TOKENS,
+        "only openai's requests"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cost_budget_prices_the_model_at_the_requests_provider() {
+    // Priced at one provider only: no dimension reads the provider, the price does.
+    let layer = BudgetLayer::builder()
+        .clock(Clock::starting_at(at(2025, 1, 1, 0, 0)))
+        .prices(portcullis_budget::PriceTable::empty().with(
+            Some("azure"),
+            "gpt-4o",
+            portcullis_budget::Price::per_million_usd(2.5, 10.0),
+        ))
+        .policy(Policy::new("spend").usage(UsageLimits::cost_usd(100.0)))
+        .build()
+        .unwrap();
+    let mut req = request(CHAT, Some("k"), None);
+    req.headers_mut()
+        .insert("x-portkey-provider", "azure".parse().unwrap());
+    assert_eq!(send(&layer, req).await.0, 200);
+    assert_eq!(layer.snapshot().await.unwrap().scopes[0].used, COST);
+    let (status, _, body) = chat(&layer).await;
+    assert_eq!(status, 400, "no price without the provider");
+    assert_eq!(body["error"]["code"], "model_not_priced");
+}

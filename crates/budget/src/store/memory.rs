@@ -2,9 +2,11 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use smallvec::SmallVec;
 
 use super::{
     BoxFuture, Charge, Entry, EntryState, LimitStore, Reservation, Reserve, Rule, ScopeKey,
@@ -39,10 +41,39 @@ pub struct MemoryStore {
 }
 
 struct Inner {
-    shards: Vec<RwLock<HashMap<ScopeKey, Arc<Mutex<Slot>>>>>,
+    shards: Vec<RwLock<Shard>>,
     hasher: RandomState,
     scopes: AtomicUsize,
     max_scopes: usize,
+}
+
+/// The scopes of one shard by the hash of their key, so that a lookup hashes the key once
+/// (with the store's keyed hasher: scope values come from clients), not once for the shard
+/// and again in the map. Keys with the same hash share a bucket, in practice of one.
+type Shard = HashMap<u64, Bucket, BuildHasherDefault<Prehashed>>;
+
+type Bucket = SmallVec<[(ScopeKey, Arc<Mutex<Slot>>); 1]>;
+
+/// Hands a map the hash its `u64` key already is.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, _: &[u8]) {
+        unreachable!("a shard is keyed by u64 hashes");
+    }
+
+    fn write_u64(&mut self, hash: u64) {
+        self.0 = hash;
+    }
+}
+
+fn in_bucket<'a>(bucket: &'a Bucket, key: &ScopeKey) -> Option<&'a Arc<Mutex<Slot>>> {
+    bucket.iter().find(|(k, _)| k == key).map(|(_, slot)| slot)
 }
 
 #[derive(Debug)]
@@ -345,17 +376,39 @@ impl MemoryStore {
         self.inner.scopes.load(Ordering::Relaxed)
     }
 
-    fn shard(&self, key: &ScopeKey) -> &RwLock<HashMap<ScopeKey, Arc<Mutex<Slot>>>> {
-        let hash = self.inner.hasher.hash_one(key) as usize;
-        &self.inner.shards[hash % SHARDS]
+    /// The key's hash and its shard. The map takes the hash's low bits for its index and its
+    /// top seven as tags, so the shard takes bits from the middle: all of a shard's hashes
+    /// sharing low bits would crowd its map.
+    fn shard(&self, key: &ScopeKey) -> (u64, &RwLock<Shard>) {
+        let hash = self.hash(key);
+        (hash, &self.inner.shards[(hash >> 32) as usize % SHARDS])
+    }
+
+    /// The key's hash. SipHash pays for each write as well as for each byte, so a key that
+    /// fits is copied into one buffer and hashed in one write: the policy, `0xff` (never in
+    /// UTF-8, so where the policy ends is plain), the limit's two bytes, the scope.
+    fn hash(&self, key: &ScopeKey) -> u64 {
+        let (policy, scope) = (key.policy.as_bytes(), key.scope.as_bytes());
+        let len = policy.len() + 3 + scope.len();
+        let mut buf = [0u8; 128];
+        let Some(parts) = buf.get_mut(..len) else {
+            return self.inner.hasher.hash_one(key);
+        };
+        let (head, rest) = parts.split_at_mut(policy.len());
+        head.copy_from_slice(policy);
+        let (limit, tail) = rest.split_at_mut(3);
+        limit[0] = 0xff;
+        limit[1..].copy_from_slice(&key.limit.to_le_bytes());
+        tail.copy_from_slice(scope);
+        let mut hasher = self.inner.hasher.build_hasher();
+        hasher.write(parts);
+        hasher.finish()
     }
 
     fn find(&self, key: &ScopeKey) -> Option<Arc<Mutex<Slot>>> {
-        self.shard(key)
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(key)
-            .cloned()
+        let (hash, shard) = self.shard(key);
+        let shard = shard.read().unwrap_or_else(|e| e.into_inner());
+        in_bucket(shard.get(&hash)?, key).cloned()
     }
 
     fn slot(&self, charge: &Charge, now_secs: u64) -> Result<Arc<Mutex<Slot>>, StoreError> {
@@ -371,40 +424,47 @@ impl MemoryStore {
                 ));
             }
         }
-        let mut shard = self
-            .shard(&charge.key)
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
-        let slot = shard.entry(charge.key.clone()).or_insert_with(|| {
-            self.inner.scopes.fetch_add(1, Ordering::Relaxed);
-            Arc::new(Mutex::new(Slot::new(&charge.rule)))
-        });
-        Ok(slot.clone())
+        let (hash, shard) = self.shard(&charge.key);
+        let mut shard = shard.write().unwrap_or_else(|e| e.into_inner());
+        let bucket = shard.entry(hash).or_default();
+        // Another request may have added it since the read.
+        if let Some(slot) = in_bucket(bucket, &charge.key) {
+            return Ok(slot.clone());
+        }
+        self.inner.scopes.fetch_add(1, Ordering::Relaxed);
+        let slot = Arc::new(Mutex::new(Slot::new(&charge.rule)));
+        bucket.push((charge.key.clone(), slot.clone()));
+        Ok(slot)
     }
 
     /// Drops the scopes nobody holds whose window is over, with nothing reserved.
     fn sweep(&self, now_secs: u64) {
         for shard in &self.inner.shards {
             let mut shard = shard.write().unwrap_or_else(|e| e.into_inner());
-            let before = shard.len();
-            shard.retain(|_, slot| Arc::strong_count(slot) > 1 || !lock(slot).idle(now_secs));
-            self.inner
-                .scopes
-                .fetch_sub(before - shard.len(), Ordering::Relaxed);
+            let mut dropped = 0;
+            shard.retain(|_, bucket| {
+                let before = bucket.len();
+                bucket
+                    .retain(|(_, slot)| Arc::strong_count(slot) > 1 || !lock(slot).idle(now_secs));
+                dropped += before - bucket.len();
+                !bucket.is_empty()
+            });
+            self.inner.scopes.fetch_sub(dropped, Ordering::Relaxed);
         }
     }
 
     fn reserve_now(&self, reservation: &Reservation) -> Result<Verdict, StoreError> {
         let now = reservation.now_micros;
+        // A request has a few charges: these lists stay on the stack.
         let slots = reservation
             .charges
             .iter()
             .map(|c| self.slot(c, now / MICROS))
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<SmallVec<[_; 4]>, _>>()?;
         // One global lock order, by address: no two reservations wait on each other.
-        let mut order: Vec<usize> = (0..slots.len()).collect();
+        let mut order: SmallVec<[usize; 4]> = (0..slots.len()).collect();
         order.sort_by_key(|&i| Arc::as_ptr(&slots[i]) as usize);
-        let mut locked: Vec<(usize, MutexGuard<'_, Slot>)> =
+        let mut locked: SmallVec<[(usize, MutexGuard<'_, Slot>); 4]> =
             order.into_iter().map(|i| (i, lock(&slots[i]))).collect();
         locked.sort_by_key(|(i, _)| *i);
 
@@ -460,7 +520,12 @@ impl LimitStore for MemoryStore {
         let mut entries = Vec::new();
         for shard in &self.inner.shards {
             let shard = shard.read().unwrap_or_else(|e| e.into_inner());
-            entries.extend(shard.iter().map(|(key, slot)| lock(slot).entry(key)));
+            entries.extend(
+                shard
+                    .values()
+                    .flatten()
+                    .map(|(key, slot)| lock(slot).entry(key)),
+            );
         }
         Box::pin(std::future::ready(Ok(entries)))
     }
@@ -622,6 +687,83 @@ mod tests {
         );
         assert!(matches!(v, Verdict::Admitted(_)));
         assert_eq!(store.scopes(), 1);
+    }
+
+    #[test]
+    fn long_and_short_keys_find_their_slots() {
+        let store = MemoryStore::new();
+        let long = "x".repeat(200);
+        for scope in ["", "a", &long[..120], &long[..124], &long[..125], &long] {
+            let (r, v) = reserve(&store, 10, vec![budget(scope, 10, Window::Never, 4)]);
+            assert!(matches!(v, Verdict::Admitted(_)), "{}", scope.len());
+            store.settle(&r, &[3]);
+            let (_, v) = reserve(&store, 10, vec![budget(scope, 10, Window::Never, 4)]);
+            let Verdict::Admitted(s) = v else { panic!() };
+            assert_eq!((s[0].used, s[0].reserved), (3, 4), "{}", scope.len());
+        }
+        assert_eq!(store.scopes(), 6);
+        // The same policy and scope under another limit is another slot.
+        let mut other = budget("a", 10, Window::Never, 1);
+        other.key.limit = 1;
+        let (_, v) = reserve(&store, 10, vec![other]);
+        let Verdict::Admitted(s) = v else { panic!() };
+        assert_eq!(s[0].used, 0);
+        assert_eq!(store.scopes(), 7);
+    }
+
+    #[test]
+    fn keys_that_share_a_hash_keep_their_own_slots() {
+        let store = MemoryStore::new();
+        let day = Window::Calendar { start: 0, end: 100 };
+        let (a, b) = (budget("a", 10, day, 4), budget("b", 10, day, 7));
+        // "b" filed under the hash of "a", as a collision of their hashes would file it.
+        let (hash, shard) = store.shard(&a.key);
+        let held = Arc::new(Mutex::new(Slot::new(&b.rule)));
+        shard
+            .write()
+            .unwrap()
+            .entry(hash)
+            .or_default()
+            .push((b.key.clone(), held.clone()));
+        store.inner.scopes.fetch_add(1, Ordering::Relaxed);
+
+        let (r, v) = reserve(&store, 10, vec![a.clone()]);
+        let Verdict::Admitted(s) = v else { panic!() };
+        assert_eq!((s[0].used, s[0].reserved), (0, 4), "a slot of its own");
+        assert_eq!(shard.read().unwrap()[&hash].len(), 2);
+        assert_eq!(store.scopes(), 2);
+        store.settle(&r, &[3]);
+        assert!(matches!(
+            &lock(&held).entry(&b.key).state,
+            EntryState::Budget { used: 0, .. }
+        ));
+        let mut entries = store
+            .inner
+            .shards
+            .iter()
+            .flat_map(|s| {
+                let s = s.read().unwrap();
+                s.values()
+                    .flatten()
+                    .map(|(k, _)| k.scope.to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>();
+        entries.sort();
+        assert_eq!(entries, ["a", "b"]);
+
+        // The day is over: "a" goes, "b" (still held) stays in the bucket.
+        store.sweep(200);
+        assert_eq!(store.scopes(), 1);
+        assert_eq!(shard.read().unwrap()[&hash].len(), 1);
+        assert!(store.find(&a.key).is_none());
+        drop(held);
+        store.sweep(200);
+        assert_eq!(store.scopes(), 0);
+        assert!(
+            shard.read().unwrap().get(&hash).is_none(),
+            "no empty bucket is left"
+        );
     }
 
     #[test]
