@@ -18,12 +18,14 @@
 //! assert_eq!(cx.request_field("model").unwrap(), "gpt-4o");
 //! ```
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use portcullis_core::RequestView;
 use portcullis_core::context::Metadata;
 use portcullis_core::error::InvalidRequest;
+use portcullis_core::observe::json::Reader;
 use serde_json::{Map, Value};
 
 use crate::response::ResponseDoc;
@@ -358,6 +360,109 @@ fn part_text(part: &Value) -> &str {
 
 /// Calls `f` with each text part of the request's text.
 fn request_parts(doc: &RequestDoc, mut f: impl FnMut(&str)) {
+    // A request no hook has changed yet is read from its bytes: its tree is built only for
+    // a layer that needs more than the text (the usual before phase needs the text only).
+    if !doc.changed()
+        && let Some(parts) = request_parts_in_bytes(doc.base.bytes())
+    {
+        return parts.iter().for_each(|p| f(p));
+    }
+    request_parts_in_tree(doc, f);
+}
+
+/// The text parts [`request_parts_in_tree`] finds, read from the body in one pass with the
+/// strict reader; `None` for a body it refuses (the tree is read instead). Where an object
+/// gives a key twice, the last one counts, as in the tree.
+fn request_parts_in_bytes(body: &[u8]) -> Option<Vec<Cow<'_, str>>> {
+    let mut r = Reader::for_value(body);
+    // Where `messages`, `prompt` and `input` lie, the last of each.
+    let (mut messages, mut prompt, mut input) = (None, None, None);
+    r.object(|r, key| {
+        let slot = match key {
+            b"messages" => &mut messages,
+            b"prompt" => &mut prompt,
+            b"input" => &mut input,
+            _ => return r.skip(),
+        };
+        r.peek()?;
+        let start = r.offset();
+        r.skip()?;
+        *slot = Some(&body[start..r.offset()]);
+        Some(())
+    })?;
+    r.end()?;
+    let mut parts = Vec::new();
+    if let Some(messages) = messages.filter(|m| m[0] == b'[') {
+        // The last message's `content`.
+        let mut last = None;
+        Reader::new(messages).array(|r| {
+            r.peek()?;
+            let start = r.offset();
+            r.skip()?;
+            last = Some(&messages[start..r.offset()]);
+            Some(())
+        })?;
+        match last.and_then(|m| member(m, b"content")).flatten() {
+            Some(content) if content[0] == b'"' => {
+                parts.push(Reader::new(content).string()?.text()?)
+            }
+            Some(content) if content[0] == b'[' => {
+                Reader::new(content).array(|r| {
+                    r.peek()?;
+                    let start = r.offset();
+                    r.skip()?;
+                    let item = &content[start..r.offset()];
+                    // A part's `text` when it is a string; anything else reads as empty.
+                    parts.push(match member(item, b"text").flatten() {
+                        Some(text) if text[0] == b'"' => Reader::new(text).string()?.text()?,
+                        _ => Cow::Borrowed(""),
+                    });
+                    Some(())
+                })?;
+            }
+            _ => parts.push(Cow::Borrowed("")),
+        }
+        return Some(parts);
+    }
+    for value in [prompt, input].into_iter().flatten() {
+        match value[0] {
+            b'"' => parts.push(Reader::new(value).string()?.text()?),
+            b'[' => Reader::new(value).array(|r| {
+                parts.push(match r.peek()? {
+                    b'"' => r.string()?.text()?,
+                    _ => r.skip().map(|()| Cow::Borrowed(""))?,
+                });
+                Some(())
+            })?,
+            _ => continue,
+        }
+        return Some(parts);
+    }
+    Some(parts)
+}
+
+/// The value of member `key` of `value` when `value` is an object (`Some(None)` when it lacks
+/// the key; the last one when it gives it twice); `None` when `value` is not an object.
+fn member<'a>(value: &'a [u8], key: &[u8]) -> Option<Option<&'a [u8]>> {
+    if value[0] != b'{' {
+        return Some(None);
+    }
+    let mut found = None;
+    Reader::new(value).object(|r, k| {
+        if k != key {
+            return r.skip();
+        }
+        r.peek()?;
+        let start = r.offset();
+        r.skip()?;
+        found = Some(&value[start..r.offset()]);
+        Some(())
+    })?;
+    Some(found)
+}
+
+/// Calls `f` with each text part of the request's text, read from the request's fields.
+fn request_parts_in_tree(doc: &RequestDoc, mut f: impl FnMut(&str)) {
     if let Some(messages) = doc.get("messages").and_then(Value::as_array) {
         match messages.last().and_then(|m| m.get("content")) {
             Some(Value::String(s)) => f(s),
@@ -477,6 +582,126 @@ fn set_response_parts(response: &mut Value, new: &[String]) {
         for (block, n) in texts.zip(new) {
             if let Some(Value::String(t)) = block.get_mut("text") {
                 n.clone_into(t);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The parts as the tree gives them, and as the bytes do (`None`: refused, the tree read).
+    fn both(body: &str) -> Option<(Vec<String>, Option<Vec<String>>)> {
+        let view = RequestView::parse(Bytes::copy_from_slice(body.as_bytes())).ok()?;
+        let doc = RequestDoc::new(Arc::new(view));
+        let mut tree = Vec::new();
+        request_parts_in_tree(&doc, |p| tree.push(p.to_owned()));
+        let bytes = request_parts_in_bytes(body.as_bytes())
+            .map(|parts| parts.into_iter().map(Cow::into_owned).collect());
+        Some((tree, bytes))
+    }
+
+    #[test]
+    fn the_usual_requests_are_read_from_their_bytes_as_from_their_tree() {
+        for body in [
+            r#"{"model":"m","messages":[{"role":"system","content":"s"},{"role":"user","content":"Hi \u00e9\n"}]}"#,
+            r#"{"messages":[{"role":"user","content":[{"type":"text","text":"a"},{"type":"image_url","image_url":{"url":"x"}},{"text":7},"x",{"type":"text","text":"b"}]}]}"#,
+            r#"{"messages":[{"role":"user"}]}"#,
+            r#"{"messages":[]}"#,
+            r#"{"messages":[1]}"#,
+            r#"{"messages":[{"content":null}]}"#,
+            r#"{"messages":null,"prompt":"p"}"#,
+            r#"{"prompt":["a",1,"b"]}"#,
+            r#"{"prompt":3,"input":"i"}"#,
+            r#"{"input":["x"]}"#,
+            r#"{"model":"m"}"#,
+            r#"{"messages":[{"content":"first","content":"last"}]}"#,
+        ] {
+            let (tree, bytes) = both(body).unwrap();
+            assert_eq!(bytes.as_ref(), Some(&tree), "{body}");
+        }
+        // Escaped keys: left to the tree.
+        let (_, bytes) = both(r#"{"messages":[{"con\u0074ent":"x"}]}"#).unwrap();
+        assert_eq!(bytes, None);
+    }
+
+    #[test]
+    fn a_changed_request_is_read_from_its_tree() {
+        let view = RequestView::parse(Bytes::from_static(
+            br#"{"messages":[{"role":"user","content":"old"}]}"#,
+        ))
+        .unwrap();
+        let mut cx = HookContext::before(Arc::new(view), RequestType::ChatComplete);
+        assert_eq!(cx.text(), "old");
+        cx.set_parts(&["new".to_owned()]);
+        assert_eq!(cx.text(), "new");
+    }
+
+    fn text() -> impl Strategy<Value = String> {
+        prop::sample::select(vec![
+            r#""hi""#,
+            r#""é""#,
+            r#""\u00e9\n""#,
+            r#""\"q\"""#,
+            r#""""#,
+            "1",
+            "null",
+            "true",
+            r#"{"a":1}"#,
+            "[]",
+        ])
+        .prop_map(str::to_owned)
+    }
+
+    fn part() -> impl Strategy<Value = String> {
+        prop_oneof![
+            (text(), prop::sample::select(vec!["text", "type", "texT"]))
+                .prop_map(|(t, k)| format!(r#"{{"type":"text","{k}":{t}}}"#)),
+            (text(), text()).prop_map(|(a, b)| format!(r#"{{"text":{a},"text":{b}}}"#)),
+            text(),
+        ]
+    }
+
+    fn content() -> impl Strategy<Value = String> {
+        prop_oneof![
+            text(),
+            prop::collection::vec(part(), 0..4).prop_map(|p| format!("[{}]", p.join(","))),
+        ]
+    }
+
+    fn message() -> impl Strategy<Value = String> {
+        prop_oneof![
+            content().prop_map(|c| format!(r#"{{"role":"user","content":{c}}}"#)),
+            (content(), content())
+                .prop_map(|(a, b)| format!(r#"{{"content":{a}, "content" : {b}}}"#)),
+            Just(r#"{"role":"user"}"#.to_owned()),
+            text(),
+        ]
+    }
+
+    fn body() -> impl Strategy<Value = String> {
+        let member = prop_oneof![
+            prop::collection::vec(message(), 0..4)
+                .prop_map(|m| format!(r#""messages":[{}]"#, m.join(","))),
+            Just(r#""messages":null"#.to_owned()),
+            content().prop_map(|c| format!(r#""prompt":{c}"#)),
+            content().prop_map(|c| format!(r#""input":{c}"#)),
+            Just(r#""model":"m""#.to_owned()),
+            Just(r#""x":{"messages":[{"content":"no"}]}"#.to_owned()),
+        ];
+        prop::collection::vec(member, 0..4).prop_map(|m| format!("{{{}}}", m.join(" , ")))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
+
+        /// What the one pass reads, it reads as the tree does.
+        #[test]
+        fn the_bytes_give_the_trees_parts(body in body()) {
+            if let Some((tree, Some(bytes))) = both(&body) {
+                prop_assert_eq!(bytes, tree);
             }
         }
     }
