@@ -268,20 +268,9 @@ impl<const N: usize> Ascii<N> {
     }
 
     /// Appends `n` in decimal.
-    pub(crate) fn push_u64(&mut self, mut n: u64) {
+    pub(crate) fn push_u64(&mut self, n: u64) {
         let mut digits = [0u8; 20];
-        let mut start = digits.len();
-        loop {
-            start -= 1;
-            digits[start] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        let end = self.len + digits.len() - start;
-        self.buf[self.len..end].copy_from_slice(&digits[start..]);
-        self.len = end;
+        self.push(crate::digits::decimal(n, &mut digits));
     }
 
     pub(crate) fn as_str(&self) -> &str {

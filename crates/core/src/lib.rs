@@ -44,6 +44,7 @@ pub mod body;
 pub mod build;
 pub mod clock;
 pub mod context;
+pub mod digits;
 pub mod edge;
 pub mod error;
 pub mod facts;

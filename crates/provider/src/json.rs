@@ -35,17 +35,8 @@ impl Json {
 
     pub(super) fn u64(&mut self, n: u64) {
         let mut digits = [0u8; 20];
-        let mut at = digits.len();
-        let mut n = n;
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        self.buf.extend_from_slice(&digits[at..]);
+        self.buf
+            .extend_from_slice(portcullis_core::digits::decimal(n, &mut digits).as_bytes());
     }
 
     pub(super) fn len(&self) -> usize {

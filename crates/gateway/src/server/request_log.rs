@@ -348,18 +348,9 @@ fn classify(bytes: &[u8]) -> (bool, bool) {
 }
 
 /// Writes `value` in decimal, as its `Debug` and `Display` write it, without a formatter.
-pub fn write_decimal<W: fmt::Write + ?Sized>(out: &mut W, mut value: u64) -> fmt::Result {
+pub fn write_decimal<W: fmt::Write + ?Sized>(out: &mut W, value: u64) -> fmt::Result {
     let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
-    }
-    out.write_str(std::str::from_utf8(&digits[at..]).expect("digits"))
+    out.write_str(portcullis_core::digits::decimal(value, &mut digits))
 }
 
 /// Writes a duration in milliseconds with three decimals (`12.345`), as `{:.3}` of the float

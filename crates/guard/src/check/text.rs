@@ -246,18 +246,9 @@ impl Count {
 }
 
 /// Writes `n` in decimal, as `{n}` formats it.
-fn push_decimal(out: &mut String, mut n: usize) {
+fn push_decimal(out: &mut String, n: usize) {
     let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.push_str(std::str::from_utf8(&digits[at..]).expect("ASCII digits"));
+    out.push_str(portcullis_core::digits::decimal(n as u64, &mut digits));
 }
 
 /// The number of words in `text`: what `text.split_whitespace().count()` counts (runs of
