@@ -375,11 +375,27 @@ fn request_parts(doc: &RequestDoc, mut f: impl FnMut(&str)) {
 /// gives a key twice, the last one counts, as in the tree.
 fn request_parts_in_bytes(body: &[u8]) -> Option<Vec<Cow<'_, str>>> {
     let mut r = Reader::for_value(body);
-    // Where `messages`, `prompt` and `input` lie, the last of each.
+    // The last message when `messages` is an array (`Some(None)`: an empty one), and where
+    // `prompt` and `input` lie; the last of each key.
     let (mut messages, mut prompt, mut input) = (None, None, None);
     r.object(|r, key| {
         let slot = match key {
-            b"messages" => &mut messages,
+            b"messages" => {
+                if r.peek()? != b'[' {
+                    messages = None;
+                    return r.skip();
+                }
+                let mut last = None;
+                r.array(|r| {
+                    r.peek()?;
+                    let start = r.offset();
+                    r.skip()?;
+                    last = Some(&body[start..r.offset()]);
+                    Some(())
+                })?;
+                messages = Some(last);
+                return Some(());
+            }
             b"prompt" => &mut prompt,
             b"input" => &mut input,
             _ => return r.skip(),
@@ -392,16 +408,8 @@ fn request_parts_in_bytes(body: &[u8]) -> Option<Vec<Cow<'_, str>>> {
     })?;
     r.end()?;
     let mut parts = Vec::new();
-    if let Some(messages) = messages.filter(|m| m[0] == b'[') {
+    if let Some(last) = messages {
         // The last message's `content`.
-        let mut last = None;
-        Reader::new(messages).array(|r| {
-            r.peek()?;
-            let start = r.offset();
-            r.skip()?;
-            last = Some(&messages[start..r.offset()]);
-            Some(())
-        })?;
         match last.and_then(|m| member(m, b"content")).flatten() {
             Some(content) if content[0] == b'"' => {
                 parts.push(Reader::new(content).string()?.text()?)

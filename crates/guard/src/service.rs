@@ -205,12 +205,15 @@ where
         let metadata = metadata(&req);
         let provider = req.extensions().get::<ProviderName>().map(|p| p.0.clone());
         let inherited = req.extensions().get::<BeforeResults>().map(|r| r.0.clone());
-        let mut cx = HookContext::before(view.clone(), request_type);
-        cx.metadata = metadata.clone();
-        cx.provider = provider.clone();
-        spawn_async(&guards.before_async, &cx, Phase::Before);
-        let embed = request_type == RequestType::Embed;
-        // What the after phase needs, once the before hooks have run.
+        // After hooks only (a gateway's layer inside its cache): no before context to build,
+        // no request text to read.
+        let before_hooks = !(guards.before.is_empty() && guards.before_async.is_empty());
+        let cx = before_hooks.then(|| {
+            let mut cx = HookContext::before(view.clone(), request_type);
+            cx.metadata = metadata.clone();
+            cx.provider = provider.clone();
+            cx
+        });
         let after = move |guards: Arc<Guards>, before, view| AfterCtx {
             guards,
             before,
@@ -219,6 +222,12 @@ where
             metadata,
             provider,
         };
+        let Some(mut cx) = cx else {
+            let after = after(guards.clone(), inherited.unwrap_or_default(), view);
+            return ResponseFuture::calling(self.inner.call(req), Some(after));
+        };
+        spawn_async(&guards.before_async, &cx, Phase::Before);
+        let embed = request_type == RequestType::Embed;
 
         if guards.before_sync {
             let results = run_now(&guards.before, &mut cx, embed);
