@@ -256,6 +256,15 @@ fn push_decimal(out: &mut String, n: usize) {
 pub(crate) fn count_words(text: &str) -> usize {
     let mut words = 0;
     let mut in_word = false;
+    if text.is_ascii() {
+        // ASCII white space as `char::is_whitespace` has it: tab to carriage return, space.
+        for &b in text.as_bytes() {
+            let word = !matches!(b, b'\t'..=b'\r' | b' ');
+            words += usize::from(word && !in_word);
+            in_word = word;
+        }
+        return words;
+    }
     for c in text.chars() {
         let word = !c.is_whitespace();
         words += usize::from(word && !in_word);
@@ -823,6 +832,18 @@ mod tests {
 
         #[test]
         fn words_are_counted_as_split_whitespace_counts_them(text in text()) {
+            prop_assert_eq!(count_words(&text), text.split_whitespace().count());
+        }
+
+        /// ASCII text takes a path of its own: every control character around the white space.
+        #[test]
+        fn ascii_words_are_counted_as_split_whitespace_counts_them(
+            pieces in prop::collection::vec(prop::sample::select(vec![
+                "a", "word", " ", "\t", "\n", "\r", "\u{b}", "\u{c}", "\u{1c}", "\u{1f}", "\u{8}",
+                "\u{0}", "\u{7f}", ".",
+            ]), 0..80)
+        ) {
+            let text = pieces.concat();
             prop_assert_eq!(count_words(&text), text.split_whitespace().count());
         }
 
