@@ -129,12 +129,33 @@ pub fn completion_cap(view: &RequestView, default: u64) -> u64 {
 
 /// The prompt estimate and the output cap together, from one pass over the request's bytes
 /// (or from its tree): what a reservation needs.
+///
+/// Counted once per parsed body: a gateway's budget layers above and below `override_params`
+/// (the server's limits, a provider's) share the count unless an override replaced one of the
+/// fields it reads ([`RequestView::memo`]).
 pub(crate) fn request_tokens(view: &RequestView, default: u64) -> (u64, u64) {
-    match Scan::read(view.bytes()) {
-        Some(scan) => (scan.prompt, scan.completion_cap(default)),
-        None => (tree_prompt_tokens(view), tree_completion_cap(view, default)),
-    }
+    let scan = view.memo(&COUNTED_FIELDS, |view| {
+        Scan::read(view.bytes()).unwrap_or_else(|| Scan::from_tree(view))
+    });
+    (scan.prompt, scan.completion_cap(default))
 }
+
+/// Every field the estimate reads.
+const COUNTED_FIELDS: [&str; 13] = [
+    "messages",
+    "prompt",
+    "input",
+    "system",
+    "instructions",
+    "tools",
+    "functions",
+    "tool_choice",
+    "response_format",
+    "max_completion_tokens",
+    "max_tokens",
+    "max_output_tokens",
+    "n",
+];
 
 /// [`prompt_tokens`] from the request's tree: for the bodies the one pass leaves to it.
 fn tree_prompt_tokens(view: &RequestView) -> u64 {
@@ -183,7 +204,7 @@ const MAX_KEYS: usize = 64;
 /// what the reader refuses (malformed JSON, keys with escapes or non-ASCII bytes), nesting
 /// past [`MAX_DEPTH`], an object with more than [`MAX_KEYS`] keys, and a key given twice in
 /// one object (the tree keeps the last value, the pass would count both).
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Scan {
     /// The prompt estimate.
     pub(crate) prompt: u64,
@@ -194,6 +215,15 @@ pub(crate) struct Scan {
 }
 
 impl Scan {
+    /// The estimate from the request's tree: for the bodies the one pass leaves to it.
+    fn from_tree(view: &RequestView) -> Self {
+        Self {
+            prompt: tree_prompt_tokens(view),
+            caps: CAP_FIELDS.map(|k| view.get(k).and_then(Value::as_u64)),
+            n: view.get("n").and_then(Value::as_u64),
+        }
+    }
+
     /// Reads a request body; `None` for what is left to the tree.
     pub(crate) fn read(bytes: &[u8]) -> Option<Self> {
         let mut walk = Walk {
@@ -562,6 +592,50 @@ mod tests {
         assert!(Scan::read(over.bytes()).is_some());
         assert_eq!(request_tokens(&over, 77), tree);
         assert_eq!(tree.1, 256);
+    }
+
+    #[test]
+    fn views_of_one_body_share_the_count_unless_an_override_replaced_what_it_reads() {
+        assert!(
+            PROMPT_FIELDS
+                .iter()
+                .chain(&CAP_FIELDS)
+                .chain(&["messages", "n"])
+                .all(|f| COUNTED_FIELDS.contains(f)),
+            "the memo is keyed on every field the count reads"
+        );
+        let base = view(
+            r#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"hello there"}]}"#,
+        );
+        let counted = request_tokens(&base, 77);
+        let over = |json: &str| {
+            let params: serde_json::Map<String, Value> = serde_json::from_str(json).unwrap();
+            base.with_overrides(&params).unwrap()
+        };
+        // Another model: the same count, from the memo.
+        let model = over(r#"{"model":"bench-large"}"#);
+        assert_eq!(request_tokens(&model, 77), counted);
+        assert_eq!(
+            model.memo(&COUNTED_FIELDS, |_| Scan::default()).prompt,
+            counted.0,
+            "kept with the parsed body"
+        );
+        // Another cap, other messages: counted anew, each from its own fields.
+        for (json, fresh) in [
+            (r#"{"max_tokens":256}"#, (counted.0, 256)),
+            (r#"{"messages":[]}"#, (REPLY_TOKENS, 5)),
+            (r#"{"n":2}"#, (counted.0, 10)),
+        ] {
+            let v = over(json);
+            assert_eq!(request_tokens(&v, 77), fresh, "{json}");
+            assert_eq!(
+                (tree_prompt_tokens(&v), tree_completion_cap(&v, 77)),
+                fresh,
+                "{json}"
+            );
+        }
+        // The base's count is unchanged by its overridden views'.
+        assert_eq!(request_tokens(&base, 77), counted);
     }
 
     mod one_pass {

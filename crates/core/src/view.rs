@@ -18,7 +18,8 @@
 //! assert_eq!(view.messages().unwrap().len(), 1);
 //! ```
 
-use std::sync::{Arc, OnceLock};
+use std::any::Any;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use serde::ser::{Serialize, SerializeMap, Serializer};
@@ -77,6 +78,8 @@ struct Base {
     tree: OnceLock<Map<String, Value>>,
     /// The fields the one pass took; `None` when the tree was built at once.
     taken: Option<Taken>,
+    /// Values layers computed from some of the body's fields (see [`RequestView::memo`]).
+    memos: Mutex<Vec<Arc<dyn Any + Send + Sync>>>,
 }
 
 /// The top-level fields the one pass reads, as the tree would hold them.
@@ -282,6 +285,7 @@ impl RequestView {
                         bytes,
                         tree: OnceLock::new(),
                         taken: Some(taken),
+                        memos: Mutex::default(),
                     }),
                     patch: None,
                     stream,
@@ -318,6 +322,7 @@ impl RequestView {
                 bytes,
                 tree: OnceLock::from(object),
                 taken: None,
+                memos: Mutex::default(),
             }),
             patch: None,
             stream,
@@ -405,6 +410,67 @@ impl RequestView {
         };
         Ok(view)
     }
+    /// A value `compute`d from the fields `keys` of this request, kept with the parsed body:
+    /// every view of that body (this one, and those [`with_overrides`](Self::with_overrides)
+    /// made from it) in which no override replaced one of `keys` gets the value computed
+    /// once. A view in which one was replaced computes its own each time.
+    ///
+    /// One value per type: `T` should be a type of the caller's own, so that no other layer
+    /// keeps a value of it. `compute` must read only `keys` (and what does not change
+    /// between views of one body).
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use portcullis_core::RequestView;
+    ///
+    /// #[derive(Clone)]
+    /// struct Chars(usize);
+    /// let count = |v: &RequestView| Chars(v.get("messages").map_or(0, |m| m.to_string().len()));
+    ///
+    /// let view = RequestView::parse(Bytes::from_static(
+    ///     br#"{"model":"a","messages":[{"role":"user","content":"hi"}]}"#,
+    /// )).unwrap();
+    /// assert_eq!(view.memo(&["messages"], count).0, 32);
+    /// // A view with another model shares the value; one with other messages does not.
+    /// let other_model = serde_json::json!({"model": "b"});
+    /// let o = view.with_overrides(other_model.as_object().unwrap()).unwrap();
+    /// assert_eq!(o.memo(&["messages"], |_| Chars(0)).0, 32);
+    /// let other_messages = serde_json::json!({"messages": []});
+    /// let m = view.with_overrides(other_messages.as_object().unwrap()).unwrap();
+    /// assert_eq!(m.memo(&["messages"], count).0, 2);
+    /// ```
+    pub fn memo<T>(&self, keys: &[&str], compute: impl FnOnce(&RequestView) -> T) -> T
+    where
+        T: Clone + Send + Sync + 'static,
+    {
+        if let Some(patch) = &self.patch
+            && keys.iter().any(|k| patch.contains_key(*k))
+        {
+            return compute(self);
+        }
+        // None of `keys` replaced: the value is the parsed body's.
+        let kept = self
+            .base
+            .memos
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .find_map(|m| m.downcast_ref::<T>().cloned());
+        if let Some(value) = kept {
+            return value;
+        }
+        let value = compute(self);
+        let mut memos = self
+            .base
+            .memos
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !memos.iter().any(|m| m.is::<T>()) {
+            memos.push(Arc::new(value.clone()));
+        }
+        value
+    }
+
     /// The raw body the view was parsed from.
     pub fn bytes(&self) -> &Bytes {
         &self.bytes
@@ -818,6 +884,30 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_memo_is_the_parsed_bodys_and_only_views_that_kept_its_fields_share_it() {
+        #[derive(Clone, Debug, PartialEq)]
+        struct Seen(String);
+        let messages = |v: &RequestView| Seen(v.get("messages").unwrap().to_string());
+        let v = parse(r#"{"model":"a","messages":[1]}"#).unwrap();
+        let replaced = serde_json::json!({"messages": [2]});
+        let o = v.with_overrides(replaced.as_object().unwrap()).unwrap();
+        // A view that replaced the field computes its own, and keeps nothing.
+        assert_eq!(o.memo(&["messages"], messages), Seen("[2]".into()));
+        assert_eq!(v.memo(&["messages"], messages), Seen("[1]".into()));
+        // Kept: computed once for every view that did not replace it.
+        let other = serde_json::json!({"model": "b"});
+        let m = v.with_overrides(other.as_object().unwrap()).unwrap();
+        assert_eq!(
+            m.memo(&["messages"], |_| Seen("again".into())),
+            Seen("[1]".into())
+        );
+        assert_eq!(o.memo(&["messages"], messages), Seen("[2]".into()));
+        // One value per type.
+        assert_eq!(v.memo(&["model"], |v| v.model().unwrap().len()), 1);
+        assert_eq!(v.memo(&["messages"], |_| 7usize), 1);
     }
 
     #[test]
