@@ -184,12 +184,35 @@ impl<'a> Reader<'a> {
     /// A string literal, checked: no control characters, only JSON's escapes, `\u` escapes
     /// of surrogates only in pairs.
     pub fn string(&mut self) -> Option<RawStr<'a>> {
-        self.eat(b'"')?;
+        // The opening quote, most often right here (a key after `{` or `,`, a value after
+        // `:`); white space before it is read the long way.
+        if self.buf.get(self.at) == Some(&b'"') {
+            self.at += 1;
+        } else {
+            self.eat(b'"')?;
+        }
         let start = self.at;
+        // Plain ASCII to the closing quote: most keys and values.
+        let i = special(self.buf, start, true)?;
+        if self.buf[i] == b'"' {
+            self.at = i + 1;
+            return Some(RawStr {
+                raw: &self.buf[start..i],
+                escaped: false,
+                ascii: true,
+            });
+        }
+        self.string_rest(start, i)
+    }
+
+    /// The rest of a string from its first escape, non-ASCII or control byte at `i`: kept out
+    /// of [`Reader::string`], whose usual path it would make heavier.
+    #[cold]
+    #[inline(never)]
+    fn string_rest(&mut self, start: usize, mut i: usize) -> Option<RawStr<'a>> {
         let mut escaped = false;
         let mut ascii = true;
         loop {
-            let i = special(self.buf, self.at, ascii)?;
             match self.buf[i] {
                 b'"' => {
                     self.at = i + 1;
@@ -210,6 +233,7 @@ impl<'a> Reader<'a> {
                 }
                 _ => return None,
             }
+            i = special(self.buf, self.at, ascii)?;
         }
     }
 
