@@ -130,18 +130,33 @@ pub fn completion_cap(view: &RequestView, default: u64) -> u64 {
 /// The prompt estimate and the output cap together, from one pass over the request's bytes
 /// (or from its tree): what a reservation needs.
 ///
-/// Counted once per parsed body: a gateway's budget layers above and below `override_params`
-/// (the server's limits, a provider's) share the count unless an override replaced one of the
-/// fields it reads ([`RequestView::memo`]).
+/// The prompt is counted once per parsed body: a gateway's budget layers above and below
+/// `override_params` (the server's limits, a provider's) share the count
+/// ([`RequestView::memo`]), unless an override replaced one of the fields it reads; the output
+/// cap's fields are read from the view that asks, whose overrides may have replaced them.
 pub(crate) fn request_tokens(view: &RequestView, default: u64) -> (u64, u64) {
-    let scan = view.memo(&COUNTED_FIELDS, |view| {
-        Scan::read(view.bytes()).unwrap_or_else(|| Scan::from_tree(view))
-    });
+    let counted =
+        |view: &RequestView| Scan::read(view.bytes()).unwrap_or_else(|| Scan::from_tree(view));
+    let scan = if PROMPT_KEYS.iter().any(|k| view.replaced(k)) {
+        counted(view)
+    } else {
+        let mut scan = view.memo(counted);
+        // The parsed body's caps, but for those an override replaced.
+        for (cap, key) in scan.caps.iter_mut().zip(CAP_FIELDS) {
+            if view.replaced(key) {
+                *cap = view.get(key).and_then(Value::as_u64);
+            }
+        }
+        if view.replaced("n") {
+            scan.n = view.get("n").and_then(Value::as_u64);
+        }
+        scan
+    };
     (scan.prompt, scan.completion_cap(default))
 }
 
-/// Every field the estimate reads.
-const COUNTED_FIELDS: [&str; 13] = [
+/// The fields the prompt is counted from.
+const PROMPT_KEYS: [&str; 9] = [
     "messages",
     "prompt",
     "input",
@@ -151,10 +166,6 @@ const COUNTED_FIELDS: [&str; 13] = [
     "functions",
     "tool_choice",
     "response_format",
-    "max_completion_tokens",
-    "max_tokens",
-    "max_output_tokens",
-    "n",
 ];
 
 /// [`prompt_tokens`] from the request's tree: for the bodies the one pass leaves to it.
@@ -599,10 +610,9 @@ mod tests {
         assert!(
             PROMPT_FIELDS
                 .iter()
-                .chain(&CAP_FIELDS)
-                .chain(&["messages", "n"])
-                .all(|f| COUNTED_FIELDS.contains(f)),
-            "the memo is keyed on every field the count reads"
+                .chain(&["messages"])
+                .all(|f| PROMPT_KEYS.contains(f)),
+            "the memo is skipped for every field the prompt is counted from"
         );
         let base = view(
             r#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"hello there"}]}"#,
@@ -616,23 +626,28 @@ mod tests {
         let model = over(r#"{"model":"bench-large"}"#);
         assert_eq!(request_tokens(&model, 77), counted);
         assert_eq!(
-            model.memo(&COUNTED_FIELDS, |_| Scan::default()).prompt,
+            model.memo(|_| Scan::default()).prompt,
             counted.0,
-            "kept with the parsed body"
+            "kept with the body"
         );
-        // Another cap, other messages: counted anew, each from its own fields.
-        for (json, fresh) in [
-            (r#"{"max_tokens":256}"#, (counted.0, 256)),
-            (r#"{"messages":[]}"#, (REPLY_TOKENS, 5)),
-            (r#"{"n":2}"#, (counted.0, 10)),
+        // Another cap or `n`: the prompt from the memo, the cap from the view; other messages:
+        // counted anew. Each as the tree counts it.
+        for (json, cap, same_prompt) in [
+            (r#"{"max_tokens":256}"#, 256, true),
+            (r#"{"max_tokens":null,"max_completion_tokens":9}"#, 9, true),
+            (r#"{"n":2}"#, 10, true),
+            (r#"{"messages":[]}"#, 5, false),
+            (
+                r#"{"tools":[{"type":"function"}],"max_tokens":1}"#,
+                1,
+                false,
+            ),
         ] {
             let v = over(json);
-            assert_eq!(request_tokens(&v, 77), fresh, "{json}");
-            assert_eq!(
-                (tree_prompt_tokens(&v), tree_completion_cap(&v, 77)),
-                fresh,
-                "{json}"
-            );
+            let tree = (tree_prompt_tokens(&v), tree_completion_cap(&v, 77));
+            assert_eq!(request_tokens(&v, 77), tree, "{json}");
+            assert_eq!(tree.1, cap, "{json}");
+            assert_eq!(tree.0 == counted.0, same_prompt, "{json}");
         }
         // The base's count is unchanged by its overridden views'.
         assert_eq!(request_tokens(&base, 77), counted);

@@ -410,14 +410,13 @@ impl RequestView {
         };
         Ok(view)
     }
-    /// A value `compute`d from the fields `keys` of this request, kept with the parsed body:
-    /// every view of that body (this one, and those [`with_overrides`](Self::with_overrides)
-    /// made from it) in which no override replaced one of `keys` gets the value computed
-    /// once. A view in which one was replaced computes its own each time.
+    /// A value `compute`d from the body as it was parsed (before any override), once: every
+    /// view of that body (this one, and those [`with_overrides`](Self::with_overrides) made
+    /// from it) gets the same value. A layer that reads fields an override may replace asks
+    /// [`replaced`](Self::replaced) and reads those from the view itself.
     ///
     /// One value per type: `T` should be a type of the caller's own, so that no other layer
-    /// keeps a value of it. `compute` must read only `keys` (and what does not change
-    /// between views of one body).
+    /// keeps a value of it.
     ///
     /// ```
     /// use bytes::Bytes;
@@ -430,25 +429,17 @@ impl RequestView {
     /// let view = RequestView::parse(Bytes::from_static(
     ///     br#"{"model":"a","messages":[{"role":"user","content":"hi"}]}"#,
     /// )).unwrap();
-    /// assert_eq!(view.memo(&["messages"], count).0, 32);
-    /// // A view with another model shares the value; one with other messages does not.
-    /// let other_model = serde_json::json!({"model": "b"});
-    /// let o = view.with_overrides(other_model.as_object().unwrap()).unwrap();
-    /// assert_eq!(o.memo(&["messages"], |_| Chars(0)).0, 32);
-    /// let other_messages = serde_json::json!({"messages": []});
-    /// let m = view.with_overrides(other_messages.as_object().unwrap()).unwrap();
-    /// assert_eq!(m.memo(&["messages"], count).0, 2);
+    /// assert_eq!(view.memo(count).0, 32);
+    /// // Every view of the body shares it, computed from the body as parsed.
+    /// let other = serde_json::json!({"model": "b", "messages": []});
+    /// let o = view.with_overrides(other.as_object().unwrap()).unwrap();
+    /// assert_eq!(o.memo(|_| Chars(0)).0, 32);
+    /// assert!(o.replaced("messages") && !o.replaced("user"));
     /// ```
-    pub fn memo<T>(&self, keys: &[&str], compute: impl FnOnce(&RequestView) -> T) -> T
+    pub fn memo<T>(&self, compute: impl FnOnce(&RequestView) -> T) -> T
     where
         T: Clone + Send + Sync + 'static,
     {
-        if let Some(patch) = &self.patch
-            && keys.iter().any(|k| patch.contains_key(*k))
-        {
-            return compute(self);
-        }
-        // None of `keys` replaced: the value is the parsed body's.
         let kept = self
             .base
             .memos
@@ -459,7 +450,17 @@ impl RequestView {
         if let Some(value) = kept {
             return value;
         }
-        let value = compute(self);
+        let value = match self.patch {
+            None => compute(self),
+            // Computed from the body as parsed, whichever view asks first.
+            Some(_) => compute(&RequestView {
+                bytes: self.base.bytes.clone(),
+                base: self.base.clone(),
+                patch: None,
+                stream: self.base.get("stream").and_then(Value::as_bool) == Some(true),
+                members: None,
+            }),
+        };
         let mut memos = self
             .base
             .memos
@@ -469,6 +470,11 @@ impl RequestView {
             memos.push(Arc::new(value.clone()));
         }
         value
+    }
+
+    /// Whether an override replaced (or added) the top-level field `key` in this view.
+    pub fn replaced(&self, key: &str) -> bool {
+        self.patch.as_ref().is_some_and(|p| p.contains_key(key))
     }
 
     /// The raw body the view was parsed from.
@@ -887,27 +893,21 @@ mod tests {
     }
 
     #[test]
-    fn a_memo_is_the_parsed_bodys_and_only_views_that_kept_its_fields_share_it() {
+    fn a_memo_is_the_parsed_bodys_whichever_view_asks_first() {
         #[derive(Clone, Debug, PartialEq)]
         struct Seen(String);
         let messages = |v: &RequestView| Seen(v.get("messages").unwrap().to_string());
         let v = parse(r#"{"model":"a","messages":[1]}"#).unwrap();
         let replaced = serde_json::json!({"messages": [2]});
         let o = v.with_overrides(replaced.as_object().unwrap()).unwrap();
-        // A view that replaced the field computes its own, and keeps nothing.
-        assert_eq!(o.memo(&["messages"], messages), Seen("[2]".into()));
-        assert_eq!(v.memo(&["messages"], messages), Seen("[1]".into()));
-        // Kept: computed once for every view that did not replace it.
-        let other = serde_json::json!({"model": "b"});
-        let m = v.with_overrides(other.as_object().unwrap()).unwrap();
-        assert_eq!(
-            m.memo(&["messages"], |_| Seen("again".into())),
-            Seen("[1]".into())
-        );
-        assert_eq!(o.memo(&["messages"], messages), Seen("[2]".into()));
+        // Asked first by a view that replaced the field: still the parsed body's.
+        assert_eq!(o.memo(messages), Seen("[1]".into()));
+        assert_eq!(v.memo(|_| Seen("again".into())), Seen("[1]".into()));
+        assert!(o.replaced("messages"));
+        assert!(!o.replaced("model") && !v.replaced("messages"));
         // One value per type.
-        assert_eq!(v.memo(&["model"], |v| v.model().unwrap().len()), 1);
-        assert_eq!(v.memo(&["messages"], |_| 7usize), 1);
+        assert_eq!(v.memo(|v| v.model().unwrap().len()), 1);
+        assert_eq!(o.memo(|_| 7usize), 1);
     }
 
     #[test]
