@@ -225,25 +225,73 @@ impl TargetPath {
 /// the record.
 impl fmt::Display for TargetPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.is_root() {
-            return Ok(());
-        }
-        let mut text = Ascii::<{ TargetPath::TEXT_MAX }>::new();
-        for (i, index) in self.indices().iter().enumerate() {
-            if i > 0 {
-                text.push(".");
-            }
-            text.push("targets[");
-            text.push_u64(u64::from(*index));
-            text.push("]");
-        }
-        f.write_str(text.as_str())
+        f.write_str(self.text().as_str())
     }
 }
 
 impl TargetPath {
     /// The longest text of a path: every level `targets[65535]`, with a dot between.
     const TEXT_MAX: usize = TargetPath::MAX_DEPTH * "targets[65535].".len();
+
+    /// The path as text (`targets[1].targets[0]`; empty for the root), as [`Display`] writes
+    /// it, on the stack: for writers that take a `&str` without a formatter.
+    ///
+    /// [`Display`]: fmt::Display
+    pub fn text(&self) -> PathText {
+        self.written("")
+    }
+
+    /// The path as Portkey's `x-portkey-last-used-option-index` header and the metrics name
+    /// it: `config` for the root, else `config.` and the path.
+    ///
+    /// ```
+    /// use portcullis_core::context::TargetPath;
+    /// let mut path = TargetPath::root();
+    /// assert_eq!(path.config_text().as_str(), "config");
+    /// path.push(1);
+    /// path.push(0);
+    /// assert_eq!(path.config_text().as_str(), "config.targets[1].targets[0]");
+    /// assert_eq!(path.text().as_str(), "targets[1].targets[0]");
+    /// ```
+    pub fn config_text(&self) -> PathText {
+        if self.is_root() {
+            let mut text = PathText(Ascii::new());
+            text.0.push("config");
+            return text;
+        }
+        self.written("config.")
+    }
+
+    fn written(&self, prefix: &str) -> PathText {
+        let mut text = PathText(Ascii::new());
+        text.0.push(prefix);
+        for (i, index) in self.indices().iter().enumerate() {
+            if i > 0 {
+                text.0.push(".");
+            }
+            text.0.push("targets[");
+            text.0.push_u64(u64::from(*index));
+            text.0.push("]");
+        }
+        text
+    }
+}
+
+/// A [`TargetPath`] as text, held on the stack ([`TargetPath::text`],
+/// [`TargetPath::config_text`]).
+pub struct PathText(Ascii<{ "config.".len() + TargetPath::TEXT_MAX }>);
+
+impl PathText {
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl fmt::Debug for PathText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
 }
 
 /// Short ASCII text assembled on the stack, to be written in one `write_str`.

@@ -223,7 +223,7 @@ where
                 && let Ok(value) = if target.is_root() {
                     Ok(HeaderValue::from_static("config"))
                 } else {
-                    HeaderValue::try_from(format!("config.{target}"))
+                    HeaderValue::from_str(target.config_text().as_str())
                 }
             {
                 headers.insert(names.target.clone(), value);

@@ -387,7 +387,7 @@ impl Meter {
         let target = match target {
             None => NONE_ID,
             Some(path) if path.is_root() => ROOT_ID,
-            Some(path) => self.targets.id(&format!("config.{path}")),
+            Some(path) => self.targets.id(path.config_text().as_str()),
         };
         let mut key = [0u32; 4 + MAX_METADATA_LABELS];
         key[..4].copy_from_slice(&[provider, request.model, target, u32::from(status.as_u16())]);

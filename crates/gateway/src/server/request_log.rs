@@ -196,7 +196,7 @@ impl RequestLine<'_> {
         write_debug_str(out, self.provider)?;
         out.push_str(" target=");
         if let Some(target) = self.target {
-            write!(out, "{target}")?;
+            out.push_str(target.text().as_str());
         }
         out.push_str(" attempts=");
         if let Some(attempts) = self.attempts {
