@@ -11,8 +11,15 @@
 //! - [`context`]: per-request facts in request extensions (trace id, metadata, caller, target
 //!   path, attempt); [`facts`]: per-response facts in response extensions (target used,
 //!   retries, cache status, provider, guard verdicts; usage and cost types).
+//! - [`RequestView`]: the request parsed once; its fields, `override_params` splices, and
+//!   values computed once per parsed body ([`RequestView::memo`]) for every layer above and
+//!   below an override.
 //! - [`observe`]: the body observer that lets chunks through as they arrive, reads usage and
-//!   assembles streamed text, and reports once at the end or on cancellation.
+//!   assembles streamed text, and reports once at the end or on cancellation; its strict
+//!   one-pass JSON reader ([`observe::json`]) serves every layer that reads a few values of a
+//!   body without building a tree (the cache key, the budget's estimate, the guard's text).
+//! - [`clock`] (time that moves with tokio's, calendar arithmetic) and [`digits`] (decimal
+//!   digits without a formatter): the one copy each writer of a date or a number shares.
 //! - [`error`]: the OpenAI error body and the typed errors, with their statuses.
 //! - [`FactHeaders`]: trace ids in, response facts out as Portkey's headers.
 //! - [`OverrideParams`]: a target's `override_params` merged into the request body.
