@@ -29,6 +29,7 @@
 use std::fmt;
 
 use portcullis_core::RequestView;
+use portcullis_core::observe::json::write_str;
 use serde_json::Value;
 
 /// Top-level body fields that never change the answer's content.
@@ -382,10 +383,6 @@ fn write_canonical(buf: &mut Vec<u8>, v: &Value) {
         }
         other => serde_json::to_writer(&mut *buf, other).expect("writing to a Vec cannot fail"),
     }
-}
-
-fn write_str(buf: &mut Vec<u8>, s: &str) {
-    serde_json::to_writer(&mut *buf, s).expect("writing to a Vec cannot fail");
 }
 
 /// The index of the last message and its text when it is the user's (`None` index: the

@@ -37,6 +37,7 @@ use tokio::time::Instant;
 use crate::check::{Check, CheckError, CheckFuture, Outcome, Run, Transform};
 use crate::context::{HookContext, Phase};
 use crate::response::ResponseDoc;
+pub(crate) use portcullis_core::observe::json::{write_str, write_value};
 
 /// A guardrail judges; a mutator runs its checks strictly in order and may rewrite.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -604,104 +605,6 @@ fn append_json<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
     serde_json::to_writer(out, value).expect("JSON into memory cannot fail");
 }
 
-/// A [`Value`], written to the byte as `serde_json` writes it (compact, object keys in
-/// their map's order), without serde's generic serialiser: the data of every check result
-/// goes through here. Numbers are still serde_json's to write (its float format).
-pub(crate) fn write_value(out: &mut Vec<u8>, value: &Value) {
-    match value {
-        Value::Null => out.extend_from_slice(b"null"),
-        Value::Bool(b) => write_bool(out, *b),
-        Value::Number(n) => append_json(out, n),
-        Value::String(s) => write_str(out, s),
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_value(out, item);
-            }
-            out.push(b']');
-        }
-        Value::Object(members) => {
-            out.push(b'{');
-            for (i, (key, value)) in members.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_str(out, key);
-                out.push(b':');
-                write_value(out, value);
-            }
-            out.push(b'}');
-        }
-    }
-}
-
-/// A string literal as `serde_json` writes it: `"` and `\\` escaped, the control characters
-/// below 0x20 as `\\b`, `\\t`, `\\n`, `\\f`, `\\r` or `\\u00xx` (lowercase hex), every other
-/// character as it is (DEL and U+2028 included). Runs of plain bytes are copied whole.
-pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let bytes = s.as_bytes();
-    out.reserve(bytes.len() + 2);
-    out.push(b'"');
-    let mut plain = 0;
-    while let Some(i) = next_escape(bytes, plain) {
-        out.extend_from_slice(&bytes[plain..i]);
-        let b = bytes[i];
-        let short = match b {
-            b'"' => b'"',
-            b'\\' => b'\\',
-            b'\n' => b'n',
-            b'\r' => b'r',
-            b'\t' => b't',
-            0x08 => b'b',
-            0x0c => b'f',
-            _ => 0,
-        };
-        if short != 0 {
-            out.extend_from_slice(&[b'\\', short]);
-        } else {
-            out.extend_from_slice(b"\\u00");
-            out.extend_from_slice(&[HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
-        }
-        plain = i + 1;
-    }
-    out.extend_from_slice(&bytes[plain..]);
-    out.push(b'"');
-}
-
-/// The index in `bytes`, from `at` on, of the first byte a JSON string escapes: a quote, a
-/// backslash, a control character. Looked for eight bytes at a time: most text has none.
-fn next_escape(bytes: &[u8], mut at: usize) -> Option<usize> {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    const QUOTES: u64 = u64::from_ne_bytes([b'"'; 8]);
-    const BACKSLASHES: u64 = u64::from_ne_bytes([b'\\'; 8]);
-    const SPACES: u64 = u64::from_ne_bytes([0x20; 8]);
-    while let Some(word) = bytes.get(at..).and_then(<[u8]>::first_chunk::<8>) {
-        let word = u64::from_le_bytes(*word);
-        // Each term flags (in its byte's high bit) bytes equal to a quote, to a backslash,
-        // below 0x20: exactly at the lowest such byte, maybe wrongly above it (a borrow
-        // carries up), so the lowest flag of their union is the byte looked for.
-        let quote = word ^ QUOTES;
-        let backslash = word ^ BACKSLASHES;
-        let flagged = ((quote.wrapping_sub(ONES) & !quote)
-            | (backslash.wrapping_sub(ONES) & !backslash)
-            | (word.wrapping_sub(SPACES) & !word))
-            & HIGHS;
-        if flagged != 0 {
-            return Some(at + (flagged.trailing_zeros() / 8) as usize);
-        }
-        at += 8;
-    }
-    bytes[at..]
-        .iter()
-        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
-        .map(|i| at + i)
-}
-
 fn write_bool(out: &mut Vec<u8>, b: bool) {
     out.extend_from_slice(if b { b"true" } else { b"false" });
 }
@@ -803,7 +706,6 @@ impl Iso8601 {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use proptest::prelude::*;
     use std::time::Duration;
 
     // How results were written before `write_json`: `json!` trees serialised whole, and
@@ -1020,83 +922,5 @@ pub(crate) mod tests {
         for t in times {
             assert_eq!(stamps.get(t).as_str(), old_iso8601(t), "{t:?}");
         }
-    }
-
-    /// Values of every shape, with strings of every escape, numbers of every kind.
-    fn value() -> impl Strategy<Value = Value> {
-        let string = prop_oneof![
-            any::<String>(),
-            prop::collection::vec(
-                prop::sample::select(vec![
-                    '"', '\\', '/', '\n', '\r', '\t', '\u{8}', '\u{c}', '\u{0}', '\u{1f}',
-                    '\u{7f}', '\u{80}', '\u{2028}', '\u{fffd}', 'é', '😀', 'a', ' ',
-                ]),
-                0..12,
-            )
-            .prop_map(|c| c.into_iter().collect()),
-        ];
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::Bool),
-            any::<i64>().prop_map(Value::from),
-            any::<u64>().prop_map(Value::from),
-            any::<f64>().prop_map(Value::from),
-            prop::sample::select(vec![0.0, -0.0, 1.0, 2000.0, 0.1, 1e300, 5e-324, 1e21, 1e-7])
-                .prop_map(Value::from),
-            string.clone().prop_map(Value::String),
-        ];
-        leaf.prop_recursive(4, 48, 6, move |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-                prop::collection::btree_map(string.clone(), inner, 0..6)
-                    .prop_map(|m| Value::Object(m.into_iter().collect())),
-            ]
-        })
-    }
-
-    proptest! {
-        /// Values are written to the byte as serde_json writes them.
-        #[test]
-        fn values_write_the_bytes_serde_json_writes(value in value()) {
-            let mut written = Vec::new();
-            write_value(&mut written, &value);
-            prop_assert_eq!(
-                String::from_utf8(written).unwrap(),
-                serde_json::to_string(&value).unwrap()
-            );
-        }
-    }
-
-    proptest! {
-        /// The eight-at-a-time search finds the byte a byte-by-byte one finds.
-        #[test]
-        fn escapes_are_found_where_a_byte_by_byte_search_finds_them(
-            bytes in prop::collection::vec(
-                prop_oneof![
-                    8 => b'a'..=b'z',
-                    1 => prop::sample::select(vec![b'"', b'\\', 0x00, 0x1f, 0x20, 0x21, 0x5b, 0x5d, 0x7f, 0x80, 0xa2, 0xdc, 0xff]),
-                ],
-                0..40,
-            )
-        ) {
-            for at in 0..=bytes.len() {
-                let naive = bytes[at..]
-                    .iter()
-                    .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
-                    .map(|i| at + i);
-                prop_assert_eq!(next_escape(&bytes, at), naive);
-            }
-        }
-    }
-
-    #[test]
-    fn every_control_character_is_escaped_as_serde_json_escapes_it() {
-        let all: String = (0u8..=0x7f)
-            .map(char::from)
-            .chain(['\u{80}', '\u{2028}', '😀'])
-            .collect();
-        let mut written = Vec::new();
-        write_str(&mut written, &all);
-        assert_eq!(written, serde_json::to_vec(&all).unwrap());
     }
 }

@@ -1,5 +1,5 @@
 //! A JSON writer for the translations: the shapes are fixed, so they are written straight to
-//! bytes, with only strings and passed-through values going through serde_json.
+//! bytes, strings and passed-through values with core's writer (serde_json's bytes).
 
 use bytes::Bytes;
 use serde_json::Value;
@@ -23,14 +23,12 @@ impl Json {
 
     /// A string, quoted and escaped.
     pub(super) fn str(&mut self, s: &str) {
-        // Writing to a `Vec` cannot fail, nor can serialising a string.
-        let _ = serde_json::to_writer(&mut self.buf, s);
+        portcullis_core::observe::json::write_str(&mut self.buf, s);
     }
 
     /// Any value, as JSON.
     pub(super) fn value(&mut self, v: &Value) {
-        // Writing to a `Vec` cannot fail, nor can serialising a `Value` (its keys are strings).
-        let _ = serde_json::to_writer(&mut self.buf, v);
+        portcullis_core::observe::json::write_value(&mut self.buf, v);
     }
 
     pub(super) fn u64(&mut self, n: u64) {

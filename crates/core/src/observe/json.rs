@@ -2,6 +2,10 @@
 //! hands back only the values its caller asks for (strings borrowed when they have no
 //! escapes), without building a tree or a `String` per key.
 //!
+//! Beside it, [`write_str`] and [`write_value`] write JSON byte for byte as serde_json does,
+//! without its generic serialiser, for the layers that write JSON by hand (the providers'
+//! translations, the guard's results, the cache key).
+//!
 //! It is a fast path in front of serde_json, not a replacement: whatever it is unsure of
 //! (a key with escapes, nesting past [`MAX_DEPTH`], a value of an unexpected type) it refuses
 //! with `None`, and the caller reads the document with serde_json instead. So it may refuse
@@ -421,6 +425,78 @@ fn special(buf: &[u8], mut at: usize, high: bool) -> Option<usize> {
         .map(|i| at + i)
 }
 
+/// A [`Value`], written to the byte as `serde_json` writes it (compact, object keys in
+/// their map's order), without serde's generic serialiser: the data of every check result
+/// goes through here. Numbers are still serde_json's to write (its float format).
+pub fn write_value(out: &mut Vec<u8>, value: &serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Value::Number(n) => {
+            serde_json::to_writer(&mut *out, n).expect("JSON into memory cannot fail")
+        }
+        Value::String(s) => write_str(out, s),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_value(out, item);
+            }
+            out.push(b']');
+        }
+        Value::Object(members) => {
+            out.push(b'{');
+            for (i, (key, value)) in members.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_str(out, key);
+                out.push(b':');
+                write_value(out, value);
+            }
+            out.push(b'}');
+        }
+    }
+}
+
+/// A string literal as `serde_json` writes it: `"` and `\\` escaped, the control characters
+/// below 0x20 as `\\b`, `\\t`, `\\n`, `\\f`, `\\r` or `\\u00xx` (lowercase hex), every other
+/// character as it is (DEL and U+2028 included). Runs of plain bytes are copied whole.
+pub fn write_str(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let mut plain = 0;
+    // The bytes a string escapes are the ones the reader stops at, less non-ASCII ones.
+    while let Some(i) = special(bytes, plain, false) {
+        out.extend_from_slice(&bytes[plain..i]);
+        let b = bytes[i];
+        let short = match b {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            b'\n' => b'n',
+            b'\r' => b'r',
+            b'\t' => b't',
+            0x08 => b'b',
+            0x0c => b'f',
+            _ => 0,
+        };
+        if short != 0 {
+            out.extend_from_slice(&[b'\\', short]);
+        } else {
+            out.extend_from_slice(b"\\u00");
+            out.extend_from_slice(&[HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
+        }
+        plain = i + 1;
+    }
+    out.extend_from_slice(&bytes[plain..]);
+    out.push(b'"');
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -574,5 +650,64 @@ mod tests {
             assert!(r.u64().and_then(|_| r.end()).is_none(), "{doc}");
             assert!(serde_json::from_str::<u64>(doc).is_err(), "{doc}");
         }
+    }
+
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    /// Values of every shape, with strings of every escape, numbers of every kind.
+    fn value() -> impl Strategy<Value = serde_json::Value> {
+        let string = prop_oneof![
+            any::<String>(),
+            prop::collection::vec(
+                prop::sample::select(vec![
+                    '"', '\\', '/', '\n', '\r', '\t', '\u{8}', '\u{c}', '\u{0}', '\u{1f}',
+                    '\u{7f}', '\u{80}', '\u{2028}', '\u{fffd}', 'é', '😀', 'a', ' ',
+                ]),
+                0..12,
+            )
+            .prop_map(|c| c.into_iter().collect()),
+        ];
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            prop::sample::select(vec![0.0, -0.0, 1.0, 2000.0, 0.1, 1e300, 5e-324, 1e21, 1e-7])
+                .prop_map(Value::from),
+            string.clone().prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map(string.clone(), inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// Values are written to the byte as serde_json writes them.
+        #[test]
+        fn values_write_the_bytes_serde_json_writes(value in value()) {
+            let mut written = Vec::new();
+            write_value(&mut written, &value);
+            prop_assert_eq!(
+                String::from_utf8(written).unwrap(),
+                serde_json::to_string(&value).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn every_control_character_is_escaped_as_serde_json_escapes_it() {
+        let all: String = (0u8..=0x7f)
+            .map(char::from)
+            .chain(['\u{80}', '\u{2028}', '😀'])
+            .collect();
+        let mut written = Vec::new();
+        write_str(&mut written, &all);
+        assert_eq!(written, serde_json::to_vec(&all).unwrap());
     }
 }
