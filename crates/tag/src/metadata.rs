@@ -136,6 +136,37 @@ pub fn parse_metadata(
     value: &[u8],
     limits: &MetadataLimits,
 ) -> Result<BTreeMap<String, String>, InvalidMetadata> {
+    match read_plain(value, limits) {
+        Some(map) => Ok(map),
+        None => parse_whole(value, limits),
+    }
+}
+
+/// The usual header, read in one pass with core's strict reader: an object of strings within
+/// the limits, keys plain ASCII (the last of a repeated key counts, as in the tree). Anything
+/// else is `None`, and read whole, where the errors are worded.
+fn read_plain(value: &[u8], limits: &MetadataLimits) -> Option<BTreeMap<String, String>> {
+    let mut r = portcullis_core::observe::json::Reader::new(value);
+    let mut map = BTreeMap::new();
+    r.object(|r, key| {
+        let key = std::str::from_utf8(key).ok()?;
+        let text = r.string()?.text()?;
+        if too_long(key, limits.max_key_len) || too_long(&text, limits.max_value_len) {
+            return None;
+        }
+        map.insert(key.to_owned(), text.into_owned());
+        Some(())
+    })?;
+    r.end()?;
+    (map.len() <= limits.max_keys).then_some(map)
+}
+
+/// [`parse_metadata`] through a JSON tree: every header the one pass does not take, and the
+/// wording of every error.
+fn parse_whole(
+    value: &[u8],
+    limits: &MetadataLimits,
+) -> Result<BTreeMap<String, String>, InvalidMetadata> {
     let value: Value = serde_json::from_slice(value)
         .map_err(|e| InvalidMetadata::new(format!("metadata is not valid JSON: {e}")))?;
     let Value::Object(object) = value else {
@@ -194,9 +225,56 @@ pub fn parse_metadata(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
+
+        /// The one pass reads what the tree reads: the same map, or the tree's error.
+        #[test]
+        fn the_one_pass_reads_headers_as_the_tree_does(
+            members in prop::collection::vec(
+                (
+                    prop::sample::select(vec!["plan", "user", "a", "\\u0061", "é", "k"]),
+                    prop::sample::select(vec![
+                        "\"free\"", "\"\"", "\"a\\nb\"", "\"\\u00e9\"", "\"é\"", "1", "null",
+                        "{}", "\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"",
+                    ]),
+                ),
+                0..6,
+            ),
+            ws in prop::sample::select(vec!["", " ", "\n "]),
+            max_keys in 0usize..5,
+        ) {
+            let body: Vec<String> =
+                members.iter().map(|(k, v)| format!("{ws}\"{k}\"{ws}:{ws}{v}")).collect();
+            let header = format!("{ws}{{{}}}{ws}", body.join(","));
+            let limits = MetadataLimits { max_keys, max_value_len: 64, ..MetadataLimits::default() };
+            let ours = parse_metadata(header.as_bytes(), &limits).map_err(|e| e.to_string());
+            let tree = parse_whole(header.as_bytes(), &limits).map_err(|e| e.to_string());
+            prop_assert_eq!(ours, tree);
+        }
+    }
 
     fn parse(s: &str) -> Result<BTreeMap<String, String>, InvalidMetadata> {
         parse_metadata(s.as_bytes(), &MetadataLimits::default())
+    }
+
+    #[test]
+    fn the_usual_header_is_read_in_one_pass() {
+        let limits = MetadataLimits::default();
+        let map = read_plain(br#" {"plan":"free","user":"a\nb","plan":"paid"} "#, &limits).unwrap();
+        assert_eq!(
+            map["plan"], "paid",
+            "the last of a repeated key, as in the tree"
+        );
+        assert_eq!(map["user"], "a\nb");
+        for refused in [r#"{"n":1}"#, r#"{"\u0061":"x"}"#, r#"{"é":"x"}"#, "[]", "{"] {
+            assert!(
+                read_plain(refused.as_bytes(), &limits).is_none(),
+                "{refused}"
+            );
+        }
     }
 
     #[test]
