@@ -45,8 +45,9 @@ impl<V> Expiry<Key, (V, Duration)> for Ttl {
 }
 
 impl MemoryStore {
-    /// A store of at most `max_bytes` (entries weighed by their body and events; semantic
-    /// candidates get an eighth of the bound on top).
+    /// A store of at most `max_bytes` (entries weighed by their body and events and what
+    /// each costs the store, [`ENTRY_OVERHEAD`](crate::entry::ENTRY_OVERHEAD), so that the
+    /// bound is the memory held; semantic candidates get an eighth of the bound on top).
     pub fn new(max_bytes: u64) -> Self {
         let weigh = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         Self {
