@@ -32,7 +32,7 @@
 //! ```
 
 use portcullis_core::RequestView;
-use portcullis_core::observe::json::Reader;
+use portcullis_core::observe::json::{RawStr, Reader, hex4};
 use serde_json::Value;
 use smallvec::SmallVec;
 
@@ -228,7 +228,6 @@ impl Scan {
     /// Reads a request body; `None` for what is left to the tree.
     pub(crate) fn read(bytes: &[u8]) -> Option<Self> {
         let mut walk = Walk {
-            buf: bytes,
             keys: SmallVec::new(),
         };
         let mut r = Reader::new(bytes);
@@ -268,10 +267,9 @@ impl Scan {
     }
 }
 
-/// The state of one pass: the body, and the keys of the objects open (each object's after
-/// the ones of the objects around it), to find a repeated one.
+/// The state of one pass: the keys of the objects open (each object's after the ones of the
+/// objects around it), to find a repeated one.
 struct Walk<'a> {
-    buf: &'a [u8],
     /// On the stack for the usual request (a few keys at each of a few levels).
     keys: SmallVec<[&'a [u8]; 16]>,
 }
@@ -301,11 +299,11 @@ impl<'a> Walk<'a> {
             }
             b'{' | b'[' => None,
             b'"' => {
-                let raw = self.string(r)?;
-                Some(if starts_with_data(raw) {
+                let text = self.string(r)?;
+                Some(if starts_with_data(text.raw()) {
                     MEDIA_TOKENS
                 } else {
-                    raw_text_tokens(raw)?
+                    raw_text_tokens(text)?
                 })
             }
             // A number, `true`, `false` or `null` (checked as it is skipped).
@@ -322,14 +320,12 @@ impl<'a> Walk<'a> {
             // Keys come without escapes and in ASCII (the reader refuses others).
             tokens += (key.len() as u64).div_ceil(3);
             if key == b"type" && r.peek()? == b'"' {
-                let start = r.offset();
-                let text = r.string()?.text()?;
-                let raw = &self.buf[start + 1..r.offset() - 1];
-                media = MEDIA_TYPES.contains(&&*text);
-                tokens += if starts_with_data(raw) {
+                let string = r.string()?;
+                media = MEDIA_TYPES.contains(&&*string.text()?);
+                tokens += if starts_with_data(string.raw()) {
                     MEDIA_TOKENS
                 } else {
-                    raw_text_tokens(raw)?
+                    raw_text_tokens(string)?
                 };
             } else {
                 tokens += self.value(r, depth + 1)?;
@@ -340,11 +336,11 @@ impl<'a> Walk<'a> {
         Some(if media { MEDIA_TOKENS } else { tokens })
     }
 
-    /// The string at the reader, checked, as written between its quotes.
-    fn string(&self, r: &mut Reader<'a>) -> Option<&'a [u8]> {
-        let start = r.offset();
-        r.string()?.check()?;
-        Some(&self.buf[start + 1..r.offset() - 1])
+    /// The string at the reader, checked.
+    fn string(&self, r: &mut Reader<'a>) -> Option<RawStr<'a>> {
+        let string = r.string()?;
+        string.check()?;
+        Some(string)
     }
 }
 
@@ -364,12 +360,13 @@ fn whole_number(r: &mut Reader<'_>, buf: &[u8]) -> Option<Option<u64>> {
 
 /// [`text_tokens`] of a string literal's text, counted from its checked bytes as written:
 /// each escape stands for the one character it writes.
-fn raw_text_tokens(raw: &[u8]) -> Option<u64> {
-    if plain_ascii(raw) {
-        // Most text: its bytes are its characters.
+fn raw_text_tokens(string: RawStr<'_>) -> Option<u64> {
+    let raw = string.raw();
+    let escaped = string.is_escaped();
+    if !escaped && string.is_ascii() {
+        // Most text: its bytes are its characters (the reader's scan said so).
         return Some((raw.len() as u64).div_ceil(3));
     }
-    let escaped = memchr::memchr(b'\\', raw).is_some();
     // In UTF-8 a character beyond ASCII is one lead byte (0xC0 and up) and its continuations.
     let mut ascii = raw.iter().filter(|b| b.is_ascii()).count() as u64;
     let mut other = raw.iter().filter(|&&b| b >= 0xC0).count() as u64;
@@ -398,25 +395,6 @@ fn raw_text_tokens(raw: &[u8]) -> Option<u64> {
     Some(ascii.div_ceil(3) + other)
 }
 
-/// Whether `raw` is ASCII without a backslash, looked for eight bytes at a time in one pass
-/// (where `is_ascii` and a search for `\` would each pass over the text).
-fn plain_ascii(raw: &[u8]) -> bool {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    const BACKSLASHES: u64 = u64::from_ne_bytes([b'\\'; 8]);
-    let (words, tail) = raw.as_chunks::<8>();
-    let mut flagged = 0;
-    for word in words {
-        let word = u64::from_ne_bytes(*word);
-        // A byte equal to `\` is zero in `x`, and `x - ONES & !x` has a high bit set in the
-        // lowest zero byte (a borrow can flag bytes above it too, never one without a zero
-        // below); a byte beyond ASCII has its own high bit set.
-        let x = word ^ BACKSLASHES;
-        flagged |= (x.wrapping_sub(ONES) & !x) | word;
-    }
-    flagged & HIGHS == 0 && tail.iter().all(|&b| b.is_ascii() && b != b'\\')
-}
-
 /// Whether a string literal's text, from its checked bytes as written, starts with `data:`
 /// (each of whose characters may be written as a `\u` escape).
 fn starts_with_data(raw: &[u8]) -> bool {
@@ -437,13 +415,6 @@ fn starts_with_data(raw: &[u8]) -> bool {
         }
     }
     true
-}
-
-fn hex4(digits: &[u8]) -> Option<u32> {
-    digits.iter().try_fold(0, |n, &b| {
-        let d = char::from(b).to_digit(16)?;
-        Some(n * 16 + d)
-    })
 }
 
 #[cfg(test)]
@@ -817,25 +788,14 @@ mod tests {
             }
 
             #[test]
-            fn plain_text_is_found_eight_bytes_at_a_time(
-                bytes in prop::collection::vec(
-                    prop_oneof![4 => 0x20u8..0x7f, 1 => Just(b'\\'), 1 => 0x80u8..=0xff, 1 => any::<u8>()],
-                    0..40,
-                ),
-            ) {
-                let naive = bytes.iter().all(|&b| b.is_ascii() && b != b'\\');
-                prop_assert_eq!(plain_ascii(&bytes), naive);
-            }
-
-            #[test]
             fn escaped_text_counts_as_the_characters_it_stands_for(
                 pieces in prop::collection::vec(prop::sample::select(PIECES), 0..12),
             ) {
                 let literal = format!("\"{}\"", pieces.concat());
                 let text: String = serde_json::from_str(&literal).unwrap();
-                let raw = &literal.as_bytes()[1..literal.len() - 1];
-                prop_assert_eq!(raw_text_tokens(raw), Some(text_tokens(&text)));
-                prop_assert_eq!(starts_with_data(raw), text.starts_with("data:"));
+                let string = Reader::new(literal.as_bytes()).string().unwrap();
+                prop_assert_eq!(raw_text_tokens(string), Some(text_tokens(&text)));
+                prop_assert_eq!(starts_with_data(string.raw()), text.starts_with("data:"));
             }
         }
     }

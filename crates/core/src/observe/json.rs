@@ -68,6 +68,21 @@ impl<'a> RawStr<'a> {
         self.raw.is_empty()
     }
 
+    /// The bytes between the quotes, as written (escapes not undone).
+    pub fn raw(self) -> &'a [u8] {
+        self.raw
+    }
+
+    /// Whether it has an escape (its text is then not its bytes).
+    pub fn is_escaped(self) -> bool {
+        self.escaped
+    }
+
+    /// Whether every byte is ASCII (found by the scan that read it: no second pass).
+    pub fn is_ascii(self) -> bool {
+        self.ascii
+    }
+
     /// Checks a string that is not read as text: serde_json refuses a string that is not
     /// UTF-8 wherever it reads one as text, so non-ASCII bytes are checked here too.
     pub fn check(self) -> Option<()> {
@@ -347,7 +362,8 @@ fn escape_len(s: &[u8]) -> Option<usize> {
     }
 }
 
-fn hex4(s: &[u8]) -> Option<u32> {
+/// The value of four hex digits (a `\\u` escape's), `None` for anything else.
+pub fn hex4(s: &[u8]) -> Option<u32> {
     s.iter().try_fold(0, |n, &b| {
         let d = (b as char).to_digit(16)?;
         Some(n * 16 + d)
