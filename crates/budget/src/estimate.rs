@@ -1,4 +1,5 @@
-//! Token estimates for reservations: the prompt counted from the parsed request, the output
+//! Token estimates for reservations: the prompt counted from the request's bytes in one pass
+//! (from its parsed tree for a body the pass refuses), once per parsed body; the output
 //! bounded by `max_tokens`.
 //!
 //! No tokenizer is bundled (each provider has its own, and the good ones carry megabytes of
