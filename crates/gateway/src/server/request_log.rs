@@ -505,12 +505,10 @@ mod tests {
         }
     }
 
-    #[test]
-    fn times_past_the_year_9999_are_not_written() {
-        let mut out = String::new();
-        assert!(write_utc_micros(&mut out, Duration::from_secs(253_402_300_800)).is_none());
-        let line = RequestLine {
-            peer: "127.0.0.1:1".parse().unwrap(),
+    /// The line of a `GET /health` from `peer`, answered at once.
+    fn health(peer: &str) -> RequestLine<'static> {
+        RequestLine {
+            peer: peer.parse().unwrap(),
             method: &Method::GET,
             path: "/health",
             status: StatusCode::OK,
@@ -519,7 +517,14 @@ mod tests {
             provider: "",
             target: None,
             attempts: None,
-        };
+        }
+    }
+
+    #[test]
+    fn times_past_the_year_9999_are_not_written() {
+        let mut out = String::new();
+        assert!(write_utc_micros(&mut out, Duration::from_secs(253_402_300_800)).is_none());
+        let line = health("127.0.0.1:1");
         assert!(!line.write_text(Duration::from_secs(253_402_300_800), &mut out));
         assert_eq!(out, "");
     }
@@ -595,17 +600,7 @@ mod tests {
 
     #[test]
     fn a_line_inside_a_span_stays_an_event() {
-        let line = RequestLine {
-            peer: "127.0.0.1:57784".parse().unwrap(),
-            method: &Method::GET,
-            path: "/health",
-            status: StatusCode::OK,
-            elapsed: Duration::ZERO,
-            trace_id: "",
-            provider: "",
-            target: None,
-            attempts: None,
-        };
+        let line = health("127.0.0.1:57784");
         let (direct, events) = logged(&line, true);
         assert_eq!(direct, "");
         assert!(
