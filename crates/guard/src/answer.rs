@@ -12,7 +12,7 @@ use portcullis_core::facts::{GuardResult, ResponseFacts};
 use serde_json::{Map, Value, json};
 
 use crate::context::Phase;
-use crate::hook::{HookResult, Stamps, write_str, write_value};
+use crate::hook::{Hook, HookResult, Stamps, write_str, write_value};
 
 /// Portkey's status for a denying hook that failed.
 pub const DENIED: u16 = 446;
@@ -200,8 +200,10 @@ pub fn guard_result(r: &HookResult) -> GuardResult {
     }
 }
 
-/// Logs and counts each verdict.
-pub(crate) fn report(phase: Phase, results: &[HookResult]) {
+/// Logs and counts each verdict. `hooks` are the hooks that gave `results`: a result's counter
+/// is its hook's (found by its shared id), registered once; a result of no hook in `hooks` is
+/// counted through the registry.
+pub(crate) fn report(phase: Phase, results: &[HookResult], hooks: &[Arc<Hook>]) {
     for r in results {
         // A hook that failed is logged at `info`; one that passed only at `debug`: a line per
         // passing hook per request doubled the default log (and cost as much as the request's
@@ -230,14 +232,24 @@ pub(crate) fn report(phase: Phase, results: &[HookResult]) {
         } else {
             verdict!(tracing::Level::INFO);
         }
+        let (verdict, name) = match (r.verdict, r.deny) {
+            (true, _) => (0, "pass"),
+            (false, false) => (1, "fail"),
+            (false, true) => (2, "deny"),
+        };
         // The hook's id is shared, not copied, into the label.
-        metrics::counter!(
-            "portcullis_guard_verdicts_total",
-            "hook" => Arc::clone(&r.id),
-            "phase" => phase.as_str(),
-            "verdict" => if r.verdict { "pass" } else if r.deny { "deny" } else { "fail" },
-        )
-        .increment(1);
+        let register = || {
+            metrics::counter!(
+                "portcullis_guard_verdicts_total",
+                "hook" => Arc::clone(&r.id),
+                "phase" => phase.as_str(),
+                "verdict" => name,
+            )
+        };
+        match hooks.iter().find(|h| Arc::ptr_eq(&h.id, &r.id)) {
+            Some(hook) => hook.verdicts.get(phase, verdict, register).increment(1),
+            None => register().increment(1),
+        }
     }
 }
 
@@ -262,6 +274,65 @@ mod tests {
     use crate::hook::tests::{old_hook_json, sample_results};
 
     #[test]
+    fn verdicts_are_counted_by_hook_phase_and_verdict_through_each_hooks_handle() {
+        use crate::hook::HookKind;
+        use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+        use std::collections::BTreeMap;
+
+        let hook = Arc::new(Hook::new("guard-1", HookKind::Guardrail));
+        let result = |id: &Arc<str>, verdict: bool, deny: bool| {
+            let mut r = sample_results().remove(0);
+            r.id = Arc::clone(id);
+            r.verdict = verdict;
+            r.deny = deny;
+            r
+        };
+        // Not one of the hooks passed: counted through the registry.
+        let stranger: Arc<str> = Arc::from("guard-2");
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        metrics::with_local_recorder(&recorder, || {
+            let hooks = [Arc::clone(&hook)];
+            for _ in 0..2 {
+                let before = [
+                    result(&hook.id, true, false),
+                    result(&hook.id, false, false),
+                    result(&stranger, false, true),
+                ];
+                report(Phase::Before, &before, &hooks);
+                report(Phase::After, &[result(&hook.id, false, true)], &hooks);
+            }
+        });
+        let mut counts = BTreeMap::new();
+        for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+            let key = key.key();
+            assert_eq!(key.name(), "portcullis_guard_verdicts_total");
+            let labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            let DebugValue::Counter(n) = value else {
+                panic!("{key:?} is not a counter");
+            };
+            counts.insert(labels.join(","), n);
+        }
+        let expected: BTreeMap<String, u64> = [
+            ("hook=guard-1,phase=before,verdict=pass", 2),
+            ("hook=guard-1,phase=before,verdict=fail", 2),
+            ("hook=guard-2,phase=before,verdict=deny", 2),
+            ("hook=guard-1,phase=after,verdict=deny", 2),
+        ]
+        .into_iter()
+        .map(|(k, n)| (k.to_owned(), n))
+        .collect();
+        assert_eq!(counts, expected);
+        // The hook kept its handles: counting again registers nothing.
+        let _ = hook
+            .verdicts
+            .get(Phase::Before, 0, || unreachable!("registered once"));
+    }
+
+    #[test]
     fn passing_verdicts_are_logged_at_debug_failing_ones_at_info() {
         #[derive(Clone, Default)]
         struct Lines(Arc<std::sync::Mutex<Vec<u8>>>);
@@ -284,7 +355,7 @@ mod tests {
                 .without_time()
                 .with_writer(move || writer.clone())
                 .finish();
-            tracing::subscriber::with_default(subscriber, || report(Phase::After, &results));
+            tracing::subscriber::with_default(subscriber, || report(Phase::After, &results, &[]));
             String::from_utf8(lines.0.lock().unwrap().clone()).unwrap()
         };
         let failing = results.iter().filter(|r| !r.verdict).count();

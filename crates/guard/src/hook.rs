@@ -133,6 +133,32 @@ pub struct Hook {
     pub(crate) sequential: bool,
     pub(crate) on_fail: Option<Value>,
     pub(crate) on_success: Option<Value>,
+    /// `portcullis_guard_verdicts_total` for this hook, by phase and verdict: registered at
+    /// the first verdict of each kind (see [`crate::answer::report`]).
+    pub(crate) verdicts: Arc<VerdictCounters>,
+}
+
+/// A hook's verdict counters, by [`Phase`] and verdict (`pass`, `fail`, `deny`): registered
+/// with the recorder current at the first count of each, then incremented through the handle
+/// (the registry's lookup, a hash of the name and three labels, was most of a verdict's cost).
+#[derive(Debug, Default)]
+pub(crate) struct VerdictCounters([std::sync::OnceLock<metrics::Counter>; 6]);
+
+impl VerdictCounters {
+    /// The counter of `phase` and `verdict` (0 pass, 1 fail, 2 deny), registered by `register`
+    /// at its first use.
+    pub(crate) fn get(
+        &self,
+        phase: Phase,
+        verdict: usize,
+        register: impl FnOnce() -> metrics::Counter,
+    ) -> &metrics::Counter {
+        let phase = match phase {
+            Phase::Before => 0,
+            Phase::After => 3,
+        };
+        self.0[phase + verdict].get_or_init(register)
+    }
 }
 
 impl Hook {
@@ -147,6 +173,7 @@ impl Hook {
             sequential: false,
             on_fail: None,
             on_success: None,
+            verdicts: Arc::default(),
         }
     }
 

@@ -129,7 +129,7 @@ pub(crate) fn spawn_async(hooks: &[Arc<Hook>], cx: &HookContext, phase: Phase) {
     handle.spawn(async move {
         let mut cx = cx;
         let results = run_all(&hooks, &mut cx, false).await;
-        crate::answer::report(phase, &results);
+        crate::answer::report(phase, &results, &hooks);
     });
 }
 

@@ -154,6 +154,9 @@
 //! failed, `debug` for one that passed) and a count in
 //! `portcullis_guard_verdicts_total{hook, phase, verdict}`; verdicts known before the
 //! answer leaves are in [`ResponseFacts::guards`](portcullis_core::facts::ResponseFacts).
+//! Each hook registers its counters with the `metrics` recorder current at its first verdict
+//! of each kind and keeps the handles (as the tag layer's meter does): install the recorder
+//! before the first request.
 //!
 //! # Streams
 //!

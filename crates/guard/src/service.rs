@@ -231,7 +231,7 @@ where
 
         if guards.before_sync {
             let results = run_now(&guards.before, &mut cx, embed);
-            answer::report(Phase::Before, &results);
+            answer::report(Phase::Before, &results, &guards.before);
             if results.iter().any(HookResult::denied) {
                 return ResponseFuture::answered(answer::denied(&results, &[]));
             }
@@ -249,7 +249,7 @@ where
         let mut ready = std::mem::replace(&mut self.inner, fresh);
         ResponseFuture::boxed(Box::pin(async move {
             let results = run_all(&guards.before, &mut cx, embed).await;
-            answer::report(Phase::Before, &results);
+            answer::report(Phase::Before, &results, &guards.before);
             if results.iter().any(HookResult::denied) {
                 return Ok(answer::denied(&results, &[]));
             }
@@ -339,7 +339,7 @@ async fn after_json(
     if after_hooks {
         spawn_async(&ctx.guards.after_async, &cx, Phase::After);
         after = run_all(&ctx.guards.after, &mut cx, false).await;
-        answer::report(Phase::After, &after);
+        answer::report(Phase::After, &after, &ctx.guards.after);
     }
     if after.iter().any(HookResult::denied) {
         let denied = answer::denied(&ctx.before, &after);

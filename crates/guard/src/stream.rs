@@ -260,7 +260,7 @@ impl Watch {
     }
 
     fn cut(&mut self, after: Vec<HookResult>) {
-        answer::report(Phase::After, &after);
+        answer::report(Phase::After, &after, &self.ctx.guards.after);
         self.held.clear();
         self.done_event = None;
         self.out
@@ -290,7 +290,7 @@ impl Watch {
             self.cut(after);
             return;
         }
-        answer::report(Phase::After, &after);
+        answer::report(Phase::After, &after, &self.ctx.guards.after);
         self.out.extend(self.held.drain(..).map(|(e, _)| e));
         if self.ctx.guards.stream.results_event {
             self.out
