@@ -252,21 +252,50 @@ fn push_decimal(out: &mut String, n: usize) {
 }
 
 /// The number of words in `text`: what `text.split_whitespace().count()` counts (runs of
-/// characters that are not white space), in one pass without an iterator of slices.
+/// characters that are not white space), in one pass without an iterator of slices; ASCII
+/// text eight bytes at a time.
 pub(crate) fn count_words(text: &str) -> usize {
+    if text.is_ascii() {
+        return count_ascii_words(text.as_bytes());
+    }
     let mut words = 0;
     let mut in_word = false;
-    if text.is_ascii() {
-        // ASCII white space as `char::is_whitespace` has it: tab to carriage return, space.
-        for &b in text.as_bytes() {
-            let word = !matches!(b, b'\t'..=b'\r' | b' ');
-            words += usize::from(word && !in_word);
-            in_word = word;
-        }
-        return words;
-    }
     for c in text.chars() {
         let word = !c.is_whitespace();
+        words += usize::from(word && !in_word);
+        in_word = word;
+    }
+    words
+}
+
+/// [`count_words`] of ASCII bytes. White space as `char::is_whitespace` has it in ASCII: tab
+/// to carriage return (9 to 13) and space. A word starts at a byte that is not white space
+/// after one that is (or at the start). Eight bytes at a time, each byte's answer in its high
+/// bit: every byte is below 128, so adding up to 127 to a byte never carries into the next.
+fn count_ascii_words(bytes: &[u8]) -> usize {
+    const LOW: u64 = u64::from_ne_bytes([0x7f; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    const SPACE: u64 = u64::from_ne_bytes([b' '; 8]);
+    // High bit set where a byte is at least 9, and where at least 14.
+    const FROM_TAB: u64 = u64::from_ne_bytes([0x80 - 9; 8]);
+    const PAST_CR: u64 = u64::from_ne_bytes([0x80 - 14; 8]);
+    let mut words = 0;
+    // The high bit of the byte before the current one, if it was white space (the start of
+    // the text counts as white space).
+    let mut space_before: u64 = 0x80;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let x = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        let not_space_char = (x ^ SPACE).wrapping_add(LOW) & HIGH;
+        let control = (x.wrapping_add(FROM_TAB) & !x.wrapping_add(PAST_CR)) & HIGH;
+        let space = (!not_space_char & HIGH) | control;
+        let starts = !space & HIGH & ((space << 8) | space_before);
+        words += starts.count_ones() as usize;
+        space_before = (space >> 56) & 0x80;
+    }
+    let mut in_word = space_before == 0;
+    for &b in chunks.remainder() {
+        let word = !matches!(b, b'\t'..=b'\r' | b' ');
         words += usize::from(word && !in_word);
         in_word = word;
     }
@@ -840,8 +869,8 @@ mod tests {
         fn ascii_words_are_counted_as_split_whitespace_counts_them(
             pieces in prop::collection::vec(prop::sample::select(vec![
                 "a", "word", " ", "\t", "\n", "\r", "\u{b}", "\u{c}", "\u{1c}", "\u{1f}", "\u{8}",
-                "\u{0}", "\u{7f}", ".",
-            ]), 0..80)
+                "\u{0}", "\u{7f}", ".", "\u{e}", "!", "\u{1}",
+            ]), 0..120)
         ) {
             let text = pieces.concat();
             prop_assert_eq!(count_words(&text), text.split_whitespace().count());
