@@ -9,7 +9,8 @@
 # For each config (crates/loadgen/configs/NAME.json; `all` is all-layers.json, `cache-miss` is
 # cached.json with a cache namespace per request, so every request misses; `every` is
 # every-layer.json (the all-layers tree, cache, guardrails, budgets), every request a miss;
-# `bare` is the bare hyper proxy of the load run instead of the gateway, the floor of one hop)
+# `bare` is the bare hyper proxy of the load run instead of the gateway, the floor of one hop,
+# reading each body whole; `bare-stream` the same proxy streaming the body on)
 # it starts the
 # fake upstream, then the `portcullis` binary under `valgrind --tool=callgrind` with the
 # default log level (`info`: the request log line is part of the path), sends WARMUP requests
@@ -88,11 +89,14 @@ for name in "${CONFIGS[@]}"; do
   [ "$name" = every ] && file=every-layer.json && vary=(--vary-cache-namespace)
   port=$(free_port)
   rm -f "$OUT/$name.callgrind"*
-  if [ "$name" = bare ]; then
-    # The floor: the bare hyper proxy of the load run, measured the same way.
+  if [ "$name" = bare ] || [ "$name" = bare-stream ]; then
+    # The floor: the bare hyper proxy of the load run, measured the same way (`bare` reads
+    # each request body whole, `bare-stream` hands it on as it comes).
+    stream=()
+    [ "$name" = bare-stream ] && stream=(--stream-body)
     valgrind --tool=callgrind --callgrind-out-file="$OUT/$name.callgrind" \
       "$BIN/bare-proxy" --listen "127.0.0.1:$port" --upstream "127.0.0.1:$UPSTREAM_PORT" \
-      >"$OUT/$name.log" 2>&1 &
+      "${stream[@]}" >"$OUT/$name.log" 2>&1 &
   else
     sed "s/\${UPSTREAM_PORT}/$UPSTREAM_PORT/g" "crates/loadgen/configs/$file" >"$OUT/$name.json"
     RUST_LOG=$GATEWAY_LOG valgrind --tool=callgrind --callgrind-out-file="$OUT/$name.callgrind" \

@@ -29,8 +29,12 @@ use crate::procfs::Machine;
 pub enum Target {
     /// The fake upstream itself.
     Direct,
-    /// The bare hyper proxy in front of it.
+    /// The bare hyper proxy in front of it, reading each request body whole (as the gateway
+    /// must): the floor the goal is measured against.
     Bare,
+    /// The bare proxy handing the body to the upstream as it comes (`--stream-body`): what a
+    /// hop that never reads the body costs.
+    BareStream,
     /// The gateway with `configs/single.json`: one provider.
     Single,
     /// The gateway with `configs/all-layers.json`: every landed layer on.
@@ -46,9 +50,10 @@ pub enum Target {
 
 impl Target {
     /// Every target, in table order.
-    pub const ALL: [Target; 6] = [
+    pub const ALL: [Target; 7] = [
         Target::Direct,
         Target::Bare,
+        Target::BareStream,
         Target::Single,
         Target::All,
         Target::Cached,
@@ -60,6 +65,7 @@ impl Target {
         match self {
             Target::Direct => "direct",
             Target::Bare => "bare",
+            Target::BareStream => "bare-stream",
             Target::Single => "single",
             Target::All => "all",
             Target::Cached => "cached",
@@ -72,6 +78,7 @@ impl Target {
         match self {
             Target::Direct => "direct",
             Target::Bare => "bare proxy",
+            Target::BareStream => "bare proxy (body streamed)",
             Target::Single => "gateway (single)",
             Target::All => "gateway (all layers)",
             Target::Cached => "gateway (cache hits)",
@@ -86,7 +93,7 @@ impl Target {
             Target::All => Some("all-layers.json"),
             Target::Cached => Some("cached.json"),
             Target::Every => Some("every-layer.json"),
-            Target::Direct | Target::Bare => None,
+            Target::Direct | Target::Bare | Target::BareStream => None,
         }
     }
 }
@@ -105,7 +112,7 @@ pub struct Options {
     pub concurrency: Vec<usize>,
     /// Request kinds (`--modes json,stream`).
     pub modes: Vec<Mode>,
-    /// Targets (`--targets direct,bare,single,all,cached,every`).
+    /// Targets (`--targets direct,bare,bare-stream,single,all,cached,every`).
     pub targets: Vec<Target>,
     /// Also write the Markdown here (`--out FILE`).
     pub out: Option<PathBuf>,
@@ -142,7 +149,8 @@ pub const USAGE: &str = "usage: loadgen [options]
   --warmup SECS          warm-up per load, not counted (default 1)
   --concurrency LIST     connections, e.g. 1,32 (default 1,32)
   --modes LIST           json,stream (default both)
-  --targets LIST         direct,bare,single,all,cached,every (default all six)
+  --targets LIST         direct,bare,bare-stream,single,all,cached,every (default all
+                         seven; bare reads each body whole, bare-stream streams it)
   --out FILE             also write the Markdown report to FILE
   --upstream-bin PATH    fake-upstream binary (default: next to loadgen)
   --bare-proxy-bin PATH  bare-proxy binary (default: next to loadgen)
@@ -218,7 +226,9 @@ impl Options {
                 }
                 "--targets" => {
                     let mut t = list(&value, |s| Target::ALL.into_iter().find(|t| t.flag() == s))
-                        .ok_or_else(|| bad("a list of direct, bare, single, all"))?;
+                        .ok_or_else(|| {
+                        bad("a list of direct, bare, bare-stream, single, all, cached, every")
+                    })?;
                     t.sort();
                     t.dedup();
                     o.targets = t;
@@ -365,7 +375,7 @@ pub async fn run(
     for &target in &options.targets {
         let started = match target {
             Target::Direct => Ok(None),
-            Target::Bare => {
+            Target::Bare | Target::BareStream => {
                 let addr = free_addr()?;
                 let mut s = Spawn::new("bare-proxy", &options.proxy_bin, addr);
                 s.args([
@@ -374,9 +384,12 @@ pub async fn run(
                     "--upstream",
                     &upstream_addr.to_string(),
                     "--exit-on-stdin-eof",
-                ])
-                .threads(options.proxy_threads)
-                .cpus(cpus(&options.cpus_proxy));
+                ]);
+                if target == Target::BareStream {
+                    s.args(["--stream-body"]);
+                }
+                s.threads(options.proxy_threads)
+                    .cpus(cpus(&options.cpus_proxy));
                 s.start(&work.path).map(Some)
             }
             Target::Single | Target::All | Target::Cached | Target::Every => {

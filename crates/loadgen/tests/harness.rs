@@ -67,8 +67,8 @@ fn rows(report: &str) -> Vec<(String, Vec<String>)> {
 #[test]
 fn a_short_run_measures_every_target_without_errors() {
     let dir = scratch("run");
-    let mut targets = vec!["direct", "bare"];
-    let mut labels = vec!["direct", "bare proxy"];
+    let mut targets = vec!["direct", "bare", "bare-stream"];
+    let mut labels = vec!["direct", "bare proxy", "bare proxy (body streamed)"];
     let gw = gateway();
     match &gw {
         None => eprintln!(

@@ -1,18 +1,21 @@
 //! `bare-proxy`: the floor for one HTTP hop in the load run.
 //!
 //! ```text
-//! bare-proxy --listen 127.0.0.1:9001 --upstream 127.0.0.1:9000 [--exit-on-stdin-eof]
+//! bare-proxy --listen 127.0.0.1:9001 --upstream 127.0.0.1:9000 [--stream-body] [--exit-on-stdin-eof]
 //! ```
 //!
-//! Forwards method, path, headers and body to the upstream with a pooled hyper-util client
-//! and streams the answer back. `TOKIO_WORKER_THREADS` sets its worker threads.
+//! Reads the request body whole (with `--stream-body`, hands it on as it comes), forwards
+//! method, path, headers and body to the upstream with a pooled hyper-util client and streams
+//! the answer back. `TOKIO_WORKER_THREADS` sets its worker threads.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use portcullis_loadgen::Flags;
+use portcullis_loadgen::proxy::BodyMode;
 
-const USAGE: &str = "usage: bare-proxy --listen ADDR --upstream ADDR [--exit-on-stdin-eof]";
+const USAGE: &str =
+    "usage: bare-proxy --listen ADDR --upstream ADDR [--stream-body] [--exit-on-stdin-eof]";
 
 // The same allocator as the gateway, so the comparison is of the code, not the allocator.
 #[global_allocator]
@@ -23,7 +26,7 @@ async fn main() -> ExitCode {
     let flags = match Flags::parse(
         std::env::args().skip(1),
         &["--listen", "--upstream"],
-        &["--exit-on-stdin-eof"],
+        &["--exit-on-stdin-eof", "--stream-body"],
     ) {
         Ok(f) => f,
         Err(e) => {
@@ -49,8 +52,13 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let mode = if flags.switch("--stream-body") {
+        BodyMode::Stream
+    } else {
+        BodyMode::Whole
+    };
     eprintln!("bare-proxy listening on http://{listen}, forwarding to http://{upstream}");
-    match portcullis_loadgen::proxy::serve(listener, upstream).await {
+    match portcullis_loadgen::proxy::serve(listener, upstream, mode).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
