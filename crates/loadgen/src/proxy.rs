@@ -135,12 +135,15 @@ mod tests {
     async fn the_body_reaches_the_upstream_and_the_answer_the_client_in_both_modes() {
         let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let upstream_addr = upstream.local_addr().unwrap();
-        tokio::spawn(crate::serve_http1(upstream, |req: Request<Incoming>| async move {
-            let path = req.uri().path().to_owned();
-            let body = req.into_body().collect().await.unwrap().to_bytes();
-            let echo = format!("{path} {}", String::from_utf8_lossy(&body));
-            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(echo))))
-        }));
+        tokio::spawn(crate::serve_http1(
+            upstream,
+            |req: Request<Incoming>| async move {
+                let path = req.uri().path().to_owned();
+                let body = req.into_body().collect().await.unwrap().to_bytes();
+                let echo = format!("{path} {}", String::from_utf8_lossy(&body));
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(echo))))
+            },
+        ));
         let client: Client<HttpConnector, Full<Bytes>> =
             Client::builder(TokioExecutor::new()).build(HttpConnector::new());
         for mode in [BodyMode::Whole, BodyMode::Stream] {
