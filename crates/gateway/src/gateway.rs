@@ -908,22 +908,29 @@ where
         Err(r) => return answer(*r),
     };
     let prepared = (|| {
-        if let Err((name, why)) = crate::portkey_headers::check(req.headers()) {
-            return Err(refuse(
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                "unsupported_header",
-                format!("{name}: {why}"),
-            ));
-        }
-        let chosen = match shared.byok(req.headers())? {
+        let portkey = match crate::portkey_headers::check(req.headers()) {
+            Ok(any) => any,
+            Err((name, why)) => {
+                return Err(refuse(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    "unsupported_header",
+                    format!("{name}: {why}"),
+                ));
+            }
+        };
+        // What follows reads `x-portkey-*` headers only: without any, it reads none (each
+        // lookup hashes the name; most requests carry no Portkey header).
+        let none = HeaderMap::new();
+        let headers = if portkey { req.headers() } else { &none };
+        let chosen = match shared.byok(headers)? {
             Some((stack, key)) => (stack, false, Some(key)),
             None => {
-                let (stack, route) = shared.select(req.headers(), caller.as_deref())?;
+                let (stack, route) = shared.select(headers, caller.as_deref())?;
                 (stack, route, None)
             }
         };
-        let timeout = request_timeout(req.headers(), shared.config.server.request_timeout)?;
+        let timeout = request_timeout(headers, shared.config.server.request_timeout)?;
         Ok::<_, Refusal>((chosen, timeout))
     })();
     let ((stack, route, key), timeout) = match prepared {
@@ -1081,7 +1088,7 @@ where
                 "unsupported_header",
                 format!("{name}: {why}"),
             )),
-            Ok(()) => shared.select(&parts.headers, caller.as_deref()),
+            Ok(_) => shared.select(&parts.headers, caller.as_deref()),
         },
     };
     let timeout = request_timeout(&parts.headers, shared.config.server.request_timeout);

@@ -122,19 +122,21 @@ static LOGGED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
 const MAX_LOGGED: usize = 256;
 
 /// Checks every `x-portkey-*` header: `Err((name, why))` for the first refused one.
-pub(crate) fn check(headers: &HeaderMap) -> Result<(), (String, &'static str)> {
+pub(crate) fn check(headers: &HeaderMap) -> Result<bool, (String, &'static str)> {
+    let mut any = false;
     for name in headers.keys() {
         let name = name.as_str();
         let Some(rest) = name.strip_prefix("x-portkey-") else {
             continue;
         };
+        any = true;
         match rule(name) {
             Some(Rule::Acted | Rule::Informational) => {}
             Some(Rule::Refused(why)) => return Err((name.to_owned(), why)),
             None => log_unknown(name, rest),
         }
     }
-    Ok(())
+    Ok(any)
 }
 
 fn log_unknown(name: &str, _rest: &str) {
