@@ -263,15 +263,34 @@ impl TargetPath {
     }
 
     fn written(&self, prefix: &str) -> PathText {
+        /// The levels a tree most often has, written once: four of them per request (metrics,
+        /// the response header, the log line, the attempts) were a decimal each.
+        const SMALL: [&str; 10] = [
+            "targets[0]",
+            "targets[1]",
+            "targets[2]",
+            "targets[3]",
+            "targets[4]",
+            "targets[5]",
+            "targets[6]",
+            "targets[7]",
+            "targets[8]",
+            "targets[9]",
+        ];
         let mut text = PathText(Ascii::new());
         text.0.push(prefix);
-        for (i, index) in self.indices().iter().enumerate() {
+        for (i, &index) in self.indices().iter().enumerate() {
             if i > 0 {
                 text.0.push(".");
             }
-            text.0.push("targets[");
-            text.0.push_u64(u64::from(*index));
-            text.0.push("]");
+            match SMALL.get(usize::from(index)) {
+                Some(level) => text.0.push(level),
+                None => {
+                    text.0.push("targets[");
+                    text.0.push_u64(u64::from(index));
+                    text.0.push("]");
+                }
+            }
         }
         text
     }
