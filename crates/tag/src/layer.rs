@@ -54,7 +54,8 @@ pub(crate) struct Shared {
 /// ```
 #[derive(Clone)]
 pub struct TagLayer {
-    settings: Settings,
+    /// Shared: a layer is cloned per request (by the gateway, for each request's stack).
+    settings: Arc<Settings>,
     /// Compiled from the settings; shared by every service this layer makes, so they share
     /// one set of label caps and metric handles.
     shared: Arc<Shared>,
@@ -101,7 +102,7 @@ impl TagLayer {
         };
         Self {
             shared: settings.compile(),
-            settings,
+            settings: Arc::new(settings),
         }
     }
 
@@ -116,7 +117,7 @@ impl TagLayer {
     /// A name from text is checked where it is made: `HeaderName::from_static` (panics on a
     /// bad literal) or `HeaderName::try_from` (an error to handle).
     pub fn metadata_header(mut self, name: HeaderName) -> Self {
-        self.settings.metadata_header = name;
+        Arc::make_mut(&mut self.settings).metadata_header = name;
         self.changed()
     }
 
@@ -125,7 +126,7 @@ impl TagLayer {
     /// A name from text is checked where it is made: `HeaderName::from_static` (panics on a
     /// bad literal) or `HeaderName::try_from` (an error to handle).
     pub fn trace_header(mut self, name: HeaderName) -> Self {
-        self.settings.trace_header = name;
+        Arc::make_mut(&mut self.settings).trace_header = name;
         self.changed()
     }
 
@@ -134,31 +135,31 @@ impl TagLayer {
     /// A name from text is checked where it is made: `HeaderName::from_static` (panics on a
     /// bad literal) or `HeaderName::try_from` (an error to handle).
     pub fn virtual_key_header(mut self, name: HeaderName) -> Self {
-        self.settings.virtual_key_header = name;
+        Arc::make_mut(&mut self.settings).virtual_key_header = name;
         self.changed()
     }
 
     /// Sets every metadata limit at once.
     pub fn limits(mut self, limits: MetadataLimits) -> Self {
-        self.settings.limits = limits;
+        Arc::make_mut(&mut self.settings).limits = limits;
         self.changed()
     }
 
     /// Sets the most metadata keys a request may send (default 32).
     pub fn max_keys(mut self, n: usize) -> Self {
-        self.settings.limits.max_keys = n;
+        Arc::make_mut(&mut self.settings).limits.max_keys = n;
         self.changed()
     }
 
     /// Sets the longest metadata key, in characters (default 128).
     pub fn max_key_len(mut self, chars: usize) -> Self {
-        self.settings.limits.max_key_len = chars;
+        Arc::make_mut(&mut self.settings).limits.max_key_len = chars;
         self.changed()
     }
 
     /// Sets the longest metadata value, in characters (default 128).
     pub fn max_value_len(mut self, chars: usize) -> Self {
-        self.settings.limits.max_value_len = chars;
+        Arc::make_mut(&mut self.settings).limits.max_value_len = chars;
         self.changed()
     }
 
@@ -202,14 +203,14 @@ impl TagLayer {
                 format!("at most {MAX_METADATA_LABELS} metadata keys can be labels"),
             ));
         }
-        self.settings.metadata_labels.push(key);
+        Arc::make_mut(&mut self.settings).metadata_labels.push(key);
         Ok(self.changed())
     }
 
     /// Sets how many distinct values each label records before recording `other`
     /// (default 64).
     pub fn label_cap(mut self, n: usize) -> Self {
-        self.settings.label_cap = n;
+        Arc::make_mut(&mut self.settings).label_cap = n;
         self.changed()
     }
 
@@ -219,7 +220,9 @@ impl TagLayer {
     pub fn log_metadata_key(mut self, key: impl Into<String>) -> Self {
         let key = key.into();
         if !self.settings.log_metadata_keys.contains(&key) {
-            self.settings.log_metadata_keys.push(key);
+            Arc::make_mut(&mut self.settings)
+                .log_metadata_keys
+                .push(key);
         }
         self.changed()
     }
