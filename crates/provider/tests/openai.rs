@@ -104,6 +104,12 @@ async fn non_stream_chat_passes_through_with_usage() {
     );
     assert_eq!(seen.header("openai-organization"), Some("org-1"));
     assert_eq!(seen.header("content-type"), Some("application/json"));
+    assert_eq!(seen.header("accept"), Some("application/json"));
+    assert_eq!(
+        seen.header("user-agent")
+            .map(|u| u.starts_with("portcullis/")),
+        Some(true)
+    );
     for name in seen.headers.keys() {
         assert!(!name.as_str().starts_with("x-portkey-"), "{name} forwarded");
     }
@@ -135,9 +141,13 @@ async fn stream_with_client_usage_keeps_the_usage_chunk() {
     assert_eq!(rep.outcome, Outcome::Complete);
     assert_eq!(rep.text, portcullis_testkit::DEFAULT_CONTENT);
     assert_eq!(rep.usage.unwrap().total_tokens, 19);
+    let seen = upstream.last_request().unwrap();
+    assert_eq!(seen.body, CHAT_STREAM_USAGE.as_bytes());
+    assert_eq!(seen.header("accept"), Some("text/event-stream"));
+    assert_eq!(seen.header("content-type"), Some("application/json"));
     assert_eq!(
-        upstream.last_request().unwrap().body,
-        CHAT_STREAM_USAGE.as_bytes()
+        seen.header("authorization"),
+        Some("Bearer sk-upstream-secret")
     );
 }
 
@@ -373,6 +383,7 @@ async fn other_endpoints_pass_through() {
     assert_eq!(seen.path, "/v1/models");
     assert_eq!(seen.method, "GET");
     assert_eq!(seen.header("content-type"), None);
+    assert_eq!(seen.header("accept"), Some("application/json"));
 }
 
 #[tokio::test]

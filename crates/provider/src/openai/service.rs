@@ -304,6 +304,27 @@ impl OpenAiBuilder {
         }
         let query = QueryAllowlist::new(self.query_params)?;
         let name = self.name.unwrap_or_else(|| authority.host().to_owned());
+        // The headers of each kind of call, made once: inserting two per call cost more than
+        // the copy of the map it goes into.
+        let headers =
+            [(false, false), (false, true), (true, false), (true, true)].map(|(post, stream)| {
+                let mut headers = headers.clone();
+                if post {
+                    headers.insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    );
+                }
+                headers.insert(
+                    header::ACCEPT,
+                    HeaderValue::from_static(if stream {
+                        "text/event-stream"
+                    } else {
+                        "application/json"
+                    }),
+                );
+                headers
+            });
         Ok(OpenAi {
             shared: Arc::new(Shared {
                 client: self.client.unwrap_or_default(),
@@ -332,7 +353,8 @@ pub(super) struct Shared {
     pub(super) client: HttpClient,
     pub(super) name: Arc<str>,
     uris: [Uri; endpoint::COUNT],
-    headers: HeaderMap,
+    /// The outbound headers by the call's kind (see [`outbound_headers`]).
+    headers: [HeaderMap; 4],
     pub(super) response_timeout: Duration,
     pub(super) idle_timeout: Option<Duration>,
     stream_usage: bool,
@@ -430,7 +452,11 @@ impl OpenAi {
         *upstream.method_mut() = parts.method;
         *upstream.uri_mut() = uri;
         let headers = upstream.headers_mut();
-        headers.clone_from(&shared.headers);
+        headers.clone_from(outbound_headers(
+            &shared.headers,
+            endpoint.method() == Method::POST,
+            stream,
+        ));
         if shared.client_keys {
             let bearer = shared.key_header == header::AUTHORIZATION;
             match client_key_header(&parts.extensions, bearer) {
@@ -440,25 +466,17 @@ impl OpenAi {
                 Err(answer) => return Prepared::Answer(*answer),
             }
         }
-        if endpoint.method() == Method::POST {
-            headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-        }
-        headers.insert(
-            header::ACCEPT,
-            HeaderValue::from_static(if stream {
-                "text/event-stream"
-            } else {
-                "application/json"
-            }),
-        );
         // The request's extensions (trace id, metadata, caller) stay with it: the client
         // ignores them and nothing of them goes on the wire.
         *upstream.extensions_mut() = parts.extensions;
         Prepared::Send(upstream, strip_usage)
     }
+}
+
+/// The provider's headers for a call: `content-type: application/json` for a POST, `accept`
+/// as the answer will come (`text/event-stream` for a stream, else `application/json`).
+fn outbound_headers(headers: &[HeaderMap; 4], post: bool, stream: bool) -> &HeaderMap {
+    &headers[usize::from(post) * 2 + usize::from(stream)]
 }
 
 /// `Bearer KEY` from the request's [`ClientKey`](portcullis_core::context::ClientKey), or
