@@ -39,6 +39,7 @@
 mod accept;
 mod body;
 mod idle;
+mod inline_wake;
 pub mod request_log;
 
 use std::cell::Cell;
@@ -67,6 +68,7 @@ use self::accept::{Backoff, Slot, Slots};
 pub use self::body::BodyReadTimeout;
 use self::body::{BODY_TIMED_OUT, Deadline, DeadlineBody, InFlight, ServedBody};
 use self::idle::Activity;
+use self::inline_wake::InlineWake;
 use self::request_log::RequestLine;
 use crate::config::Server;
 use crate::gateway::Gateway;
@@ -199,6 +201,8 @@ pub async fn serve(
         // Boxed outside the async block: rustc cannot prove an `async` block holding this
         // connection `Send` (rust-lang/rust#102211).
         let connection: ConnectionFuture = Box::pin(connection);
+        // Reading a request's body wakes the connection's own task (see `inline_wake`).
+        let connection = InlineWake::new(connection);
         let (first_request, idle) = if spare {
             (SPARE_LIFETIME, SPARE_LIFETIME)
         } else {
