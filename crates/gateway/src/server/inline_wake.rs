@@ -21,9 +21,11 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
+
+use atomic_waker::AtomicWaker;
 
 /// Not being polled: a wake goes to the task.
 const IDLE: u8 = 0;
@@ -46,15 +48,15 @@ pub(crate) struct InlineWake<F> {
 
 struct Shared {
     state: AtomicU8,
-    /// The task's waker, from its latest poll.
-    task: Mutex<Option<Waker>>,
+    /// The task's waker, registered at every poll (lock-free; a wake takes it).
+    task: AtomicWaker,
 }
 
 impl<F> InlineWake<F> {
     pub(crate) fn new(future: F) -> Self {
         let shared = Arc::new(Shared {
             state: AtomicU8::new(IDLE),
-            task: Mutex::new(None),
+            task: AtomicWaker::new(),
         });
         Self {
             future,
@@ -76,12 +78,8 @@ impl Wake for Shared {
         {
             // Marked: the poll in progress polls again.
             Ok(_) | Err(WOKEN) => {}
-            Err(_) => {
-                let task = self.task.lock().unwrap_or_else(PoisonError::into_inner);
-                if let Some(task) = &*task {
-                    task.wake_by_ref();
-                }
-            }
+            // Not being polled: the task is woken (and registers again when it is polled).
+            Err(_) => self.task.wake(),
         }
     }
 }
@@ -91,16 +89,7 @@ impl<F: Future + Unpin> Future for InlineWake<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.get_mut();
-        {
-            let mut task = this
-                .shared
-                .task
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if !task.as_ref().is_some_and(|t| t.will_wake(cx.waker())) {
-                *task = Some(cx.waker().clone());
-            }
-        }
+        this.shared.task.register(cx.waker());
         let mut inner = Context::from_waker(&this.waker);
         for _ in 0..=MAX_INLINE {
             this.shared.state.store(POLLING, Ordering::Release);
@@ -220,7 +209,15 @@ mod tests {
         let kept = f.future.kept.clone().unwrap();
         kept.wake_by_ref();
         assert_eq!(first.0.load(Ordering::SeqCst), 1);
-        // From another thread, as an I/O driver or another task wakes it.
+        // Woken once, the task is due a poll: until then a second wake has nothing to add.
+        kept.wake_by_ref();
+        assert_eq!(first.0.load(Ordering::SeqCst), 1);
+        // Polled again, then woken from another thread, as an I/O driver or a task wakes it.
+        assert!(
+            Pin::new(&mut f)
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending()
+        );
         let again = kept.clone();
         std::thread::spawn(move || again.wake()).join().unwrap();
         assert_eq!(first.0.load(Ordering::SeqCst), 2);
@@ -239,14 +236,47 @@ mod tests {
         assert!(kept.will_wake(f.future.kept.as_ref().unwrap()));
     }
 
-    /// Over loopback with the real runtime: a served connection still answers request after
-    /// request (the wrapper is on every connection of [`super::super::serve`]); see the
-    /// server tests for the whole path.
+    /// Woken from another thread while it is being polled (as another worker completing
+    /// what it waits for): polled again, the task not woken.
+    #[test]
+    fn a_wake_from_another_thread_during_the_poll_is_not_lost() {
+        struct WokenElsewhere {
+            polls: usize,
+        }
+        impl Future for WokenElsewhere {
+            type Output = usize;
+            fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<usize> {
+                self.polls += 1;
+                if self.polls == 2 {
+                    return Poll::Ready(2);
+                }
+                let waker = cx.waker().clone();
+                std::thread::spawn(move || waker.wake()).join().unwrap();
+                Poll::Pending
+            }
+        }
+        let (count, waker) = counting();
+        let mut f = InlineWake::new(WokenElsewhere { polls: 0 });
+        assert_eq!(
+            Pin::new(&mut f).poll(&mut Context::from_waker(&waker)),
+            Poll::Ready(2)
+        );
+        assert_eq!(count.0.load(Ordering::SeqCst), 0);
+    }
+
+    /// On the real runtime: a spawned wrapper, woken from another task once it has been
+    /// polled and is waiting, completes.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_spawned_future_woken_from_another_task_completes() {
+        let (polled_tx, polled_rx) = tokio::sync::oneshot::channel::<()>();
         let (tx, rx) = tokio::sync::oneshot::channel::<u32>();
-        let task = tokio::spawn(InlineWake::new(Box::pin(async move { rx.await.unwrap() })));
-        tokio::task::yield_now().await;
+        let task = tokio::spawn(InlineWake::new(Box::pin(async move {
+            polled_tx.send(()).unwrap();
+            rx.await.unwrap()
+        })));
+        // The wrapper has been polled and waits on `rx`: the send below wakes it from outside
+        // its poll.
+        polled_rx.await.unwrap();
         tx.send(7).unwrap();
         assert_eq!(task.await.unwrap(), 7);
     }
