@@ -337,7 +337,7 @@ mod text_fields {
             if writer.has_ansi_escapes() {
                 return DefaultFields::new().format_fields(writer, fields);
             }
-            let mut buf = FieldBuf::default();
+            let mut buf = FieldBuf::new(writer);
             let mut visitor = Visitor {
                 buf: &mut buf,
                 is_empty: true,
@@ -345,63 +345,64 @@ mod text_fields {
             };
             fields.record(&mut visitor);
             visitor.result?;
-            let mut writer = writer;
-            writer.write_str(buf.as_str())
+            buf.flush()
         }
     }
 
-    /// The fields of one record, gathered on the stack, then written in one piece: the string
-    /// a span keeps its fields in starts empty, and a write per name, `=` and value grew it
-    /// five or six times per request span (a third of the span's cost).
-    struct FieldBuf {
+    /// The fields of one record, gathered on the stack and handed to the writer in as few
+    /// writes as fit: the string a span keeps its fields in starts empty, and a write per
+    /// name, `=` and value grew it five or six times per request span (a third of the span's
+    /// cost). What does not fit is handed on as it comes.
+    struct FieldBuf<'w> {
+        writer: Writer<'w>,
         bytes: [u8; 512],
         len: usize,
-        /// Everything, once it outgrew `bytes`.
-        spilled: Option<String>,
     }
 
-    impl Default for FieldBuf {
-        fn default() -> Self {
+    impl<'w> FieldBuf<'w> {
+        fn new(writer: Writer<'w>) -> Self {
             Self {
+                writer,
                 bytes: [0; 512],
                 len: 0,
-                spilled: None,
             }
         }
-    }
 
-    impl FieldBuf {
-        fn as_str(&self) -> &str {
-            match &self.spilled {
-                Some(s) => s,
+        /// Hands what is gathered to the writer.
+        fn flush(&mut self) -> fmt::Result {
+            if self.len > 0 {
                 // Only whole `&str`s were copied in.
-                None => std::str::from_utf8(&self.bytes[..self.len]).expect("whole strings"),
-            }
-        }
-    }
-
-    impl fmt::Write for FieldBuf {
-        #[inline]
-        fn write_str(&mut self, s: &str) -> fmt::Result {
-            if let Some(spilled) = &mut self.spilled {
-                spilled.push_str(s);
-            } else if let Some(room) = self.bytes.get_mut(self.len..self.len + s.len()) {
-                room.copy_from_slice(s.as_bytes());
-                self.len += s.len();
-            } else {
-                let mut spilled = String::with_capacity(2 * (self.len + s.len()));
-                spilled.push_str(self.as_str());
-                spilled.push_str(s);
-                self.spilled = Some(spilled);
+                let gathered = std::str::from_utf8(&self.bytes[..self.len]).expect("whole strings");
+                self.writer.write_str(gathered)?;
+                self.len = 0;
             }
             Ok(())
+        }
+    }
+
+    impl fmt::Write for FieldBuf<'_> {
+        #[inline]
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            if let Some(room) = self.bytes.get_mut(self.len..self.len + s.len()) {
+                room.copy_from_slice(s.as_bytes());
+                self.len += s.len();
+                return Ok(());
+            }
+            self.flush()?;
+            match self.bytes.get_mut(..s.len()) {
+                Some(room) => {
+                    room.copy_from_slice(s.as_bytes());
+                    self.len = s.len();
+                    Ok(())
+                }
+                None => self.writer.write_str(s),
+            }
         }
 
         /// Most characters written are the separators around names and values: one byte.
         #[inline]
         fn write_char(&mut self, c: char) -> fmt::Result {
-            if self.spilled.is_none()
-                && c.is_ascii()
+            if c.is_ascii()
                 && let Some(slot) = self.bytes.get_mut(self.len)
             {
                 *slot = c as u8;
@@ -412,10 +413,10 @@ mod text_fields {
         }
     }
 
-    struct Visitor<'b> {
+    struct Visitor<'b, 'w> {
         /// Written directly (not through a `Writer`'s `dyn fmt::Write`): a request span's
         /// fields take about thirty writes.
-        buf: &'b mut FieldBuf,
+        buf: &'b mut FieldBuf<'w>,
         is_empty: bool,
         result: fmt::Result,
     }
@@ -426,7 +427,7 @@ mod text_fields {
         name == "message" || name.starts_with("log.")
     }
 
-    impl Visitor<'_> {
+    impl Visitor<'_, '_> {
         /// The separator and `name=`, as `DefaultFields` writes them without colours.
         fn name(&mut self, field: &Field) -> bool {
             if self.result.is_err() {
@@ -486,7 +487,7 @@ mod text_fields {
         }
     }
 
-    impl Visit for Visitor<'_> {
+    impl Visit for Visitor<'_, '_> {
         fn record_str(&mut self, field: &Field, value: &str) {
             if special(field.name()) {
                 return self.default(|v| v.record_str(field, value));
