@@ -12,7 +12,7 @@ use portcullis_core::facts::{GuardResult, ResponseFacts};
 use serde_json::{Map, Value, json};
 
 use crate::context::Phase;
-use crate::hook::{Hook, HookResult, Stamps, write_str, write_value};
+use crate::hook::{Hook, HookResult, Stamps, Verdict, write_str, write_value};
 
 /// Portkey's status for a denying hook that failed.
 pub const DENIED: u16 = 446;
@@ -232,18 +232,14 @@ pub(crate) fn report(phase: Phase, results: &[HookResult], hooks: &[Arc<Hook>]) 
         } else {
             verdict!(tracing::Level::INFO);
         }
-        let (verdict, name) = match (r.verdict, r.deny) {
-            (true, _) => (0, "pass"),
-            (false, false) => (1, "fail"),
-            (false, true) => (2, "deny"),
-        };
+        let verdict = Verdict::of(r);
         // The hook's id is shared, not copied, into the label.
         let register = || {
             metrics::counter!(
                 "portcullis_guard_verdicts_total",
                 "hook" => Arc::clone(&r.id),
                 "phase" => phase.as_str(),
-                "verdict" => name,
+                "verdict" => verdict.as_str(),
             )
         };
         match hooks.iter().find(|h| Arc::ptr_eq(&h.id, &r.id)) {
@@ -327,9 +323,9 @@ mod tests {
         .collect();
         assert_eq!(counts, expected);
         // The hook kept its handles: counting again registers nothing.
-        let _ = hook
-            .verdicts
-            .get(Phase::Before, 0, || unreachable!("registered once"));
+        let _ = hook.verdicts.get(Phase::Before, Verdict::Pass, || {
+            unreachable!("registered once")
+        });
     }
 
     #[test]

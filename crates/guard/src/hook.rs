@@ -144,18 +144,50 @@ pub struct Hook {
 #[derive(Debug, Default)]
 pub(crate) struct VerdictCounters([std::sync::OnceLock<metrics::Counter>; 6]);
 
+/// A hook's verdict, as the counter's `verdict` label names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Pass,
+    Fail,
+    Deny,
+}
+
+impl Verdict {
+    /// The verdict of `result`: passed, failed without denying, or denied.
+    pub(crate) fn of(result: &HookResult) -> Self {
+        match (result.verdict, result.deny) {
+            (true, _) => Verdict::Pass,
+            (false, false) => Verdict::Fail,
+            (false, true) => Verdict::Deny,
+        }
+    }
+
+    /// The label: `pass`, `fail` or `deny`.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "fail",
+            Verdict::Deny => "deny",
+        }
+    }
+}
+
 impl VerdictCounters {
-    /// The counter of `phase` and `verdict` (0 pass, 1 fail, 2 deny), registered by `register`
-    /// at its first use.
+    /// The counter of `phase` and `verdict`, registered by `register` at its first use.
     pub(crate) fn get(
         &self,
         phase: Phase,
-        verdict: usize,
+        verdict: Verdict,
         register: impl FnOnce() -> metrics::Counter,
     ) -> &metrics::Counter {
         let phase = match phase {
             Phase::Before => 0,
             Phase::After => 3,
+        };
+        let verdict = match verdict {
+            Verdict::Pass => 0,
+            Verdict::Fail => 1,
+            Verdict::Deny => 2,
         };
         self.0[phase + verdict].get_or_init(register)
     }
