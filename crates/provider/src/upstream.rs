@@ -1,9 +1,10 @@
-//! What every provider does with an upstream answer before reading it: the hop-by-hop headers
-//! removed, and a client error told apart (connect, connect timeout, protocol).
+//! What every provider does around an upstream call: the `accept` header it sends; then, with
+//! the answer, before reading it: the hop-by-hop headers removed, and a client error told
+//! apart (connect, connect timeout, protocol).
 
 use std::time::Duration;
 
-use http::{HeaderMap, header};
+use http::{HeaderMap, HeaderValue, header};
 use portcullis_core::BoxError;
 use portcullis_core::error::{TimeoutPhase, UpstreamError, UpstreamErrorKind, UpstreamTimeout};
 
@@ -17,6 +18,16 @@ const HOP_BY_HOP: [header::HeaderName; 6] = [
     header::PROXY_AUTHENTICATE,
 ];
 
+/// The `accept` header of an upstream call: `text/event-stream` for a stream, else
+/// `application/json`.
+pub(crate) fn accept(stream: bool) -> HeaderValue {
+    HeaderValue::from_static(if stream {
+        "text/event-stream"
+    } else {
+        "application/json"
+    })
+}
+
 /// Whether `name` describes one connection: [`HOP_BY_HOP`], `keep-alive`, `proxy-connection`.
 fn is_hop_by_hop(name: &header::HeaderName) -> bool {
     HOP_BY_HOP.contains(name) || name == "keep-alive" || name == "proxy-connection"
@@ -25,8 +36,9 @@ fn is_hop_by_hop(name: &header::HeaderName) -> bool {
 /// Removes the headers of one connection; `translated`: the body will be rewritten, so its
 /// length goes too.
 ///
-/// An answer's few names are looked at once each; a lookup per hop-by-hop name hashed eight
-/// names per answer (1.2k instructions) to find, most often, none.
+/// The answer's few names are compared with the hop-by-hop ones (again after each removal;
+/// an answer carries none, or one or two); a lookup per hop-by-hop name hashed eight names
+/// per answer (1.2k instructions) to find, most often, none.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, translated: bool) {
     while let Some(name) = headers.keys().find(|n| is_hop_by_hop(n)).cloned() {
         headers.remove(name);

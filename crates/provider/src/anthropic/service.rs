@@ -536,14 +536,7 @@ impl Anthropic {
             value.set_sensitive(true);
             headers.insert("x-api-key", value);
         }
-        headers.insert(
-            header::ACCEPT,
-            HeaderValue::from_static(if translated.stream() {
-                "text/event-stream"
-            } else {
-                "application/json"
-            }),
-        );
+        headers.insert(header::ACCEPT, crate::upstream::accept(translated.stream()));
         // Checked by the translator: both are valid header values. Vertex AI has the version
         // in the body.
         if let Some(version) = translated

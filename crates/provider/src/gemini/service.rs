@@ -545,14 +545,7 @@ impl Gemini {
             value.set_sensitive(true);
             headers.insert("x-goog-api-key", value);
         }
-        headers.insert(
-            header::ACCEPT,
-            HeaderValue::from_static(if stream {
-                "text/event-stream"
-            } else {
-                "application/json"
-            }),
-        );
+        headers.insert(header::ACCEPT, crate::upstream::accept(stream));
         let mut upstream = Request::new(BufferedBody::new(body));
         *upstream.method_mut() = Method::POST;
         *upstream.uri_mut() = uri;

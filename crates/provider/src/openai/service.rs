@@ -315,14 +315,7 @@ impl OpenAiBuilder {
                         HeaderValue::from_static("application/json"),
                     );
                 }
-                headers.insert(
-                    header::ACCEPT,
-                    HeaderValue::from_static(if stream {
-                        "text/event-stream"
-                    } else {
-                        "application/json"
-                    }),
-                );
+                headers.insert(header::ACCEPT, crate::upstream::accept(stream));
                 headers
             });
         Ok(OpenAi {
