@@ -78,7 +78,7 @@ UPSTREAM_PORT=$(free_port)
 "$BIN/fake-upstream" --listen "127.0.0.1:$UPSTREAM_PORT" >"$OUT/upstream.log" 2>&1 &
 PIDS+=($!)
 
-printf '%-10s %14s %10s %12s\n' config Ir Ir/req allocs/req
+printf '%-12s %14s %10s %12s\n' config Ir Ir/req allocs/req
 for name in "${CONFIGS[@]}"; do
   file=$name.json
   vary=()
@@ -156,7 +156,7 @@ with open(self_path, "w") as out:
     out.write(f"{name}: own instructions per request (of {total / n:,.0f}), calls per request\n")
     for f, v in own.most_common(80):
         out.write(f"{v / n:10,.0f} {100 * v / max(total, 1):5.1f}%  {calls[f] / n:8.2f}  {f}\n")
-print(f"{name:<10} {total:>14,} {total / n:>10,.0f} {allocs / n:>12.1f}")
+print(f"{name:<12} {total:>14,} {total / n:>10,.0f} {allocs / n:>12.1f}")
 EOF
 done
 echo "dumps and annotations in $OUT"

@@ -919,8 +919,10 @@ where
                 ));
             }
         };
-        // What follows reads `x-portkey-*` headers only: without any, it reads none (each
-        // lookup hashes the name; most requests carry no Portkey header).
+        // What follows looks for `x-portkey-*` headers, and reads others (the client's key for
+        // bring-your-own-key) only once `x-portkey-provider` is there: without any Portkey
+        // header it has nothing to find (each lookup hashes the name; most requests carry
+        // none).
         let none = HeaderMap::new();
         let headers = if portkey { req.headers() } else { &none };
         let chosen = match shared.byok(headers)? {

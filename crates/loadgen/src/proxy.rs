@@ -5,9 +5,10 @@
 //!
 //! [`BodyMode::Whole`] is the floor the performance goal names ("reads the body whole, forwards
 //! it over a pooled client"), and the gateway's own first step: it must have the body to read
-//! it. [`BodyMode::Stream`] hands the client's body to the upstream connection as it comes,
-//! which a gateway that reads the body cannot do; it is cheaper at one connection because
-//! hyper wakes the connection's task when its own service takes the body (see BENCHMARKS.md).
+//! it. It pays, at one connection, a wake of the connection's own task when its service takes
+//! the body (hyper's; see BENCHMARKS.md, session 7). [`BodyMode::Stream`] hands the client's
+//! body to the upstream connection as it comes, which a gateway that reads the body cannot
+//! do, and does not pay that wake.
 //!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
