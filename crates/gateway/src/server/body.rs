@@ -188,22 +188,29 @@ impl http_body::Body for ServedBody {
     type Error = BoxError;
 
     fn poll_frame(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match &mut self.state {
-            Drain::None => {}
+        let this = self.get_mut();
+        let deadline = match &mut this.state {
+            Drain::None => return Pin::new(&mut this.inner).poll_frame(cx),
             Drain::Ended => return Poll::Ready(None),
-            Drain::Watching(deadline) => {
-                if deadline.as_mut().poll(cx).is_ready() {
-                    // The stack's body is dropped now: the upstream call ends with it.
-                    self.inner = Body::empty();
-                    self.state = Drain::Ended;
-                    return Poll::Ready(Some(Ok(Frame::data(shutdown_event()))));
-                }
-            }
+            Drain::Watching(deadline) => deadline,
+        };
+        // The stream's own frames first; the deadline is looked at when the stream waits (a
+        // poll of the shutdown watch before every frame was a twentieth of a streamed
+        // request's work). A stream waits between the upstream's chunks: the upstream
+        // connection hands them over one at a time.
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            return Poll::Ready(frame);
         }
-        Pin::new(&mut self.inner).poll_frame(cx)
+        if deadline.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        // The stack's body is dropped now: the upstream call ends with it.
+        this.inner = Body::empty();
+        this.state = Drain::Ended;
+        Poll::Ready(Some(Ok(Frame::data(shutdown_event()))))
     }
 
     fn is_end_stream(&self) -> bool {
