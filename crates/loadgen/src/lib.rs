@@ -4,7 +4,8 @@
 //! Three binaries, each its own process so that CPU time and memory belong to one party:
 //!
 //! - `fake-upstream` ([`upstream`]): a fast OpenAI-compatible endpoint, no delay.
-//! - `bare-proxy` ([`proxy`]): the floor for one hop, a pooled hyper pass-through.
+//! - `bare-proxy` ([`proxy`]): the floor for one hop, a pooled hyper pass-through that reads
+//!   each request body whole (`bare`), or streams it on (`--stream-body`: `bare-stream`).
 //! - `loadgen` ([`harness`], [`client`], [`report`]): starts the fake upstream, the bare
 //!   proxy and the real `portcullis` binary four times (with `configs/single.json`,
 //!   `configs/all-layers.json`, `configs/cached.json` and `configs/every-layer.json`, their

@@ -12,7 +12,8 @@
 //!
 //! ```text
 //! loadgen [--duration 5] [--warmup 1] [--concurrency 1,32] [--modes json,stream]
-//!         [--targets direct,bare,single,all] [--out FILE] [--help for the rest]
+//!         [--targets direct,bare,bare-stream,single,all,cached,every] [--out FILE]
+//!         [--help for the rest]
 //! ```
 //!
 //! Exits 0 when every target started and no measured request failed, 1 otherwise (the
