@@ -245,10 +245,10 @@ impl Scan {
                     })?;
                     scan.prompt += tokens;
                 }
-                b"n" => scan.n = whole_number(r, bytes)?,
+                b"n" => scan.n = whole_number(r)?,
                 _ => {
                     if let Some(i) = CAP_FIELDS.iter().position(|f| f.as_bytes() == key) {
-                        scan.caps[i] = whole_number(r, bytes)?;
+                        scan.caps[i] = whole_number(r)?;
                     } else if PROMPT_FIELDS.iter().any(|f| f.as_bytes() == key) {
                         scan.prompt += walk.value(r, 1)?;
                     } else {
@@ -347,16 +347,10 @@ impl<'a> Walk<'a> {
 
 /// A value read as `Value::as_u64` reads it: `Some` for an integer a `u64` holds, `None` for
 /// any other value (a fraction, an exponent, a sign, too many digits, a string, `null`).
-fn whole_number(r: &mut Reader<'_>, buf: &[u8]) -> Option<Option<u64>> {
-    r.peek()?;
-    let start = r.offset();
-    r.skip()?;
+fn whole_number(r: &mut Reader<'_>) -> Option<Option<u64>> {
+    let value = r.value_bytes()?;
     // A value the reader checked parses as a `u64` exactly when it is digits only, in range.
-    Some(
-        std::str::from_utf8(&buf[start..r.offset()])
-            .ok()
-            .and_then(|v| v.parse().ok()),
-    )
+    Some(std::str::from_utf8(value).ok().and_then(|v| v.parse().ok()))
 }
 
 /// [`text_tokens`] of a string literal's text, counted from its checked bytes as written:

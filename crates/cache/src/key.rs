@@ -219,9 +219,7 @@ mod canonical {
                 Some(())
             }
             _ => {
-                let start = r.offset();
-                r.skip()?;
-                let raw = &body[start..r.offset()];
+                let raw = r.value_bytes()?;
                 if plain_integer(raw) || matches!(raw, b"true" | b"false" | b"null") {
                     out.extend_from_slice(raw);
                 } else {

@@ -125,7 +125,7 @@ impl Taken {
         r.object(|r, key| {
             r.peek()?;
             let start = r.offset();
-            taken.field(r, key, bytes, &mut seen)?;
+            taken.field(r, key, &mut seen)?;
             taken.record(bytes, key, start, r.offset());
             Some(())
         })?;
@@ -151,13 +151,7 @@ impl Taken {
     }
 
     /// Reads the value of member `key`, keeping it when it is one the view takes.
-    fn field(
-        &mut self,
-        r: &mut Reader<'_>,
-        key: &[u8],
-        bytes: &[u8],
-        seen: &mut Fields,
-    ) -> Option<()> {
+    fn field(&mut self, r: &mut Reader<'_>, key: &[u8], seen: &mut Fields) -> Option<()> {
         let taken = self;
         match key {
             b"model" => {
@@ -188,11 +182,8 @@ impl Taken {
             b"stream_options" => {
                 seen.once(4)?;
                 matches!(r.peek()?, b'{' | b'n').then_some(())?;
-                let start = r.offset();
-                r.skip()?;
                 // A small object: read into a value of its own.
-                taken.stream_options =
-                    Some(serde_json::from_slice(&bytes[start..r.offset()]).ok()?);
+                taken.stream_options = Some(serde_json::from_slice(r.value_bytes()?).ok()?);
                 Some(())
             }
             _ => r.skip(),
@@ -615,9 +606,7 @@ fn spliced(body: &[u8], params: &Map<String, Value>) -> Option<Bytes> {
     let mut r = Reader::for_value(body);
     let mut first = true;
     r.object(|r, key| {
-        r.peek()?;
-        let start = r.offset();
-        r.skip()?;
+        let raw = r.value_bytes()?;
         if !first {
             out.push(b',');
         }
@@ -636,7 +625,7 @@ fn spliced(body: &[u8], params: &Map<String, Value>) -> Option<Bytes> {
                 serde_json::to_writer(&mut out, value).ok()?;
                 written |= 1 << at;
             }
-            None => out.extend_from_slice(&body[start..r.offset()]),
+            None => out.extend_from_slice(raw),
         }
         Some(())
     })?;

@@ -387,10 +387,7 @@ fn request_parts_in_bytes(body: &[u8]) -> Option<Vec<Cow<'_, str>>> {
                 }
                 let mut last = None;
                 r.array(|r| {
-                    r.peek()?;
-                    let start = r.offset();
-                    r.skip()?;
-                    last = Some(&body[start..r.offset()]);
+                    last = Some(r.value_bytes()?);
                     Some(())
                 })?;
                 messages = Some(last);
@@ -400,10 +397,7 @@ fn request_parts_in_bytes(body: &[u8]) -> Option<Vec<Cow<'_, str>>> {
             b"input" => &mut input,
             _ => return r.skip(),
         };
-        r.peek()?;
-        let start = r.offset();
-        r.skip()?;
-        *slot = Some(&body[start..r.offset()]);
+        *slot = Some(r.value_bytes()?);
         Some(())
     })?;
     r.end()?;
@@ -416,10 +410,7 @@ fn request_parts_in_bytes(body: &[u8]) -> Option<Vec<Cow<'_, str>>> {
             }
             Some(content) if content[0] == b'[' => {
                 Reader::new(content).array(|r| {
-                    r.peek()?;
-                    let start = r.offset();
-                    r.skip()?;
-                    let item = &content[start..r.offset()];
+                    let item = r.value_bytes()?;
                     // A part's `text` when it is a string; anything else reads as empty.
                     parts.push(match member(item, b"text").flatten() {
                         Some(text) if text[0] == b'"' => Reader::new(text).string()?.text()?,
@@ -460,10 +451,7 @@ fn member<'a>(value: &'a [u8], key: &[u8]) -> Option<Option<&'a [u8]>> {
         if k != key {
             return r.skip();
         }
-        r.peek()?;
-        let start = r.offset();
-        r.skip()?;
-        found = Some(&value[start..r.offset()]);
+        found = Some(r.value_bytes()?);
         Some(())
     })?;
     Some(found)

@@ -278,6 +278,24 @@ impl<'a> Reader<'a> {
         self.skip_at(0)
     }
 
+    /// The next value as written (the white space around it left out), checked and skipped:
+    /// for a layer that keeps a value's bytes to read, copy or parse later.
+    ///
+    /// ```
+    /// use portcullis_core::observe::json::Reader;
+    /// let mut r = Reader::new(br#"{"a": [1, {"b": 2}] , "c": 3}"#);
+    /// let mut a = None;
+    /// r.object(|r, key| if key == b"a" { a = Some(r.value_bytes()?); Some(()) } else { r.skip() })
+    ///     .unwrap();
+    /// assert_eq!(a, Some(&br#"[1, {"b": 2}]"#[..]));
+    /// ```
+    pub fn value_bytes(&mut self) -> Option<&'a [u8]> {
+        self.peek()?;
+        let start = self.at;
+        self.skip()?;
+        Some(&self.buf[start..self.at])
+    }
+
     fn skip_at(&mut self, depth: u32) -> Option<()> {
         match self.peek()? {
             b'{' if depth < MAX_DEPTH => self.object(|r, _| r.skip_at(depth + 1)),
