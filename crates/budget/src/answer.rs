@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
 use portcullis_core::Body;
 use portcullis_core::error::ErrorBody;
@@ -165,12 +166,24 @@ pub(crate) fn rate_headers(
         RateKind::Requests => REQUEST_HEADERS,
         RateKind::Tokens => TOKEN_HEADERS,
     };
-    headers.insert(limit, HeaderValue::from(value));
-    headers.insert(remaining, HeaderValue::from(standing.remaining));
-    let text = ResetText::new(standing.reset_after.unwrap_or_default());
-    if let Ok(v) = HeaderValue::from_bytes(text.as_bytes()) {
-        headers.insert(reset, v);
-    }
+    // The three values share one buffer: one allocation, not one per value.
+    let mut digits = [0u8; 20];
+    let reset_text = ResetText::new(standing.reset_after.unwrap_or_default());
+    let mut text = Vec::with_capacity(64);
+    text.extend_from_slice(portcullis_core::digits::decimal(value, &mut digits).as_bytes());
+    let limit_end = text.len();
+    text.extend_from_slice(
+        portcullis_core::digits::decimal(standing.remaining, &mut digits).as_bytes(),
+    );
+    let remaining_end = text.len();
+    text.extend_from_slice(reset_text.as_bytes());
+    let text = Bytes::from(text);
+    let value = |range: std::ops::Range<usize>| {
+        HeaderValue::from_maybe_shared(text.slice(range)).expect("digits and units")
+    };
+    headers.insert(limit, value(0..limit_end));
+    headers.insert(remaining, value(limit_end..remaining_end));
+    headers.insert(reset, value(remaining_end..text.len()));
 }
 
 fn json_response(status: StatusCode, body: serde_json::Value) -> Response<Body> {

@@ -908,8 +908,8 @@ where
         Err(r) => return answer(*r),
     };
     let prepared = (|| {
-        let portkey = match crate::portkey_headers::check(req.headers()) {
-            Ok(any) => any,
+        let routing = match crate::portkey_headers::check(req.headers()) {
+            Ok(routing) => routing,
             Err((name, why)) => {
                 return Err(refuse(
                     StatusCode::BAD_REQUEST,
@@ -919,12 +919,12 @@ where
                 ));
             }
         };
-        // What follows looks for `x-portkey-*` headers, and reads others (the client's key for
-        // bring-your-own-key) only once `x-portkey-provider` is there: without any Portkey
-        // header it has nothing to find (each lookup hashes the name; most requests carry
-        // none).
+        // What follows looks for the routing headers, and reads others (the client's key for
+        // bring-your-own-key) only once `x-portkey-provider` is there: without one it has
+        // nothing to find (each lookup hashes the name; most requests carry none, or only
+        // metadata, trace id or cache headers, which later layers read).
         let none = HeaderMap::new();
-        let headers = if portkey { req.headers() } else { &none };
+        let headers = if routing { req.headers() } else { &none };
         let chosen = match shared.byok(headers)? {
             Some((stack, key)) => (stack, false, Some(key)),
             None => {
@@ -1113,6 +1113,25 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every `x-portkey-*` name the selection looks up is one whose presence sends a request
+    /// through it (`portkey_headers::ROUTING`): a name missing there would go unread.
+    #[test]
+    fn the_selection_reads_only_routing_headers() {
+        for name in [
+            names::PROVIDER,
+            names::VIRTUAL_KEY,
+            names::CONFIG,
+            names::RETRY,
+            names::CUSTOM_HOST,
+            names::REQUEST_TIMEOUT,
+        ] {
+            assert!(
+                crate::portkey_headers::ROUTING.contains(&name.as_str()),
+                "{name}"
+            );
+        }
+    }
 
     #[test]
     fn keys_are_compared_by_digest() {

@@ -121,22 +121,37 @@ pub(crate) fn rule(name: &str) -> Option<Rule> {
 static LOGGED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
 const MAX_LOGGED: usize = 256;
 
-/// Checks every `x-portkey-*` header: `Err((name, why))` for the first refused one.
+/// The headers that choose a request's route, provider or time limit: the only ones the
+/// gateway's selection (`Shared::byok`, `Shared::select`, `request_timeout`) looks up. The
+/// client's own key (`authorization`, `x-api-key`) is read there only once
+/// `x-portkey-provider` is found.
+pub(crate) const ROUTING: &[&str] = &[
+    "x-portkey-provider",
+    "x-portkey-virtual-key",
+    "x-portkey-config",
+    "x-portkey-retry",
+    "x-portkey-custom-host",
+    "x-portkey-request-timeout",
+];
+
+/// Checks every `x-portkey-*` header: `Err((name, why))` for the first refused one, else
+/// whether one of [`ROUTING`] is there (without one, the selection has nothing to find, and
+/// its lookups, each hashing a name, are skipped).
 pub(crate) fn check(headers: &HeaderMap) -> Result<bool, (String, &'static str)> {
-    let mut any = false;
+    let mut routing = false;
     for name in headers.keys() {
         let name = name.as_str();
         let Some(rest) = name.strip_prefix("x-portkey-") else {
             continue;
         };
-        any = true;
         match rule(name) {
-            Some(Rule::Acted | Rule::Informational) => {}
+            Some(Rule::Acted) => routing = routing || ROUTING.contains(&name),
+            Some(Rule::Informational) => {}
             Some(Rule::Refused(why)) => return Err((name.to_owned(), why)),
             None => log_unknown(name, rest),
         }
     }
-    Ok(any)
+    Ok(routing)
 }
 
 fn log_unknown(name: &str, _rest: &str) {
@@ -229,5 +244,40 @@ mod tests {
             assert!(matches!(rule(name), Some(Rule::Refused(_))), "{name}");
         }
         assert_eq!(rule("x-portkey-something-new"), None);
+    }
+
+    #[test]
+    fn only_the_routing_headers_send_a_request_through_the_selection() {
+        let with = |pairs: &[(&'static str, &'static str)]| {
+            let mut headers = HeaderMap::new();
+            for (name, value) in pairs {
+                headers.insert(*name, http::HeaderValue::from_static(value));
+            }
+            check(&headers)
+        };
+        assert_eq!(with(&[]), Ok(false));
+        // Read by later layers (tag, cache), or informational.
+        assert_eq!(
+            with(&[
+                ("x-portkey-metadata", "{}"),
+                ("x-portkey-trace-id", "t"),
+                ("x-portkey-cache", "simple"),
+                ("x-portkey-cache-namespace", "n"),
+                ("x-portkey-runtime", "node"),
+                ("x-portkey-api-key", "k"),
+                ("authorization", "Bearer k"),
+            ]),
+            Ok(false)
+        );
+        for name in ROUTING {
+            assert_eq!(rule(name), Some(Rule::Acted), "{name}");
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                http::HeaderName::from_static(name),
+                http::HeaderValue::from_static("x"),
+            );
+            headers.insert("x-portkey-metadata", http::HeaderValue::from_static("{}"));
+            assert_eq!(check(&headers), Ok(true), "{name}");
+        }
     }
 }
