@@ -195,6 +195,8 @@ mod regex;
 mod response;
 mod service;
 pub mod stream;
+#[cfg(test)]
+mod testjson;
 
 pub use self::answer::{DENIED, HOOKS_FAILED, guard_result, hook_results_json};
 pub use self::check::webhook::Origins;

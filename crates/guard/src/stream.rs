@@ -51,6 +51,7 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Frame, SizeHint};
 use pin_project_lite::pin_project;
 use portcullis_core::BoxError;
+use portcullis_core::observe::json::{Fields, Reader};
 use serde::Deserialize;
 
 use crate::answer;
@@ -143,18 +144,106 @@ struct Delta<'a> {
 
 /// The text an event adds to choice 0 (OpenAI chat and completions, Anthropic deltas).
 fn event_text(data: &[u8], text: &mut String) {
-    let Ok(chunk) = serde_json::from_slice::<Chunk<'_>>(data) else {
-        return;
+    let piece = match scan_text(data) {
+        Some(piece) => piece,
+        None => parse_text(data),
     };
-    if let Some(choice) = chunk.choices.iter().find(|c| c.index == 0) {
-        if let Some(t) = choice.delta.as_ref().and_then(|d| d.content.as_deref()) {
-            text.push_str(t);
-        } else if let Some(t) = choice.text.as_deref() {
-            text.push_str(t);
-        }
-    } else if let Some(t) = chunk.delta.as_ref().and_then(|d| d.text.as_deref()) {
-        text.push_str(t);
+    if let Some(piece) = piece {
+        text.push_str(&piece);
     }
+}
+
+/// What an event adds, read by serde_json into [`Chunk`]: the first choice with index 0's
+/// `delta.content`, else its `text`; without such a choice, the top level's `delta.text`.
+/// Nothing for what serde_json refuses.
+fn parse_text(data: &[u8]) -> Option<Cow<'_, str>> {
+    let chunk = serde_json::from_slice::<Chunk<'_>>(data).ok()?;
+    match chunk.choices.into_iter().find(|c| c.index == 0) {
+        Some(choice) => choice.delta.and_then(|d| d.content).or(choice.text),
+        None => chunk.delta.and_then(|d| d.text),
+    }
+}
+
+/// [`parse_text`] in one pass over the bytes with core's strict reader, no serde: `None` for
+/// anything it leaves to serde_json (an escaped key, a field given twice, a value of another
+/// type, bytes that are not JSON), which then decides. Most of a streamed answer's cost in
+/// this layer was serde reading every event.
+fn scan_text(data: &[u8]) -> Option<Option<Cow<'_, str>>> {
+    let mut r = Reader::new(data);
+    let mut seen = Fields::default();
+    // The first choice with index 0: its piece (which may be none).
+    let mut first: Option<Option<Cow<'_, str>>> = None;
+    let mut top = None;
+    r.object(|r, key| match key {
+        b"choices" => {
+            seen.once(0)?;
+            r.array(|r| {
+                let (index, piece) = scan_choice(r)?;
+                if index == 0 && first.is_none() {
+                    first = Some(piece);
+                }
+                Some(())
+            })
+        }
+        b"delta" => {
+            seen.once(1)?;
+            top = r.opt(|r| scan_delta(r, b"text"))?.flatten();
+            Some(())
+        }
+        _ => r.skip(),
+    })?;
+    r.end()?;
+    Some(match first {
+        Some(piece) => piece,
+        None => top,
+    })
+}
+
+/// One element of `choices`, as serde reads a [`Choice`]: its index (0 when missing) and
+/// its `delta.content`, else its `text`.
+fn scan_choice<'a>(r: &mut Reader<'a>) -> Option<(u32, Option<Cow<'a, str>>)> {
+    let mut seen = Fields::default();
+    let (mut index, mut delta, mut text) = (0, None, None);
+    r.object(|r, key| {
+        match key {
+            b"index" => {
+                seen.once(0)?;
+                index = u32::try_from(r.u64()?).ok()?;
+            }
+            b"delta" => {
+                seen.once(1)?;
+                delta = r.opt(|r| scan_delta(r, b"content"))?.flatten();
+            }
+            b"text" => {
+                seen.once(2)?;
+                text = r.opt(|r| r.string()?.text())?;
+            }
+            _ => r.skip()?,
+        }
+        Some(())
+    })?;
+    Some((index, delta.or(text)))
+}
+
+/// A [`Delta`] object: the string field `wanted` (`content` or `text`), the other one
+/// checked as serde checks it.
+fn scan_delta<'a>(r: &mut Reader<'a>, wanted: &[u8]) -> Option<Option<Cow<'a, str>>> {
+    let mut seen = Fields::default();
+    let mut piece = None;
+    r.object(|r, key| {
+        let field = match key {
+            b"content" => 0,
+            b"text" => 1,
+            _ => return r.skip(),
+        };
+        seen.once(field)?;
+        let value = r.opt(|r| r.string()?.text())?;
+        if key == wanted {
+            piece = value;
+        }
+        Some(())
+    })?;
+    Some(piece)
 }
 
 /// The `data:` payload of one whole event (lines joined by `\n`).
@@ -400,6 +489,108 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testjson::{J, any_value, document, object, string};
+    use proptest::prelude::*;
+
+    fn delta() -> BoxedStrategy<J> {
+        let piece = || prop_oneof![4 => string(), 1 => any_value()].boxed();
+        prop_oneof![
+            4 => object(vec![("content", piece()), ("text", piece()), ("role", string().boxed())]),
+            1 => any_value(),
+        ]
+        .boxed()
+    }
+
+    fn choice() -> BoxedStrategy<J> {
+        let index = prop_oneof![
+            6 => Just(J::Lit("0")),
+            2 => Just(J::Lit("1")),
+            1 => prop::sample::select(vec!["-1", "4294967296", "0.0", "null"]).prop_map(J::Lit),
+        ];
+        prop_oneof![
+            4 => object(vec![
+                ("index", index.boxed()),
+                ("delta", delta()),
+                ("text", prop_oneof![3 => string(), 1 => any_value()].boxed()),
+                ("finish_reason", string().boxed()),
+            ]),
+            1 => any_value(),
+        ]
+        .boxed()
+    }
+
+    /// Stream events' data in OpenAI's (chat, completions) and Anthropic's shapes, or near
+    /// them, or not JSON at all.
+    fn event() -> impl Strategy<Value = Vec<u8>> {
+        let choices = prop_oneof![
+            4 => prop::collection::vec(choice(), 0..3).prop_map(J::Arr),
+            1 => any_value(),
+        ];
+        let top = prop_oneof![
+            8 => object(vec![
+                ("id", string().boxed()),
+                ("choices", choices.boxed()),
+                ("delta", delta()),
+                ("type", string().boxed()),
+                ("usage", any_value().boxed()),
+            ]),
+            1 => any_value(),
+        ];
+        document(top)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+        /// The one pass adds the text serde_json's read adds, or leaves the event to it.
+        #[test]
+        fn the_one_pass_reads_events_as_serde_does(data in event()) {
+            if let Some(piece) = scan_text(&data) {
+                prop_assert_eq!(piece, parse_text(&data), "{}", String::from_utf8_lossy(&data));
+            }
+        }
+    }
+
+    #[test]
+    fn the_usual_events_are_read_in_one_pass() {
+        let events: [(&[u8], Option<&str>); 7] = [
+            (
+                br#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}"#,
+                Some(""),
+            ),
+            (
+                br#"{"id":"c","choices":[{"index":0,"delta":{"content":"caf\u00e9 \"q\""},"finish_reason":null}]}"#,
+                Some("café \"q\""),
+            ),
+            (br#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#, None),
+            (
+                br#"{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}"#,
+                None,
+            ),
+            (br#"{"choices":[{"text":"done","index":0}]}"#, Some("done")),
+            (
+                br#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"hi"}}"#,
+                Some("hi"),
+            ),
+            (
+                br#"{"choices":[{"index":1,"delta":{"content":"b"}},{"index":0,"delta":{"content":"a"}}]}"#,
+                Some("a"),
+            ),
+        ];
+        for (data, want) in events {
+            let shown = String::from_utf8_lossy(data);
+            assert_eq!(scan_text(data).expect(&shown).as_deref(), want, "{shown}");
+            assert_eq!(parse_text(data).as_deref(), want, "{shown}");
+        }
+        // Left to serde_json: a repeated field, an escaped key, a choice that is an array.
+        for data in [
+            &br#"{"choices":[],"choices":[]}"#[..],
+            br#"{"ch\u006fices":[]}"#,
+            br#"{"choices":[[0]]}"#,
+        ] {
+            assert_eq!(scan_text(data), None, "{}", String::from_utf8_lossy(data));
+        }
+    }
 
     #[test]
     fn events_split_on_blank_lines() {

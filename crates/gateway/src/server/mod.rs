@@ -81,6 +81,9 @@ const SPARE_LIFETIME: Duration = Duration::from_secs(2);
 /// After the shutdown deadline, the time streams have to send their error event and close.
 const STREAM_END_GRACE: Duration = Duration::from_secs(1);
 
+/// The answer's trace id header, for the log line (a lookup by `&str` parses the name).
+const TRACE_ID: http::HeaderName = http::HeaderName::from_static("x-portkey-trace-id");
+
 /// The gateway's whole service: trace ids and fact headers around the gateway.
 pub type App = FactHeaders<Gateway>;
 
@@ -326,7 +329,7 @@ fn log_request(
         elapsed: start.elapsed(),
         trace_id: response
             .headers()
-            .get("x-portkey-trace-id")
+            .get(&TRACE_ID)
             .and_then(|v| v.to_str().ok())
             .unwrap_or(""),
         provider: facts.and_then(|f| f.provider.as_deref()).unwrap_or(""),
