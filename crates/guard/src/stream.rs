@@ -51,6 +51,7 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Frame, SizeHint};
 use pin_project_lite::pin_project;
 use portcullis_core::BoxError;
+use portcullis_core::observe::find_newline;
 use portcullis_core::observe::json::{Fields, Reader};
 use serde::Deserialize;
 
@@ -251,7 +252,7 @@ fn event_data(event: &[u8]) -> Cow<'_, [u8]> {
     // The common case: one `data:` line first, then the blank line.
     if let Some(rest) = event.strip_prefix(b"data:") {
         let rest = rest.strip_prefix(b" ").unwrap_or(rest);
-        if let Some(nl) = rest.iter().position(|&b| b == b'\n') {
+        if let Some(nl) = find_newline(rest) {
             let after = &rest[nl + 1..];
             if after.is_empty() || after == b"\n" || after == b"\r\n" {
                 let line = &rest[..nl];
@@ -409,7 +410,7 @@ impl Watch {
 /// The end of the first whole event in `buf` (after its blank line).
 fn event_end(buf: &[u8]) -> Option<usize> {
     let mut i = 0;
-    while let Some(off) = buf[i..].iter().position(|&b| b == b'\n') {
+    while let Some(off) = find_newline(&buf[i..]) {
         let nl = i + off;
         let next = &buf[nl + 1..];
         if next.first() == Some(&b'\n') {

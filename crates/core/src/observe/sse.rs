@@ -154,9 +154,15 @@ impl DataLines {
 }
 
 /// The index of the first `\n` in `hay`, looked for eight bytes at a time: every byte of a
-/// stream goes through this search, and a byte-at-a-time loop was most of the observer's own
-/// instructions per event.
-fn find_newline(hay: &[u8]) -> Option<usize> {
+/// stream goes through this search (here and in every layer that cuts a stream into events),
+/// and a byte-at-a-time loop was most of the observer's own instructions per event.
+///
+/// ```
+/// use portcullis_core::observe::find_newline;
+/// assert_eq!(find_newline(b"data: {\"a\":1}\n\n"), Some(13));
+/// assert_eq!(find_newline(b"no end"), None);
+/// ```
+pub fn find_newline(hay: &[u8]) -> Option<usize> {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
     const NEWLINES: u64 = u64::from_ne_bytes([b'\n'; 8]);

@@ -62,12 +62,25 @@ fn carries_content(frame: &Frame<Bytes>, sse: bool) -> bool {
     if !sse {
         return !data.is_empty();
     }
-    data.split(|&b| b == b'\n')
-        .filter_map(|line| line.strip_prefix(b"data:"))
-        .any(|event| {
+    // Line by line, each end found eight bytes at a time (these frames are on the way to
+    // the client's first byte).
+    let mut rest = &data[..];
+    loop {
+        let (line, next) = match super::sse::find_newline(rest) {
+            Some(nl) => (&rest[..nl], Some(&rest[nl + 1..])),
+            None => (rest, None),
+        };
+        if let Some(event) = line.strip_prefix(b"data:") {
             let event = event.trim_ascii();
-            scan_content(event).unwrap_or_else(|| value_content(event))
-        })
+            if scan_content(event).unwrap_or_else(|| value_content(event)) {
+                return true;
+            }
+        }
+        match next {
+            Some(next) => rest = next,
+            None => return false,
+        }
+    }
 }
 
 /// Whether one event's data carries content, read in one pass over its bytes (without the
@@ -344,6 +357,31 @@ mod tests {
             agrees(&style.write(&other))?;
             agrees(&garbage)?;
         }
+    }
+
+    #[test]
+    fn a_frame_carries_content_when_any_of_its_data_lines_does() {
+        let empty = r#"data: {"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#;
+        let hi = r#"data: {"choices":[{"index":0,"delta":{"content":"Hi"}}]}"#;
+        for (frame, content) in [
+            (format!("{empty}\n\n"), false),
+            (format!("{empty}\n\n{hi}\n\n"), true),
+            (format!("{empty}\r\n\r\n{hi}\r\n\r\n"), true),
+            (format!(": keep-alive\n\n{empty}\n\n"), false),
+            (format!("event: message\n{hi}"), true),
+            (hi.to_owned(), true),
+            (format!("{empty}\n"), false),
+            (String::new(), false),
+            ("\n\n\n".to_owned(), false),
+        ] {
+            let frame = Frame::data(Bytes::from(frame));
+            assert_eq!(carries_content(&frame, true), content, "{frame:?}");
+        }
+        assert!(!carries_content(&Frame::data(Bytes::new()), false));
+        assert!(carries_content(
+            &Frame::data(Bytes::from_static(b"x")),
+            false
+        ));
     }
 
     #[test]
