@@ -202,6 +202,7 @@ impl<'a> Reader<'a> {
 
     /// A string literal, checked: no control characters, only JSON's escapes, `\u` escapes
     /// of surrogates only in pairs.
+    #[inline(always)]
     pub fn string(&mut self) -> Option<RawStr<'a>> {
         // The opening quote, most often right here (a key after `{` or `,`, a value after
         // `:`); white space before it is read the long way.
