@@ -275,6 +275,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Any value, checked and skipped.
+    #[inline(always)]
     pub fn skip(&mut self) -> Option<()> {
         self.skip_at(0)
     }
@@ -297,16 +298,31 @@ impl<'a> Reader<'a> {
         Some(&self.buf[start..self.at])
     }
 
+    /// A value skipped at nesting `depth`: a string, number or literal here, in the caller
+    /// (most values skipped are these, and a call costs about what reading a short one does);
+    /// an object or array in [`Reader::skip_container`].
+    #[inline(always)]
     fn skip_at(&mut self, depth: u32) -> Option<()> {
         match self.peek()? {
-            b'{' if depth < MAX_DEPTH => self.object(|r, _| r.skip_at(depth + 1)),
-            b'[' if depth < MAX_DEPTH => self.array(|r| r.skip_at(depth + 1)),
             b'"' => self.string()?.check(),
+            b'{' | b'[' => self.skip_container(depth),
+            b'-' | b'0'..=b'9' => self.number(),
+            b'n' => self.literal(b"null"),
             b't' => self.literal(b"true"),
             b'f' => self.literal(b"false"),
-            b'n' => self.literal(b"null"),
-            b'-' | b'0'..=b'9' => self.number(),
             _ => None,
+        }
+    }
+
+    /// An object or array skipped at nesting `depth`, refused past [`MAX_DEPTH`].
+    #[inline(never)]
+    fn skip_container(&mut self, depth: u32) -> Option<()> {
+        if depth >= MAX_DEPTH {
+            return None;
+        }
+        match self.peek()? {
+            b'{' => self.object(|r, _| r.skip_at(depth + 1)),
+            _ => self.array(|r| r.skip_at(depth + 1)),
         }
     }
 
