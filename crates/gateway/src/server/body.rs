@@ -8,7 +8,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,6 +17,7 @@ use http_body::{Frame, SizeHint};
 use pin_project_lite::pin_project;
 use portcullis_core::error::{ErrorBody, HttpError};
 use portcullis_core::{Body, BoxError};
+use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
 use super::Conn;
@@ -117,8 +118,52 @@ where
     }
 }
 
-/// Resolves when the shutdown deadline has passed.
-pub(crate) type Deadline = Pin<Box<dyn Future<Output = ()> + Send>>;
+/// A stream's shutdown deadline: ready when it has passed (or the server is gone).
+///
+/// Its future registers with the shutdown watch the first time the stream waits. A stream
+/// waits between every two of the upstream's chunks, and polling the future again each time
+/// only registered the same waker again (the watch's lock and its waiter list, a tenth of a
+/// streamed request's instructions); it is polled again only when the watch has news or the
+/// stream is polled from another task.
+pub(crate) struct Deadline {
+    passed: Pin<Box<dyn Future<Output = ()> + Send>>,
+    news: watch::Receiver<bool>,
+    /// The waker the future registered, once it has.
+    registered: Option<Waker>,
+}
+
+impl Deadline {
+    pub(crate) fn new(drain: &watch::Receiver<bool>) -> Self {
+        let mut watch = drain.clone();
+        Self {
+            passed: Box::pin(async move {
+                let _ = watch.wait_for(|passed| *passed).await;
+            }),
+            news: drain.clone(),
+            registered: None,
+        }
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let quiet = !self.news.has_changed().unwrap_or(true);
+        if quiet
+            && self
+                .registered
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            return Poll::Pending;
+        }
+        let poll = self.passed.as_mut().poll(cx);
+        if poll.is_pending() {
+            match &mut self.registered {
+                Some(waker) => waker.clone_from(cx.waker()),
+                None => self.registered = Some(cx.waker().clone()),
+            }
+        }
+        poll
+    }
+}
 
 /// Marks the end of a request on its connection when dropped.
 #[derive(Debug)]
@@ -204,7 +249,7 @@ impl http_body::Body for ServedBody {
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
             return Poll::Ready(frame);
         }
-        if deadline.as_mut().poll(cx).is_pending() {
+        if deadline.poll(cx).is_pending() {
             return Poll::Pending;
         }
         // The stack's body is dropped now: the upstream call ends with it.
@@ -224,5 +269,78 @@ impl http_body::Body for ServedBody {
             Drain::Watching(_) => SizeHint::new(),
             Drain::Ended => SizeHint::with_exact(0),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+    use crate::server::inline_wake::tests::counting;
+
+    #[test]
+    fn a_deadline_waits_registered_once_and_wakes_its_last_waker() {
+        let (drain, draining) = watch::channel(false);
+        let mut deadline = Deadline::new(&draining);
+        let (first, first_waker) = counting();
+        let mut cx = Context::from_waker(&first_waker);
+        for _ in 0..3 {
+            assert!(deadline.poll(&mut cx).is_pending());
+        }
+        // Polled from another task: registered with that task's waker instead.
+        let (second, second_waker) = counting();
+        assert!(
+            deadline
+                .poll(&mut Context::from_waker(&second_waker))
+                .is_pending()
+        );
+        // News that is not the deadline: looked at, and waited on again.
+        drain.send_replace(false);
+        assert!(
+            deadline
+                .poll(&mut Context::from_waker(&second_waker))
+                .is_pending()
+        );
+        assert!(
+            deadline
+                .poll(&mut Context::from_waker(&second_waker))
+                .is_pending()
+        );
+        drain.send_replace(true);
+        assert_eq!(second.0.load(Ordering::SeqCst), 2, "woken by both sends");
+        assert_eq!(
+            first.0.load(Ordering::SeqCst),
+            0,
+            "the replaced waker is not woken"
+        );
+        assert!(
+            deadline
+                .poll(&mut Context::from_waker(&second_waker))
+                .is_ready()
+        );
+    }
+
+    #[test]
+    fn a_deadline_passes_when_the_server_is_gone() {
+        let (drain, draining) = watch::channel(false);
+        let mut deadline = Deadline::new(&draining);
+        let (woken, waker) = counting();
+        let mut cx = Context::from_waker(&waker);
+        assert!(deadline.poll(&mut cx).is_pending());
+        drop(drain);
+        assert_eq!(woken.0.load(Ordering::SeqCst), 1);
+        assert!(deadline.poll(&mut cx).is_ready());
+    }
+
+    #[test]
+    fn a_deadline_already_passed_is_ready_at_once() {
+        let (_drain, draining) = watch::channel(true);
+        let (_, waker) = counting();
+        assert!(
+            Deadline::new(&draining)
+                .poll(&mut Context::from_waker(&waker))
+                .is_ready()
+        );
     }
 }

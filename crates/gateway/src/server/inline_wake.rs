@@ -107,14 +107,14 @@ impl<F: Future + Unpin> Future for InlineWake<F> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::sync::atomic::AtomicUsize;
 
     use super::*;
 
     /// A waker that counts its wakes.
     #[derive(Default)]
-    struct Count(AtomicUsize);
+    pub(in crate::server) struct Count(pub(in crate::server) AtomicUsize);
 
     impl Wake for Count {
         fn wake(self: Arc<Self>) {
@@ -122,7 +122,7 @@ mod tests {
         }
     }
 
-    fn counting() -> (Arc<Count>, Waker) {
+    pub(in crate::server) fn counting() -> (Arc<Count>, Waker) {
         let count = Arc::new(Count::default());
         (count.clone(), Waker::from(count))
     }

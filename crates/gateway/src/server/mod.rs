@@ -113,10 +113,7 @@ impl Conn {
 
     /// Resolves when the shutdown deadline passes (or the server is gone).
     fn deadline(&self) -> Deadline {
-        let mut drain = self.drain.clone();
-        Box::pin(async move {
-            let _ = drain.wait_for(|passed| *passed).await;
-        })
+        Deadline::new(&self.drain)
     }
 }
 
