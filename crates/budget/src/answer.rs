@@ -166,7 +166,8 @@ pub(crate) fn rate_headers(
         RateKind::Requests => REQUEST_HEADERS,
         RateKind::Tokens => TOKEN_HEADERS,
     };
-    // The three values share one buffer: one allocation, not one per value.
+    // The three values share one buffer (two allocations: the bytes and their shared
+    // header), not two allocations for each value.
     let mut digits = [0u8; 20];
     let reset_text = ResetText::new(standing.reset_after.unwrap_or_default());
     let mut text = Vec::with_capacity(64);
@@ -178,12 +179,12 @@ pub(crate) fn rate_headers(
     let remaining_end = text.len();
     text.extend_from_slice(reset_text.as_bytes());
     let text = Bytes::from(text);
-    let value = |range: std::ops::Range<usize>| {
+    let piece = |range: std::ops::Range<usize>| {
         HeaderValue::from_maybe_shared(text.slice(range)).expect("digits and units")
     };
-    headers.insert(limit, value(0..limit_end));
-    headers.insert(remaining, value(limit_end..remaining_end));
-    headers.insert(reset, value(remaining_end..text.len()));
+    headers.insert(limit, piece(0..limit_end));
+    headers.insert(remaining, piece(limit_end..remaining_end));
+    headers.insert(reset, piece(remaining_end..text.len()));
 }
 
 fn json_response(status: StatusCode, body: serde_json::Value) -> Response<Body> {
@@ -403,6 +404,23 @@ mod tests {
             assert_eq!(headers[format!("x-ratelimit-remaining-{unit}")], "7");
             assert_eq!(headers[format!("x-ratelimit-reset-{unit}")], "1m2s");
         }
+        // The longest values: twenty digits each, and a reset in hours.
+        let standing = Standing {
+            remaining: u64::MAX,
+            reset_after: Some(Duration::from_secs(u64::MAX)),
+            ..Standing::default()
+        };
+        let mut headers = HeaderMap::new();
+        rate_headers(&mut headers, RateKind::Tokens, u64::MAX, &standing);
+        assert_eq!(headers["x-ratelimit-limit-tokens"], u64::MAX.to_string());
+        assert_eq!(
+            headers["x-ratelimit-remaining-tokens"],
+            u64::MAX.to_string()
+        );
+        assert_eq!(
+            headers["x-ratelimit-reset-tokens"],
+            reset_text(Duration::from_secs(u64::MAX))
+        );
     }
 
     #[test]

@@ -42,6 +42,9 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
+/// Portkey's trace id header, `x-portkey-trace-id`: read on requests, written on answers.
+pub const TRACE_ID_HEADER: &str = "x-portkey-trace-id";
+
 use crate::context::TraceId;
 use crate::facts::ResponseFacts;
 
@@ -67,7 +70,7 @@ impl FactHeaderNames {
     /// Portkey's names.
     pub fn portkey() -> Self {
         Self {
-            trace_id: HeaderName::from_static("x-portkey-trace-id"),
+            trace_id: HeaderName::from_static(TRACE_ID_HEADER),
             retries: HeaderName::from_static("x-portkey-retry-attempt-count"),
             target: HeaderName::from_static("x-portkey-last-used-option-index"),
             cache: HeaderName::from_static("x-portkey-cache-status"),

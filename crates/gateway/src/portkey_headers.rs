@@ -122,20 +122,34 @@ static LOGGED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
 const MAX_LOGGED: usize = 256;
 
 /// The headers that choose a request's route, provider or time limit: the only ones the
-/// gateway's selection (`Shared::byok`, `Shared::select`, `request_timeout`) looks up. The
-/// client's own key (`authorization`, `x-api-key`) is read there only once
-/// `x-portkey-provider` is found.
-pub(crate) const ROUTING: &[&str] = &[
-    "x-portkey-provider",
-    "x-portkey-virtual-key",
-    "x-portkey-config",
-    "x-portkey-retry",
-    "x-portkey-custom-host",
-    "x-portkey-request-timeout",
-];
+/// gateway's selection (`Shared::byok`, `Shared::select`, `request_timeout`) looks up, named
+/// here once for both. The selection reads others (the client's key in `authorization` or
+/// `x-api-key`, the gateway key in `x-portkey-api-key`) only once `x-portkey-provider` is
+/// found.
+pub(crate) mod routing {
+    use http::HeaderName;
+
+    pub(crate) const PROVIDER: HeaderName = HeaderName::from_static("x-portkey-provider");
+    pub(crate) const VIRTUAL_KEY: HeaderName = HeaderName::from_static("x-portkey-virtual-key");
+    pub(crate) const CONFIG: HeaderName = HeaderName::from_static("x-portkey-config");
+    pub(crate) const RETRY: HeaderName = HeaderName::from_static("x-portkey-retry");
+    pub(crate) const CUSTOM_HOST: HeaderName = HeaderName::from_static("x-portkey-custom-host");
+    pub(crate) const REQUEST_TIMEOUT: HeaderName =
+        HeaderName::from_static("x-portkey-request-timeout");
+
+    /// Every one of them.
+    pub(crate) static ALL: [HeaderName; 6] = [
+        PROVIDER,
+        VIRTUAL_KEY,
+        CONFIG,
+        RETRY,
+        CUSTOM_HOST,
+        REQUEST_TIMEOUT,
+    ];
+}
 
 /// Checks every `x-portkey-*` header: `Err((name, why))` for the first refused one, else
-/// whether one of [`ROUTING`] is there (without one, the selection has nothing to find, and
+/// whether one of the [`routing`] headers is there (without one, the selection has nothing to find, and
 /// its lookups, each hashing a name, are skipped).
 pub(crate) fn check(headers: &HeaderMap) -> Result<bool, (String, &'static str)> {
     let mut routing = false;
@@ -145,7 +159,9 @@ pub(crate) fn check(headers: &HeaderMap) -> Result<bool, (String, &'static str)>
             continue;
         };
         match rule(name) {
-            Some(Rule::Acted) => routing = routing || ROUTING.contains(&name),
+            Some(Rule::Acted) => {
+                routing = routing || routing::ALL.iter().any(|h| h.as_str() == name);
+            }
             Some(Rule::Informational) => {}
             Some(Rule::Refused(why)) => return Err((name.to_owned(), why)),
             None => log_unknown(name, rest),
@@ -269,13 +285,10 @@ mod tests {
             ]),
             Ok(false)
         );
-        for name in ROUTING {
-            assert_eq!(rule(name), Some(Rule::Acted), "{name}");
+        for name in &routing::ALL {
+            assert_eq!(rule(name.as_str()), Some(Rule::Acted), "{name}");
             let mut headers = HeaderMap::new();
-            headers.insert(
-                http::HeaderName::from_static(name),
-                http::HeaderValue::from_static("x"),
-            );
+            headers.insert(name.clone(), http::HeaderValue::from_static("x"));
             headers.insert("x-portkey-metadata", http::HeaderValue::from_static("{}"));
             assert_eq!(check(&headers), Ok(true), "{name}");
         }

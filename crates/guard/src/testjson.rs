@@ -154,7 +154,6 @@ pub(crate) fn object(members: Vec<(&'static str, BoxedStrategy<J>)>) -> BoxedStr
 /// trailing (bytes serde_json refuses, for a reader to refuse too).
 pub(crate) fn document(top: impl Strategy<Value = J>) -> impl Strategy<Value = Vec<u8>> {
     let style = prop::sample::select(vec![Style::Compact, Style::Spaced, Style::Lines]);
-    // Now and then a byte broken, dropped, or trailing.
     let broken = prop::option::weighted(
         0.05,
         (

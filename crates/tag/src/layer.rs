@@ -14,8 +14,8 @@ use crate::service::Tag;
 
 /// Portkey's metadata header.
 pub const METADATA_HEADER: &str = "x-portkey-metadata";
-/// Portkey's trace id header.
-pub const TRACE_ID_HEADER: &str = "x-portkey-trace-id";
+/// Portkey's trace id header (core's name for it).
+pub const TRACE_ID_HEADER: &str = portcullis_core::headers::TRACE_ID_HEADER;
 /// Portkey's virtual key header.
 pub const VIRTUAL_KEY_HEADER: &str = "x-portkey-virtual-key";
 

@@ -636,6 +636,26 @@ mod tests {
     }
 
     #[test]
+    fn nesting_is_skipped_to_the_limit_and_refused_past_it() {
+        for open in [b'[', b'{'] {
+            let nested = |levels: usize| {
+                let mut doc = Vec::new();
+                for _ in 0..levels {
+                    doc.extend_from_slice(if open == b'[' { b"[" } else { b"{\"a\":" });
+                }
+                doc.push(b'1');
+                for _ in 0..levels {
+                    doc.push(if open == b'[' { b']' } else { b'}' });
+                }
+                doc
+            };
+            let limit = MAX_DEPTH as usize;
+            assert_eq!(Reader::new(&nested(limit)).skip(), Some(()));
+            assert_eq!(Reader::new(&nested(limit + 1)).skip(), None);
+        }
+    }
+
+    #[test]
     fn skipped_values_are_valid_json() {
         let valid = [
             "0",

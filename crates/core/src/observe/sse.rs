@@ -153,6 +153,32 @@ impl DataLines {
     }
 }
 
+/// The lines of `bytes`, split at each `\n` as `bytes.split(|&b| b == b'\n')` splits them
+/// (a `\r` before it kept; a last line without one, or after the last one, empty or not),
+/// each end found by [`find_newline`].
+///
+/// ```
+/// use portcullis_core::observe::lines;
+/// let all: Vec<&[u8]> = lines(b"data: a\r\n\ndata: b").collect();
+/// assert_eq!(all, [&b"data: a\r"[..], b"", b"data: b"]);
+/// ```
+pub fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(bytes);
+    std::iter::from_fn(move || {
+        let now = rest?;
+        Some(match find_newline(now) {
+            Some(nl) => {
+                rest = Some(&now[nl + 1..]);
+                &now[..nl]
+            }
+            None => {
+                rest = None;
+                now
+            }
+        })
+    })
+}
+
 /// The index of the first `\n` in `hay`, looked for eight bytes at a time: every byte of a
 /// stream goes through this search (here and in every layer that cuts a stream into events),
 /// and a byte-at-a-time loop was most of the observer's own instructions per event.
@@ -189,6 +215,24 @@ pub fn find_newline(hay: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_are_what_split_gives() {
+        for text in [
+            &b""[..],
+            b"\n",
+            b"\n\n\n",
+            b"a",
+            b"a\n",
+            b"a\r\n\r\nb",
+            b"data: {\"x\":1}\n\ndata: [DONE]\n\n",
+            b"one line that is longer than eight bytes\nand another",
+        ] {
+            let ours: Vec<&[u8]> = lines(text).collect();
+            let theirs: Vec<&[u8]> = text.split(|&b| b == b'\n').collect();
+            assert_eq!(ours, theirs, "{:?}", String::from_utf8_lossy(text));
+        }
+    }
 
     #[test]
     fn newlines_are_found_where_a_byte_by_byte_search_finds_them() {

@@ -64,23 +64,12 @@ fn carries_content(frame: &Frame<Bytes>, sse: bool) -> bool {
     }
     // Line by line, each end found eight bytes at a time (these frames are on the way to
     // the client's first byte).
-    let mut rest = &data[..];
-    loop {
-        let (line, next) = match super::sse::find_newline(rest) {
-            Some(nl) => (&rest[..nl], Some(&rest[nl + 1..])),
-            None => (rest, None),
-        };
-        if let Some(event) = line.strip_prefix(b"data:") {
+    super::lines(data)
+        .filter_map(|line| line.strip_prefix(b"data:"))
+        .any(|event| {
             let event = event.trim_ascii();
-            if scan_content(event).unwrap_or_else(|| value_content(event)) {
-                return true;
-            }
-        }
-        match next {
-            Some(next) => rest = next,
-            None => return false,
-        }
-    }
+            scan_content(event).unwrap_or_else(|| value_content(event))
+        })
 }
 
 /// Whether one event's data carries content, read in one pass over its bytes (without the

@@ -118,47 +118,49 @@ where
     }
 }
 
-/// A stream's shutdown deadline: ready when it has passed (or the server is gone).
+/// A stream's shutdown deadline: passed when the shutdown's grace is over (or the server is
+/// gone).
 ///
 /// Its future registers with the shutdown watch the first time the stream waits. A stream
 /// waits between every two of the upstream's chunks, and polling the future again each time
 /// only registered the same waker again (the watch's lock and its waiter list, a tenth of a
 /// streamed request's instructions); it is polled again only when the watch has news or the
-/// stream is polled from another task.
+/// stream is polled with another waker.
 pub(crate) struct Deadline {
+    /// Outside tokio's task budget: a poll the budget turned away would return `Pending`
+    /// without registering, and the deadline, taking it for registered, would never hear
+    /// of the shutdown.
     passed: Pin<Box<dyn Future<Output = ()> + Send>>,
     news: watch::Receiver<bool>,
-    /// The waker the future registered, once it has.
-    registered: Option<Waker>,
+    /// The waker the future was last polled with, once it has been.
+    waker: Option<Waker>,
 }
 
 impl Deadline {
     pub(crate) fn new(drain: &watch::Receiver<bool>) -> Self {
         let mut watch = drain.clone();
         Self {
-            passed: Box::pin(async move {
+            passed: Box::pin(tokio::task::unconstrained(async move {
                 let _ = watch.wait_for(|passed| *passed).await;
-            }),
+            })),
             news: drain.clone(),
-            registered: None,
+            waker: None,
         }
     }
 
-    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+    /// Ready once the deadline has passed; else registered to wake `cx`'s task when it does.
+    fn poll_passed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let quiet = !self.news.has_changed().unwrap_or(true);
-        if quiet
-            && self
-                .registered
-                .as_ref()
-                .is_some_and(|w| w.will_wake(cx.waker()))
-        {
+        if quiet && self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
             return Poll::Pending;
         }
+        // Marked seen before the look, so that a send after it is news next time.
+        self.news.mark_unchanged();
         let poll = self.passed.as_mut().poll(cx);
         if poll.is_pending() {
-            match &mut self.registered {
+            match &mut self.waker {
                 Some(waker) => waker.clone_from(cx.waker()),
-                None => self.registered = Some(cx.waker().clone()),
+                None => self.waker = Some(cx.waker().clone()),
             }
         }
         poll
@@ -249,7 +251,7 @@ impl http_body::Body for ServedBody {
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
             return Poll::Ready(frame);
         }
-        if deadline.poll(cx).is_pending() {
+        if deadline.poll_passed(cx).is_pending() {
             return Poll::Pending;
         }
         // The stack's body is dropped now: the upstream call ends with it.
@@ -280,33 +282,23 @@ mod tests {
     use crate::server::inline_wake::tests::counting;
 
     #[test]
-    fn a_deadline_waits_registered_once_and_wakes_its_last_waker() {
+    fn a_deadline_wakes_the_waker_it_was_last_polled_with() {
         let (drain, draining) = watch::channel(false);
         let mut deadline = Deadline::new(&draining);
         let (first, first_waker) = counting();
         let mut cx = Context::from_waker(&first_waker);
         for _ in 0..3 {
-            assert!(deadline.poll(&mut cx).is_pending());
+            assert!(deadline.poll_passed(&mut cx).is_pending());
         }
         // Polled from another task: registered with that task's waker instead.
         let (second, second_waker) = counting();
-        assert!(
-            deadline
-                .poll(&mut Context::from_waker(&second_waker))
-                .is_pending()
-        );
+        let mut cx = Context::from_waker(&second_waker);
+        assert!(deadline.poll_passed(&mut cx).is_pending());
         // News that is not the deadline: looked at, and waited on again.
         drain.send_replace(false);
-        assert!(
-            deadline
-                .poll(&mut Context::from_waker(&second_waker))
-                .is_pending()
-        );
-        assert!(
-            deadline
-                .poll(&mut Context::from_waker(&second_waker))
-                .is_pending()
-        );
+        assert!(deadline.poll_passed(&mut cx).is_pending());
+        assert!(!deadline.news.has_changed().unwrap(), "quiet again");
+        assert!(deadline.poll_passed(&mut cx).is_pending());
         drain.send_replace(true);
         assert_eq!(second.0.load(Ordering::SeqCst), 2, "woken by both sends");
         assert_eq!(
@@ -314,11 +306,37 @@ mod tests {
             0,
             "the replaced waker is not woken"
         );
-        assert!(
-            deadline
-                .poll(&mut Context::from_waker(&second_waker))
-                .is_ready()
+        assert!(deadline.poll_passed(&mut cx).is_ready());
+    }
+
+    /// A task that has spent its budget (many reads and writes in one turn) still registers:
+    /// a poll the budget turned away would leave the deadline deaf to the shutdown.
+    #[tokio::test]
+    async fn a_deadline_first_polled_on_a_spent_budget_still_hears_the_shutdown() {
+        let (drain, draining) = watch::channel(false);
+        let mut deadline = Deadline::new(&draining);
+        let (woken, waker) = counting();
+        let mut cx = Context::from_waker(&waker);
+        // Spend the task's budget (128 units in tokio 1.x), then poll in the same turn.
+        for _ in 0..1_000 {
+            let mut unit = std::pin::pin!(tokio::task::consume_budget());
+            if unit
+                .as_mut()
+                .poll(&mut Context::from_waker(std::task::Waker::noop()))
+                .is_pending()
+            {
+                break;
+            }
+        }
+        assert!(deadline.poll_passed(&mut cx).is_pending());
+        assert!(deadline.poll_passed(&mut cx).is_pending());
+        drain.send_replace(true);
+        assert_eq!(
+            woken.0.load(Ordering::SeqCst),
+            1,
+            "the shutdown wakes the stream"
         );
+        assert!(deadline.poll_passed(&mut cx).is_ready());
     }
 
     #[test]
@@ -327,10 +345,10 @@ mod tests {
         let mut deadline = Deadline::new(&draining);
         let (woken, waker) = counting();
         let mut cx = Context::from_waker(&waker);
-        assert!(deadline.poll(&mut cx).is_pending());
+        assert!(deadline.poll_passed(&mut cx).is_pending());
         drop(drain);
         assert_eq!(woken.0.load(Ordering::SeqCst), 1);
-        assert!(deadline.poll(&mut cx).is_ready());
+        assert!(deadline.poll_passed(&mut cx).is_ready());
     }
 
     #[test]
@@ -339,7 +357,7 @@ mod tests {
         let (_, waker) = counting();
         assert!(
             Deadline::new(&draining)
-                .poll(&mut Context::from_waker(&waker))
+                .poll_passed(&mut Context::from_waker(&waker))
                 .is_ready()
         );
     }

@@ -82,7 +82,8 @@ const SPARE_LIFETIME: Duration = Duration::from_secs(2);
 const STREAM_END_GRACE: Duration = Duration::from_secs(1);
 
 /// The answer's trace id header, for the log line (a lookup by `&str` parses the name).
-const TRACE_ID: http::HeaderName = http::HeaderName::from_static("x-portkey-trace-id");
+const TRACE_ID: http::HeaderName =
+    http::HeaderName::from_static(portcullis_core::headers::TRACE_ID_HEADER);
 
 /// The gateway's whole service: trace ids and fact headers around the gateway.
 pub type App = FactHeaders<Gateway>;
@@ -111,7 +112,7 @@ impl Conn {
         &self.activity
     }
 
-    /// Resolves when the shutdown deadline passes (or the server is gone).
+    /// The shutdown deadline of a stream on this connection.
     fn deadline(&self) -> Deadline {
         Deadline::new(&self.drain)
     }
