@@ -268,7 +268,7 @@ impl Observer {
             self.done = true;
             return Keep::Forward;
         }
-        let Some(chunk) = Chunk::read(data) else {
+        let Some(chunk) = Chunk::read(data, self.model.is_none()) else {
             return Keep::Forward;
         };
         let usage_only = chunk.usage.is_some() && chunk.no_choices;
@@ -365,7 +365,7 @@ impl Observer {
             }
         };
         if let Some(body) = &body
-            && let Some(chunk) = Chunk::read(body)
+            && let Some(chunk) = Chunk::read(body, self.model.is_none())
         {
             self.absorb(chunk);
         }

@@ -32,13 +32,20 @@ pub(super) struct Chunk<'a> {
 }
 
 impl<'a> Chunk<'a> {
-    /// Reads `data`; `None` when serde_json does not read it as a chunk either.
-    pub(super) fn read(data: &'a [u8]) -> Option<Self> {
-        Self::scan(data).or_else(|| Self::parse(data))
+    /// Reads `data`; `None` when serde_json does not read it as a chunk either. Without
+    /// `model` the model's text is checked but not taken (a stream repeats it in every event,
+    /// and the observer keeps the first).
+    pub(super) fn read(data: &'a [u8], model: bool) -> Option<Self> {
+        Self::scan_with(data, model).or_else(|| Self::parse(data))
     }
 
     /// The one-pass read: `None` for anything it leaves to [`Chunk::parse`].
+    #[cfg(test)]
     pub(super) fn scan(data: &'a [u8]) -> Option<Self> {
+        Self::scan_with(data, true)
+    }
+
+    fn scan_with(data: &'a [u8], want_model: bool) -> Option<Self> {
         let mut r = Reader::new(data);
         let mut chunk = Chunk::default();
         // serde refuses a struct with a field given twice: so does this read.
@@ -46,7 +53,12 @@ impl<'a> Chunk<'a> {
         r.object(|r, key| match key {
             b"model" => {
                 seen.once(0)?;
-                chunk.model = r.opt(|r| r.string()?.text())?;
+                if want_model {
+                    chunk.model = r.opt(|r| r.string()?.text())?;
+                } else {
+                    // Checked as the text would be (a string or null, UTF-8), not copied.
+                    r.opt(|r| r.string()?.check())?;
+                }
                 Some(())
             }
             b"choices" => {
@@ -271,7 +283,11 @@ mod tests {
                 String::from_utf8_lossy(bytes)
             );
         }
-        prop_assert_eq!(Chunk::read(bytes), full);
+        prop_assert_eq!(Chunk::read(bytes, true), full);
+        // Without the model: the same chunk, less its model, or left to serde the same way.
+        let without = Chunk::read(bytes, false).map(|c| Chunk { model: None, ..c });
+        let full = Chunk::parse(bytes).map(|c| Chunk { model: None, ..c });
+        prop_assert_eq!(without, full);
         Ok(())
     }
 
