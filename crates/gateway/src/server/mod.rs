@@ -35,12 +35,16 @@
 //! On shutdown the listener closes and open requests have `shutdown_timeout_ms` to finish.
 //! A stream still open then ends with an SSE error event (`server_shutting_down`, in the
 //! OpenAI error shape the observer gives a broken upstream stream) rather than being cut.
+//! Connections and streams watch both signals (stop taking requests; the grace is over)
+//! through a `Signal`, which registers once and costs an atomic load per poll after that.
 
 mod accept;
 mod body;
+mod graceful;
 mod idle;
 mod inline_wake;
 pub mod request_log;
+mod signal;
 
 use std::cell::Cell;
 use std::future::Future;
@@ -53,7 +57,6 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use portcullis_core::attempts::Attempts;
 use portcullis_core::context::AttemptBudget;
@@ -66,10 +69,12 @@ use tower::{Layer, ServiceExt};
 
 use self::accept::{Backoff, Slot, Slots};
 pub use self::body::BodyReadTimeout;
-use self::body::{BODY_TIMED_OUT, Deadline, DeadlineBody, InFlight, ServedBody};
+use self::body::{BODY_TIMED_OUT, DeadlineBody, InFlight, ServedBody};
+use self::graceful::Graceful;
 use self::idle::Activity;
 use self::inline_wake::InlineWake;
 use self::request_log::RequestLine;
+use self::signal::Signal;
 use crate::config::Server;
 use crate::gateway::Gateway;
 
@@ -113,8 +118,8 @@ impl Conn {
     }
 
     /// The shutdown deadline of a stream on this connection.
-    fn deadline(&self) -> Deadline {
-        Deadline::new(&self.drain)
+    fn deadline(&self) -> Signal {
+        Signal::new(&self.drain)
     }
 }
 
@@ -150,7 +155,7 @@ pub async fn serve(
     let server = gateway.config().server.clone();
     let consoles = gateway.clone();
     let app = app(gateway);
-    let graceful = GracefulShutdown::new();
+    let graceful = Graceful::new();
     let (drain, draining) = watch::channel(false);
     let full_builder = builder(&server, false);
     let spare_builder = builder(&server, true);
