@@ -9,6 +9,8 @@
 # For each config (crates/loadgen/configs/NAME.json; `all` is all-layers.json, `cache-miss` is
 # cached.json with a cache namespace per request, so every request misses; `every` is
 # every-layer.json (the all-layers tree, cache, guardrails, budgets), every request a miss;
+# `every-tree`, `every-cache`, `every-guard` and `every-budget` are that file with no family
+# of layers or only that one left in, every request a miss, to see what each family adds;
 # `bare` is the bare hyper proxy of the load run instead of the gateway, the floor of one hop,
 # reading each body whole; `bare-stream` the same proxy streaming the body on)
 # it starts the
@@ -87,6 +89,9 @@ for name in "${CONFIGS[@]}"; do
   [ "$name" = cache-miss ] && file=cached.json && vary=(--vary-cache-namespace)
   # `every`: every layer (the all-layers tree, cache, guardrails, budgets), every request a miss.
   [ "$name" = every ] && file=every-layer.json && vary=(--vary-cache-namespace)
+  # `every-tree`, `every-cache`, `every-guard`, `every-budget`: the every-layer file with no
+  # family of layers or one left in, to see what each adds (cache misses, as in `every`).
+  case $name in every-*) vary=(--vary-cache-namespace) ;; esac
   port=$(free_port)
   rm -f "$OUT/$name.callgrind"*
   if [ "$name" = bare ] || [ "$name" = bare-stream ]; then
