@@ -45,6 +45,7 @@ mod idle;
 mod inline_wake;
 pub mod request_log;
 mod signal;
+mod woken;
 
 use std::cell::Cell;
 use std::future::Future;
@@ -75,6 +76,7 @@ use self::idle::Activity;
 use self::inline_wake::InlineWake;
 use self::request_log::RequestLine;
 use self::signal::Signal;
+use self::woken::Woken;
 use crate::config::Server;
 use crate::gateway::Gateway;
 
@@ -222,11 +224,16 @@ pub async fn serve(
                     false => std::future::pending().await,
                 }
             };
+            // The idle timer is polled only when it fired (see `woken`), and the connection
+            // first: no random order to draw on every wake.
+            let idle = std::pin::pin!(conn.activity().idle(first_request, idle));
+            let idle = Woken::new(idle);
             tokio::select! {
+                biased;
                 ended = connection => if let Err(err) = ended {
                     tracing::debug!(%err, "connection ended with an error");
                 },
-                () = conn.activity().idle(first_request, idle) => {
+                () = idle => {
                     tracing::debug!(peer = %conn.peer, "closing a connection that carries no request");
                 }
                 () = lifetime => {}
