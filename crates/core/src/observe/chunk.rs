@@ -302,6 +302,8 @@ mod tests {
             let scanned = Chunk::scan(&bytes);
             prop_assert!(scanned.is_some(), "left to serde: {}", String::from_utf8_lossy(&bytes));
             prop_assert_eq!(scanned, Chunk::parse(&bytes));
+            // Without the model too (the model checked, not taken).
+            prop_assert!(Chunk::scan_with(&bytes, false).is_some());
         }
 
         /// Chunks with values of other types, entries of any name, repeated fields, escaped

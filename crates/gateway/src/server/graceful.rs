@@ -69,7 +69,11 @@ impl<C: GracefulConnection> Future for Watched<C> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
     use hyper_util::rt::TokioIo;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
 
@@ -105,8 +109,50 @@ mod tests {
         assert!(second.await.unwrap().is_ok());
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn shutdown_with_nothing_watched_is_at_once() {
-        Graceful::new().shutdown().await;
+        let ended = tokio::time::timeout(Duration::from_secs(1), Graceful::new().shutdown());
+        assert!(ended.await.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_waits_for_a_request_in_flight() {
+        let graceful = Graceful::new();
+        let (server, mut client) = tokio::io::duplex(4096);
+        let (entered, in_service) = tokio::sync::oneshot::channel::<()>();
+        let entered = Arc::new(Mutex::new(Some(entered)));
+        let release = Arc::new(tokio::sync::Notify::new());
+        let service = {
+            let release = Arc::clone(&release);
+            hyper::service::service_fn(move |_req| {
+                let (entered, release) = (Arc::clone(&entered), Arc::clone(&release));
+                async move {
+                    if let Some(entered) = entered.lock().unwrap().take() {
+                        let _ = entered.send(());
+                    }
+                    release.notified().await;
+                    Ok::<_, std::convert::Infallible>(http::Response::new(String::from("done")))
+                }
+            })
+        };
+        let conn = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(server), service);
+        let task = tokio::spawn(graceful.watch(conn));
+        client
+            .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        in_service.await.unwrap();
+        let mut shutdown = std::pin::pin!(graceful.shutdown());
+        let early = tokio::time::timeout(Duration::from_secs(1), &mut shutdown).await;
+        assert!(early.is_err(), "the shutdown waits for the request");
+        release.notify_one();
+        let ended = tokio::time::timeout(Duration::from_secs(5), &mut shutdown).await;
+        assert!(ended.is_ok(), "and ends once the request has");
+        assert!(task.await.unwrap().is_ok());
+        // The request was answered in full, and the connection closed after it.
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.ends_with("done"), "{answer}");
     }
 }

@@ -224,19 +224,21 @@ pub async fn serve(
                     false => std::future::pending().await,
                 }
             };
-            // The idle timer is polled only when it fired (see `woken`), and the connection
-            // first: no random order to draw on every wake.
+            // The idle timer is polled only when it fired (see `woken`), and in a fixed order
+            // (no random draw on every wake). The timers first: a connection that spends the
+            // task's budget on every poll (a flood of HTTP/2 pings) would otherwise leave them
+            // `Pending` for good, and a timer that is due wins over the connection.
             let idle = std::pin::pin!(conn.activity().idle(first_request, idle));
             let idle = Woken::new(idle);
             tokio::select! {
                 biased;
-                ended = connection => if let Err(err) = ended {
-                    tracing::debug!(%err, "connection ended with an error");
-                },
                 () = idle => {
                     tracing::debug!(peer = %conn.peer, "closing a connection that carries no request");
                 }
                 () = lifetime => {}
+                ended = connection => if let Err(err) = ended {
+                    tracing::debug!(%err, "connection ended with an error");
+                },
             }
         });
     }

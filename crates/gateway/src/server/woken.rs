@@ -122,7 +122,9 @@ mod tests {
     async fn a_timer_fires_through_it() {
         let start = tokio::time::Instant::now();
         let sleep = std::pin::pin!(tokio::time::sleep(Duration::from_secs(60)));
-        Woken::new(sleep).await;
+        // Bounded: a wake not passed on would leave it waiting for good.
+        let fired = tokio::time::timeout(Duration::from_secs(120), Woken::new(sleep)).await;
+        assert!(fired.is_ok(), "the timer's wake reaches the task");
         assert_eq!(start.elapsed(), Duration::from_secs(60));
     }
 }
