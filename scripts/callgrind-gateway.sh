@@ -10,7 +10,8 @@
 # cached.json with a cache namespace per request, so every request misses; `every` is
 # every-layer.json (the all-layers tree, cache, guardrails, budgets), every request a miss;
 # `every-tree`, `every-cache`, `every-guard` and `every-budget` are that file with no family
-# of layers or only that one left in, every request a miss, to see what each family adds;
+# of layers or only that one left in (written from it here), every request a miss, to see what
+# each family adds;
 # `bare` is the bare hyper proxy of the load run instead of the gateway, the floor of one hop,
 # reading each body whole; `bare-stream` the same proxy streaming the body on)
 # it starts the
@@ -90,8 +91,9 @@ for name in "${CONFIGS[@]}"; do
   # `every`: every layer (the all-layers tree, cache, guardrails, budgets), every request a miss.
   [ "$name" = every ] && file=every-layer.json && vary=(--vary-cache-namespace)
   # `every-tree`, `every-cache`, `every-guard`, `every-budget`: the every-layer file with no
-  # family of layers or one left in, to see what each adds (cache misses, as in `every`).
-  case $name in every-*) vary=(--vary-cache-namespace) ;; esac
+  # family of layers or only that one left in (written from it below), to see what each adds;
+  # cache misses, as in `every`.
+  case $name in every-*) file=every-layer.json && vary=(--vary-cache-namespace) ;; esac
   port=$(free_port)
   rm -f "$OUT/$name.callgrind"*
   if [ "$name" = bare ] || [ "$name" = bare-stream ]; then
@@ -104,6 +106,27 @@ for name in "${CONFIGS[@]}"; do
       "${stream[@]}" >"$OUT/$name.log" 2>&1 &
   else
     sed "s/\${UPSTREAM_PORT}/$UPSTREAM_PORT/g" "crates/loadgen/configs/$file" >"$OUT/$name.json"
+    case $name in every-*) python3 - "$OUT/$name.json" "${name#every-}" <<'EOF_KEEP'
+import json, sys
+path, keep = sys.argv[1], sys.argv[2]
+if keep not in ("tree", "cache", "guard", "budget"):
+    sys.exit(f"every-{keep}: not a family of layers (tree, cache, guard, budget)")
+doc = json.load(open(path))
+config = doc["config"]
+if keep != "cache":
+    config.pop("cache")
+if keep != "guard":
+    config.pop("input_guardrails")
+    config.pop("output_guardrails")
+    doc.pop("guardrails")
+if keep != "budget":
+    doc["server"].pop("limits")
+    for provider in doc["providers"].values():
+        provider.pop("usage_limits")
+        provider.pop("rate_limits")
+json.dump(doc, open(path, "w"), indent=2)
+EOF_KEEP
+    esac
     RUST_LOG=$GATEWAY_LOG valgrind --tool=callgrind --callgrind-out-file="$OUT/$name.callgrind" \
       "$BIN/portcullis" --config "$OUT/$name.json" --listen "127.0.0.1:$port" \
       >"$OUT/$name.log" 2>&1 &
