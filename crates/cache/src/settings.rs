@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
 use serde_json::Value;
 
 /// How entries are matched.
@@ -137,8 +137,41 @@ pub(crate) mod names {
     pub(crate) const NAMESPACE: HeaderName = HeaderName::from_static("x-portkey-cache-namespace");
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &http::HeaderName) -> Result<Option<&'a str>, String> {
-    match headers.get(name) {
+/// The first value of each header the cache reads, found in one pass over the request's
+/// headers (five lookups would hash each name; a request has a handful of headers).
+#[derive(Default)]
+struct Found<'a> {
+    cache: Option<&'a HeaderValue>,
+    force_refresh: Option<&'a HeaderValue>,
+    cache_control: Option<&'a HeaderValue>,
+    ttl: Option<&'a HeaderValue>,
+    namespace: Option<&'a HeaderValue>,
+}
+
+impl<'a> Found<'a> {
+    fn new(headers: &'a HeaderMap) -> Self {
+        let mut found = Self::default();
+        for (name, value) in headers {
+            let slot = match name.as_str() {
+                "x-portkey-cache" => &mut found.cache,
+                "x-portkey-cache-force-refresh" => &mut found.force_refresh,
+                "cache-control" => &mut found.cache_control,
+                "x-portkey-cache-ttl" => &mut found.ttl,
+                "x-portkey-cache-namespace" => &mut found.namespace,
+                _ => continue,
+            };
+            // As `HeaderMap::get`: the first value.
+            slot.get_or_insert(value);
+        }
+        found
+    }
+}
+
+fn header<'a>(
+    value: Option<&'a HeaderValue>,
+    name: &http::HeaderName,
+) -> Result<Option<&'a str>, String> {
+    match value {
         None => Ok(None),
         Some(v) => v
             .to_str()
@@ -162,7 +195,8 @@ impl Directives {
     /// error (a 400 for the client), never ignored.
     pub fn from_headers(headers: &HeaderMap) -> Result<Self, String> {
         let mut d = Self::default();
-        if let Some(v) = header(headers, &names::CACHE)? {
+        let found = Found::new(headers);
+        if let Some(v) = header(found.cache, &names::CACHE)? {
             match v.to_ascii_lowercase().as_str() {
                 "simple" | "true" => d.settings = Some(CacheSettings::new(Mode::Simple)),
                 "semantic" => d.settings = Some(CacheSettings::new(Mode::Semantic)),
@@ -186,10 +220,10 @@ impl Directives {
                 }
             }
         }
-        if let Some(v) = header(headers, &names::FORCE_REFRESH)? {
+        if let Some(v) = header(found.force_refresh, &names::FORCE_REFRESH)? {
             d.refresh = !(v.eq_ignore_ascii_case("false") || v == "0");
         }
-        if let Some(v) = header(headers, &names::CACHE_CONTROL)? {
+        if let Some(v) = header(found.cache_control, &names::CACHE_CONTROL)? {
             for directive in v.split(',').map(str::trim) {
                 let (name, value) = directive.split_once('=').unwrap_or((directive, ""));
                 match name.trim().to_ascii_lowercase().as_str() {
@@ -212,10 +246,10 @@ impl Directives {
                 }
             }
         }
-        if let Some(v) = header(headers, &names::TTL)? {
+        if let Some(v) = header(found.ttl, &names::TTL)? {
             d.ttl = Some(seconds("x-portkey-cache-ttl", v)?);
         }
-        if let Some(v) = header(headers, &names::NAMESPACE)? {
+        if let Some(v) = header(found.namespace, &names::NAMESPACE)? {
             if v.is_empty() || v.len() > MAX_NAMESPACE_LEN {
                 return Err(format!(
                     "x-portkey-cache-namespace: 1 to {MAX_NAMESPACE_LEN} characters"
@@ -331,5 +365,51 @@ mod tests {
         }
         let long = "n".repeat(MAX_NAMESPACE_LEN + 1);
         assert!(directives(&[("x-portkey-cache-namespace", &long)]).is_err());
+    }
+
+    /// The one pass finds each header the cache reads under the name it is defined by, takes
+    /// the first of repeated values (as a lookup would), and is not fooled by other headers.
+    #[test]
+    fn one_pass_finds_every_header_and_the_first_value() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        h.insert("x-portkey-cache-x", HeaderValue::from_static("ignored"));
+        h.insert("x-portkey-metadata", HeaderValue::from_static("{}"));
+        let names = [
+            (names::CACHE, "simple"),
+            (names::FORCE_REFRESH, "true"),
+            (names::CACHE_CONTROL, "max-age=5"),
+            (names::TTL, "60"),
+            (names::NAMESPACE, "first"),
+        ];
+        for (name, value) in &names {
+            h.append(name.clone(), HeaderValue::from_static(value));
+            h.append(name.clone(), HeaderValue::from_static("second"));
+        }
+        let found = Found::new(&h);
+        let got = [
+            found.cache,
+            found.force_refresh,
+            found.cache_control,
+            found.ttl,
+            found.namespace,
+        ];
+        for ((name, value), got) in names.iter().zip(got) {
+            assert_eq!(got, h.get(name), "{name}");
+            assert_eq!(got.unwrap(), value, "{name}");
+        }
+        let d = Directives::from_headers(&h).unwrap();
+        assert_eq!(d.settings.unwrap().mode, Mode::Simple);
+        assert!(d.refresh);
+        assert_eq!(d.max_age, Some(Duration::from_secs(5)));
+        assert_eq!(d.ttl, Some(Duration::from_secs(60)));
+        assert_eq!(d.namespace.as_deref(), Some("first"));
+        assert_eq!(
+            Directives::from_headers(&HeaderMap::new()).unwrap(),
+            Directives::default()
+        );
     }
 }

@@ -78,22 +78,53 @@ impl<S: fmt::Debug> fmt::Debug for Tag<S> {
     }
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: &http::HeaderName) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
+/// The first value of each header the layer reads, found in one pass over the request's
+/// headers: a request has a handful, and each lookup by name would hash the name.
+#[derive(Default)]
+struct Found<'a> {
+    traceparent: Option<&'a HeaderValue>,
+    trace: Option<&'a HeaderValue>,
+    metadata: Option<&'a HeaderValue>,
+    virtual_key: Option<&'a HeaderValue>,
+}
+
+impl<'a> Found<'a> {
+    fn new(headers: &'a HeaderMap, shared: &Shared) -> Self {
+        let mut found = Self::default();
+        for (name, value) in headers {
+            let slot = if *name == TRACEPARENT_NAME {
+                &mut found.traceparent
+            } else if *name == shared.metadata_header {
+                &mut found.metadata
+            } else if *name == shared.virtual_key_header {
+                &mut found.virtual_key
+            } else if *name == shared.trace_header {
+                &mut found.trace
+            } else {
+                continue;
+            };
+            // As `HeaderMap::get`: the first value.
+            slot.get_or_insert(value);
+        }
+        found
+    }
+}
+
+fn text(value: Option<&HeaderValue>) -> Option<&str> {
+    value.and_then(|v| v.to_str().ok())
 }
 
 /// The trace id of a request: one already decided by an outer layer, else the client's
 /// (trace header, then `traceparent`), else a fresh one.
 fn trace_id(
     existing: Option<&TraceId>,
-    headers: &HeaderMap,
-    shared: &Shared,
+    header: Option<&HeaderValue>,
     parent: Option<&Traceparent>,
 ) -> TraceId {
     if let Some(trace) = existing {
         return trace.clone();
     }
-    header_str(headers, &shared.trace_header)
+    text(header)
         .and_then(TraceId::parse)
         .or_else(|| parent.map(Traceparent::trace_id))
         .unwrap_or_else(TraceId::generate)
@@ -133,20 +164,18 @@ where
         let start = Instant::now();
         let shared = &self.shared;
 
-        let parent = header_str(req.headers(), &TRACEPARENT_NAME).and_then(Traceparent::parse);
+        let found = Found::new(req.headers(), shared);
+        let parent = text(found.traceparent).and_then(Traceparent::parse);
         let existing = req.extensions().get::<TraceId>();
         let known = existing.is_some();
-        let trace = trace_id(existing, req.headers(), shared, parent.as_ref());
-        if !known {
-            req.extensions_mut().insert(trace.clone());
-        }
+        let trace = trace_id(existing, found.trace, parent.as_ref());
 
         let view = req.extensions().get::<Arc<RequestView>>().cloned();
         let model = view.as_deref().and_then(RequestView::model);
         let span = telemetry::request_span(&req, model, &trace, parent.as_ref());
         let results = telemetry::records_results(&span);
 
-        let parsed = match req.headers().get(&shared.metadata_header) {
+        let parsed = match found.metadata {
             Some(value) => match parse_metadata(value.as_bytes(), &shared.limits) {
                 Ok(map) => Some(map),
                 Err(err) => {
@@ -173,7 +202,10 @@ where
             user,
             &shared.empty,
         );
-        let virtual_key = header_str(req.headers(), &shared.virtual_key_header).map(Arc::from);
+        let virtual_key = text(found.virtual_key).map(Arc::from);
+        if !known {
+            req.extensions_mut().insert(trace.clone());
+        }
         let caller = req.extensions_mut().get_or_insert_default::<Caller>();
         fill_caller(caller, &metadata, virtual_key);
         telemetry::record_request(&span, &metadata, caller, &shared.log_metadata_keys, results);
@@ -298,5 +330,52 @@ mod tests {
         assert_eq!(c.team.as_deref(), Some("from-key"));
         assert_eq!(c.user.as_deref(), Some("u"));
         assert_eq!(c.virtual_key.as_deref(), Some("vk"));
+    }
+
+    /// The one pass finds each header under the layer's names, the default ones and others,
+    /// and takes the first of repeated values, as a lookup by name would.
+    #[test]
+    fn one_pass_finds_the_layers_headers() {
+        use crate::TagLayer;
+        for layer in [
+            TagLayer::new(),
+            TagLayer::new()
+                .metadata_header(http::HeaderName::from_static("x-meta"))
+                .trace_header(http::HeaderName::from_static("x-trace"))
+                .virtual_key_header(http::HeaderName::from_static("x-vk")),
+        ] {
+            let shared = &layer.shared;
+            let mut h = HeaderMap::new();
+            h.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            h.insert("x-portkey-other", HeaderValue::from_static("ignored"));
+            let names = [
+                TRACEPARENT_NAME.clone(),
+                shared.trace_header.clone(),
+                shared.metadata_header.clone(),
+                shared.virtual_key_header.clone(),
+            ];
+            for (i, name) in names.iter().enumerate() {
+                h.append(name.clone(), HeaderValue::from(i));
+                h.append(name.clone(), HeaderValue::from_static("second"));
+            }
+            let found = Found::new(&h, shared);
+            let got = [
+                found.traceparent,
+                found.trace,
+                found.metadata,
+                found.virtual_key,
+            ];
+            for (i, (name, got)) in names.iter().zip(got).enumerate() {
+                assert_eq!(got, h.get(name), "{name}");
+                let want = i.to_string();
+                assert_eq!(text(got), Some(want.as_str()), "{name}");
+            }
+            let empty = HeaderMap::new();
+            let none = Found::new(&empty, shared);
+            assert!(none.traceparent.is_none() && none.metadata.is_none());
+        }
     }
 }
