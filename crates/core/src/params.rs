@@ -117,8 +117,25 @@ impl<S> OverrideParams<S> {
 /// A request without a view (not JSON, or no edge in front) is returned unchanged; a merge
 /// that gives a field the wrong type (`"stream": "yes"`) is an error.
 pub fn override_params(
+    req: Request<BufferedBody>,
+    params: &Map<String, Value>,
+) -> Result<Request<BufferedBody>, BoxError> {
+    merge(req, params, |view| view.with_overrides(params))
+}
+
+/// [`override_params`] with the layer's own parameters, which the first override of a body
+/// shares instead of copying ([`RequestView::with_shared_overrides`]).
+fn override_shared(
+    req: Request<BufferedBody>,
+    params: &Arc<Map<String, Value>>,
+) -> Result<Request<BufferedBody>, BoxError> {
+    merge(req, params, |view| view.with_shared_overrides(params))
+}
+
+fn merge(
     mut req: Request<BufferedBody>,
     params: &Map<String, Value>,
+    over: impl FnOnce(&RequestView) -> Result<RequestView, crate::error::InvalidRequest>,
 ) -> Result<Request<BufferedBody>, BoxError> {
     if params.is_empty() {
         return Ok(req);
@@ -126,7 +143,7 @@ pub fn override_params(
     let Some(view) = req.extensions().get::<Arc<RequestView>>() else {
         return Ok(req);
     };
-    let view = view.with_overrides(params)?;
+    let view = over(view)?;
     let len = view.bytes().len();
     *req.body_mut() = BufferedBody::new(view.bytes().clone());
     req.headers_mut()
@@ -149,7 +166,7 @@ where
     }
 
     fn call(&mut self, req: Request<BufferedBody>) -> Self::Future {
-        match override_params(req, &self.params) {
+        match override_shared(req, &self.params) {
             Ok(req) => ResponseFuture::future(self.inner.call(req)),
             Err(err) => ResponseFuture::answer(to_http_error(&err).to_response()),
         }

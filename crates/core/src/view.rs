@@ -248,18 +248,39 @@ fn expect(
     }
 }
 
+/// A field whose type is checked: its name, what it must be, the test.
+type Checked = (&'static str, &'static str, fn(&Value) -> bool);
+
+/// The fields layers read whose type is checked.
+const CHECKED: [Checked; 5] = [
+    ("model", "a string", Value::is_string),
+    ("user", "a string", Value::is_string),
+    ("stream", "a boolean", Value::is_boolean),
+    ("messages", "an array", Value::is_array),
+    ("stream_options", "an object", Value::is_object),
+];
+
 /// The type checks of the fields layers read, on `get`.
 fn check<'a>(get: impl Fn(&str) -> Option<&'a Value>) -> Result<(), InvalidRequest> {
-    expect(get("model"), "model", "a string", Value::is_string)?;
-    expect(get("user"), "user", "a string", Value::is_string)?;
-    expect(get("stream"), "stream", "a boolean", Value::is_boolean)?;
-    expect(get("messages"), "messages", "an array", Value::is_array)?;
-    expect(
-        get("stream_options"),
-        "stream_options",
-        "an object",
-        Value::is_object,
-    )
+    for (field, what, ok) in CHECKED {
+        expect(get(field), field, what, ok)?;
+    }
+    Ok(())
+}
+
+/// [`check`] of a patch, by walking its entries (a handful, against a lookup per checked
+/// field); when one is wrong, [`check`] names the first in its order.
+fn check_patch(patch: &Map<String, Value>) -> Result<(), InvalidRequest> {
+    let wrong = patch.iter().any(|(key, value)| {
+        CHECKED
+            .iter()
+            .any(|(field, _, ok)| key == field && !value.is_null() && !ok(value))
+    });
+    if wrong {
+        check(|k| patch.get(k))
+    } else {
+        Ok(())
+    }
 }
 
 impl RequestView {
@@ -362,8 +383,32 @@ impl RequestView {
         for (k, v) in params {
             patch.insert(k.clone(), v.clone());
         }
-        // The base's fields were checked when it was parsed; the replaced ones are checked here.
-        check(|k| patch.get(k))?;
+        self.overridden(Arc::new(patch), params)
+    }
+
+    /// [`with_overrides`](Self::with_overrides) with parameters held in an [`Arc`] (a layer's,
+    /// the same for every request): the first override of a body shares them as its patch
+    /// instead of copying every key and value.
+    pub fn with_shared_overrides(
+        &self,
+        params: &Arc<Map<String, Value>>,
+    ) -> Result<Self, InvalidRequest> {
+        match &self.patch {
+            None => self.overridden(params.clone(), params),
+            Some(_) => self.with_overrides(params),
+        }
+    }
+
+    /// The view with `patch` (the fields replaced since the body was parsed, `params` the
+    /// last of them) over this one's base.
+    fn overridden(
+        &self,
+        patch: Arc<Map<String, Value>>,
+        params: &Map<String, Value>,
+    ) -> Result<Self, InvalidRequest> {
+        // The base's fields were checked when it was parsed; the replaced ones are checked here
+        // (by walking the patch: a handful of entries, against five lookups by name).
+        check_patch(&patch)?;
         let stream = match patch.get("stream") {
             Some(v) => v.as_bool() == Some(true),
             None => self.base.get("stream").and_then(Value::as_bool) == Some(true),
@@ -371,7 +416,7 @@ impl RequestView {
         let mut view = Self {
             bytes: Bytes::new(),
             base: self.base.clone(),
-            patch: Some(Arc::new(patch)),
+            patch: Some(patch),
             stream,
             members: None,
         };
@@ -848,6 +893,31 @@ mod tests {
                 let params = params.as_object().unwrap();
                 let (fast, whole) = (fast.with_overrides(params), whole.with_overrides(params));
                 prop_assert_eq!(outcome(&fast), outcome(&whole));
+            }
+        }
+
+        /// Overrides shared from a layer's `Arc` answer as copied ones do, as a body's first
+        /// override (which shares them) and as a second one; the patch's check by walking it
+        /// answers as the check by lookups.
+        #[test]
+        fn shared_overrides_answer_as_copied_ones((bytes, params) in request()) {
+            let params = params.as_object().unwrap();
+            let err = |r: Result<(), InvalidRequest>| r.map_err(|e| format!("{:?} {}", e.param, e.message));
+            prop_assert_eq!(err(check_patch(params)), err(check(|k| params.get(k))));
+            let Ok(view) = RequestView::parse(Bytes::from(bytes)) else {
+                return Ok(());
+            };
+            let shared = Arc::new(params.clone());
+            let (copied, first) = (view.with_overrides(params), view.with_shared_overrides(&shared));
+            prop_assert_eq!(outcome(&copied), outcome(&first));
+            if let (Ok(copied), Ok(first)) = (copied, first) {
+                prop_assert!(Arc::ptr_eq(first.patch.as_ref().unwrap(), &shared));
+                let second = serde_json::json!({"model": "m-3", "n": 2});
+                let second = Arc::new(second.as_object().unwrap().clone());
+                prop_assert_eq!(
+                    outcome(&copied.with_overrides(&second)),
+                    outcome(&first.with_shared_overrides(&second))
+                );
             }
         }
 
