@@ -138,20 +138,31 @@ pub fn completion_cap(view: &RequestView, default: u64) -> u64 {
 pub(crate) fn request_tokens(view: &RequestView, default: u64) -> (u64, u64) {
     let counted =
         |view: &RequestView| Scan::read(view.bytes()).unwrap_or_else(|| Scan::from_tree(view));
-    // The fields the prompt is counted from.
-    let prompt_replaced =
-        view.replaced("messages") || PROMPT_FIELDS.iter().any(|k| view.replaced(k));
+    // Which of the fields read an override replaced: one walk over the replaced fields (a
+    // few), not a lookup per field read.
+    let mut prompt_replaced = false;
+    let mut caps_replaced = [false; CAP_FIELDS.len()];
+    let mut n_replaced = false;
+    for key in view.replaced_keys() {
+        if key == "messages" || PROMPT_FIELDS.contains(&key) {
+            prompt_replaced = true;
+        } else if let Some(i) = CAP_FIELDS.iter().position(|k| *k == key) {
+            caps_replaced[i] = true;
+        } else if key == "n" {
+            n_replaced = true;
+        }
+    }
     let scan = if prompt_replaced {
         counted(view)
     } else {
         let mut scan = view.memo(counted);
         // The parsed body's caps, but for those an override replaced.
-        for (cap, key) in scan.caps.iter_mut().zip(CAP_FIELDS) {
-            if view.replaced(key) {
+        for ((cap, key), replaced) in scan.caps.iter_mut().zip(CAP_FIELDS).zip(caps_replaced) {
+            if replaced {
                 *cap = view.get(key).and_then(Value::as_u64);
             }
         }
-        if view.replaced("n") {
+        if n_replaced {
             scan.n = view.get("n").and_then(Value::as_u64);
         }
         scan

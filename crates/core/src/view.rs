@@ -513,6 +513,12 @@ impl RequestView {
         self.patch.as_ref().is_some_and(|p| p.contains_key(key))
     }
 
+    /// The top-level fields overrides replaced (or added) in this view: for a layer that asks
+    /// [`replaced`](Self::replaced) of many fields, one walk over the few replaced.
+    pub fn replaced_keys(&self) -> impl Iterator<Item = &str> {
+        self.patch.iter().flat_map(|p| p.keys().map(String::as_str))
+    }
+
     /// The raw body the view was parsed from.
     pub fn bytes(&self) -> &Bytes {
         &self.bytes
@@ -596,10 +602,19 @@ fn splice_members(
         });
     };
     out.push(b'{');
+    // A layer's parameters are a handful: compared by their bytes, not looked up by name
+    // (which would take each key as text first).
+    let param = |key: &[u8]| match params.len() {
+        0..=8 => params
+            .iter()
+            .find(|(k, _)| k.as_bytes() == key)
+            .map(|(_, v)| v),
+        _ => std::str::from_utf8(key).ok().and_then(|k| params.get(k)),
+    };
     for m in members {
         let key = &body[range(m.key)];
         // Keys come plain (the reader refuses escaped ones): written back as they were.
-        match std::str::from_utf8(key).ok().and_then(|k| params.get(k)) {
+        match param(key) {
             Some(value) => write(&mut out, key, Err(value)),
             None => write(&mut out, key, Ok(&body[range(m.value)])),
         }
@@ -806,6 +821,12 @@ mod tests {
         let params = serde_json::json!({"model": "bench-small"});
         let oo = o.with_overrides(params.as_object().unwrap()).unwrap();
         assert_eq!(oo.model(), Some("bench-small"));
+        assert_eq!(v.replaced_keys().count(), 0);
+        assert_eq!(
+            oo.replaced_keys().collect::<Vec<_>>(),
+            ["max_tokens", "model"]
+        );
+        assert!(oo.replaced("max_tokens") && !oo.replaced("messages"));
         assert!(v.base.tree.get().is_none(), "no tree was built");
         // The bodies are the original's bytes with the values written in.
         assert_eq!(
@@ -945,6 +966,18 @@ mod tests {
             if let Some(again) = again {
                 prop_assert_eq!(
                     String::from_utf8_lossy(twice.bytes()),
+                    String::from_utf8_lossy(&again)
+                );
+            }
+            // More than a handful of parameters: looked up by name.
+            let mut many = params.clone();
+            for i in 0..8 {
+                many.insert(format!("p{i}"), Value::from(i));
+            }
+            many.insert("n".into(), Value::from(5));
+            if let (Ok(over), Some(again)) = (view.with_overrides(&many), spliced(view.bytes(), &many)) {
+                prop_assert_eq!(
+                    String::from_utf8_lossy(over.bytes()),
                     String::from_utf8_lossy(&again)
                 );
             }
