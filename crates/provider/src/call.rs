@@ -82,11 +82,11 @@ pub(crate) fn send<A>(
                 request.headers_mut().insert(header::AUTHORIZATION, token);
             }
             None => {
-                let unsent = Unsent {
+                let unsent = Box::new(Unsent {
                     request,
                     client: client.clone(),
                     call,
-                };
+                });
                 return CallFuture {
                     state: State::Authorizing {
                         token: Box::pin(tokens.clone().token()),
@@ -128,9 +128,12 @@ pin_project! {
     #[project_replace = StateTake]
     enum State<A> {
         /// Waiting for a Vertex AI access token (the cached one was due for a refresh).
+        /// The large parts of the states but `Calling` are boxed: a provider's future is
+        /// moved by each layer that wraps it (and sizes every provider's, in the gateway's
+        /// choice of provider), so it is kept near `Calling`'s size, which every call takes.
         Authorizing {
             token: TokenFuture,
-            unsent: Unsent<A>,
+            unsent: Box<Unsent<A>>,
         },
         /// Waiting for the response headers, up to the response timeout.
         Calling {
@@ -146,7 +149,7 @@ pin_project! {
             body: Incoming,
             #[pin]
             idle: Sleep,
-            reading: Reading<A>,
+            reading: Box<Reading<A>>,
         },
         /// Answered without calling the upstream.
         Answered {
@@ -223,7 +226,7 @@ impl<A: Answers> Future for CallFuture<A> {
                         mut request,
                         client,
                         call,
-                    } = unsent;
+                    } = *unsent;
                     request.headers_mut().insert(header::AUTHORIZATION, value);
                     state.set(State::Calling {
                         future: client.inner.request(request),
@@ -258,7 +261,7 @@ impl<A: Answers> Future for CallFuture<A> {
                     .into()));
                 }
                 (Step::BodyRead, StateTake::Reading { reading, .. }) => {
-                    return Poll::Ready(translate(reading));
+                    return Poll::Ready(translate(*reading));
                 }
                 (Step::BodyFailed(err), StateTake::Reading { .. }) => {
                     return Poll::Ready(Err(err));
@@ -324,7 +327,7 @@ enum Arrived<A> {
     /// An event stream, translated as it flows.
     Stream(Response<Body>),
     /// A JSON answer, to be read whole first.
-    Json(Incoming, Reading<A>),
+    Json(Incoming, Box<Reading<A>>),
 }
 
 fn now() -> u64 {
@@ -350,12 +353,12 @@ fn arrived<A: Answers>(response: Response<Incoming>, call: Call<A>) -> Arrived<A
         false => None,
     };
     let Some(translator) = translator else {
-        let reading = Reading {
+        let reading = Box::new(Reading {
             parts,
             bytes: Vec::new(),
             call,
             created,
-        };
+        });
         return Arrived::Json(body, reading);
     };
     let body = TranslatedBody::new(body, translator, call.idle_timeout);
