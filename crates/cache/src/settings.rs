@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue};
+use portcullis_core::headers::first_values;
 use serde_json::Value;
 
 /// How entries are matched.
@@ -137,36 +138,6 @@ pub(crate) mod names {
     pub(crate) const NAMESPACE: HeaderName = HeaderName::from_static("x-portkey-cache-namespace");
 }
 
-/// The first value of each header the cache reads, found in one pass over the request's
-/// headers (five lookups would hash each name; a request has a handful of headers).
-#[derive(Default)]
-struct Found<'a> {
-    cache: Option<&'a HeaderValue>,
-    force_refresh: Option<&'a HeaderValue>,
-    cache_control: Option<&'a HeaderValue>,
-    ttl: Option<&'a HeaderValue>,
-    namespace: Option<&'a HeaderValue>,
-}
-
-impl<'a> Found<'a> {
-    fn new(headers: &'a HeaderMap) -> Self {
-        let mut found = Self::default();
-        for (name, value) in headers {
-            let slot = match name.as_str() {
-                "x-portkey-cache" => &mut found.cache,
-                "x-portkey-cache-force-refresh" => &mut found.force_refresh,
-                "cache-control" => &mut found.cache_control,
-                "x-portkey-cache-ttl" => &mut found.ttl,
-                "x-portkey-cache-namespace" => &mut found.namespace,
-                _ => continue,
-            };
-            // As `HeaderMap::get`: the first value.
-            slot.get_or_insert(value);
-        }
-        found
-    }
-}
-
 fn header<'a>(
     value: Option<&'a HeaderValue>,
     name: &http::HeaderName,
@@ -195,8 +166,18 @@ impl Directives {
     /// error (a 400 for the client), never ignored.
     pub fn from_headers(headers: &HeaderMap) -> Result<Self, String> {
         let mut d = Self::default();
-        let found = Found::new(headers);
-        if let Some(v) = header(found.cache, &names::CACHE)? {
+        // One pass over the request's headers, not a lookup per name.
+        let [cache, force_refresh, cache_control, ttl, namespace] = first_values(
+            headers,
+            [
+                &names::CACHE,
+                &names::FORCE_REFRESH,
+                &names::CACHE_CONTROL,
+                &names::TTL,
+                &names::NAMESPACE,
+            ],
+        );
+        if let Some(v) = header(cache, &names::CACHE)? {
             match v.to_ascii_lowercase().as_str() {
                 "simple" | "true" => d.settings = Some(CacheSettings::new(Mode::Simple)),
                 "semantic" => d.settings = Some(CacheSettings::new(Mode::Semantic)),
@@ -220,10 +201,10 @@ impl Directives {
                 }
             }
         }
-        if let Some(v) = header(found.force_refresh, &names::FORCE_REFRESH)? {
+        if let Some(v) = header(force_refresh, &names::FORCE_REFRESH)? {
             d.refresh = !(v.eq_ignore_ascii_case("false") || v == "0");
         }
-        if let Some(v) = header(found.cache_control, &names::CACHE_CONTROL)? {
+        if let Some(v) = header(cache_control, &names::CACHE_CONTROL)? {
             for directive in v.split(',').map(str::trim) {
                 let (name, value) = directive.split_once('=').unwrap_or((directive, ""));
                 match name.trim().to_ascii_lowercase().as_str() {
@@ -246,10 +227,10 @@ impl Directives {
                 }
             }
         }
-        if let Some(v) = header(found.ttl, &names::TTL)? {
+        if let Some(v) = header(ttl, &names::TTL)? {
             d.ttl = Some(seconds("x-portkey-cache-ttl", v)?);
         }
-        if let Some(v) = header(found.namespace, &names::NAMESPACE)? {
+        if let Some(v) = header(namespace, &names::NAMESPACE)? {
             if v.is_empty() || v.len() > MAX_NAMESPACE_LEN {
                 return Err(format!(
                     "x-portkey-cache-namespace: 1 to {MAX_NAMESPACE_LEN} characters"
@@ -367,10 +348,10 @@ mod tests {
         assert!(directives(&[("x-portkey-cache-namespace", &long)]).is_err());
     }
 
-    /// The one pass finds each header the cache reads under the name it is defined by, takes
-    /// the first of repeated values (as a lookup would), and is not fooled by other headers.
+    /// Each header the cache reads is found under the name it is defined by, the first of
+    /// repeated values taken (as a lookup would), other headers not taken for them.
     #[test]
-    fn one_pass_finds_every_header_and_the_first_value() {
+    fn every_header_is_read_and_the_first_value() {
         let mut h = HeaderMap::new();
         h.insert(
             http::header::CONTENT_TYPE,
@@ -388,18 +369,6 @@ mod tests {
         for (name, value) in &names {
             h.append(name.clone(), HeaderValue::from_static(value));
             h.append(name.clone(), HeaderValue::from_static("second"));
-        }
-        let found = Found::new(&h);
-        let got = [
-            found.cache,
-            found.force_refresh,
-            found.cache_control,
-            found.ttl,
-            found.namespace,
-        ];
-        for ((name, value), got) in names.iter().zip(got) {
-            assert_eq!(got, h.get(name), "{name}");
-            assert_eq!(got.unwrap(), value, "{name}");
         }
         let d = Directives::from_headers(&h).unwrap();
         assert_eq!(d.settings.unwrap().mode, Mode::Simple);

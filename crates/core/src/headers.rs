@@ -45,6 +45,37 @@ use tower_service::Service;
 /// Portkey's trace id header, `x-portkey-trace-id`: read on requests, written on answers.
 pub const TRACE_ID_HEADER: &str = "x-portkey-trace-id";
 
+/// The first value of each of `names` in `headers` (what [`HeaderMap::get`] answers), found
+/// in one pass over the headers: for a layer that reads several headers of every request,
+/// where a lookup per name would hash each name, and a request has a handful of headers.
+///
+/// ```
+/// use http::{HeaderMap, HeaderName};
+/// use portcullis_core::headers::first_values;
+///
+/// static TTL: HeaderName = HeaderName::from_static("x-ttl");
+/// let mut headers = HeaderMap::new();
+/// headers.append(&TTL, "60".parse().unwrap());
+/// headers.append(&TTL, "90".parse().unwrap());
+/// let [ttl, cache_control] = first_values(&headers, [&TTL, &http::header::CACHE_CONTROL]);
+/// assert_eq!(ttl.unwrap(), "60");
+/// assert!(cache_control.is_none());
+/// ```
+///
+/// [`HeaderMap::get`]: http::HeaderMap::get
+pub fn first_values<'a, const N: usize>(
+    headers: &'a http::HeaderMap,
+    names: [&HeaderName; N],
+) -> [Option<&'a HeaderValue>; N] {
+    let mut found = [None; N];
+    for (name, value) in headers {
+        if let Some(i) = names.iter().position(|n| *n == name) {
+            found[i].get_or_insert(value);
+        }
+    }
+    found
+}
+
 use crate::context::TraceId;
 use crate::facts::ResponseFacts;
 
@@ -244,5 +275,38 @@ where
             }
         }
         Poll::Ready(Ok(Response::from_parts(parts, body)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::{HeaderMap, HeaderName, HeaderValue};
+
+    use super::first_values;
+
+    /// Whatever the headers (names given once, several times, not at all; standard names
+    /// and others), the one pass answers what a lookup per name answers.
+    #[test]
+    fn first_values_are_what_lookups_find() {
+        let pool = [
+            HeaderName::from_static("x-portkey-cache"),
+            HeaderName::from_static("x-portkey-cache-ttl"),
+            http::header::CACHE_CONTROL,
+            http::header::CONTENT_TYPE,
+            HeaderName::from_static("traceparent"),
+        ];
+        let mut rng = fastrand::Rng::with_seed(9);
+        for _ in 0..2_000 {
+            let mut headers = HeaderMap::new();
+            for i in 0..rng.usize(0..8) {
+                let name = &pool[rng.usize(..pool.len())];
+                headers.append(name, HeaderValue::from(i));
+            }
+            let names = [&pool[0], &pool[1], &pool[2], &pool[4]];
+            let found = first_values(&headers, names);
+            for (name, value) in names.into_iter().zip(found) {
+                assert_eq!(value, headers.get(name), "{name} in {headers:?}");
+            }
+        }
     }
 }

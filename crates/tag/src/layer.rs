@@ -58,7 +58,7 @@ pub struct TagLayer {
     settings: Arc<Settings>,
     /// Compiled from the settings; shared by every service this layer makes, so they share
     /// one set of label caps and metric handles.
-    pub(crate) shared: Arc<Shared>,
+    shared: Arc<Shared>,
 }
 
 /// The settings of a [`TagLayer`], as given.

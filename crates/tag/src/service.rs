@@ -5,9 +5,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderValue, Request, Response, StatusCode, header};
 use portcullis_core::context::{Caller, Metadata, TraceId};
 use portcullis_core::error::{self, ErrorBody};
+use portcullis_core::headers::first_values;
 use portcullis_core::{Body, BoxError, RequestView};
 use tokio::time::Instant;
 use tower_service::Service;
@@ -78,38 +79,6 @@ impl<S: fmt::Debug> fmt::Debug for Tag<S> {
     }
 }
 
-/// The first value of each header the layer reads, found in one pass over the request's
-/// headers: a request has a handful, and each lookup by name would hash the name.
-#[derive(Default)]
-struct Found<'a> {
-    traceparent: Option<&'a HeaderValue>,
-    trace: Option<&'a HeaderValue>,
-    metadata: Option<&'a HeaderValue>,
-    virtual_key: Option<&'a HeaderValue>,
-}
-
-impl<'a> Found<'a> {
-    fn new(headers: &'a HeaderMap, shared: &Shared) -> Self {
-        let mut found = Self::default();
-        for (name, value) in headers {
-            let slot = if *name == TRACEPARENT_NAME {
-                &mut found.traceparent
-            } else if *name == shared.metadata_header {
-                &mut found.metadata
-            } else if *name == shared.virtual_key_header {
-                &mut found.virtual_key
-            } else if *name == shared.trace_header {
-                &mut found.trace
-            } else {
-                continue;
-            };
-            // As `HeaderMap::get`: the first value.
-            slot.get_or_insert(value);
-        }
-        found
-    }
-}
-
 fn text(value: Option<&HeaderValue>) -> Option<&str> {
     value.and_then(|v| v.to_str().ok())
 }
@@ -164,18 +133,32 @@ where
         let start = Instant::now();
         let shared = &self.shared;
 
-        let found = Found::new(req.headers(), shared);
-        let parent = text(found.traceparent).and_then(Traceparent::parse);
+        // One pass over the request's headers, not a lookup per name.
+        let [
+            traceparent,
+            trace_header,
+            metadata_header,
+            virtual_key_header,
+        ] = first_values(
+            req.headers(),
+            [
+                &TRACEPARENT_NAME,
+                &shared.trace_header,
+                &shared.metadata_header,
+                &shared.virtual_key_header,
+            ],
+        );
+        let parent = text(traceparent).and_then(Traceparent::parse);
         let existing = req.extensions().get::<TraceId>();
         let known = existing.is_some();
-        let trace = trace_id(existing, found.trace, parent.as_ref());
+        let trace = trace_id(existing, trace_header, parent.as_ref());
 
         let view = req.extensions().get::<Arc<RequestView>>().cloned();
         let model = view.as_deref().and_then(RequestView::model);
         let span = telemetry::request_span(&req, model, &trace, parent.as_ref());
         let results = telemetry::records_results(&span);
 
-        let parsed = match found.metadata {
+        let parsed = match metadata_header {
             Some(value) => match parse_metadata(value.as_bytes(), &shared.limits) {
                 Ok(map) => Some(map),
                 Err(err) => {
@@ -202,7 +185,7 @@ where
             user,
             &shared.empty,
         );
-        let virtual_key = text(found.virtual_key).map(Arc::from);
+        let virtual_key = text(virtual_key_header).map(Arc::from);
         if !known {
             req.extensions_mut().insert(trace.clone());
         }
@@ -330,52 +313,5 @@ mod tests {
         assert_eq!(c.team.as_deref(), Some("from-key"));
         assert_eq!(c.user.as_deref(), Some("u"));
         assert_eq!(c.virtual_key.as_deref(), Some("vk"));
-    }
-
-    /// The one pass finds each header under the layer's names, the default ones and others,
-    /// and takes the first of repeated values, as a lookup by name would.
-    #[test]
-    fn one_pass_finds_the_layers_headers() {
-        use crate::TagLayer;
-        for layer in [
-            TagLayer::new(),
-            TagLayer::new()
-                .metadata_header(http::HeaderName::from_static("x-meta"))
-                .trace_header(http::HeaderName::from_static("x-trace"))
-                .virtual_key_header(http::HeaderName::from_static("x-vk")),
-        ] {
-            let shared = &layer.shared;
-            let mut h = HeaderMap::new();
-            h.insert(
-                http::header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            h.insert("x-portkey-other", HeaderValue::from_static("ignored"));
-            let names = [
-                TRACEPARENT_NAME.clone(),
-                shared.trace_header.clone(),
-                shared.metadata_header.clone(),
-                shared.virtual_key_header.clone(),
-            ];
-            for (i, name) in names.iter().enumerate() {
-                h.append(name.clone(), HeaderValue::from(i));
-                h.append(name.clone(), HeaderValue::from_static("second"));
-            }
-            let found = Found::new(&h, shared);
-            let got = [
-                found.traceparent,
-                found.trace,
-                found.metadata,
-                found.virtual_key,
-            ];
-            for (i, (name, got)) in names.iter().zip(got).enumerate() {
-                assert_eq!(got, h.get(name), "{name}");
-                let want = i.to_string();
-                assert_eq!(text(got), Some(want.as_str()), "{name}");
-            }
-            let empty = HeaderMap::new();
-            let none = Found::new(&empty, shared);
-            assert!(none.traceparent.is_none() && none.metadata.is_none());
-        }
     }
 }
