@@ -166,7 +166,6 @@ impl Directives {
     /// error (a 400 for the client), never ignored.
     pub fn from_headers(headers: &HeaderMap) -> Result<Self, String> {
         let mut d = Self::default();
-        // One pass over the request's headers, not a lookup per name.
         let [cache, force_refresh, cache_control, ttl, namespace] = first_values(
             headers,
             [
@@ -359,14 +358,14 @@ mod tests {
         );
         h.insert("x-portkey-cache-x", HeaderValue::from_static("ignored"));
         h.insert("x-portkey-metadata", HeaderValue::from_static("{}"));
-        let names = [
+        let sent = [
             (names::CACHE, "simple"),
             (names::FORCE_REFRESH, "true"),
             (names::CACHE_CONTROL, "max-age=5"),
             (names::TTL, "60"),
             (names::NAMESPACE, "first"),
         ];
-        for (name, value) in &names {
+        for (name, value) in &sent {
             h.append(name.clone(), HeaderValue::from_static(value));
             h.append(name.clone(), HeaderValue::from_static("second"));
         }

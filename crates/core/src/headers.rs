@@ -12,6 +12,9 @@
 //! | cache status | `x-portkey-cache-status` |
 //! | provider | `x-portkey-provider` |
 //!
+//! [`first_values`] reads several request headers in one pass, for layers that read a few
+//! of every request.
+//!
 //! ```
 //! use portcullis_core::{Body, BoxError, FactHeadersLayer};
 //! use portcullis_core::facts::{ResponseFacts, Retries};
@@ -42,6 +45,9 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::context::TraceId;
+use crate::facts::ResponseFacts;
+
 /// Portkey's trace id header, `x-portkey-trace-id`: read on requests, written on answers.
 pub const TRACE_ID_HEADER: &str = "x-portkey-trace-id";
 
@@ -69,15 +75,16 @@ pub fn first_values<'a, const N: usize>(
 ) -> [Option<&'a HeaderValue>; N] {
     let mut found = [None; N];
     for (name, value) in headers {
-        if let Some(i) = names.iter().position(|n| *n == name) {
-            found[i].get_or_insert(value);
+        // Every slot of the name: a name asked for twice is answered twice, as two lookups
+        // would answer it.
+        for (slot, wanted) in found.iter_mut().zip(names) {
+            if *wanted == name {
+                slot.get_or_insert(value);
+            }
         }
     }
     found
 }
-
-use crate::context::TraceId;
-use crate::facts::ResponseFacts;
 
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
@@ -302,7 +309,8 @@ mod tests {
                 let name = &pool[rng.usize(..pool.len())];
                 headers.append(name, HeaderValue::from(i));
             }
-            let names = [&pool[0], &pool[1], &pool[2], &pool[4]];
+            // A name asked for twice is answered in both places.
+            let names = [&pool[0], &pool[1], &pool[2], &pool[4], &pool[1]];
             let found = first_values(&headers, names);
             for (name, value) in names.into_iter().zip(found) {
                 assert_eq!(value, headers.get(name), "{name} in {headers:?}");

@@ -132,6 +132,8 @@ fn override_shared(
     merge(req, params, |view| view.with_shared_overrides(params))
 }
 
+/// The request with the view `over` makes of its view (`params` the parameters it merges:
+/// none, nothing to do).
 fn merge(
     mut req: Request<BufferedBody>,
     params: &Map<String, Value>,

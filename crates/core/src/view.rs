@@ -389,7 +389,7 @@ impl RequestView {
     /// [`with_overrides`](Self::with_overrides) with parameters held in an [`Arc`] (a layer's,
     /// the same for every request): the first override of a body shares them as its patch
     /// instead of copying every key and value.
-    pub fn with_shared_overrides(
+    pub(crate) fn with_shared_overrides(
         &self,
         params: &Arc<Map<String, Value>>,
     ) -> Result<Self, InvalidRequest> {

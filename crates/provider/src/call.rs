@@ -123,14 +123,15 @@ pin_project! {
     }
 }
 
+// The large parts of the states but `Calling` are boxed (one allocation for a token wait,
+// one per JSON answer read whole): a provider's future is moved by each layer that wraps it,
+// and in the gateway's choice of provider the largest one sizes every provider's, so it is
+// kept near `Calling`'s size, which every call takes (`a_call_future_is_near_its_calling_size`).
 pin_project! {
     #[project = StateProj]
     #[project_replace = StateTake]
     enum State<A> {
         /// Waiting for a Vertex AI access token (the cached one was due for a refresh).
-        /// The large parts of the states but `Calling` are boxed: a provider's future is
-        /// moved by each layer that wraps it (and sizes every provider's, in the gateway's
-        /// choice of provider), so it is kept near `Calling`'s size, which every call takes.
         Authorizing {
             token: TokenFuture,
             unsent: Box<Unsent<A>>,
@@ -395,4 +396,21 @@ fn translate<A: Answers>(reading: Reading<A>) -> Result<Response<Body>, BoxError
     let mut response = observe_response_with(response, observe::Options::default());
     ResponseFacts::get_mut(&mut response).provider = Some(call.name);
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    /// The futures of the translating providers stay near the size of their calling state
+    /// (224 bytes when this was written; 728 with their reading state unboxed), so that
+    /// the layers above, which move them, and the choice of provider, sized by the
+    /// largest, stay small.
+    #[test]
+    fn a_call_future_is_near_its_calling_size() {
+        let anthropic = size_of::<crate::anthropic::ResponseFuture>();
+        let gemini = size_of::<crate::gemini::ResponseFuture>();
+        assert!(
+            anthropic <= 256 && gemini <= 256,
+            "{anthropic} and {gemini} bytes"
+        );
+    }
 }

@@ -133,7 +133,6 @@ where
         let start = Instant::now();
         let shared = &self.shared;
 
-        // One pass over the request's headers, not a lookup per name.
         let [
             traceparent,
             trace_header,
@@ -186,6 +185,8 @@ where
             &shared.empty,
         );
         let virtual_key = text(virtual_key_header).map(Arc::from);
+        // Inserted only here, once the header values borrowed from the request are read;
+        // nothing above reads the trace id from the extensions.
         if !known {
             req.extensions_mut().insert(trace.clone());
         }
