@@ -181,87 +181,96 @@ where
     }
 }
 
-async fn run<S>(
+/// The lookup, the call on a miss and the recording of its answer. An `async` block, not an
+/// `async fn`: an `async fn` keeps its arguments twice in its future (as arguments and as
+/// the locals they are moved into), and this one, boxed once, was 2.2 KB.
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn would keep the arguments twice in the future"
+)]
+fn run<S>(
     engine: Arc<CacheEngine>,
     mut inner: S,
     req: Request<BufferedBody>,
     plan: Plan,
-) -> Result<Response<Body>, BoxError>
+) -> impl Future<Output = Result<Response<Body>, BoxError>>
 where
     S: Service<Request<BufferedBody>, Response = Response<Body>>,
     S::Error: Into<BoxError>,
 {
-    let mut leader = None;
-    let mut vector = None;
-    if !plan.refresh {
-        if let Some(hit) = fresh(&engine, &plan, &plan.key).await {
-            return Ok(respond(&hit, plan.shape, CacheStatus::Hit));
-        }
-        if let Some((partition, text)) = &plan.semantic
-            && let Some(query) = engine.embed(text).await
-        {
-            if let Some(hit) = semantic(&engine, &plan, partition, text, &query).await {
-                return Ok(respond(&hit, plan.shape, CacheStatus::SemanticHit));
+    async move {
+        let mut leader = None;
+        let mut vector = None;
+        if !plan.refresh {
+            if let Some(hit) = fresh(&engine, &plan, &plan.key).await {
+                return Ok(respond(&hit, plan.shape, CacheStatus::Hit));
             }
-            vector = Some(query);
-        }
-        match Inflight::join(&engine, plan.key) {
-            Role::Leader(l) => leader = Some(l),
-            Role::Follower(rx) => {
-                follow(rx, engine.coalesce_wait).await;
-                if let Some(hit) = fresh(&engine, &plan, &plan.key).await {
-                    return Ok(respond(&hit, plan.shape, CacheStatus::Hit));
+            if let Some((partition, text)) = &plan.semantic
+                && let Some(query) = engine.embed(text).await
+            {
+                if let Some(hit) = semantic(&engine, &plan, partition, text, &query).await {
+                    return Ok(respond(&hit, plan.shape, CacheStatus::SemanticHit));
                 }
-                // The leader's answer was not stored (an error, a cut stream): fetch our own.
+                vector = Some(query);
             }
+            match Inflight::join(&engine, plan.key) {
+                Role::Leader(l) => leader = Some(l),
+                Role::Follower(rx) => {
+                    follow(rx, engine.coalesce_wait).await;
+                    if let Some(hit) = fresh(&engine, &plan, &plan.key).await {
+                        return Ok(respond(&hit, plan.shape, CacheStatus::Hit));
+                    }
+                    // The leader's answer was not stored (an error, a cut stream): fetch our own.
+                }
+            }
+        } else if let Some((_, text)) = &plan.semantic {
+            vector = engine.embed(text).await;
         }
-    } else if let Some((_, text)) = &plan.semantic {
-        vector = engine.embed(text).await;
+        let mut response = inner.call(req).await.map_err(Into::into)?;
+        ResponseFacts::get_mut(&mut response).cache = Some(plan.status);
+        if !storable(&response) {
+            return Ok(response);
+        }
+        if response.extensions().get::<Observation>().is_none() {
+            response = observe_response(response);
+        }
+        let observation = response
+            .extensions()
+            .get::<Observation>()
+            .cloned()
+            .expect("observed above");
+        let stream = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
+        let candidate = match (plan.semantic, vector) {
+            (Some((partition, text)), Some(vector)) => Some((
+                partition,
+                Candidate {
+                    key: plan.key,
+                    embedder: Arc::from(engine.matcher.embedder_id()),
+                    text: Arc::from(text),
+                    vector: Arc::from(vector),
+                },
+            )),
+            _ => None,
+        };
+        let pending = Pending {
+            engine,
+            key: plan.key,
+            ttl: plan.ttl,
+            stream,
+            observation,
+            candidate,
+            leader,
+        };
+        let (parts, body) = response.into_parts();
+        Ok(Response::from_parts(
+            parts,
+            Body::new(RecordBody::new(body, pending)),
+        ))
     }
-    let mut response = inner.call(req).await.map_err(Into::into)?;
-    ResponseFacts::get_mut(&mut response).cache = Some(plan.status);
-    if !storable(&response) {
-        return Ok(response);
-    }
-    if response.extensions().get::<Observation>().is_none() {
-        response = observe_response(response);
-    }
-    let observation = response
-        .extensions()
-        .get::<Observation>()
-        .cloned()
-        .expect("observed above");
-    let stream = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
-    let candidate = match (plan.semantic, vector) {
-        (Some((partition, text)), Some(vector)) => Some((
-            partition,
-            Candidate {
-                key: plan.key,
-                embedder: Arc::from(engine.matcher.embedder_id()),
-                text: Arc::from(text),
-                vector: Arc::from(vector),
-            },
-        )),
-        _ => None,
-    };
-    let pending = Pending {
-        engine,
-        key: plan.key,
-        ttl: plan.ttl,
-        stream,
-        observation,
-        candidate,
-        leader,
-    };
-    let (parts, body) = response.into_parts();
-    Ok(Response::from_parts(
-        parts,
-        Body::new(RecordBody::new(body, pending)),
-    ))
 }
 
 /// Only whole successes are kept: never an error, a 246 (a guardrail failed), or an answer
