@@ -6,15 +6,10 @@
 #   scripts/callgrind-gateway.sh single all every cached cache-miss bare
 #   REQUESTS=500 MODE=stream scripts/callgrind-gateway.sh single
 #
-# For each config (crates/loadgen/configs/NAME.json; `all` is all-layers.json, `cache-miss` is
-# cached.json with a cache namespace per request, so every request misses; `every` is
-# every-layer.json (the all-layers tree, cache, guardrails, budgets), every request a miss;
-# `every-tree`, `every-cache`, `every-guard` and `every-budget` are that file with no family
-# of layers or only that one left in (written from it here), every request a miss, to see what
-# each family adds;
+# For each config (named as in scripts/lib/gateway-config.sh: `single`, `all`, `every`,
+# `every-tree`, `every-cache`, `every-guard`, `every-budget`, `cached`, `cache-miss`;
 # `bare` is the bare hyper proxy of the load run instead of the gateway, the floor of one hop,
-# reading each body whole; `bare-stream` the same proxy streaming the body on)
-# it starts the
+# reading each body whole; `bare-stream` the same proxy streaming the body on) it starts the
 # fake upstream, then the `portcullis` binary under `valgrind --tool=callgrind` with the
 # default log level (`info`: the request log line is part of the path), sends WARMUP requests
 # (`loadgen count`), zeroes the counters, sends REQUESTS more, dumps, and stops the gateway.
@@ -55,6 +50,8 @@ if [ -z "${NO_BUILD:-}" ]; then
 fi
 BIN=${BIN:-$TARGET_DIR/release}
 mkdir -p "$OUT"
+# shellcheck source=lib/gateway-config.sh
+. scripts/lib/gateway-config.sh
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -83,17 +80,6 @@ PIDS+=($!)
 
 printf '%-12s %14s %10s %12s\n' config Ir Ir/req allocs/req
 for name in "${CONFIGS[@]}"; do
-  file=$name.json
-  vary=()
-  [ "$name" = all ] && file=all-layers.json
-  # `cache-miss`: the cached config, every request in a cache namespace of its own.
-  [ "$name" = cache-miss ] && file=cached.json && vary=(--vary-cache-namespace)
-  # `every`: every layer (the all-layers tree, cache, guardrails, budgets), every request a miss.
-  [ "$name" = every ] && file=every-layer.json && vary=(--vary-cache-namespace)
-  # `every-tree`, `every-cache`, `every-guard`, `every-budget`: the every-layer file with no
-  # family of layers or only that one left in (written from it below), to see what each adds;
-  # cache misses, as in `every`.
-  case $name in every-*) file=every-layer.json && vary=(--vary-cache-namespace) ;; esac
   port=$(free_port)
   rm -f "$OUT/$name.callgrind"*
   if [ "$name" = bare ] || [ "$name" = bare-stream ]; then
@@ -105,28 +91,7 @@ for name in "${CONFIGS[@]}"; do
       "$BIN/bare-proxy" --listen "127.0.0.1:$port" --upstream "127.0.0.1:$UPSTREAM_PORT" \
       "${stream[@]}" >"$OUT/$name.log" 2>&1 &
   else
-    sed "s/\${UPSTREAM_PORT}/$UPSTREAM_PORT/g" "crates/loadgen/configs/$file" >"$OUT/$name.json"
-    case $name in every-*) python3 - "$OUT/$name.json" "${name#every-}" <<'EOF_KEEP'
-import json, sys
-path, keep = sys.argv[1], sys.argv[2]
-if keep not in ("tree", "cache", "guard", "budget"):
-    sys.exit(f"every-{keep}: not a family of layers (tree, cache, guard, budget)")
-doc = json.load(open(path))
-config = doc["config"]
-if keep != "cache":
-    config.pop("cache")
-if keep != "guard":
-    config.pop("input_guardrails")
-    config.pop("output_guardrails")
-    doc.pop("guardrails")
-if keep != "budget":
-    doc["server"].pop("limits")
-    for provider in doc["providers"].values():
-        provider.pop("usage_limits")
-        provider.pop("rate_limits")
-json.dump(doc, open(path, "w"), indent=2)
-EOF_KEEP
-    esac
+    render_config "$name" "$UPSTREAM_PORT" "$OUT/$name.json"
     RUST_LOG=$GATEWAY_LOG valgrind --tool=callgrind --callgrind-out-file="$OUT/$name.callgrind" \
       "$BIN/portcullis" --config "$OUT/$name.json" --listen "127.0.0.1:$port" \
       >"$OUT/$name.log" 2>&1 &
