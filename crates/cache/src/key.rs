@@ -27,6 +27,7 @@
 //! ```
 
 use std::fmt;
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 
 use portcullis_core::RequestView;
 use portcullis_core::observe::json::write_str;
@@ -36,8 +37,88 @@ use serde_json::Value;
 pub const NOT_IN_KEY: [&str; 4] = ["stream", "stream_options", "user", "metadata"];
 
 /// A 32-byte cache key.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+///
+/// Its [`Hash`] writes its first eight bytes, as one `u64`: a key is a SHA-256 digest, every
+/// bit of it uniform, so eight bytes pick a bucket as well as 32 (keys are told apart by
+/// `Eq`, on all 32). The cache's own maps hash it with [`KeyState`].
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Key(pub [u8; 32]);
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let (head, _) = self.0.split_first_chunk::<8>().expect("32 bytes");
+        state.write_u64(u64::from_le_bytes(*head));
+    }
+}
+
+/// The hasher of the cache's maps of [`Key`]s (the memory store's entries and partitions,
+/// the misses in flight): one folded multiply of the key's first eight bytes with two
+/// secrets of the map's, where SipHash went over the key in three passes of its rounds. The
+/// key is already a digest; the secrets keep a client who grinds request bodies for digests
+/// from choosing which keys share a bucket.
+#[derive(Clone, Debug)]
+pub(crate) struct KeyState {
+    seed: u64,
+    multiplier: u64,
+}
+
+impl KeyState {
+    /// A state with secrets of its own (drawn from std's `RandomState`).
+    pub(crate) fn new() -> Self {
+        let random = RandomState::new();
+        Self {
+            seed: random.hash_one(0u8),
+            // Odd: a multiplier that loses no bit of the product's low half.
+            multiplier: random.hash_one(1u8) | 1,
+        }
+    }
+}
+
+impl Default for KeyState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BuildHasher for KeyState {
+    type Hasher = KeyHasher;
+
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher {
+            state: self.seed,
+            multiplier: self.multiplier,
+        }
+    }
+}
+
+/// See [`KeyState`]. Other values than a key are hashed eight bytes at a time, each folded in
+/// the same way.
+#[derive(Debug)]
+pub(crate) struct KeyHasher {
+    state: u64,
+    multiplier: u64,
+}
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u64(&mut self, word: u64) {
+        // The 128-bit product's halves folded together: every bit of the word reaches the
+        // bits a map takes for its index and its tags.
+        let product = u128::from(self.state ^ word) * u128::from(self.multiplier);
+        self.state = (product as u64) ^ ((product >> 64) as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.state
+    }
+}
 
 impl Key {
     /// The key as 64 lowercase hex digits (how the Redis store names it).
@@ -424,6 +505,53 @@ fn message_text(content: &Value) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn keys_hash_apart_and_each_map_hashes_them_its_own_way() {
+        use std::collections::{HashMap, HashSet};
+        // Keys as a client could make them: digests of bodies that differ in one byte.
+        let keys: Vec<Key> = (0..10_000u32)
+            .map(|i| {
+                let digest = ring::digest::digest(&ring::digest::SHA256, &i.to_le_bytes());
+                Key(digest.as_ref().try_into().unwrap())
+            })
+            .collect();
+        let (a, b) = (KeyState::new(), KeyState::new());
+        let hashes: HashSet<u64> = keys.iter().map(|k| a.hash_one(k)).collect();
+        assert_eq!(
+            hashes.len(),
+            keys.len(),
+            "no two of 10,000 keys share a hash"
+        );
+        // The low bits (a map's index) spread as random ones would: 10,000 keys over 4,096
+        // buckets use 3,740 of them on average (e^-2.44 left empty), give or take 18.
+        let buckets: HashSet<u64> = keys.iter().map(|k| a.hash_one(k) & 4095).collect();
+        assert!(
+            buckets.len() > 3_650,
+            "{} of 4,096 buckets used",
+            buckets.len()
+        );
+        let tags: HashSet<u64> = keys.iter().map(|k| a.hash_one(k) >> 57).collect();
+        assert_eq!(
+            tags.len(),
+            128,
+            "the top seven bits (a map's tags) take every value"
+        );
+        // Another map's secrets: other hashes for the same keys.
+        let same = keys
+            .iter()
+            .filter(|k| a.hash_one(k) == b.hash_one(k))
+            .count();
+        assert_eq!(same, 0);
+        // Keys equal in the eight bytes hashed are still two entries.
+        let mut x = [7u8; 32];
+        let y = x;
+        x[31] = 8;
+        let mut map = HashMap::with_hasher(KeyState::new());
+        map.insert(Key(x), 1);
+        map.insert(Key(y), 2);
+        assert_eq!((map[&Key(x)], map[&Key(y)], map.len()), (1, 2, 2));
+    }
+
     use super::*;
 
     fn view(json: &str) -> RequestView {

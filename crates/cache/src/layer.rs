@@ -86,14 +86,21 @@ impl CacheEngine {
 
     /// The store's entry under `key`, `None` on a miss or a failure (counted).
     pub(crate) async fn get(&self, key: &Key) -> Option<Arc<Entry>> {
-        if let Some(now) = self.store.get_now(key) {
-            return now.unwrap_or_else(|e| self.failed("get", &e));
+        if let Some(now) = self.get_now(key) {
+            return now;
         }
         match tokio::time::timeout(self.store_timeout, self.store.get(key)).await {
             Ok(Ok(found)) => found,
             Ok(Err(e)) => self.failed("get", &e),
             Err(_) => self.failed("get", &"timed out"),
         }
+    }
+
+    /// [`get`](Self::get) without waiting, for a store that answers in place (memory);
+    /// `None` from a store that must be waited for (Redis).
+    pub(crate) fn get_now(&self, key: &Key) -> Option<Option<Arc<Entry>>> {
+        let now = self.store.get_now(key)?;
+        Some(now.unwrap_or_else(|e| self.failed("get", &e)))
     }
 
     pub(crate) async fn put(&self, key: &Key, entry: Arc<Entry>, ttl: Duration) {

@@ -15,7 +15,7 @@ use portcullis_core::observe::{Observation, Outcome};
 use tokio::sync::watch;
 
 use crate::entry::Entry;
-use crate::key::Key;
+use crate::key::{Key, KeyState};
 use crate::layer::CacheEngine;
 use crate::store::Candidate;
 
@@ -23,7 +23,7 @@ use crate::store::Candidate;
 /// wait for it to store the answer.
 #[derive(Debug, Default)]
 pub(crate) struct Inflight {
-    leaders: Mutex<HashMap<Key, watch::Receiver<()>>>,
+    leaders: Mutex<HashMap<Key, watch::Receiver<()>, KeyState>>,
 }
 
 /// Held by the leader of a miss until its answer is stored (or known not to be): dropping it
@@ -33,6 +33,18 @@ pub(crate) struct Leader {
     engine: Arc<CacheEngine>,
     key: Key,
     _done: watch::Sender<()>,
+}
+
+impl Leader {
+    /// The engine whose miss this leads.
+    pub(crate) fn engine(&self) -> &Arc<CacheEngine> {
+        &self.engine
+    }
+
+    /// The key of the miss.
+    pub(crate) fn key(&self) -> Key {
+        self.key
+    }
 }
 
 impl Drop for Leader {

@@ -13,12 +13,13 @@ use portcullis_core::error::{self, ErrorBody};
 use portcullis_core::facts::{CacheStatus, ResponseFacts};
 use portcullis_core::observe::{Observation, observe_response};
 use portcullis_core::{Body, BoxError, BufferedBody, RequestView};
+use tokio::sync::watch;
 use tower_service::Service;
 
 use crate::entry::{Entry, Shape};
 use crate::key::{Key, KeyInput, exact_key, partition};
 use crate::layer::{CacheEngine, CacheLayer};
-use crate::record::{Inflight, Pending, RecordBody, Role, follow};
+use crate::record::{Inflight, Leader, Pending, RecordBody, Role, follow};
 use crate::settings::{Directives, Mode};
 use crate::store::Candidate;
 
@@ -173,12 +174,44 @@ where
             refresh: directives.refresh,
             status,
         };
+        // A plain lookup in a store that answers in place (memory) is done here, and so is
+        // the leading of a miss: the service is then called in place, with no clone of it and
+        // no boxed future. A follower of a miss in flight waits for its leader, so it goes
+        // the async way, as does everything a store must be waited for (Redis) or a semantic
+        // lookup does.
+        let engine = &self.layer.engine;
+        let mut follower = None;
+        if !plan.refresh
+            && plan.semantic.is_none()
+            && let Some(found) = engine.get_now(&plan.key)
+        {
+            if let Some(hit) = found.filter(|entry| young(engine, plan.accept_age, entry)) {
+                return ResponseFuture::answer(respond(&hit, plan.shape, CacheStatus::Hit));
+            }
+            match Inflight::join(engine, plan.key) {
+                Role::Leader(leader) => {
+                    let recording = Recording {
+                        leader,
+                        ttl: plan.ttl,
+                        status: plan.status,
+                    };
+                    return ResponseFuture::record(self.inner.call(req), recording);
+                }
+                Role::Follower(rx) => follower = Some(rx),
+            }
+        }
         // The clone that was driven ready goes with the request; this one stays.
         let ready = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, ready);
-        let engine = self.layer.engine.clone();
-        ResponseFuture::lookup(Box::pin(run(engine, inner, req, plan)))
+        ResponseFuture::lookup(Box::pin(run(engine.clone(), inner, req, plan, follower)))
     }
+}
+
+/// A miss this request leads, its service called in place: what to store its answer with.
+struct Recording {
+    leader: Leader,
+    ttl: Duration,
+    status: CacheStatus,
 }
 
 /// The lookup, the call on a miss and the recording of its answer. An `async` block, not an
@@ -188,11 +221,15 @@ where
     clippy::manual_async_fn,
     reason = "an async fn would keep the arguments twice in the future"
 )]
+///
+/// `follower`: the request already looked the key up and found a miss in flight, which it
+/// follows before anything else.
 fn run<S>(
     engine: Arc<CacheEngine>,
     mut inner: S,
     req: Request<BufferedBody>,
     plan: Plan,
+    follower: Option<watch::Receiver<()>>,
 ) -> impl Future<Output = Result<Response<Body>, BoxError>>
 where
     S: Service<Request<BufferedBody>, Response = Response<Body>>,
@@ -202,18 +239,24 @@ where
         let mut leader = None;
         let mut vector = None;
         if !plan.refresh {
-            if let Some(hit) = fresh(&engine, &plan, &plan.key).await {
-                return Ok(respond(&hit, plan.shape, CacheStatus::Hit));
-            }
-            if let Some((partition, text)) = &plan.semantic
-                && let Some(query) = engine.embed(text).await
-            {
-                if let Some(hit) = semantic(&engine, &plan, partition, text, &query).await {
-                    return Ok(respond(&hit, plan.shape, CacheStatus::SemanticHit));
+            let role = match follower {
+                Some(rx) => Role::Follower(rx),
+                None => {
+                    if let Some(hit) = fresh(&engine, &plan, &plan.key).await {
+                        return Ok(respond(&hit, plan.shape, CacheStatus::Hit));
+                    }
+                    if let Some((partition, text)) = &plan.semantic
+                        && let Some(query) = engine.embed(text).await
+                    {
+                        if let Some(hit) = semantic(&engine, &plan, partition, text, &query).await {
+                            return Ok(respond(&hit, plan.shape, CacheStatus::SemanticHit));
+                        }
+                        vector = Some(query);
+                    }
+                    Inflight::join(&engine, plan.key)
                 }
-                vector = Some(query);
-            }
-            match Inflight::join(&engine, plan.key) {
+            };
+            match role {
                 Role::Leader(l) => leader = Some(l),
                 Role::Follower(rx) => {
                     follow(rx, engine.coalesce_wait).await;
@@ -226,29 +269,20 @@ where
         } else if let Some((_, text)) = &plan.semantic {
             vector = engine.embed(text).await;
         }
-        let mut response = inner.call(req).await.map_err(Into::into)?;
-        ResponseFacts::get_mut(&mut response).cache = Some(plan.status);
-        if !storable(&response) {
-            return Ok(response);
-        }
-        if response.extensions().get::<Observation>().is_none() {
-            response = observe_response(response);
-        }
-        let observation = response
-            .extensions()
-            .get::<Observation>()
-            .cloned()
-            .expect("observed above");
-        let stream = response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
-        let candidate = match (plan.semantic, vector) {
+        let response = inner.call(req).await.map_err(Into::into)?;
+        let Plan {
+            key,
+            semantic,
+            ttl,
+            status,
+            ..
+        } = plan;
+        // Built only for an answer that is kept.
+        let candidate = || match (semantic, vector) {
             (Some((partition, text)), Some(vector)) => Some((
                 partition,
                 Candidate {
-                    key: plan.key,
+                    key,
                     embedder: Arc::from(engine.matcher.embedder_id()),
                     text: Arc::from(text),
                     vector: Arc::from(vector),
@@ -256,21 +290,52 @@ where
             )),
             _ => None,
         };
-        let pending = Pending {
-            engine,
-            key: plan.key,
-            ttl: plan.ttl,
-            stream,
-            observation,
-            candidate,
-            leader,
-        };
-        let (parts, body) = response.into_parts();
-        Ok(Response::from_parts(
-            parts,
-            Body::new(RecordBody::new(body, pending)),
+        Ok(record(
+            &engine, key, ttl, status, candidate, leader, response,
         ))
     }
+}
+
+/// A miss's answer, its cache status set: passed on as it is when it is not to be kept, else
+/// with a body that stores what it passes once it has ended cleanly (with the semantic
+/// `candidate`, if any, made only then).
+fn record(
+    engine: &Arc<CacheEngine>,
+    key: Key,
+    ttl: Duration,
+    status: CacheStatus,
+    candidate: impl FnOnce() -> Option<(Key, Candidate)>,
+    leader: Option<Leader>,
+    mut response: Response<Body>,
+) -> Response<Body> {
+    ResponseFacts::get_mut(&mut response).cache = Some(status);
+    if !storable(&response) {
+        return response;
+    }
+    if response.extensions().get::<Observation>().is_none() {
+        response = observe_response(response);
+    }
+    let observation = response
+        .extensions()
+        .get::<Observation>()
+        .cloned()
+        .expect("observed above");
+    let stream = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
+    let pending = Pending {
+        engine: engine.clone(),
+        key,
+        ttl,
+        stream,
+        observation,
+        candidate: candidate(),
+        leader,
+    };
+    let (parts, body) = response.into_parts();
+    Response::from_parts(parts, Body::new(RecordBody::new(body, pending)))
 }
 
 /// Only whole successes are kept: never an error, a 246 (a guardrail failed), or an answer
@@ -284,9 +349,16 @@ fn storable(response: &Response<Body>) -> bool {
 
 /// The entry under `key` if it is young enough for this request.
 async fn fresh(engine: &CacheEngine, plan: &Plan, key: &Key) -> Option<Arc<Entry>> {
-    let entry = engine.get(key).await?;
+    engine
+        .get(key)
+        .await
+        .filter(|entry| young(engine, plan.accept_age, entry))
+}
+
+/// Whether `entry` is no older than `accept_age`.
+fn young(engine: &CacheEngine, accept_age: Duration, entry: &Entry) -> bool {
     let age = engine.clock.now_millis().saturating_sub(entry.stored_at_ms);
-    (u128::from(age) <= plan.accept_age.as_millis()).then_some(entry)
+    u128::from(age) <= accept_age.as_millis()
 }
 
 /// How many of the most similar candidates a semantic lookup puts through the veto.
@@ -360,6 +432,12 @@ pin_project! {
         Lookup {
             future: BoxFuture,
         },
+        /// A miss looked up in place: the service's own future, its answer recorded.
+        Record {
+            #[pin]
+            future: F,
+            recording: Option<Recording>,
+        },
     }
 }
 
@@ -383,6 +461,15 @@ impl<F> ResponseFuture<F> {
             state: State::Lookup { future },
         }
     }
+
+    fn record(future: F, recording: Recording) -> Self {
+        Self {
+            state: State::Record {
+                future,
+                recording: Some(recording),
+            },
+        }
+    }
 }
 
 impl<F, E> Future for ResponseFuture<F>
@@ -403,6 +490,27 @@ where
                 .take()
                 .expect("ResponseFuture polled after it completed"))),
             StateProj::Lookup { future } => future.as_mut().poll(cx),
+            StateProj::Record { future, recording } => {
+                let response = std::task::ready!(future.poll(cx)).map_err(Into::into)?;
+                let Recording {
+                    leader,
+                    ttl,
+                    status,
+                } = recording
+                    .take()
+                    .expect("ResponseFuture polled after it completed");
+                let engine = leader.engine().clone();
+                let key = leader.key();
+                Poll::Ready(Ok(record(
+                    &engine,
+                    key,
+                    ttl,
+                    status,
+                    || None,
+                    Some(leader),
+                    response,
+                )))
+            }
         }
     }
 }

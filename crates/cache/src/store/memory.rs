@@ -8,7 +8,7 @@ use moka::sync::Cache;
 
 use super::{CacheStore, Candidate, StoreFuture};
 use crate::entry::Entry;
-use crate::key::Key;
+use crate::key::{Key, KeyState};
 
 /// Entries in this process's memory, bounded in bytes: the least recently used (and least
 /// often used: moka's TinyLFU) go first when a new one would not fit; each goes when its TTL
@@ -17,8 +17,8 @@ use crate::key::Key;
 /// Cheap to clone: clones share the entries.
 #[derive(Clone, Debug)]
 pub struct MemoryStore {
-    entries: Cache<Key, (Arc<Entry>, Duration)>,
-    partitions: Cache<Key, (Arc<[Candidate]>, Duration)>,
+    entries: Cache<Key, (Arc<Entry>, Duration), KeyState>,
+    partitions: Cache<Key, (Arc<[Candidate]>, Duration), KeyState>,
 }
 
 /// What one entry costs this store beside its bytes: moka's node, access and expiry records,
@@ -61,14 +61,14 @@ impl MemoryStore {
                 .max_capacity(max_bytes)
                 .weigher(move |_k, v: &(Arc<Entry>, Duration)| weigh(v.0.weight() + ENTRY_OVERHEAD))
                 .expire_after(Ttl)
-                .build(),
+                .build_with_hasher(KeyState::new()),
             partitions: Cache::builder()
                 .max_capacity((max_bytes / 8).max(1))
                 .weigher(move |_k, v: &(Arc<[Candidate]>, Duration)| {
                     weigh(v.0.iter().map(Candidate::weight).sum())
                 })
                 .expire_after(Ttl)
-                .build(),
+                .build_with_hasher(KeyState::new()),
         }
     }
 
