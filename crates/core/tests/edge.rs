@@ -368,6 +368,40 @@ async fn edge_calls_only_the_service_it_readied() {
 }
 
 #[tokio::test]
+async fn an_edge_called_once_answers_as_one_called_again_would() {
+    type Req = Request<Full<Bytes>>;
+    let mut edge = echo_model();
+    ServiceExt::<Req>::ready(&mut edge).await.unwrap();
+    let r = edge.call_once(post(r#"{"model":"gpt"}"#)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.into_body().collect().await.unwrap().to_bytes(),
+        "model=gpt"
+    );
+
+    let mut edge = echo_model();
+    ServiceExt::<Req>::ready(&mut edge).await.unwrap();
+    let oversized = Request::post("/v1/chat/completions")
+        .header("content-length", "65")
+        .body(Full::new(Bytes::from(vec![b' '; 65])))
+        .unwrap();
+    let r = edge.call_once(oversized).await.unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    // The inner service's readiness error is the answer, as for `call`.
+    let (inner, mut handle) = mock::pair::<Request<BufferedBody>, Response<Body>>();
+    handle.send_error(RateLimited {
+        message: "slow down".into(),
+        retry_after: std::time::Duration::from_secs(3),
+    });
+    let mut edge = EdgeLayer::new().layer(inner);
+    ServiceExt::<Req>::ready(&mut edge).await.unwrap();
+    let r = edge.call_once(post("{}")).await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "3");
+}
+
+#[tokio::test]
 async fn poll_ready_error_is_answered_as_a_response() {
     let (mut svc, mut handle) =
         mock::spawn_with::<Request<BufferedBody>, Response<Body>, _, _>(|m| {

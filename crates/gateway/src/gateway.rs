@@ -981,7 +981,8 @@ where
         // rust-lang/rust#102211 when the future must be `Send`.
         let Ok(()) =
             std::future::poll_fn(|cx| Service::<Request<B>>::poll_ready(&mut edge, cx)).await;
-        let response = edge.call(req);
+        // Built for this request: the service moves into the future, no clone left behind.
+        let response = edge.call_once(req);
         match timeout {
             None => response.await,
             Some(after) => match tokio::time::timeout(after, response).await {

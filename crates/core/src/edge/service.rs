@@ -101,8 +101,73 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
+        if let Some(refused) = self.refuse(&req) {
+            return refused;
+        }
+        // The readied service goes into the future; the clone stays to be readied next time.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let (parts, body) = req.into_parts();
+        ResponseFuture::reading(parts, body, inner, self.limit, self.json_only, Into::into)
+    }
+}
+
+impl<S> Edge<S> {
+    /// [`call`](Service::call) for an edge used once (built for one request, say): the readied
+    /// service moves into the future, where `call` leaves a clone of it behind to be readied
+    /// for the next request. Drive it ready first, as for `call`.
+    ///
+    /// ```
+    /// use portcullis_core::{Body, BoxError, BufferedBody, Edge};
+    /// use tower::{ServiceExt, service_fn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let echo = service_fn(|req: http::Request<BufferedBody>| async move {
+    ///     Ok::<_, BoxError>(http::Response::new(Body::from(req.body().bytes().clone())))
+    /// });
+    /// type Req = http::Request<String>;
+    /// let mut edge = Edge::new(echo, 1024);
+    /// ServiceExt::<Req>::ready(&mut edge).await.unwrap();
+    /// let req = http::Request::post("/v1/chat/completions").body(r#"{"model":"m"}"#.to_owned()).unwrap();
+    /// let response = edge.call_once(req).await.unwrap();
+    /// assert_eq!(response.status(), 200);
+    /// # }
+    /// ```
+    pub fn call_once<B>(mut self, req: Request<B>) -> ResponseFuture<B, S, S::Future, S::Error>
+    where
+        S: Service<Request<BufferedBody>, Response = Response<Body>>,
+        S::Error: Into<BoxError>,
+        B: http_body::Body,
+        B::Error: Into<BoxError>,
+    {
+        if let Some(refused) = self.refuse(&req) {
+            return refused;
+        }
+        let (parts, body) = req.into_parts();
+        ResponseFuture::reading(
+            parts,
+            body,
+            self.inner,
+            self.limit,
+            self.json_only,
+            Into::into,
+        )
+    }
+
+    /// The answer to a request refused before its body is read: the inner service failed to
+    /// get ready, or the declared length is over the limit.
+    fn refuse<B>(&mut self, req: &Request<B>) -> Option<ResponseFuture<B, S, S::Future, S::Error>>
+    where
+        S: Service<Request<BufferedBody>, Response = Response<Body>>,
+        S::Error: Into<BoxError>,
+        B: http_body::Body,
+        B::Error: Into<BoxError>,
+    {
         if let Some(err) = self.ready_error.take() {
-            return ResponseFuture::answered(to_http_error(&err).to_response(), Into::into);
+            return Some(ResponseFuture::answered(
+                to_http_error(&err).to_response(),
+                Into::into,
+            ));
         }
         let declared = req
             .headers()
@@ -111,12 +176,11 @@ where
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|len| len > self.limit as u64) {
             let err: BoxError = BodyTooLarge { limit: self.limit }.into();
-            return ResponseFuture::answered(to_http_error(&err).to_response(), Into::into);
+            return Some(ResponseFuture::answered(
+                to_http_error(&err).to_response(),
+                Into::into,
+            ));
         }
-        // The readied service goes into the future; the clone stays to be readied next time.
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        let (parts, body) = req.into_parts();
-        ResponseFuture::reading(parts, body, inner, self.limit, self.json_only, Into::into)
+        None
     }
 }
