@@ -1,6 +1,7 @@
 //! [`Limits`]: the compiled policies, prices, clock and stores that every service of one
 //! layer shares; planning a request's charges, deciding, settling, and snapshots.
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -130,11 +131,21 @@ pub struct Limits<St = MemoryStore> {
 
 /// The plan of one admitted request: what to settle, and from what.
 pub(crate) struct Plan {
-    kinds: Vec<(ChargeKind, usize)>,
+    /// Inline for a request's few charges: the plan is shared in one allocation.
+    kinds: SmallVec<[(ChargeKind, usize); 4]>,
     prompt: u64,
     completion: u64,
     price: Option<Price>,
 }
+
+thread_local! {
+    /// Each thread's scope text under assembly, reused from one request to the next.
+    static SCOPE: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// A scope buffer kept past this is given back: one client's huge metadata value should not
+/// hold its memory for the thread's lifetime.
+const SCOPE_KEPT: usize = 4096;
 
 /// A request's charges, ready to reserve; or the answer that stops it first.
 pub(crate) enum Planned {
@@ -353,7 +364,7 @@ impl<St> Limits<St> {
         let now = self.clock.now_micros();
         let now_secs = now / 1_000_000;
         let mut charges = Vec::with_capacity(4);
-        let mut kinds = Vec::with_capacity(4);
+        let mut kinds = SmallVec::new();
         for (index, compiled) in self.policies.iter().enumerate() {
             let policy = &compiled.policy;
             if !policy
@@ -366,18 +377,25 @@ impl<St> Limits<St> {
             let scope: Arc<str> = if policy.per.is_empty() {
                 compiled.global.clone()
             } else {
-                let mut scope = String::with_capacity(64);
-                for (i, dim) in policy.per.iter().enumerate() {
-                    if i > 0 {
-                        scope.push(',');
+                // Written in a buffer of the thread's, then shared: one allocation, not two.
+                SCOPE.with_borrow_mut(|scope| {
+                    scope.clear();
+                    for (i, dim) in policy.per.iter().enumerate() {
+                        if i > 0 {
+                            scope.push(',');
+                        }
+                        let (name, key) = dim.name_parts();
+                        scope.push_str(name);
+                        scope.push_str(key);
+                        scope.push('=');
+                        push_escaped(scope, dimension_value(dim, extensions, view, provider));
                     }
-                    let (name, key) = dim.name_parts();
-                    scope.push_str(name);
-                    scope.push_str(key);
-                    scope.push('=');
-                    push_escaped(&mut scope, dimension_value(dim, extensions, view, provider));
-                }
-                scope.into()
+                    let shared = Arc::from(scope.as_str());
+                    if scope.capacity() > SCOPE_KEPT {
+                        *scope = String::new();
+                    }
+                    shared
+                })
             };
             let key = |limit: u16| ScopeKey {
                 policy: policy.name.clone(),
