@@ -255,10 +255,7 @@ where
         }
         if let Some(facts) = facts {
             if let Some(retries) = facts.retries {
-                headers.insert(
-                    names.retries.clone(),
-                    HeaderValue::from(retries.header_value()),
-                );
+                headers.insert(names.retries.clone(), retries_value(retries.header_value()));
             }
             if let Some(target) = facts.target
                 && let Ok(value) = if target.is_root() {
@@ -285,9 +282,31 @@ where
     }
 }
 
+/// A retry count as its header value: the usual counts (-1 for exhausted, 0 to 9) are static
+/// text, where `HeaderValue::from` allocates the digits of each.
+fn retries_value(n: i64) -> HeaderValue {
+    const SMALL: [&str; 11] = ["-1", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+    match n
+        .checked_add(1)
+        .and_then(|i| usize::try_from(i).ok())
+        .and_then(|i| SMALL.get(i))
+    {
+        Some(text) => HeaderValue::from_static(text),
+        None => HeaderValue::from(n),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use http::{HeaderMap, HeaderName, HeaderValue};
+
+    #[test]
+    fn retry_counts_are_their_decimals() {
+        for n in -3..=25i64 {
+            assert_eq!(super::retries_value(n), HeaderValue::from(n), "{n}");
+        }
+        assert_eq!(super::retries_value(i64::MAX), HeaderValue::from(i64::MAX));
+    }
 
     use super::first_values;
 
