@@ -80,6 +80,7 @@ PIDS+=($!)
 
 printf '%-12s %14s %10s %12s\n' config Ir Ir/req allocs/req
 for name in "${CONFIGS[@]}"; do
+  vary=()
   port=$(free_port)
   rm -f "$OUT/$name.callgrind"*
   if [ "$name" = bare ] || [ "$name" = bare-stream ]; then

@@ -75,6 +75,7 @@ taskset -c 0 "$BIN/fake-upstream" --listen "127.0.0.1:$UPSTREAM_PORT" >"$OUT/ups
 PIDS+=($!)
 
 for name in "${CONFIGS[@]}"; do
+  vary=()
   port=$(free_port)
   if [ "$name" = bare ] || [ "$name" = bare-stream ]; then
     stream=()
@@ -92,10 +93,12 @@ for name in "${CONFIGS[@]}"; do
     drive "127.0.0.1:$port" 1 2>/dev/null && break
     sleep 0.2
   done
-  drive "127.0.0.1:$port" "$WARMUP" "${vary[@]}" 2>/dev/null
+  drive "127.0.0.1:$port" "$WARMUP" "${vary[@]}" 2>"$OUT/$name.warmup.log" ||
+    { cat "$OUT/$name.warmup.log" >&2; exit 1; }
   taskset -c 1 perf record -q -e cpu-clock -F "$FREQ" --call-graph dwarf,16384 -p "$gw" \
     -o "$OUT/$name.perf.data" 2>"$OUT/$name.perf.log" &
   perf_pid=$!
+  PIDS+=("$perf_pid")
   sleep 0.5
   drive "127.0.0.1:$port" "$REQUESTS" "${vary[@]}" 2>"$OUT/$name.count.log" ||
     { cat "$OUT/$name.count.log" >&2; exit 1; }
@@ -104,7 +107,7 @@ for name in "${CONFIGS[@]}"; do
   kill "$gw"
   wait "$gw" 2>/dev/null || true
   perf script -i "$OUT/$name.perf.data" 2>/dev/null | inferno-collapse-perf >"$OUT/$name.folded"
-  inferno-flamegraph --title "$name, JSON c=$CONCURRENCY, $MODE, pinned (perf cpu-clock)" \
+  inferno-flamegraph --title "$name, $MODE, c=$CONCURRENCY, pinned (perf cpu-clock)" \
     --minwidth 0.5 <"$OUT/$name.folded" >"$OUT/$name.svg"
   python3 - "$OUT/$name.folded" "$REQUESTS" >"$OUT/$name.top.txt" <<'EOF'
 # Where each request's CPU time went. Each sample weighs the nanoseconds of CPU its timer

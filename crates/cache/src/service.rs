@@ -424,7 +424,7 @@ pin_project! {
             future: F,
             status: CacheStatus,
         },
-        /// A bad cache header: the 400 is here.
+        /// An answer already made: a bad cache header's 400, or a hit found in place.
         Answer {
             response: Option<Response<Body>>,
         },
@@ -491,7 +491,9 @@ where
                 .expect("ResponseFuture polled after it completed"))),
             StateProj::Lookup { future } => future.as_mut().poll(cx),
             StateProj::Record { future, recording } => {
-                let response = std::task::ready!(future.poll(cx)).map_err(Into::into)?;
+                let result = std::task::ready!(future.poll(cx));
+                // Taken before an error returns: the leader lets its followers go now, not
+                // when this future is dropped.
                 let Recording {
                     leader,
                     ttl,
@@ -499,6 +501,7 @@ where
                 } = recording
                     .take()
                     .expect("ResponseFuture polled after it completed");
+                let response = result.map_err(Into::into)?;
                 let engine = leader.engine().clone();
                 let key = leader.key();
                 Poll::Ready(Ok(record(

@@ -54,8 +54,11 @@ fn cached(
     + Send
     + 'static,
 ) {
+    // A follower waits for its leader this long at most: longer than any test, so a leader
+    // that never lets go fails the test (by the guard of `within`) instead of passing late.
     let engine = CacheEngine::builder()
         .store(MemoryStore::new(16 << 20))
+        .coalesce_wait(Duration::from_secs(3600))
         .build()
         .unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
@@ -76,6 +79,25 @@ fn cached(
     let settings = CacheSettings::new(Mode::Simple).max_age(Duration::from_secs(10));
     let service = engine.layer(Some(settings), "provider").layer(provider);
     (engine, calls, service)
+}
+
+/// `future`'s output, or a failure if it takes more than a few seconds: a guard against a
+/// wait that never ends, never reached when the code under test is right.
+async fn within<F: std::future::Future>(future: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(10), future)
+        .await
+        .expect("waited too long: a leader never let its followers go?")
+}
+
+/// Yields until `calls` reaches `n` (a bounded number of times).
+async fn until_called(calls: &AtomicUsize, n: usize) {
+    for _ in 0..1_000 {
+        if calls.load(Ordering::SeqCst) >= n {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("the service was never called {n} time(s)");
 }
 
 /// Reads a response whole (the store keeps an answer once it has been read to its end).
@@ -109,21 +131,22 @@ async fn identical_misses_in_flight_make_one_call() {
     let (engine, calls, service) = cached(Some(gate.clone()), 0);
     let leader = tokio::spawn(service.clone().oneshot(ask()));
     // Let the leader reach its call (it waits at the gate), then send the follower.
-    while calls.load(Ordering::SeqCst) == 0 {
-        tokio::task::yield_now().await;
-    }
+    until_called(&calls, 1).await;
     let follower = tokio::spawn(service.clone().oneshot(ask()));
     for _ in 0..10 {
         tokio::task::yield_now().await;
     }
+    // The follower has run (on this one-thread runtime, a yield polls it) and made no call:
+    // it waits for the leader.
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
     assert_eq!(engine.misses_in_flight(), 1);
     assert!(!follower.is_finished(), "the follower waits for the leader");
 
     gate.add_permits(1);
-    let leader = leader.await.unwrap().unwrap();
+    let leader = within(leader).await.unwrap().unwrap();
     assert_eq!(status(&leader), Some(CacheStatus::Miss));
     assert_eq!(read(leader).await, ANSWER);
-    let follower = follower.await.unwrap().unwrap();
+    let follower = within(follower).await.unwrap().unwrap();
     assert_eq!(status(&follower), Some(CacheStatus::Hit));
     assert_eq!(read(follower).await, ANSWER);
     assert_eq!(calls.load(Ordering::SeqCst), 1);
@@ -135,17 +158,19 @@ async fn a_failed_leader_lets_go_and_its_follower_calls_for_itself() {
     let gate = Arc::new(Semaphore::new(0));
     let (engine, calls, service) = cached(Some(gate.clone()), 1);
     let leader = tokio::spawn(service.clone().oneshot(ask()));
-    while calls.load(Ordering::SeqCst) == 0 {
-        tokio::task::yield_now().await;
-    }
+    until_called(&calls, 1).await;
     let follower = tokio::spawn(service.clone().oneshot(ask()));
     for _ in 0..10 {
         tokio::task::yield_now().await;
     }
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "the follower waits");
+    assert_eq!(engine.misses_in_flight(), 1);
+    assert!(!follower.is_finished());
     gate.add_permits(2);
-    let err = leader.await.unwrap().unwrap_err();
+    let err = within(leader).await.unwrap().unwrap_err();
     assert_eq!(err.to_string(), "the upstream went away");
-    let follower = follower.await.unwrap().unwrap();
+    // Released as the leader's answer failed, not an hour later.
+    let follower = within(follower).await.unwrap().unwrap();
     assert_eq!(status(&follower), Some(CacheStatus::Miss));
     assert_eq!(read(follower).await, ANSWER);
     assert_eq!(calls.load(Ordering::SeqCst), 2);
