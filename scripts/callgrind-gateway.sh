@@ -6,7 +6,7 @@
 #   scripts/callgrind-gateway.sh single all every cached cache-miss bare
 #   REQUESTS=500 MODE=stream scripts/callgrind-gateway.sh single
 #
-# For each config (named as in scripts/lib/gateway-config.sh: `single`, `all`, `every`,
+# For each config (named as in scripts/lib/profiling.sh: `single`, `all`, `every`,
 # `every-tree`, `every-cache`, `every-guard`, `every-budget`, `cached`, `cache-miss`;
 # `bare` is the bare hyper proxy of the load run instead of the gateway, the floor of one hop,
 # reading each body whole; `bare-stream` the same proxy streaming the body on) it starts the
@@ -44,24 +44,11 @@ CONFIGS=("$@")
 
 command -v valgrind >/dev/null || { echo "needs valgrind (callgrind)" >&2; exit 2; }
 command -v python3 >/dev/null || { echo "needs python3 (free ports, the per-request figures)" >&2; exit 2; }
-if [ -z "${NO_BUILD:-}" ]; then
-  CARGO_TARGET_DIR=$TARGET_DIR CARGO_PROFILE_RELEASE_DEBUG=1 CARGO_INCREMENTAL=0 \
-    cargo build --release -p portcullis-gateway -p portcullis-loadgen
-fi
+# shellcheck source=lib/profiling.sh
+. scripts/lib/profiling.sh
+build_binaries
 BIN=${BIN:-$TARGET_DIR/release}
 mkdir -p "$OUT"
-# shellcheck source=lib/gateway-config.sh
-. scripts/lib/gateway-config.sh
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-}
-trap cleanup EXIT
 
 HEADER_ARGS=()
 if [ -n "${HEADERS:-}" ]; then

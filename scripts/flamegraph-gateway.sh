@@ -7,7 +7,7 @@
 #   scripts/flamegraph-gateway.sh single every bare
 #   SECONDS_=10 CONCURRENCY=1 scripts/flamegraph-gateway.sh every
 #
-# For each config (named as in scripts/lib/gateway-config.sh: `single`, `all`, `every`,
+# For each config (named as in scripts/lib/profiling.sh: `single`, `all`, `every`,
 # `every-tree`..., `cached`, `cache-miss`; or `bare`, `bare-stream`) it starts the fake upstream and the gateway
 # (or the bare hyper proxy, the floor of one hop) pinned to CPU 0, as the load run pins them,
 # warms it up (WARMUP requests: enough for the `every` config's cache to reach its memory
@@ -46,24 +46,11 @@ for tool in perf taskset python3 inferno-collapse-perf inferno-flamegraph; do
     exit 2
   }
 done
-if [ -z "${NO_BUILD:-}" ]; then
-  CARGO_TARGET_DIR=$TARGET_DIR CARGO_PROFILE_RELEASE_DEBUG=1 CARGO_INCREMENTAL=0 \
-    cargo build --release -p portcullis-gateway -p portcullis-loadgen
-fi
+# shellcheck source=lib/profiling.sh
+. scripts/lib/profiling.sh
+build_binaries
 BIN=${BIN:-$TARGET_DIR/release}
 mkdir -p "$OUT"
-# shellcheck source=lib/gateway-config.sh
-. scripts/lib/gateway-config.sh
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-}
-trap cleanup EXIT
 
 drive() { # ADDR N [flags]
   taskset -c 1 "$BIN/loadgen" count --addr "$1" --requests "$2" --mode "$MODE" \

@@ -1,6 +1,10 @@
-# Sourced by scripts/callgrind-gateway.sh and scripts/flamegraph-gateway.sh: the configs they
-# measure, by name.
+# Sourced by scripts/callgrind-gateway.sh and scripts/flamegraph-gateway.sh (from the
+# repository's root, after they set TARGET_DIR): what both do before and around measuring.
 #
+#   build_binaries       the release build with line tables both measure (in TARGET_DIR),
+#                        unless NO_BUILD is set
+#   free_port            a free TCP port on 127.0.0.1
+#   PIDS+=(PID)          a process to stop when the script exits (the trap is set here)
 #   render_config NAME UPSTREAM_PORT OUT_FILE
 #
 # writes the gateway's config for NAME (crates/loadgen/configs/NAME.json, the upstream's port
@@ -12,6 +16,24 @@
 # family of layers or only that one left in, every request a miss, to see what each family
 # adds. (`bare` and `bare-stream`, the bare hyper proxy, have no config: the scripts start
 # that proxy instead of the gateway.)
+
+build_binaries() {
+  if [ -z "${NO_BUILD:-}" ]; then
+    CARGO_TARGET_DIR=$TARGET_DIR CARGO_PROFILE_RELEASE_DEBUG=1 CARGO_INCREMENTAL=0 \
+      cargo build --release -p portcullis-gateway -p portcullis-loadgen
+  fi
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+PIDS=()
+stop_all() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+}
+trap stop_all EXIT
+
 render_config() {
   local name=$1 port=$2 out=$3 file=$1.json
   vary=()
