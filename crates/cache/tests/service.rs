@@ -100,6 +100,35 @@ async fn until_called(calls: &AtomicUsize, n: usize) {
     panic!("the service was never called {n} time(s)");
 }
 
+type Answer = tokio::task::JoinHandle<Result<Response<Body>, BoxError>>;
+
+/// Two identical requests: the first, which leads the miss and waits in the service at its
+/// gate, then the second, which follows it (checked: it has run, made no call, and waits).
+async fn leader_and_follower<S>(
+    engine: &CacheEngine,
+    calls: &AtomicUsize,
+    service: &S,
+) -> (Answer, Answer)
+where
+    S: Service<Request<BufferedBody>, Response = Response<Body>, Error = BoxError>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let leader = tokio::spawn(service.clone().oneshot(ask()));
+    until_called(calls, 1).await;
+    let follower = tokio::spawn(service.clone().oneshot(ask()));
+    // On this one-thread runtime, a yield polls the follower.
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "the follower made no call");
+    assert_eq!(engine.misses_in_flight(), 1);
+    assert!(!follower.is_finished(), "the follower waits for the leader");
+    (leader, follower)
+}
+
 /// Reads a response whole (the store keeps an answer once it has been read to its end).
 async fn read(response: Response<Body>) -> String {
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
@@ -129,19 +158,7 @@ async fn a_miss_calls_the_service_and_the_same_question_then_hits() {
 async fn identical_misses_in_flight_make_one_call() {
     let gate = Arc::new(Semaphore::new(0));
     let (engine, calls, service) = cached(Some(gate.clone()), 0);
-    let leader = tokio::spawn(service.clone().oneshot(ask()));
-    // Let the leader reach its call (it waits at the gate), then send the follower.
-    until_called(&calls, 1).await;
-    let follower = tokio::spawn(service.clone().oneshot(ask()));
-    for _ in 0..10 {
-        tokio::task::yield_now().await;
-    }
-    // The follower has run (on this one-thread runtime, a yield polls it) and made no call:
-    // it waits for the leader.
-    assert_eq!(calls.load(Ordering::SeqCst), 1);
-    assert_eq!(engine.misses_in_flight(), 1);
-    assert!(!follower.is_finished(), "the follower waits for the leader");
-
+    let (leader, follower) = leader_and_follower(&engine, &calls, &service).await;
     gate.add_permits(1);
     let leader = within(leader).await.unwrap().unwrap();
     assert_eq!(status(&leader), Some(CacheStatus::Miss));
@@ -157,15 +174,7 @@ async fn identical_misses_in_flight_make_one_call() {
 async fn a_failed_leader_lets_go_and_its_follower_calls_for_itself() {
     let gate = Arc::new(Semaphore::new(0));
     let (engine, calls, service) = cached(Some(gate.clone()), 1);
-    let leader = tokio::spawn(service.clone().oneshot(ask()));
-    until_called(&calls, 1).await;
-    let follower = tokio::spawn(service.clone().oneshot(ask()));
-    for _ in 0..10 {
-        tokio::task::yield_now().await;
-    }
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "the follower waits");
-    assert_eq!(engine.misses_in_flight(), 1);
-    assert!(!follower.is_finished());
+    let (leader, follower) = leader_and_follower(&engine, &calls, &service).await;
     gate.add_permits(2);
     let err = within(leader).await.unwrap().unwrap_err();
     assert_eq!(err.to_string(), "the upstream went away");
