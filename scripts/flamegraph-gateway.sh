@@ -5,15 +5,16 @@
 #
 #   scripts/flamegraph-gateway.sh                  # every, then bare (the floor)
 #   scripts/flamegraph-gateway.sh single every bare
-#   SECONDS_=10 CONCURRENCY=1 scripts/flamegraph-gateway.sh every
+#   REQUESTS=20000 WARMUP=2000 CONCURRENCY=1 scripts/flamegraph-gateway.sh single
 #
 # For each config (named as in scripts/lib/profiling.sh: `single`, `all`, `every`,
-# `every-tree`..., `cached`, `cache-miss`; or `bare`, `bare-stream`) it starts the fake upstream and the gateway
-# (or the bare hyper proxy, the floor of one hop) pinned to CPU 0, as the load run pins them,
-# warms it up (WARMUP requests: enough for the `every` config's cache to reach its memory
-# bound, past which its memory is reused instead of faulted in), then records the gateway's process while `loadgen count` drives it from CPU 1
-# (`perf` itself runs there too), at the default log level (`info`: a line per request).
-# The gateway's own threads (workers, the log writer) and the kernel's work on their behalf
+# `every-tree`..., `cached`, `cache-miss`; or `bare`, `bare-stream`) it starts the fake
+# upstream and the gateway (or the bare hyper proxy, the floor of one hop) pinned to CPU 0,
+# as the load run pins them, warms it up (WARMUP requests: enough for the `every` config's
+# cache to reach its memory bound, past which its memory is reused instead of faulted in),
+# then records the gateway's process while `loadgen count` drives it from CPU 1 (`perf`
+# itself runs there too), at the default log level (`info`: a line per request). The
+# gateway's own threads (workers, the log writer) and the kernel's work on their behalf
 # (socket reads and writes, wake-ups) are all in the samples; the upstream and the load
 # generator are not.
 #
@@ -23,10 +24,10 @@
 #   NAME.top.txt  CPU time per request: the kernel's by system call, user space's by crate,
 #                 and the leaf frames that hold the most
 #
-# Environment: CONFIGS as arguments; REQUESTS (60000), WARMUP (60000), CONCURRENCY (32), MODE (json|stream),
-# FREQ (sampling Hz, 1999), OUT (target/flamegraph), CARGO_TARGET_DIR (target/callgrind:
-# the release build with line tables that callgrind-gateway.sh builds), NO_BUILD=1,
-# BIN (the directory of the binaries).
+# Environment: CONFIGS as arguments; REQUESTS (60000), WARMUP (60000), CONCURRENCY (32),
+# MODE (json|stream), FREQ (sampling Hz, 1999), GATEWAY_LOG (info), OUT (target/flamegraph),
+# CARGO_TARGET_DIR (target/callgrind: the release build with line tables that
+# callgrind-gateway.sh builds), NO_BUILD=1, BIN (the directory of the binaries).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
