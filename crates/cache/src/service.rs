@@ -217,13 +217,13 @@ struct Recording {
 /// The lookup, the call on a miss and the recording of its answer. An `async` block, not an
 /// `async fn`: an `async fn` keeps its arguments twice in its future (as arguments and as
 /// the locals they are moved into), and this one, boxed once, was 2.2 KB.
+///
+/// `follower`: the request already looked the key up and found a miss in flight, which it
+/// follows before anything else.
 #[allow(
     clippy::manual_async_fn,
     reason = "an async fn would keep the arguments twice in the future"
 )]
-///
-/// `follower`: the request already looked the key up and found a miss in flight, which it
-/// follows before anything else.
 fn run<S>(
     engine: Arc<CacheEngine>,
     mut inner: S,
