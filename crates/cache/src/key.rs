@@ -40,7 +40,8 @@ pub const NOT_IN_KEY: [&str; 4] = ["stream", "stream_options", "user", "metadata
 ///
 /// Its [`Hash`] writes its first eight bytes, as one `u64`: a key is a SHA-256 digest, every
 /// bit of it uniform, so eight bytes pick a bucket as well as 32 (keys are told apart by
-/// `Eq`, on all 32). The cache's own maps hash it with [`KeyState`].
+/// `Eq`, on all 32). The cache's own maps hash it with a seeded hash of their own
+/// (`KeyState`, private to the crate).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Key(pub [u8; 32]);
 

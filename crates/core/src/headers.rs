@@ -300,15 +300,15 @@ fn retries_value(n: i64) -> HeaderValue {
 mod tests {
     use http::{HeaderMap, HeaderName, HeaderValue};
 
+    use super::{first_values, retries_value};
+
     #[test]
     fn retry_counts_are_their_decimals() {
         for n in -3..=25i64 {
-            assert_eq!(super::retries_value(n), HeaderValue::from(n), "{n}");
+            assert_eq!(retries_value(n), HeaderValue::from(n), "{n}");
         }
-        assert_eq!(super::retries_value(i64::MAX), HeaderValue::from(i64::MAX));
+        assert_eq!(retries_value(i64::MAX), HeaderValue::from(i64::MAX));
     }
-
-    use super::first_values;
 
     /// Whatever the headers (names given once, several times, not at all; standard names
     /// and others), the one pass answers what a lookup per name answers.
