@@ -16,11 +16,17 @@ use std::fmt;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
+use http::HeaderValue;
+
 use crate::attempts::{AttemptRecord, Attempts};
 
 /// The trace id of a request: from `x-portkey-trace-id` or `traceparent`, else generated.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct TraceId(Arc<str>);
+///
+/// Its text is kept in shared bytes, so that the response header naming it (see
+/// [`header_value`](Self::header_value)) shares them instead of copying them.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct TraceId(Bytes);
 
 /// The longest trace id accepted from a client.
 pub const MAX_TRACE_ID_LEN: usize = 128;
@@ -31,7 +37,7 @@ impl TraceId {
         let ok = !value.is_empty()
             && value.len() <= MAX_TRACE_ID_LEN
             && value.bytes().all(|b| b.is_ascii_graphic());
-        ok.then(|| Self(value.into()))
+        ok.then(|| Self(Bytes::copy_from_slice(value.as_bytes())))
     }
 
     /// The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`, lowercase, ids not
@@ -54,7 +60,7 @@ impl TraceId {
             && hex(span, 16)
             && span.bytes().any(|b| b != b'0')
             && hex(flags, 2);
-        ok.then(|| Self(trace.into()))
+        ok.then(|| Self(Bytes::copy_from_slice(trace.as_bytes())))
     }
 
     /// A fresh random id: 32 lowercase hex digits (a W3C trace id).
@@ -67,18 +73,32 @@ impl TraceId {
             let nibble = (id >> (4 * (31 - i))) & 0xf;
             *digit = b"0123456789abcdef"[nibble as usize];
         }
-        Self(std::str::from_utf8(&hex).expect("hex digits").into())
+        // The digits in the one allocation the shared bytes need (a copy would make two:
+        // the digits, then the count shared by their clones).
+        Self(Bytes::from_owner(hex))
     }
 
     /// The id as text.
     pub fn as_str(&self) -> &str {
-        &self.0
+        // Visible ASCII, checked when it was made.
+        std::str::from_utf8(&self.0).expect("a trace id is ASCII")
+    }
+
+    /// The id as a header value, sharing its bytes (no copy).
+    pub fn header_value(&self) -> HeaderValue {
+        HeaderValue::from_maybe_shared(self.0.clone()).expect("visible ASCII is a header value")
+    }
+}
+
+impl fmt::Debug for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("TraceId").field(&self.as_str()).finish()
     }
 }
 
 impl fmt::Display for TraceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
@@ -504,6 +524,24 @@ mod tests {
         let b = TraceId::generate();
         assert_ne!(a, b);
         assert!(a.as_str().bytes().all(|c| c.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn a_trace_id_header_value_shares_its_text() {
+        let generated = TraceId::generate();
+        let client = TraceId::parse("checkout-42_x.Y~").unwrap();
+        let w3c =
+            TraceId::from_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+                .unwrap();
+        for id in [&generated, &client, &w3c] {
+            let value = id.header_value();
+            assert_eq!(value.to_str().unwrap(), id.as_str());
+            // The same bytes, not a copy of them.
+            assert_eq!(value.as_bytes().as_ptr(), id.as_str().as_ptr());
+        }
+        assert_eq!(format!("{client:?}"), "TraceId(\"checkout-42_x.Y~\")");
+        assert_eq!(client.to_string(), "checkout-42_x.Y~");
+        assert_eq!(client.clone(), client);
     }
 
     #[test]

@@ -248,10 +248,8 @@ where
         let (mut parts, body) = response.into_parts();
         let facts = parts.extensions.get::<ResponseFacts>();
         let headers = &mut parts.headers;
-        if let Some(trace) = this.trace.take()
-            && let Ok(value) = HeaderValue::from_str(trace.as_str())
-        {
-            headers.insert(names.trace_id.clone(), value);
+        if let Some(trace) = this.trace.take() {
+            headers.insert(names.trace_id.clone(), trace.header_value());
         }
         if let Some(facts) = facts {
             if let Some(retries) = facts.retries {

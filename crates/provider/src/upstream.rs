@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderValue, header};
+use http::{HeaderMap, HeaderValue, Uri, header};
 use portcullis_core::BoxError;
 use portcullis_core::error::{TimeoutPhase, UpstreamError, UpstreamErrorKind, UpstreamTimeout};
 
@@ -26,6 +26,26 @@ pub(crate) fn accept(stream: bool) -> HeaderValue {
     } else {
         "application/json"
     })
+}
+
+/// The `host` header of every call to a plain-HTTP upstream at `uri`, made once when the
+/// provider is built: the value hyper's client would otherwise write into each HTTP/1
+/// request (the host, and the port unless it is 80), with a `format!` and an allocation per
+/// call when the port is not the default.
+///
+/// `None` for `https://`: there the connection may be HTTP/2 (by ALPN), whose requests carry
+/// the authority in `:authority` and no `host`, so the client is left to decide per
+/// connection.
+pub(crate) fn plain_host(uri: &Uri) -> Option<HeaderValue> {
+    if uri.scheme_str() != Some("http") {
+        return None;
+    }
+    let host = uri.host()?;
+    let text = match uri.port() {
+        Some(port) if port.as_u16() != 80 => format!("{host}:{port}"),
+        _ => host.to_owned(),
+    };
+    HeaderValue::try_from(text).ok()
 }
 
 /// Whether `name` describes one connection: [`HOP_BY_HOP`], `keep-alive`, `proxy-connection`.
@@ -114,5 +134,27 @@ mod tests {
             strip_hop_by_hop(&mut headers, translated);
             assert_eq!(headers, expected);
         }
+    }
+
+    #[test]
+    fn a_plain_upstream_host_is_what_the_client_would_write() {
+        let host = |url: &str| plain_host(&url.parse().unwrap());
+        assert_eq!(host("http://127.0.0.1:8080/v1").unwrap(), "127.0.0.1:8080");
+        assert_eq!(
+            host("http://upstream.internal/v1").unwrap(),
+            "upstream.internal"
+        );
+        assert_eq!(
+            host("http://upstream.internal:80").unwrap(),
+            "upstream.internal"
+        );
+        assert_eq!(host("http://[::1]:9000/v1").unwrap(), "[::1]:9000");
+        assert_eq!(
+            host("http://user@upstream.internal:81").unwrap(),
+            "upstream.internal:81"
+        );
+        // HTTP/2 may be chosen per connection: the client decides.
+        assert_eq!(host("https://api.openai.com/v1"), None);
+        assert_eq!(host("https://127.0.0.1:8443/v1"), None);
     }
 }

@@ -106,6 +106,9 @@ async fn only_the_providers_headers_are_sent() {
     let upstream = FakeAnthropic::start().await;
     send(provider(&upstream), &chat(json!({}))).await;
     let sent = upstream.last_request().unwrap();
+    let host = upstream.addr().to_string();
+    assert_eq!(sent.header("host"), Some(host.as_str()));
+    assert_eq!(sent.headers.get_all("host").iter().count(), 1);
     assert_eq!(sent.header("x-api-key"), Some("sk-ant-upstream-secret"));
     assert_eq!(sent.header("anthropic-version"), Some("2023-06-01"));
     assert_eq!(sent.header("content-type"), Some("application/json"));

@@ -112,6 +112,9 @@ async fn the_key_goes_in_a_header_never_in_the_url_and_client_headers_stay_behin
         send(provider(&upstream), &chat(json!({"stream": stream}))).await;
         let sent = upstream.last_request().unwrap();
         assert_eq!(sent.header("x-goog-api-key"), Some(KEY));
+        let host = upstream.addr().to_string();
+        assert_eq!(sent.header("host"), Some(host.as_str()));
+        assert_eq!(sent.headers.get_all("host").iter().count(), 1);
         assert!(
             !sent.path.contains(KEY) && !sent.path.contains("key="),
             "{}",

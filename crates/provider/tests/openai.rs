@@ -105,6 +105,10 @@ async fn non_stream_chat_passes_through_with_usage() {
     assert_eq!(seen.header("openai-organization"), Some("org-1"));
     assert_eq!(seen.header("content-type"), Some("application/json"));
     assert_eq!(seen.header("accept"), Some("application/json"));
+    // The upstream's own authority, once (made when the provider was built).
+    let host = upstream.addr().to_string();
+    assert_eq!(seen.header("host"), Some(host.as_str()));
+    assert_eq!(seen.headers.get_all("host").iter().count(), 1);
     assert_eq!(
         seen.header("user-agent")
             .map(|u| u.starts_with("portcullis/")),

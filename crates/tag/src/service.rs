@@ -108,11 +108,9 @@ fn refusal(shared: &Shared, message: String, trace: &TraceId) -> Response<Body> 
             .code("invalid_metadata")
             .param(name),
     );
-    if let Ok(value) = HeaderValue::from_str(trace.as_str()) {
-        response
-            .headers_mut()
-            .insert(shared.trace_header.clone(), value);
-    }
+    response
+        .headers_mut()
+        .insert(shared.trace_header.clone(), trace.header_value());
     response
 }
 

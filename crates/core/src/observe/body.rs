@@ -6,6 +6,7 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Response, StatusCode, header};
 use http_body::{Frame, SizeHint};
 use pin_project_lite::pin_project;
+use smallvec::SmallVec;
 
 use super::chunk::Chunk;
 use super::sse::{Keep, SseScanner};
@@ -191,7 +192,8 @@ struct Observer {
     sse: Option<SseScanner>,
     strip_usage_event: bool,
     /// JSON bodies: the chunks, kept until the end (shared with what went to the client).
-    chunks: Vec<Bytes>,
+    /// A JSON answer most often comes in one chunk, kept here without an allocation.
+    chunks: SmallVec<[Bytes; 1]>,
     kept: usize,
     overflow: bool,
     text: String,
@@ -217,7 +219,7 @@ impl Observer {
             status,
             sse: sse.then(SseScanner::default),
             strip_usage_event: false,
-            chunks: Vec::new(),
+            chunks: SmallVec::new(),
             kept: 0,
             overflow: false,
             text: String::new(),
@@ -247,7 +249,7 @@ impl Observer {
                     self.kept += data.len();
                     if self.kept > MAX_KEPT_BODY {
                         self.overflow = true;
-                        self.chunks = Vec::new();
+                        self.chunks = SmallVec::new();
                     } else {
                         self.chunks.push(data.clone());
                     }
@@ -393,7 +395,7 @@ impl Observer {
             return;
         }
         self.reported = true;
-        self.chunks = Vec::new();
+        self.chunks = SmallVec::new();
         self.observation.finish(Report {
             status: self.status,
             stream: self.sse.is_some(),

@@ -306,6 +306,16 @@ impl AnthropicBuilder {
         };
 
         let mut headers = builder::headers(&self.headers, &RESERVED)?;
+        let host = match &target {
+            Target::Messages(uri) => crate::upstream::plain_host(uri),
+            Target::Vertex { prefix, .. } => prefix
+                .parse()
+                .ok()
+                .and_then(|uri| crate::upstream::plain_host(&uri)),
+        };
+        if let Some(host) = host {
+            headers.insert(http::header::HOST, host);
+        }
         if let Some(key) = &self.api_key {
             let mut key = header_value("api_key", key)?;
             key.set_sensitive(true);

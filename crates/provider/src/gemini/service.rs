@@ -270,6 +270,13 @@ impl GeminiBuilder {
             .map_err(|e| BuildError::at("base_url", format!("`{url}`: {e}")))?;
 
         let mut headers = builder::headers(&self.headers, &RESERVED)?;
+        if let Some(host) = root
+            .parse()
+            .ok()
+            .and_then(|uri| crate::upstream::plain_host(&uri))
+        {
+            headers.insert(http::header::HOST, host);
+        }
         if let Some(key) = &self.api_key {
             if matches!(auth, Auth::Vertex(_)) {
                 return Err(BuildError::at(

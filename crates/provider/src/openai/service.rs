@@ -302,6 +302,9 @@ impl OpenAiBuilder {
                 .map_err(|_| BuildError(format!("headers.{name}: not a valid header value")))?;
             headers.append(header_name, value);
         }
+        if let Some(host) = crate::upstream::plain_host(&base) {
+            headers.insert(header::HOST, host);
+        }
         let query = QueryAllowlist::new(self.query_params)?;
         let name = self.name.unwrap_or_else(|| authority.host().to_owned());
         // The headers of each kind of call, made once: inserting two per call cost more than
