@@ -178,6 +178,45 @@ async fn stream_without_client_usage_asks_upstream_and_hides_the_chunk() {
 }
 
 #[tokio::test]
+async fn the_upstream_gets_the_bodys_length_whatever_the_client_said() {
+    let upstream = FakeUpstream::start().await;
+    let exact = CHAT.len().to_string();
+    let zero_padded = format!("0{exact}");
+    for said in [
+        Some(exact.as_str()),
+        Some("5"),
+        Some(zero_padded.as_str()),
+        None,
+    ] {
+        let mut req = client_request("/v1/chat/completions", CHAT);
+        if let Some(said) = said {
+            req.headers_mut()
+                .insert("content-length", said.parse().unwrap());
+        }
+        let r = send(provider(&upstream), req).await;
+        assert_eq!(r.status(), StatusCode::OK, "{said:?}");
+        let seen = upstream.last_request().unwrap();
+        assert_eq!(seen.body, CHAT.as_bytes(), "{said:?}");
+        assert_eq!(
+            seen.header("content-length"),
+            Some(exact.as_str()),
+            "{said:?}"
+        );
+        assert_eq!(seen.headers.get_all("content-length").iter().count(), 1);
+    }
+    // A body the provider rewrites (usage asked for on a stream) goes with its own length.
+    let mut req = client_request("/v1/chat/completions", CHAT_STREAM);
+    let said = CHAT_STREAM.len().to_string();
+    req.headers_mut()
+        .insert("content-length", said.parse().unwrap());
+    send(provider(&upstream), req).await;
+    let seen = upstream.last_request().unwrap();
+    assert!(seen.body.len() > CHAT_STREAM.len());
+    let length = seen.body.len().to_string();
+    assert_eq!(seen.header("content-length"), Some(length.as_str()));
+}
+
+#[tokio::test]
 async fn stream_without_any_usage_chunk_reports_none() {
     let upstream = FakeUpstream::start().await;
     let provider = OpenAi::builder(upstream.base_url())

@@ -268,7 +268,10 @@ impl OpenAiBuilder {
                 .expect("parts of a valid URI")
         });
 
-        let mut headers = HeaderMap::new();
+        // Room to spare, which each call's copy keeps: a map at its bound grows (a new index
+        // table) at the next insert or `entry`, even of a name it has, and hyper's client looks
+        // up `host` that way on every call.
+        let mut headers = HeaderMap::with_capacity(16);
         headers.insert(
             header::USER_AGENT,
             HeaderValue::from_static(concat!("portcullis/", env!("CARGO_PKG_VERSION"))),
@@ -317,6 +320,8 @@ impl OpenAiBuilder {
                         header::CONTENT_TYPE,
                         HeaderValue::from_static("application/json"),
                     );
+                    // A place for the body's length, which each call sets.
+                    headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
                 }
                 headers.insert(header::ACCEPT, crate::upstream::accept(stream));
                 headers
@@ -349,7 +354,8 @@ pub(super) struct Shared {
     pub(super) client: HttpClient,
     pub(super) name: Arc<str>,
     uris: [Uri; endpoint::COUNT],
-    /// The outbound headers by the call's kind (see [`outbound_headers`]).
+    /// The outbound headers by the call's kind (see [`outbound_headers`]). A POST's hold a
+    /// `content-length` of 0 that every call replaces with its body's.
     headers: [HeaderMap; 4],
     pub(super) response_timeout: Duration,
     pub(super) idle_timeout: Option<Duration>,
@@ -444,15 +450,23 @@ impl OpenAi {
             Some(query) => with_query(base, &query),
             None => base.clone(),
         };
+        let post = endpoint.method() == Method::POST;
+        let length = post.then(|| content_length(&parts.headers, body.bytes().len()));
         let mut upstream = Request::new(body);
         *upstream.method_mut() = parts.method;
         *upstream.uri_mut() = uri;
         let headers = upstream.headers_mut();
-        headers.clone_from(outbound_headers(
-            &shared.headers,
-            endpoint.method() == Method::POST,
-            stream,
-        ));
+        headers.clone_from(outbound_headers(&shared.headers, post, stream));
+        if let Some(length) = length {
+            // In the place the fixed headers keep for it (see `Shared::headers`), found, not
+            // inserted: an insert first makes room, and the copy of the map has none.
+            match headers.get_mut(header::CONTENT_LENGTH) {
+                Some(place) => *place = length,
+                None => {
+                    headers.insert(header::CONTENT_LENGTH, length);
+                }
+            }
+        }
         if shared.client_keys {
             let bearer = shared.key_header == header::AUTHORIZATION;
             match client_key_header(&parts.extensions, bearer) {
@@ -467,6 +481,39 @@ impl OpenAi {
         *upstream.extensions_mut() = parts.extensions;
         Prepared::Send(upstream, strip_usage)
     }
+}
+
+/// The `content-length` of a body of `len` bytes: the client's own value when it gives that
+/// length (shared, not written again), else the number written. hyper's client would write
+/// it on every call, and it keeps a length it is given, so this one must be the body's.
+fn content_length(request: &HeaderMap, len: usize) -> HeaderValue {
+    if let Some(value) = request.get(header::CONTENT_LENGTH)
+        && is_decimal(value.as_bytes(), len)
+    {
+        return value.clone();
+    }
+    HeaderValue::from(len)
+}
+
+/// Whether `text` is `n` in decimal digits, without a sign, spaces or leading zeros.
+fn is_decimal(text: &[u8], n: usize) -> bool {
+    if text.is_empty() || text.len() > 20 || (text[0] == b'0' && text.len() > 1) {
+        return false;
+    }
+    let mut value: u64 = 0;
+    for &b in text {
+        if !b.is_ascii_digit() {
+            return false;
+        }
+        match value
+            .checked_mul(10)
+            .and_then(|v| v.checked_add(u64::from(b - b'0')))
+        {
+            Some(v) => value = v,
+            None => return false,
+        }
+    }
+    u64::try_from(n) == Ok(value)
 }
 
 /// The provider's headers for a call: `content-type: application/json` for a POST, `accept`
@@ -568,5 +615,45 @@ impl Service<Request<BufferedBody>> for OpenAi {
             }
             Prepared::Answer(answer) => ResponseFuture::answered(answer),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_same_number_in_plain_digits_is_the_same_length() {
+        for (text, n, same) in [
+            ("0", 0, true),
+            ("7", 7, true),
+            ("412", 412, true),
+            ("18446744073709551615", usize::MAX, usize::BITS == 64),
+            ("412", 411, false),
+            ("0412", 412, false),
+            ("00", 0, false),
+            ("+412", 412, false),
+            (" 412", 412, false),
+            ("41 2", 412, false),
+            ("", 0, false),
+            ("18446744073709551616", 0, false),
+            ("184467440737095516150", 0, false),
+        ] {
+            assert_eq!(is_decimal(text.as_bytes(), n), same, "{text:?} as {n}");
+        }
+    }
+
+    #[test]
+    fn the_clients_length_is_kept_only_when_it_is_the_bodys() {
+        let mut client = HeaderMap::new();
+        assert_eq!(content_length(&client, 412), "412");
+        client.insert(header::CONTENT_LENGTH, HeaderValue::from_static("412"));
+        let kept = content_length(&client, 412);
+        assert_eq!(kept, "412");
+        assert_eq!(
+            kept.as_bytes().as_ptr(),
+            client[header::CONTENT_LENGTH].as_bytes().as_ptr()
+        );
+        assert_eq!(content_length(&client, 500), "500");
     }
 }
