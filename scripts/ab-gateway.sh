@@ -45,6 +45,7 @@ command -v taskset >/dev/null || { echo "needs taskset" >&2; exit 2; }
 TICK=$(getconf CLK_TCK)
 WORK=$(mktemp -d)
 RESULTS=$WORK/results
+trap 'stop_all; rm -rf "$WORK"' EXIT
 
 drive() { # ADDR N
   taskset -c 1 "$TOOLS/loadgen" count --addr "$1" --requests "$2" --mode "$MODE" \
@@ -56,37 +57,48 @@ cpu_ticks() { # PID: user + system time, in clock ticks
 
 UPSTREAM_PORT=$(free_port)
 taskset -c 0 "$TOOLS/fake-upstream" --listen "127.0.0.1:$UPSTREAM_PORT" >"$WORK/upstream.log" 2>&1 &
-PIDS+=($!)
+UPSTREAM=$!
+PIDS=("$UPSTREAM")
+failed() { # LOG: the load generator's and the gateway's output, then stop
+  cat "$1" "$WORK/gateway.log" >&2
+  exit 1
+}
 
 for round in $(seq "$ROUNDS"); do
-  order=("${BUILDS[@]}")
+  order=("${!BUILDS[@]}")
   if [ $((round % 2)) -eq 0 ]; then
     order=()
-    for ((i = ${#BUILDS[@]} - 1; i >= 0; i--)); do order+=("${BUILDS[$i]}"); done
+    for ((i = ${#BUILDS[@]} - 1; i >= 0; i--)); do order+=("$i"); done
   fi
-  for build in "${order[@]}"; do
+  for i in "${order[@]}"; do
+    build=${BUILDS[$i]}
+    # Named by position too, so that a build given twice (an A/A check) stays two rows.
+    label="$((i + 1)):$build"
     port=$(free_port)
     render_config "$CONFIG" "$UPSTREAM_PORT" "$WORK/$CONFIG.json"
     RUST_LOG=${GATEWAY_LOG:-info} taskset -c 0 "$build/portcullis" --config "$WORK/$CONFIG.json" \
       --listen "127.0.0.1:$port" >"$WORK/gateway.log" 2>&1 &
     gw=$!
-    PIDS+=("$gw")
+    PIDS=("$UPSTREAM" "$gw")
     for _ in $(seq 60); do
       drive "127.0.0.1:$port" 1 2>/dev/null && break
       sleep 0.2
     done
-    drive "127.0.0.1:$port" "$WARMUP" 2>"$WORK/warmup.log" || { cat "$WORK/warmup.log" >&2; exit 1; }
+    drive "127.0.0.1:$port" "$WARMUP" 2>"$WORK/warmup.log" || failed "$WORK/warmup.log"
     before=$(cpu_ticks "$gw")
-    drive "127.0.0.1:$port" "$REQUESTS" 2>"$WORK/count.log" || { cat "$WORK/count.log" >&2; exit 1; }
+    drive "127.0.0.1:$port" "$REQUESTS" 2>"$WORK/count.log" || failed "$WORK/count.log"
     after=$(cpu_ticks "$gw")
     rss=$(awk '/VmHWM/ {print $2}' "/proc/$gw/status")
     kill "$gw"
     wait "$gw" 2>/dev/null || true
-    python3 - "$round" "$build" "$before" "$after" "$TICK" "$REQUESTS" "$rss" <<'EOF' | tee -a "$RESULTS"
+    PIDS=("$UPSTREAM")
+    python3 - "$round" "$label" "$before" "$after" "$TICK" "$REQUESTS" "$rss" "$RESULTS" <<'EOF'
 import sys
-rnd, build, before, after, tick, n, rss = sys.argv[1:]
+rnd, label, before, after, tick, n, rss, results = sys.argv[1:]
 us = (int(after) - int(before)) / int(tick) * 1e6 / int(n)
-print(f"round {rnd}  {build}  {us:.2f} us/request  peak RSS {int(rss) / 1024:.1f} MiB")
+print(f"round {rnd}  {label}  {us:.2f} us/request  peak RSS {int(rss) / 1024:.1f} MiB")
+with open(results, "a") as out:
+    out.write(f"{label}\t{us}\n")
 EOF
   done
 done
@@ -95,11 +107,10 @@ python3 - "$RESULTS" <<'EOF'
 import collections, statistics, sys
 runs = collections.defaultdict(list)
 for line in open(sys.argv[1]):
-    p = line.split()
-    runs[p[2]].append(float(p[3]))
+    label, us = line.rstrip("\n").split("\t")
+    runs[label].append(float(us))
 print()
 for build, us in runs.items():
     print(f"{build}: median {statistics.median(us):.2f} us/request, "
           f"range {min(us):.2f}-{max(us):.2f} ({len(us)} runs)")
 EOF
-rm -rf "$WORK"

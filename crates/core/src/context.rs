@@ -60,7 +60,12 @@ impl TraceId {
             && hex(span, 16)
             && span.bytes().any(|b| b != b'0')
             && hex(flags, 2);
-        ok.then(|| Self(Bytes::copy_from_slice(trace.as_bytes())))
+        ok.then(|| {
+            // 32 digits, in the one allocation their shared bytes need (see `generate`).
+            let mut id = [0u8; 32];
+            id.copy_from_slice(trace.as_bytes());
+            Self(Bytes::from_owner(id))
+        })
     }
 
     /// A fresh random id: 32 lowercase hex digits (a W3C trace id).

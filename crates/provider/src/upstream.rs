@@ -29,9 +29,9 @@ pub(crate) fn accept(stream: bool) -> HeaderValue {
 }
 
 /// The `host` header of every call to a plain-HTTP upstream at `uri`, made once when the
-/// provider is built: the value hyper's client would otherwise write into each HTTP/1
-/// request (the host, and the port unless it is 80), with a `format!` and an allocation per
-/// call when the port is not the default.
+/// provider is built: the value hyper's client would otherwise make for each HTTP/1 request
+/// (the host, and the port unless it is 80): a copy of the host per call, and a `format!`
+/// besides when the port is not the default.
 ///
 /// `None` for `https://`: there the connection may be HTTP/2 (by ALPN), whose requests carry
 /// the authority in `:authority` and no `host`, so the client is left to decide per

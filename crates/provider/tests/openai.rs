@@ -660,6 +660,18 @@ fn bad_configs_are_build_errors() {
             .contains("cannot be configured")
     );
     assert!(err(OpenAi::builder("http://x").header("bad name", "x")).contains("not a header name"));
+    for reserved in ["content-length", "Host", "content-type", "connection"] {
+        assert!(
+            err(OpenAi::builder("http://x").key_header(reserved)).contains("cannot carry the key"),
+            "{reserved}"
+        );
+    }
+    assert!(
+        OpenAi::builder("http://x")
+            .key_header("authorization")
+            .build()
+            .is_ok()
+    );
     assert!(err(OpenAi::builder("http://x").api_key("a\nb")).contains("api_key"));
     assert!(
         err(OpenAi::builder("http://x").allow_query_params(["key&x"]))

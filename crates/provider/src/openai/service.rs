@@ -268,9 +268,11 @@ impl OpenAiBuilder {
                 .expect("parts of a valid URI")
         });
 
-        // Room to spare, which each call's copy keeps: a map at its bound grows (a new index
-        // table) at the next insert or `entry`, even of a name it has, and hyper's client looks
-        // up `host` that way on every call.
+        // An index with room to spare, which each call's copy keeps: a map whose index is at
+        // its bound builds a bigger one at the next `insert` or `entry`, even of a name it
+        // has, and hyper's client looks up `host` with `entry` on every call (for an
+        // `http://` upstream it finds it here; for `https://` it adds it, and the copy's
+        // entries, cloned without spare room, still grow then).
         let mut headers = HeaderMap::with_capacity(16);
         headers.insert(
             header::USER_AGENT,
@@ -278,8 +280,19 @@ impl OpenAiBuilder {
         );
         let key_header = match &self.key_header {
             None => header::AUTHORIZATION,
-            Some(name) => HeaderName::try_from(name.as_str())
-                .map_err(|_| BuildError(format!("key_header: `{name}` is not a header name")))?,
+            Some(name) => {
+                let parsed = HeaderName::try_from(name.as_str()).map_err(|_| {
+                    BuildError(format!("key_header: `{name}` is not a header name"))
+                })?;
+                // The key would replace a header the provider sets (the body's length, the
+                // host), or be replaced by it.
+                if parsed != header::AUTHORIZATION && RESERVED.contains(&parsed.as_str()) {
+                    return Err(BuildError(format!(
+                        "key_header: `{name}` is set by the provider and cannot carry the key"
+                    )));
+                }
+                parsed
+            }
         };
         let bearer = key_header == header::AUTHORIZATION;
         if let Some(key) = &self.api_key {
@@ -451,19 +464,28 @@ impl OpenAi {
             None => base.clone(),
         };
         let post = endpoint.method() == Method::POST;
-        let length = post.then(|| content_length(&parts.headers, body.bytes().len()));
+        // What hyper's client would send: the body's exact size as the body reports it (a body
+        // already read reports 0), and with it the length it would otherwise write itself.
+        let exact = http_body::Body::size_hint(&body).exact();
         let mut upstream = Request::new(body);
         *upstream.method_mut() = parts.method;
         *upstream.uri_mut() = uri;
         let headers = upstream.headers_mut();
         headers.clone_from(outbound_headers(&shared.headers, post, stream));
-        if let Some(length) = length {
-            // In the place the fixed headers keep for it (see `Shared::headers`), found, not
-            // inserted: an insert first makes room, and the copy of the map has none.
-            match headers.get_mut(header::CONTENT_LENGTH) {
-                Some(place) => *place = length,
+        if post {
+            // The POST headers keep a place for the length (see `Shared::headers`).
+            match exact.and_then(|n| usize::try_from(n).ok()) {
+                Some(n) => {
+                    let length = content_length(&parts.headers, n);
+                    match headers.get_mut(header::CONTENT_LENGTH) {
+                        Some(place) => *place = length,
+                        None => {
+                            headers.insert(header::CONTENT_LENGTH, length);
+                        }
+                    }
+                }
                 None => {
-                    headers.insert(header::CONTENT_LENGTH, length);
+                    headers.remove(header::CONTENT_LENGTH);
                 }
             }
         }
