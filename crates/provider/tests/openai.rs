@@ -217,6 +217,28 @@ async fn the_upstream_gets_the_bodys_length_whatever_the_client_said() {
 }
 
 #[tokio::test]
+async fn a_body_already_read_is_sent_as_it_reports_itself_empty() {
+    // A library user may hand the provider a body they have read: hyper's client would send
+    // what the body still has, and the length sent must say the same, or the upstream waits
+    // for bytes that never come.
+    let upstream = FakeUpstream::start().await;
+    let mut body = portcullis_core::BufferedBody::new(CHAT);
+    while body.frame().await.is_some() {}
+    let req = Request::post("/v1/chat/completions")
+        .header("content-length", CHAT.len())
+        .body(body)
+        .unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(10), provider(&upstream).oneshot(req))
+        .await
+        .expect("the upstream is not left waiting for the body")
+        .unwrap();
+    drop(answer);
+    let seen = upstream.last_request().unwrap();
+    assert_eq!(seen.header("content-length"), Some("0"));
+    assert!(seen.body.is_empty());
+}
+
+#[tokio::test]
 async fn stream_without_any_usage_chunk_reports_none() {
     let upstream = FakeUpstream::start().await;
     let provider = OpenAi::builder(upstream.base_url())
