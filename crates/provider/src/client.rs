@@ -1,19 +1,26 @@
 //! The pooled HTTP client providers share.
 
 use std::fmt;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use http::Uri;
+use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use portcullis_core::BufferedBody;
+use portcullis_core::{BoxError, BufferedBody};
 
 /// The connector under the pool: TLS through rustls for `https://` (and plain `http://`) with
-/// the `rustls` feature, plain HTTP only without it.
+/// the `rustls` feature, plain HTTP only without it; its connections described without their
+/// addresses (see [`Undescribed`]).
 #[cfg(feature = "rustls")]
-type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+type Connector = Undescribed<hyper_rustls::HttpsConnector<HttpConnector>>;
 #[cfg(not(feature = "rustls"))]
-type Connector = HttpConnector;
+type Connector = Undescribed<HttpConnector>;
 
 /// A pooled HTTP/1.1 and HTTP/2 client; with the `rustls` feature (on by default), TLS through
 /// rustls (webpki roots, ring).
@@ -65,19 +72,105 @@ fn connector(mut http: HttpConnector) -> Connector {
     // The TLS connector hands the TCP connector `https://` URIs too.
     http.enforce_http(false);
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_webpki_roots(provider)
-        .expect("ring supports the default TLS versions")
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(http)
+    Undescribed(
+        hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(provider)
+            .expect("ring supports the default TLS versions")
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http),
+    )
 }
 
 /// Plain HTTP: the TCP connector refuses any other scheme.
 #[cfg(not(feature = "rustls"))]
 fn connector(http: HttpConnector) -> Connector {
-    http
+    Undescribed(http)
+}
+
+/// A connector whose connections say whether they are proxied or speak HTTP/2 (by ALPN), and
+/// nothing more. The connector's own description carries the two socket addresses
+/// (`HttpInfo`), which hyper's client copies into the extensions of every response: a boxed
+/// value per response that nothing reads.
+#[derive(Clone)]
+pub(crate) struct Undescribed<C>(C);
+
+impl<C> tower_service::Service<Uri> for Undescribed<C>
+where
+    C: tower_service::Service<Uri>,
+    C::Response: Connection + Read + Write + Unpin + Send + 'static,
+    C::Future: Send + 'static,
+    C::Error: Into<BoxError>,
+{
+    type Response = Plain<C::Response>;
+    type Error = BoxError;
+    // Boxed: a future per new connection, not per request.
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.0.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connecting = self.0.call(uri);
+        Box::pin(async move { connecting.await.map(Plain).map_err(Into::into) })
+    }
+}
+
+/// A connection of [`Undescribed`].
+pub(crate) struct Plain<T>(T);
+
+impl<T: Connection> Connection for Plain<T> {
+    fn connected(&self) -> Connected {
+        let described = self.0.connected();
+        let plain = Connected::new().proxy(described.is_proxied());
+        if described.is_negotiated_h2() {
+            plain.negotiated_h2()
+        } else {
+            plain
+        }
+    }
+}
+
+impl<T: Read + Unpin> Read for Plain<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl<T: Write + Unpin> Write for Plain<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
 }
 
 impl Default for HttpClient {
@@ -91,5 +184,48 @@ impl fmt::Debug for HttpClient {
         f.debug_struct("HttpClient")
             .field("connect_timeout", &self.connect_timeout)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Described(Connected);
+
+    impl Connection for Described {
+        fn connected(&self) -> Connected {
+            let c = Connected::new().proxy(self.0.is_proxied()).extra(7u8);
+            if self.0.is_negotiated_h2() {
+                c.negotiated_h2()
+            } else {
+                c
+            }
+        }
+    }
+
+    #[test]
+    fn a_plain_connection_keeps_its_protocol_and_proxy_and_drops_the_rest() {
+        for (h2, proxied) in [(false, false), (true, false), (false, true), (true, true)] {
+            let mut c = Connected::new().proxy(proxied);
+            if h2 {
+                c = c.negotiated_h2();
+            }
+            let described = Described(c);
+            let mut extensions = http::Extensions::new();
+            described.connected().get_extras(&mut extensions);
+            assert_eq!(
+                extensions.get::<u8>(),
+                Some(&7),
+                "the fixture describes itself"
+            );
+
+            let plain = Plain(described).connected();
+            assert_eq!(plain.is_negotiated_h2(), h2);
+            assert_eq!(plain.is_proxied(), proxied);
+            let mut extensions = http::Extensions::new();
+            plain.get_extras(&mut extensions);
+            assert!(extensions.get::<u8>().is_none());
+        }
     }
 }

@@ -78,6 +78,13 @@ async fn non_stream_chat_passes_through_with_usage() {
         ResponseFacts::get(&r).unwrap().provider.as_deref(),
         Some("fake-openai")
     );
+    // The client's description of the connection (its socket addresses) is not copied into
+    // every answer.
+    assert!(
+        r.extensions()
+            .get::<hyper_util::client::legacy::connect::HttpInfo>()
+            .is_none()
+    );
     let o = observation(&r);
     let body = text(r).await;
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
