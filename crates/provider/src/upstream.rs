@@ -48,6 +48,11 @@ pub(crate) fn plain_host(uri: &Uri) -> Option<HeaderValue> {
     HeaderValue::try_from(text).ok()
 }
 
+/// [`plain_host`] of a URL given as text (`None` when it does not parse).
+pub(crate) fn plain_host_at(url: &str) -> Option<HeaderValue> {
+    url.parse().ok().and_then(|uri| plain_host(&uri))
+}
+
 /// Whether `name` describes one connection: [`HOP_BY_HOP`], `keep-alive`, `proxy-connection`.
 fn is_hop_by_hop(name: &header::HeaderName) -> bool {
     HOP_BY_HOP.contains(name) || name == "keep-alive" || name == "proxy-connection"

@@ -308,10 +308,7 @@ impl AnthropicBuilder {
         let mut headers = builder::headers(&self.headers, &RESERVED)?;
         let host = match &target {
             Target::Messages(uri) => crate::upstream::plain_host(uri),
-            Target::Vertex { prefix, .. } => prefix
-                .parse()
-                .ok()
-                .and_then(|uri| crate::upstream::plain_host(&uri)),
+            Target::Vertex { prefix, .. } => crate::upstream::plain_host_at(prefix),
         };
         if let Some(host) = host {
             headers.insert(http::header::HOST, host);

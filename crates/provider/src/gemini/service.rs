@@ -270,11 +270,7 @@ impl GeminiBuilder {
             .map_err(|e| BuildError::at("base_url", format!("`{url}`: {e}")))?;
 
         let mut headers = builder::headers(&self.headers, &RESERVED)?;
-        if let Some(host) = root
-            .parse()
-            .ok()
-            .and_then(|uri| crate::upstream::plain_host(&uri))
-        {
+        if let Some(host) = crate::upstream::plain_host_at(&root) {
             headers.insert(http::header::HOST, host);
         }
         if let Some(key) = &self.api_key {
