@@ -23,7 +23,7 @@ type Connector = Undescribed<hyper_rustls::HttpsConnector<HttpConnector>>;
 type Connector = Undescribed<HttpConnector>;
 
 /// A pooled HTTP/1.1 and HTTP/2 client; with the `rustls` feature (on by default), TLS through
-/// rustls (webpki roots, ring).
+/// rustls (ring), trusting the webpki roots and any added with [`HttpClient::builder`].
 ///
 /// Without `rustls` it speaks plain HTTP only ([`HttpClient::TLS`] is `false`), and a
 /// provider refuses an `https://` base URL when it is built.
@@ -45,37 +45,131 @@ impl HttpClient {
 
     /// A client with the default connect timeout.
     pub fn new() -> Self {
-        Self::with_connect_timeout(DEFAULT_CONNECT_TIMEOUT)
+        Self::builder().build()
     }
 
     /// A client that gives up opening a connection after `timeout` (504).
     pub fn with_connect_timeout(timeout: Duration) -> Self {
-        let mut http = HttpConnector::new();
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(timeout));
-        http.set_keepalive(Some(Duration::from_secs(60)));
-        let inner = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(connector(http));
-        Self {
-            inner,
-            connect_timeout: timeout,
+        Self::builder().connect_timeout(timeout).build()
+    }
+
+    /// A client built step by step: its connect timeout and, with `rustls`, the certificate
+    /// authorities it trusts beside the webpki roots (an upstream behind a private CA).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use portcullis_provider::HttpClient;
+    ///
+    /// let client = HttpClient::builder()
+    ///     .connect_timeout(Duration::from_secs(3))
+    ///     .build();
+    /// # let _ = client;
+    /// ```
+    pub fn builder() -> HttpClientBuilder {
+        HttpClientBuilder {
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            #[cfg(feature = "rustls")]
+            roots: rustls::RootCertStore::empty(),
         }
     }
 }
 
-/// rustls (ring, webpki roots) over `http`; HTTP/2 where the upstream offers it by ALPN.
+/// Builds an [`HttpClient`]; see [`HttpClient::builder`].
+#[derive(Clone, Debug)]
+pub struct HttpClientBuilder {
+    connect_timeout: Duration,
+    /// Trusted beside the webpki roots.
+    #[cfg(feature = "rustls")]
+    roots: rustls::RootCertStore,
+}
+
+impl HttpClientBuilder {
+    /// The time allowed to open a connection, TCP and TLS (504 past it).
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Trusts the certificates in `pem` (one or more `CERTIFICATE` sections; other sections
+    /// are skipped) as roots, beside the webpki roots.
+    ///
+    /// # Errors
+    /// If `pem` holds no certificate, a section is not valid PEM, or a certificate is not one
+    /// a root can be made of. Nothing of `pem` is trusted then.
+    #[cfg(feature = "rustls")]
+    pub fn add_root_certificates_pem(mut self, pem: &[u8]) -> Result<Self, CertificateError> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let mut added = rustls::RootCertStore::empty();
+        for (i, cert) in CertificateDer::pem_slice_iter(pem).enumerate() {
+            let cert = cert.map_err(|e| CertificateError(format!("PEM section {}: {e}", i + 1)))?;
+            added
+                .add(cert)
+                .map_err(|e| CertificateError(format!("certificate {}: {e}", i + 1)))?;
+        }
+        if added.is_empty() {
+            return Err(CertificateError(
+                "no CERTIFICATE section in the PEM".to_owned(),
+            ));
+        }
+        self.roots.roots.extend(added.roots);
+        Ok(self)
+    }
+
+    /// The client.
+    pub fn build(self) -> HttpClient {
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(self.connect_timeout));
+        http.set_keepalive(Some(Duration::from_secs(60)));
+        #[cfg(feature = "rustls")]
+        let connector = connector(http, self.roots);
+        #[cfg(not(feature = "rustls"))]
+        let connector = connector(http);
+        let inner = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(connector);
+        HttpClient {
+            inner,
+            connect_timeout: self.connect_timeout,
+        }
+    }
+}
+
+/// Certificates [`HttpClientBuilder::add_root_certificates_pem`] could not trust.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertificateError(String);
+
+impl fmt::Display for CertificateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "root certificates: {}", self.0)
+    }
+}
+
+impl std::error::Error for CertificateError {}
+
+/// rustls (ring) over `http`, trusting the webpki roots and `extra`; HTTP/2 where the
+/// upstream offers it by ALPN.
 #[cfg(feature = "rustls")]
-fn connector(mut http: HttpConnector) -> Connector {
+fn connector(mut http: HttpConnector, extra: rustls::RootCertStore) -> Connector {
     // The TLS connector hands the TCP connector `https://` URIs too.
     http.enforce_http(false);
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    roots.roots.extend(extra.roots);
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     Undescribed(
         hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(provider)
-            .expect("ring supports the default TLS versions")
+            .with_tls_config(config)
             .https_or_http()
             .enable_http1()
             .enable_http2()

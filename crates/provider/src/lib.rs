@@ -40,7 +40,7 @@
 //!
 //! | feature | default | what |
 //! |---|---|---|
-//! | `rustls` | on | TLS for `https://` base URLs: rustls with ring and the webpki roots. Without it the client speaks plain HTTP (a local vLLM or Ollama, a TLS-terminating sidecar) and an `https://` base URL is a [`BuildError`](openai::BuildError). |
+//! | `rustls` | on | TLS for `https://` base URLs: rustls with ring, trusting the webpki roots and any roots added with [`HttpClient::builder`] (an upstream behind a private CA); HTTP/2 where the upstream offers it by ALPN. Without it the client speaks plain HTTP (a local vLLM or Ollama, a TLS-terminating sidecar) and an `https://` base URL is a [`BuildError`](openai::BuildError). |
 
 #![forbid(unsafe_code)]
 
@@ -61,7 +61,7 @@ mod upstream;
 pub mod vertex;
 
 pub use self::anthropic::{Anthropic, AnthropicBuilder};
-pub use self::client::{DEFAULT_CONNECT_TIMEOUT, HttpClient};
+pub use self::client::{CertificateError, DEFAULT_CONNECT_TIMEOUT, HttpClient, HttpClientBuilder};
 pub use self::endpoint::Endpoint;
 pub use self::gemini::{Gemini, GeminiBuilder};
 pub use self::mock::Mock;

@@ -396,6 +396,7 @@ pub(crate) async fn record(req: Request<Incoming>) -> io::Result<Recorded> {
             .uri
             .path_and_query()
             .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned()),
+        version: parts.version,
         headers: parts.headers,
         body,
     })

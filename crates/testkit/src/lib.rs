@@ -16,6 +16,9 @@
 //! - `GET …/models`: one model, `gpt-4o-mini`;
 //! - anything else: `404`; malformed JSON on a `POST` route: `400`.
 //!
+//! With the `tls` feature, `FakeUpstream::start_tls` serves the same over TLS, with a
+//! certificate authority made for the test (`tls::TestCa`) and HTTP/2 where ALPN picks it.
+//!
 //! Errors use OpenAI's shape:
 //! `{"error":{"message":…,"type":…,"param":null,"code":null}}`.
 //!
@@ -60,6 +63,8 @@ pub mod gemini;
 mod plan;
 pub mod redis;
 mod respond;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod webdriver;
 
 use std::collections::HashMap;
@@ -79,7 +84,7 @@ use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
 pub use plan::{DEFAULT_CONTENT, DEFAULT_USAGE, Plan};
-use respond::FakeBody;
+pub(crate) use respond::FakeBody;
 
 /// One request received by a [`FakeUpstream`].
 #[derive(Clone, Debug)]
@@ -88,6 +93,8 @@ pub struct Recorded {
     pub method: Method,
     /// Path and query, e.g. `/v1/chat/completions?x=1`.
     pub path: String,
+    /// The HTTP version the request came in (HTTP/2 only over TLS, where ALPN chose it).
+    pub version: http::Version,
     /// The request headers.
     pub headers: HeaderMap,
     /// The full request body.
@@ -136,6 +143,8 @@ pub struct FakeUpstream {
     addr: SocketAddr,
     shared: Shared,
     task: JoinHandle<()>,
+    /// `http` or, served by [`FakeUpstream::start_tls`], `https`.
+    scheme: &'static str,
 }
 
 impl fmt::Debug for FakeUpstream {
@@ -167,7 +176,12 @@ impl FakeUpstream {
         let shared = Shared::default();
         let handler = shared.clone();
         let task = tokio::spawn(serve(listener, move |req| handle(handler.clone(), req)));
-        FakeUpstream { addr, shared, task }
+        FakeUpstream {
+            addr,
+            shared,
+            task,
+            scheme: "http",
+        }
     }
 
     /// The bound address.
@@ -175,12 +189,12 @@ impl FakeUpstream {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (`https://` when served over TLS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
-    /// `http://127.0.0.1:PORT/v1`, the OpenAI-style base URL.
+    /// `http://127.0.0.1:PORT/v1` (`https://` over TLS), the OpenAI-style base URL.
     pub fn base_url(&self) -> String {
         format!("{}/v1", self.url())
     }
@@ -254,6 +268,7 @@ async fn handle(shared: Shared, req: Request<Incoming>) -> io::Result<Response<F
             .uri
             .path_and_query()
             .map_or_else(|| path.to_owned(), |pq| pq.as_str().to_owned()),
+        version: parts.version,
         headers: parts.headers,
         body,
     };
