@@ -51,7 +51,7 @@ pub type Stack = BoxCloneSyncService<Request<BufferedBody>, Response<Body>, BoxE
 pub(crate) fn openai_builder(
     name: &str,
     spec: &OpenAiSpec,
-    client: Option<HttpClient>,
+    clients: Option<&Clients>,
 ) -> OpenAiBuilder {
     let mut b = OpenAi::builder(spec.base_url.clone())
         .name(name)
@@ -72,19 +72,49 @@ pub(crate) fn openai_builder(
     if let Some(t) = spec.response_timeout {
         b = b.response_timeout(t);
     }
-    let client = match (client, spec.connect_timeout) {
-        (_, Some(t)) => HttpClient::with_connect_timeout(t),
-        (Some(c), None) => c,
-        (None, None) => HttpClient::new(),
-    };
-    b.client(client)
+    b.client(Clients::pick(clients, spec.connect_timeout))
+}
+
+/// The pooled clients of one build: the shared one, and how to make another with a
+/// provider's own connect timeout (both trusting `server.upstream_ca_file`).
+pub(crate) struct Clients {
+    builder: portcullis_provider::HttpClientBuilder,
+    shared: HttpClient,
+}
+
+impl Clients {
+    pub(crate) fn new(server: &crate::config::Server) -> Self {
+        #[cfg_attr(not(feature = "rustls"), allow(unused_mut))]
+        let mut builder = HttpClient::builder();
+        #[cfg(feature = "rustls")]
+        if let Some(ca) = &server.upstream_ca {
+            builder = builder
+                .add_root_certificates_pem(&ca.pem)
+                .expect("checked when the config was read");
+        }
+        #[cfg(not(feature = "rustls"))]
+        let _ = server;
+        let shared = builder.clone().build();
+        Self { builder, shared }
+    }
+
+    /// The client of a provider: the shared one, or its own for a connect timeout of its own
+    /// (a provider checked alone, with no `Clients`, gets a fresh one).
+    fn pick(clients: Option<&Self>, connect_timeout: Option<Duration>) -> HttpClient {
+        match (clients, connect_timeout) {
+            (Some(c), None) => c.shared.clone(),
+            (Some(c), Some(t)) => c.builder.clone().connect_timeout(t).build(),
+            (None, Some(t)) => HttpClient::with_connect_timeout(t),
+            (None, None) => HttpClient::new(),
+        }
+    }
 }
 
 /// The builder of a native Anthropic provider from its spec.
 pub(crate) fn anthropic_builder(
     name: &str,
     spec: &AnthropicSpec,
-    client: Option<HttpClient>,
+    clients: Option<&Clients>,
 ) -> AnthropicBuilder {
     let mut b = Anthropic::builder()
         .base_url(spec.base_url.clone())
@@ -109,19 +139,14 @@ pub(crate) fn anthropic_builder(
     if let Some(t) = spec.response_timeout {
         b = b.response_timeout(t);
     }
-    let client = match (client, spec.connect_timeout) {
-        (_, Some(t)) => HttpClient::with_connect_timeout(t),
-        (Some(c), None) => c,
-        (None, None) => HttpClient::new(),
-    };
-    b.client(client)
+    b.client(Clients::pick(clients, spec.connect_timeout))
 }
 
 /// The builder of a native Gemini (or Vertex AI, Gemini and Claude) provider from its spec.
 pub(crate) fn gemini_builder(
     name: &str,
     spec: &GeminiSpec,
-    client: Option<HttpClient>,
+    clients: Option<&Clients>,
 ) -> GeminiBuilder {
     let mut b = Gemini::builder()
         .name(name)
@@ -149,12 +174,7 @@ pub(crate) fn gemini_builder(
     if let Some(t) = spec.response_timeout {
         b = b.response_timeout(t);
     }
-    let client = match (client, spec.connect_timeout) {
-        (_, Some(t)) => HttpClient::with_connect_timeout(t),
-        (Some(c), None) => c,
-        (None, None) => HttpClient::new(),
-    };
-    b.client(client)
+    b.client(Clients::pick(clients, spec.connect_timeout))
 }
 
 /// A built provider, kept concrete so that a leaf boxes it together with its layers.
@@ -342,24 +362,23 @@ impl Providers {
             .filter(|p| p.limits.is_some())
             .map(|p| p.name.clone())
             .collect();
-        let client = HttpClient::new();
+        let clients = Clients::new(&config.server);
+        let client = clients.shared.clone();
         let mut services = BTreeMap::new();
         for (name, provider) in &config.providers {
             let upstream = match &provider.kind {
-                ProviderKind::OpenAi(spec) => Either::Left(
-                    openai_builder(name, spec, Some(client.clone()))
-                        .build()
-                        .map_err(|e| {
-                            ConfigError::new(format!("providers.{name}"), e.to_string())
-                        })?,
-                ),
+                ProviderKind::OpenAi(spec) => {
+                    Either::Left(openai_builder(name, spec, Some(&clients)).build().map_err(
+                        |e| ConfigError::new(format!("providers.{name}"), e.to_string()),
+                    )?)
+                }
                 ProviderKind::Anthropic(spec) => Either::Right(Either::Left(
-                    anthropic_builder(name, spec, Some(client.clone()))
+                    anthropic_builder(name, spec, Some(&clients))
                         .build()
                         .map_err(|e| ConfigError::from_build(&format!("providers.{name}"), e))?,
                 )),
                 ProviderKind::Gemini(spec) => Either::Right(Either::Right(Either::Left(
-                    gemini_builder(name, spec, Some(client.clone()))
+                    gemini_builder(name, spec, Some(&clients))
                         .build()
                         .map_err(|e| ConfigError::from_build(&format!("providers.{name}"), e))?,
                 ))),

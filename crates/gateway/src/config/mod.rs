@@ -136,6 +136,19 @@ pub struct Server {
     /// Reload the file when its content changes (read every 2 s), besides on SIGHUP
     /// (default off).
     pub watch_config: bool,
+    /// `upstream_ca_file`: certificate authorities (PEM) that `https://` upstreams are
+    /// trusted by, beside the webpki roots (an upstream behind a private CA). Read when the
+    /// config is, so a reload reads it again.
+    pub upstream_ca: Option<UpstreamCa>,
+}
+
+/// `server.upstream_ca_file`, read and checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamCa {
+    /// The file, as the config names it.
+    pub file: String,
+    /// Its content: one or more PEM certificates.
+    pub pem: std::sync::Arc<[u8]>,
 }
 
 /// `server.console`: what the console shows and keeps.
@@ -502,6 +515,7 @@ impl Default for Server {
             webhook_timeout: portcullis_guard::DEFAULT_WEBHOOK_TIMEOUT,
             console: ConsoleServer::default(),
             watch_config: false,
+            upstream_ca: None,
         }
     }
 }
@@ -513,7 +527,7 @@ type ServerKey = fn(&mut Obj<'_>, &str, &mut Server, Env<'_>) -> Result<()>;
 /// the rows above it read (`header_config` names `api_keys`). A new server setting (a cache's
 /// or a budget's store, a `limits` section) drops in as a row, and the unknown-key hint
 /// follows.
-const SERVER_KEYS: [(&str, ServerKey); 25] = [
+const SERVER_KEYS: [(&str, ServerKey); 26] = [
     ("listen", |obj, key, s, _| {
         set(
             obj.str(key)?.map(|(a, p)| listen(a, &p)).transpose()?,
@@ -624,7 +638,32 @@ const SERVER_KEYS: [(&str, ServerKey); 25] = [
     ("watch_config", |obj, key, s, _| {
         set(obj.bool(key)?.map(|(on, _)| on), &mut s.watch_config)
     }),
+    ("upstream_ca_file", |obj, key, s, env| {
+        let ca = obj.str(key)?.map(|(f, p)| upstream_ca(f, &p, env));
+        set(ca.transpose()?.map(Some), &mut s.upstream_ca)
+    }),
 ];
+
+/// Reads and checks `server.upstream_ca_file` (`${VAR}` substituted).
+fn upstream_ca(file: &str, path: &str, env: Env<'_>) -> Result<UpstreamCa> {
+    let file = substitute(file, path, env)?;
+    if !portcullis_provider::HttpClient::TLS {
+        return Err(ConfigError::new(
+            path,
+            "needs TLS: this build of the gateway has none (its `rustls` feature)",
+        ));
+    }
+    let pem = std::fs::read(&file)
+        .map_err(|e| ConfigError::new(path, format!("cannot read `{file}`: {e}")))?;
+    #[cfg(feature = "rustls")]
+    portcullis_provider::HttpClient::builder()
+        .add_root_certificates_pem(&pem)
+        .map_err(|e| ConfigError::new(path, format!("`{file}`: {e}")))?;
+    Ok(UpstreamCa {
+        file,
+        pem: pem.into(),
+    })
+}
 
 /// Sets `into` to what a key gave, if it gave anything.
 fn set<T>(value: Option<T>, into: &mut T) -> Result<()> {
