@@ -19,6 +19,8 @@ pub struct StreamOptions {
     pub window: usize,
     /// Bytes of text held back from the client until window checks have seen what follows
     /// them (default 64): a banned stretch of up to this length never reaches the client.
+    /// Only when a denying hook has window checks (a banned pattern or word, PII): without
+    /// one, nothing can cut the stream before its end, and nothing is held.
     pub hold: usize,
     /// Send a `data: {"hook_results": …}` event before `[DONE]` (Portkey's behaviour with
     /// strict OpenAI compliance off; default off).

@@ -163,11 +163,12 @@
 //! After hooks watch a streamed answer ([`GuardBody`](stream::GuardBody)). Checks that can
 //! tell a failure from a stretch of text judge a sliding window as the text flows:
 //! `regexMatch` with `not`, `contains` with `none`, `alluppercase` / `alllowercase`, and
-//! `portcullis.pii` without `redact`. Only the last [`StreamOptions::hold`] bytes of text
-//! are held back, so the client sees tokens as they come; when such a check of a denying
-//! hook fails, the stream ends with an SSE error event (`type: "hooks_failed"`, with
-//! `hook_results`), never a silent end. Every other check needs the whole answer and runs at
-//! the end (`[DONE]` or the end of the body), before the held tail and `[DONE]` are sent:
+//! `portcullis.pii` without `redact`. When a denying hook has such a check, only the last
+//! [`StreamOptions::hold`] bytes of text are held back, so the client sees tokens as they
+//! come (without one nothing is held); when such a check of a denying hook fails, the
+//! stream ends with an SSE error event (`type: "hooks_failed"`, with `hook_results`), never a
+//! silent end. Every other check needs the whole answer and runs at the end (`[DONE]` or the
+//! end of the body), before the held tail (if any) and `[DONE]` are sent:
 //! `sentenceCount`, `wordCount`, `characterCount`, `jsonSchema`, `jsonKeys`, `contains`
 //! with `any`/`all`, `validUrls`, `containsCode`, `endsWith`, `notNull`, `regexMatch`
 //! without `not`, `webhook`, `log`, and the rewriting checks (whose rewrites cannot apply to

@@ -1,13 +1,14 @@
 //! [`GuardBody`]: watches a streamed answer, judging a sliding window of its text as it
 //! flows and the whole text at its end.
 //!
-//! Events pass to the client as they come, except those whose text lies in the last
-//! [`hold`](crate::StreamOptions::hold) bytes: they wait until the window checks have seen
-//! what follows. A window check that fails in a denying hook ends the stream at once with an
-//! SSE error event (`type: "hooks_failed"`, with `hook_results`); what was held is never
-//! sent. At the end (`[DONE]`, or the end of the body) every after hook runs over the whole
-//! text; a denying one that fails ends the stream the same way, in place of the held tail
-//! and `[DONE]`.
+//! Events pass to the client as they come, except, when a denying hook has window checks,
+//! those whose text lies in the last [`hold`](crate::StreamOptions::hold) bytes: they wait
+//! until the window checks have seen what follows (an event without text, such as the first
+//! with the role, waits only behind held ones). A window check that fails in a denying hook
+//! ends the stream at once with an SSE error event (`type: "hooks_failed"`, with
+//! `hook_results`); what was held is never sent. At the end (`[DONE]`, or the end of the
+//! body) every after hook runs over the whole text; a denying one that fails ends the stream
+//! the same way, in place of the held tail (if any) and `[DONE]`.
 //!
 //! ```
 //! use http::{Request, Response};
@@ -302,11 +303,24 @@ impl Watch {
         }
         let before = self.text.len();
         event_text(&data, &mut self.text);
+        let guards = &self.ctx.guards;
+        // Only a denying hook's window check can cut the stream before its end; without one,
+        // holding text back would delay every token and protect nothing.
+        let hold = if guards.window_checks.is_empty() {
+            0
+        } else {
+            guards.stream.hold
+        };
+        if self.text.len() == before && self.held.is_empty() {
+            // No text (the role's first event, a tool call's delta, the usage chunk) and
+            // nothing held before it: nothing to judge, so it goes now, in its place.
+            self.out.push_back(event);
+            return;
+        }
         self.held.push_back((event, self.text.len()));
         if self.text.len() > before && self.window_denies(before) {
             return;
         }
-        let hold = self.ctx.guards.stream.hold;
         while let Some((_, end)) = self.held.front() {
             if end + hold > self.text.len() {
                 break;

@@ -3,11 +3,19 @@
 
 mod support;
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Frame;
 use http_body_util::BodyExt;
-use portcullis_core::Body;
+use portcullis_core::{Body, BoxError, BufferedBody};
 use portcullis_guard::{GuardBuilder, GuardLayer, Loader};
 use portcullis_testkit::{FakeUpstream, Plan};
 use serde_json::{Value, json};
+use tokio::sync::mpsc;
 use tower::{Layer, ServiceExt};
 
 use support::{chat_stream, upstream};
@@ -129,10 +137,9 @@ async fn whole_answer_checks_deny_at_the_end_in_place_of_done() {
         json!({"output_guardrails": [{"id": "brief", "deny": true, "wordCount": {"maxWords": 5}}]});
     let (_, frames) = run(GuardLayer::builder().hold(8), node, ANSWER).await;
     let events = events(&frames);
-    // Most of the text flowed; the held tail and `[DONE]` were replaced by the error.
-    let seen = content(&events);
-    assert!(seen.starts_with("Hello there friend. The secret"), "{seen}");
-    assert!(!seen.ends_with("here."), "{seen}");
+    // No window check could cut the stream, so nothing was held: the text flowed whole, and
+    // the error came in place of `[DONE]`.
+    assert_eq!(content(&events), ANSWER);
     assert!(!frames.concat().contains("[DONE]"));
     let error = events.last().unwrap();
     assert_eq!(
@@ -153,4 +160,110 @@ async fn a_failed_input_guard_turns_a_stream_246_and_leaves_its_body() {
     let events = events(&frames);
     assert_eq!(content(&events), "Fine.");
     assert_eq!(events.last().unwrap(), "[DONE]");
+}
+
+/// An upstream answer the test writes event by event.
+struct Events(mpsc::UnboundedReceiver<Bytes>);
+
+impl http_body::Body for Events {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|event| event.map(|e| Ok(Frame::data(e))))
+    }
+}
+
+fn delta(delta: Value) -> Bytes {
+    let chunk = json!({"object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": null}]});
+    Bytes::from(format!("data: {chunk}\n\n"))
+}
+
+/// A guard over an upstream whose stream the test writes: the sender, and the client's body.
+async fn guarded_stream(node: Value) -> (mpsc::UnboundedSender<Bytes>, Body) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let rx = std::sync::Arc::new(std::sync::Mutex::new(Some(rx)));
+    let upstream = tower::service_fn(move |_req: Request<BufferedBody>| {
+        let events = rx.lock().unwrap().take().expect("one call");
+        async move {
+            Ok::<_, BoxError>(
+                Response::builder()
+                    .header("content-type", "text/event-stream")
+                    .body(Body::new(Events(events)))
+                    .unwrap(),
+            )
+        }
+    });
+    let hooks = Loader::new().hooks(&node).unwrap();
+    let guard = GuardLayer::builder().hooks(hooks).build().layer(upstream);
+    let res = guard.oneshot(chat_stream("go")).await.unwrap();
+    assert_eq!(res.status(), 200);
+    (tx, res.into_body())
+}
+
+/// The next data frame the client gets, or `None` when none comes while the test writes
+/// nothing (the paused clock moves on once every task waits).
+async fn next_frame(body: &mut Body) -> Option<String> {
+    let frame = tokio::time::timeout(Duration::from_secs(5), body.frame()).await;
+    let data = frame.ok()??.unwrap().into_data().ok()?;
+    Some(String::from_utf8(data.to_vec()).unwrap())
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_window_checks_each_event_reaches_the_client_as_it_comes() {
+    let node = json!({"output_guardrails": [{"id": "brief", "deny": true, "wordCount": {"maxWords": 50}}]});
+    let (tx, mut body) = guarded_stream(node).await;
+    tx.send(delta(json!({"role": "assistant", "content": ""})))
+        .unwrap();
+    assert!(next_frame(&mut body).await.unwrap().contains("\"role\""));
+    tx.send(delta(json!({"content": "Hi"}))).unwrap();
+    assert!(next_frame(&mut body).await.unwrap().contains("\"Hi\""));
+    tx.send(delta(json!({"content": " there."}))).unwrap();
+    assert!(next_frame(&mut body).await.unwrap().contains("\" there.\""));
+    tx.send(Bytes::from_static(b"data: [DONE]\n\n")).unwrap();
+    drop(tx);
+    let mut rest = String::new();
+    while let Some(frame) = next_frame(&mut body).await {
+        rest.push_str(&frame);
+    }
+    assert!(rest.ends_with("data: [DONE]\n\n"), "{rest}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn behind_window_checks_text_waits_for_the_hold_but_the_role_event_does_not() {
+    let node = json!({"output_guardrails": [{"deny": true, "portcullis.pii": {}}]});
+    let (tx, mut body) = guarded_stream(node).await;
+    // The first event carries no text: nothing to judge, so it is not held.
+    tx.send(delta(json!({"role": "assistant", "content": ""})))
+        .unwrap();
+    assert!(next_frame(&mut body).await.unwrap().contains("\"role\""));
+    // Text waits until the window checks have seen the 64 bytes that follow it.
+    tx.send(delta(json!({"content": "Hi there, "}))).unwrap();
+    assert_eq!(next_frame(&mut body).await, None, "held");
+    tx.send(delta(json!({"content": "x".repeat(64)}))).unwrap();
+    assert!(
+        next_frame(&mut body)
+            .await
+            .unwrap()
+            .contains("\"Hi there, \"")
+    );
+    assert_eq!(
+        next_frame(&mut body).await,
+        None,
+        "the last 64 bytes are held"
+    );
+    tx.send(Bytes::from_static(b"data: [DONE]\n\n")).unwrap();
+    drop(tx);
+    let mut rest = String::new();
+    while let Some(frame) = next_frame(&mut body).await {
+        rest.push_str(&frame);
+    }
+    assert!(rest.contains(&"x".repeat(64)), "{rest}");
+    assert!(rest.ends_with("data: [DONE]\n\n"), "{rest}");
 }
