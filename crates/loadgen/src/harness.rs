@@ -129,6 +129,8 @@ pub struct Options {
     pub gateway_log: Option<String>,
     /// Tokio worker threads of the fake upstream (`--upstream-threads`; default: one per CPU).
     pub upstream_threads: Option<usize>,
+    /// Between the fake upstream's stream events (`--event-gap-us`; default none).
+    pub event_gap: Duration,
     /// Tokio worker threads of the bare proxy and the gateway (`--proxy-threads`).
     pub proxy_threads: Option<usize>,
     /// Tokio worker threads of the load generator (`--threads`).
@@ -160,6 +162,8 @@ pub const USAGE: &str = "usage: loadgen [options]
                          default, info: a line per request, as users run it)
   --threads N            tokio workers of loadgen (default: one per CPU)
   --upstream-threads N   tokio workers of fake-upstream
+  --event-gap-us N       the fake upstream waits N µs between stream events, as a
+                         model's tokens come (default 0: the whole stream at once)
   --proxy-threads N      tokio workers of bare-proxy and the gateway
   --cpus-loadgen LIST    pin loadgen with taskset -c LIST (default: not pinned)
   --cpus-upstream LIST   pin fake-upstream
@@ -186,6 +190,7 @@ impl Options {
             configs: Path::new(env!("CARGO_MANIFEST_DIR")).join("configs"),
             gateway_log: None,
             upstream_threads: None,
+            event_gap: Duration::ZERO,
             proxy_threads: None,
             threads: None,
             cpus_upstream: None,
@@ -242,6 +247,10 @@ impl Options {
                 "--threads" => o.threads = Some(count(&value).ok_or_else(|| bad("a count > 0"))?),
                 "--upstream-threads" => {
                     o.upstream_threads = Some(count(&value).ok_or_else(|| bad("a count > 0"))?);
+                }
+                "--event-gap-us" => {
+                    let us: u64 = value.parse().map_err(|_| bad("microseconds"))?;
+                    o.event_gap = Duration::from_micros(us);
                 }
                 "--proxy-threads" => {
                     o.proxy_threads = Some(count(&value).ok_or_else(|| bad("a count > 0"))?);
@@ -369,6 +378,9 @@ pub async fn run(
         ])
         .threads(options.upstream_threads)
         .cpus(cpus(&options.cpus_upstream));
+    if !options.event_gap.is_zero() {
+        upstream.args(["--event-gap-us", &options.event_gap.as_micros().to_string()]);
+    }
     let upstream = upstream.start(&work.path)?;
     // `Ok(None)`: the upstream itself (direct); `Err`: why the target cannot be measured.
     let mut servers: Vec<(Target, Result<Option<Proc>, String>)> = Vec::new();

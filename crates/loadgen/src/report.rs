@@ -117,12 +117,17 @@ fn settings(o: &Options) -> String {
     let mut s = format!(
         "Each load: {} warm-up (not counted), then {} measured; HTTP/1.1 keep-alive, one \
          connection per concurrent client, one request in flight on each; all on loopback \
-         against one fake upstream (a {}-byte `chat.completion` or a {}-event SSE stream, no \
-         delay). Gateway log: {}.",
+         against one fake upstream (a {}-byte `chat.completion` or a {}-event SSE stream, {}). \
+         Gateway log: {}.",
         secs(o.warmup),
         secs(o.duration),
         payload::Answers::new().json().len(),
         payload::STREAM_EVENTS,
+        if o.event_gap.is_zero() {
+            "no delay".to_owned()
+        } else {
+            format!("{} µs between its events", o.event_gap.as_micros())
+        },
         match &o.gateway_log {
             Some(filter) => format!("`RUST_LOG={filter}`"),
             None => "its default (`RUST_LOG` unset: `info`, one line per request)".to_owned(),

@@ -33,7 +33,16 @@ use crate::payload::Answers;
 
 /// Serves the fake upstream on `listener` until the process ends.
 pub async fn serve(listener: TcpListener) -> std::io::Result<()> {
-    let answers = Arc::new(Shared::new());
+    serve_paced(listener, Duration::ZERO).await
+}
+
+/// Like [`serve`], with `gap` between a stream's events, as a model's tokens come (none
+/// before the first; JSON answers are not delayed).
+pub async fn serve_paced(listener: TcpListener, gap: Duration) -> std::io::Result<()> {
+    let answers = Arc::new(Shared {
+        gap,
+        ..Shared::new()
+    });
     crate::serve_http1(listener, move |req| {
         let answers = answers.clone();
         async move { Ok::<_, Infallible>(answer(&answers, req).await) }
@@ -42,6 +51,8 @@ pub async fn serve(listener: TcpListener) -> std::io::Result<()> {
 }
 
 struct Shared {
+    /// Between a stream's events.
+    gap: Duration,
     json: Arc<[Bytes]>,
     events: Arc<[Bytes]>,
     not_found: Arc<[Bytes]>,
@@ -52,6 +63,7 @@ impl Shared {
     fn new() -> Self {
         let answers = Answers::new();
         Self {
+            gap: Duration::ZERO,
             json: Arc::from([answers.json().clone()]),
             events: Arc::from(answers.events()),
             not_found: Arc::from([Bytes::from_static(
@@ -96,6 +108,11 @@ async fn answer(shared: &Shared, req: Request<Incoming>) -> Response<Chunks> {
         ("application/json", &shared.json, true)
     };
     match fault {
+        None if stream && !shared.gap.is_zero() => {
+            let mut res = respond(StatusCode::OK, content_type, chunks, sized);
+            res.body_mut().gap = shared.gap;
+            res
+        }
         None => respond(StatusCode::OK, content_type, chunks, sized),
         Some(Fault::Error) => respond(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -255,6 +272,8 @@ fn respond(
         sized,
         break_at: None,
         paused: false,
+        gap: Duration::ZERO,
+        wait: None,
     });
     *res.status_mut() = status;
     res.headers_mut()
@@ -268,13 +287,16 @@ fn respond(
 
 /// A response body sent as one frame per chunk. `sized` bodies announce their length
 /// (`content-length`); unsized ones go out chunked, as SSE streams do. With `break_at`, the
-/// body fails when it reaches that chunk (a fault: the connection is aborted).
+/// body fails when it reaches that chunk (a fault: the connection is aborted). With a `gap`,
+/// each chunk after the first waits that long.
 struct Chunks {
     chunks: Arc<[Bytes]>,
     next: usize,
     sized: bool,
     break_at: Option<usize>,
     paused: bool,
+    gap: Duration,
+    wait: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Body for Chunks {
@@ -297,6 +319,14 @@ impl Body for Chunks {
             return Poll::Ready(Some(Err(std::io::Error::other(
                 "injected fault: broken body",
             ))));
+        }
+        if !self.gap.is_zero() && self.next > 0 && self.next < self.chunks.len() {
+            let gap = self.gap;
+            let wait = self
+                .wait
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(gap)));
+            std::task::ready!(wait.as_mut().poll(cx));
+            self.wait = None;
         }
         let chunk = self.chunks.get(self.next).cloned();
         self.next += 1;
@@ -352,6 +382,32 @@ mod tests {
             }
         }
         (status, bytes, false)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_paced_stream_waits_between_its_events_and_arrives_whole() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve_paced(listener, Duration::from_millis(20)));
+
+        let started = tokio::time::Instant::now();
+        let (status, body, broke) = ask(addr, "/v1/chat/completions", true).await;
+        assert_eq!((status, broke), (200, false));
+        assert!(payload::check_stream(&body).is_ok());
+        // A gap before each event but the first (the paused clock only moves for the gaps).
+        let gaps = Duration::from_millis(20) * (STREAM_EVENTS as u32 - 1);
+        let took = started.elapsed();
+        assert!(
+            took >= gaps && took < gaps + Duration::from_millis(20),
+            "{took:?}"
+        );
+
+        // JSON answers are not delayed.
+        let started = tokio::time::Instant::now();
+        let (status, body, _) = ask(addr, "/v1/chat/completions", false).await;
+        assert_eq!(status, 200);
+        assert!(payload::check_json(&body).is_ok());
+        assert!(started.elapsed() < Duration::from_millis(20));
     }
 
     #[tokio::test]
