@@ -19,7 +19,8 @@
 #
 # Environment: ROUNDS (6), WARMUP (20000), REQUESTS (40000), CONCURRENCY (32), MODE
 # (json|stream), GATEWAY_LOG (info), TOOLS (where `fake-upstream` and `loadgen` are; default
-# target/callgrind/release, which scripts/callgrind-gateway.sh builds).
+# target/callgrind/release, which scripts/callgrind-gateway.sh builds), UPSTREAM_TLS (h2|http1:
+# the upstream over TLS, see scripts/lib/profiling.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,9 +57,12 @@ cpu_ticks() { # PID: user + system time, in clock ticks
 }
 
 UPSTREAM_PORT=$(free_port)
-taskset -c 0 "$TOOLS/fake-upstream" --listen "127.0.0.1:$UPSTREAM_PORT" >"$WORK/upstream.log" 2>&1 &
+upstream_flags "$WORK"
+taskset -c 0 "$TOOLS/fake-upstream" --listen "127.0.0.1:$UPSTREAM_PORT" "${upstream_tls[@]}" \
+  >"$WORK/upstream.log" 2>&1 &
 UPSTREAM=$!
 PIDS=("$UPSTREAM")
+wait_for_upstream_ca
 failed() { # LOG: the load generator's and the gateway's output, then stop
   cat "$1" "$WORK/gateway.log" >&2
   exit 1

@@ -28,7 +28,8 @@
 # GATEWAY_LOG (info), OUT (target/callgrind-out), CARGO_TARGET_DIR (target/callgrind: a
 # release build with line tables, kept apart from target/release), NO_BUILD=1 to skip the
 # build, BIN (the directory of the binaries; default $CARGO_TARGET_DIR/release), HEADERS
-# (extra `NAME:VALUE` request headers, separated by `;`).
+# (extra `NAME:VALUE` request headers, separated by `;`), UPSTREAM_TLS (h2|http1: the upstream
+# over TLS, see scripts/lib/profiling.sh; the bare proxy speaks plain HTTP only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -62,8 +63,10 @@ drive() { # ADDR N [flags]
 }
 
 UPSTREAM_PORT=$(free_port)
-"$BIN/fake-upstream" --listen "127.0.0.1:$UPSTREAM_PORT" >"$OUT/upstream.log" 2>&1 &
+upstream_flags "$OUT"
+"$BIN/fake-upstream" --listen "127.0.0.1:$UPSTREAM_PORT" "${upstream_tls[@]}" >"$OUT/upstream.log" 2>&1 &
 PIDS+=($!)
+wait_for_upstream_ca
 
 printf '%-12s %14s %10s %12s\n' config Ir Ir/req allocs/req
 for name in "${CONFIGS[@]}"; do

@@ -27,7 +27,8 @@
 # Environment: CONFIGS as arguments; REQUESTS (60000), WARMUP (60000), CONCURRENCY (32),
 # MODE (json|stream), FREQ (sampling Hz, 1999), GATEWAY_LOG (info), OUT (target/flamegraph),
 # CARGO_TARGET_DIR (target/callgrind: the release build with line tables that
-# callgrind-gateway.sh builds), NO_BUILD=1, BIN (the directory of the binaries).
+# callgrind-gateway.sh builds), NO_BUILD=1, BIN (the directory of the binaries), UPSTREAM_TLS
+# (h2|http1: the upstream over TLS, see scripts/lib/profiling.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -59,8 +60,11 @@ drive() { # ADDR N [flags]
 }
 
 UPSTREAM_PORT=$(free_port)
-taskset -c 0 "$BIN/fake-upstream" --listen "127.0.0.1:$UPSTREAM_PORT" >"$OUT/upstream.log" 2>&1 &
+upstream_flags "$OUT"
+taskset -c 0 "$BIN/fake-upstream" --listen "127.0.0.1:$UPSTREAM_PORT" "${upstream_tls[@]}" \
+  >"$OUT/upstream.log" 2>&1 &
 PIDS+=($!)
+wait_for_upstream_ca
 
 for name in "${CONFIGS[@]}"; do
   vary=()

@@ -16,6 +16,14 @@
 # family of layers or only that one left in, every request a miss, to see what each family
 # adds. (`bare` and `bare-stream`, the bare hyper proxy, have no config: the scripts start
 # that proxy instead of the gateway.)
+#
+#   upstream_flags DIR   sets the array `upstream_tls` to fake-upstream's TLS flags: with
+#                        UPSTREAM_TLS=h2 (HTTP/2 by ALPN) or UPSTREAM_TLS=http1 the upstream
+#                        serves over TLS, its CA written to DIR/upstream-ca.pem, and
+#                        render_config points the gateway there (`https://`,
+#                        `server.upstream_ca_file`): the path real providers are reached by.
+#                        Unset: plain HTTP. wait_for_upstream_ca, once fake-upstream is
+#                        started, waits until that file is written.
 
 build_binaries() {
   if [ -z "${NO_BUILD:-}" ]; then
@@ -33,6 +41,31 @@ stop_all() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
 }
 trap stop_all EXIT
+
+UPSTREAM_CA=
+upstream_flags() {
+  upstream_tls=()
+  case ${UPSTREAM_TLS:-} in
+    '') return ;;
+    h2 | http1) ;;
+    *) echo "UPSTREAM_TLS is h2 or http1" >&2; exit 2 ;;
+  esac
+  UPSTREAM_CA=$(realpath "$1")/upstream-ca.pem
+  # A CA of an earlier run is no use: this upstream makes its own.
+  rm -f "$UPSTREAM_CA"
+  upstream_tls=(--tls "$UPSTREAM_TLS" --ca-out "$UPSTREAM_CA")
+}
+
+# After fake-upstream started: waits for the CA it writes (with UPSTREAM_TLS).
+wait_for_upstream_ca() {
+  [ -z "$UPSTREAM_CA" ] && return
+  for _ in $(seq 200); do
+    [ -s "$UPSTREAM_CA" ] && return
+    sleep 0.05
+  done
+  echo "fake-upstream wrote no CA to $UPSTREAM_CA" >&2
+  exit 1
+}
 
 render_config() {
   local name=$1 port=$2 out=$3 file=$1.json
@@ -64,4 +97,16 @@ if keep != "budget":
 json.dump(doc, open(path, "w"), indent=2)
 EOF_KEEP
   esac
+  if [ -n "$UPSTREAM_CA" ]; then
+    python3 - "$out" "$UPSTREAM_CA" <<'EOF_TLS'
+import json, sys
+path, ca = sys.argv[1], sys.argv[2]
+doc = json.load(open(path))
+for provider in doc["providers"].values():
+    if provider.get("base_url", "").startswith("http://127.0.0.1:"):
+        provider["base_url"] = "https://" + provider["base_url"][len("http://"):]
+doc.setdefault("server", {})["upstream_ca_file"] = ca
+json.dump(doc, open(path, "w"), indent=2)
+EOF_TLS
+  fi
 }

@@ -88,16 +88,52 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    serve_maybe_tls(listener, None, handler).await
+}
+
+/// Like [`serve_http1`], over TLS when `tls` is given: each connection speaks HTTP/2 when
+/// ALPN chose `h2`, HTTP/1.1 otherwise.
+async fn serve_maybe_tls<F, Fut, B>(
+    listener: TcpListener,
+    tls: Option<portcullis_testkit::tls::TlsAcceptor>,
+    handler: F,
+) -> std::io::Result<()>
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             continue;
         };
         let _ = tcp.set_nodelay(true);
         let handler = handler.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(tcp), service_fn(handler))
-                .await;
+            let Some(tls) = tls else {
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), service_fn(handler))
+                    .await;
+                return;
+            };
+            let Ok(stream) = tls.accept(tcp).await else {
+                return;
+            };
+            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+            let io = TokioIo::new(stream);
+            if h2 {
+                let _ =
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(io, service_fn(handler))
+                        .await;
+            } else {
+                let _ = http1::Builder::new()
+                    .serve_connection(io, service_fn(handler))
+                    .await;
+            }
         });
     }
 }

@@ -39,11 +39,21 @@ pub async fn serve(listener: TcpListener) -> std::io::Result<()> {
 /// Like [`serve`], with `gap` between a stream's events, as a model's tokens come (none
 /// before the first; JSON answers are not delayed).
 pub async fn serve_paced(listener: TcpListener, gap: Duration) -> std::io::Result<()> {
+    serve_with(listener, gap, None).await
+}
+
+/// Like [`serve_paced`], over TLS when `tls` is given (HTTP/2 where ALPN chose it): the load
+/// run's upstream as real providers are reached.
+pub async fn serve_with(
+    listener: TcpListener,
+    gap: Duration,
+    tls: Option<portcullis_testkit::tls::TlsAcceptor>,
+) -> std::io::Result<()> {
     let answers = Arc::new(Shared {
         gap,
         ..Shared::new()
     });
-    crate::serve_http1(listener, move |req| {
+    crate::serve_maybe_tls(listener, tls, move |req| {
         let answers = answers.clone();
         async move { Ok::<_, Infallible>(answer(&answers, req).await) }
     })
