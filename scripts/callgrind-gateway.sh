@@ -63,6 +63,7 @@ drive() { # ADDR N [flags]
 }
 
 UPSTREAM_PORT=$(free_port)
+refuse_bare_over_tls "${CONFIGS[@]}"
 upstream_flags "$OUT"
 "$BIN/fake-upstream" --listen "127.0.0.1:$UPSTREAM_PORT" "${upstream_tls[@]}" >"$OUT/upstream.log" 2>&1 &
 PIDS+=($!)

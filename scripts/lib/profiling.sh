@@ -23,7 +23,8 @@
 #                        render_config points the gateway there (`https://`,
 #                        `server.upstream_ca_file`): the path real providers are reached by.
 #                        Unset: plain HTTP. wait_for_upstream_ca, once fake-upstream is
-#                        started, waits until that file is written.
+#                        started, waits until that file is written; refuse_bare_over_tls
+#                        NAME... stops a run that asks for the bare proxy over TLS.
 
 build_binaries() {
   if [ -z "${NO_BUILD:-}" ]; then
@@ -54,6 +55,18 @@ upstream_flags() {
   # A CA of an earlier run is no use: this upstream makes its own.
   rm -f "$UPSTREAM_CA"
   upstream_tls=(--tls "$UPSTREAM_TLS" --ca-out "$UPSTREAM_CA")
+}
+
+# With UPSTREAM_TLS, refuses the bare proxy among CONFIG...: it speaks plain HTTP upstream.
+refuse_bare_over_tls() {
+  [ -z "${UPSTREAM_TLS:-}" ] && return
+  local name
+  for name in "$@"; do
+    case $name in bare | bare-stream)
+      echo "$name: the bare proxy speaks plain HTTP to its upstream; measure it without UPSTREAM_TLS" >&2
+      exit 2 ;;
+    esac
+  done
 }
 
 # After fake-upstream started: waits for the CA it writes (with UPSTREAM_TLS).

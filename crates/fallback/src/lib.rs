@@ -97,7 +97,9 @@
 //!   has reached the client yet and the next target is tried (see
 //!   [`observe::started`](portcullis_core::observe::started)). A chat stream's opening role
 //!   event (`"delta":{"role":"assistant","content":""}`) carries nothing: it is held back
-//!   until content follows, so a stream that breaks right after it still falls back. Once
+//!   until content follows (text, a tool call, a refusal, reasoning: see
+//!   [`observe::event_carries_content`](portcullis_core::observe::event_carries_content)), so
+//!   a stream that breaks right after it still falls back. Once
 //!   content has come, the held events are sent first and nothing is lost; a stream that
 //!   breaks later ends with an SSE error event (the observer writes it) and never hangs. The
 //!   last target's stream is answered at once: there is nothing to fall back to.

@@ -83,19 +83,29 @@ pub(crate) struct Clients {
 }
 
 impl Clients {
-    pub(crate) fn new(server: &crate::config::Server) -> Self {
+    /// The clients of `server`'s settings. The config reader checked `upstream_ca_file`; a
+    /// `Server` built in code is checked here.
+    pub(crate) fn new(server: &crate::config::Server) -> Result<Self, ConfigError> {
         #[cfg_attr(not(feature = "rustls"), allow(unused_mut))]
         let mut builder = HttpClient::builder();
-        #[cfg(feature = "rustls")]
-        if let Some(ca) = &server.upstream_ca {
-            builder = builder
-                .add_root_certificates_pem(&ca.pem)
-                .expect("checked when the config was read");
+        match &server.upstream_ca {
+            None => {}
+            #[cfg(feature = "rustls")]
+            Some(ca) => {
+                builder = builder.add_root_certificates_pem(&ca.pem).map_err(|e| {
+                    ConfigError::new("server.upstream_ca_file", format!("`{}`: {e}", ca.file))
+                })?;
+            }
+            #[cfg(not(feature = "rustls"))]
+            Some(_) => {
+                return Err(ConfigError::new(
+                    "server.upstream_ca_file",
+                    crate::config::NO_TLS,
+                ));
+            }
         }
-        #[cfg(not(feature = "rustls"))]
-        let _ = server;
         let shared = builder.clone().build();
-        Self { builder, shared }
+        Ok(Self { builder, shared })
     }
 
     /// The client of a provider: the shared one, or its own for a connect timeout of its own
@@ -362,7 +372,7 @@ impl Providers {
             .filter(|p| p.limits.is_some())
             .map(|p| p.name.clone())
             .collect();
-        let clients = Clients::new(&config.server);
+        let clients = Clients::new(&config.server)?;
         let client = clients.shared.clone();
         let mut services = BTreeMap::new();
         for (name, provider) in &config.providers {

@@ -114,6 +114,7 @@ mod upstream_ca {
             r#""api_key": "sk-private""#,
             r#""api_key": "sk-private", "connect_timeout_ms": 2000"#,
         );
+        assert!(json.contains("connect_timeout_ms"), "{json}");
         let gw = start(&json).await;
         let res = post(gw.addr, "/v1/chat/completions", &[], CHAT).await;
         assert_eq!(res.status, 200, "{}", res.text());
@@ -153,6 +154,26 @@ mod upstream_ca {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("server.upstream_ca_file: "), "{err}");
+    }
+
+    #[test]
+    fn a_ca_set_in_code_is_checked_when_the_gateway_is_built() {
+        let mut config = Config::parse(
+            r#"{"providers": {"m": {"provider": "mock", "models": ["mock-1"]}}}"#,
+            &|_| None,
+        )
+        .unwrap();
+        config.server.upstream_ca = Some(portcullis_gateway::config::UpstreamCa {
+            file: "in-code.pem".to_owned(),
+            pem: std::sync::Arc::from(&b"not a certificate"[..]),
+        });
+        let err = portcullis_gateway::Gateway::new(config)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "server.upstream_ca_file: `in-code.pem`: root certificates: no CERTIFICATE section in the PEM"
+        );
     }
 
     #[test]

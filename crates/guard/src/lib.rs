@@ -168,7 +168,8 @@
 //! come (without one nothing is held); when such a check of a denying hook fails, the
 //! stream ends with an SSE error event (`type: "hooks_failed"`, with `hook_results`), never a
 //! silent end. Every other check needs the whole answer and runs at the end (`[DONE]` or the
-//! end of the body), before the held tail (if any) and `[DONE]` are sent:
+//! end of the body), before the held tail (if any) and `[DONE]` are sent; with only such
+//! checks nothing is held, so the whole text has reached the client when they judge it:
 //! `sentenceCount`, `wordCount`, `characterCount`, `jsonSchema`, `jsonKeys`, `contains`
 //! with `any`/`all`, `validUrls`, `containsCode`, `endsWith`, `notNull`, `regexMatch`
 //! without `not`, `webhook`, `log`, and the rewriting checks (whose rewrites cannot apply to

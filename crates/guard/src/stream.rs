@@ -3,8 +3,8 @@
 //!
 //! Events pass to the client as they come, except, when a denying hook has window checks,
 //! those whose text lies in the last [`hold`](crate::StreamOptions::hold) bytes: they wait
-//! until the window checks have seen what follows (an event without text, such as the first
-//! with the role, waits only behind held ones). A window check that fails in a denying hook
+//! until the window checks have seen what follows (an event that carries nothing, such as the
+//! opening one with the role, waits only behind held ones). A window check that fails in a denying hook
 //! ends the stream at once with an SSE error event (`type: "hooks_failed"`, with
 //! `hook_results`); what was held is never sent. At the end (`[DONE]`, or the end of the
 //! body) every after hook runs over the whole text; a denying one that fails ends the stream
@@ -53,7 +53,7 @@ use http_body::{Frame, SizeHint};
 use pin_project_lite::pin_project;
 use portcullis_core::BoxError;
 use portcullis_core::observe::json::{Fields, Reader};
-use portcullis_core::observe::{find_newline, lines};
+use portcullis_core::observe::{event_carries_content, find_newline, lines};
 use serde::Deserialize;
 
 use crate::answer;
@@ -305,15 +305,18 @@ impl Watch {
         event_text(&data, &mut self.text);
         let guards = &self.ctx.guards;
         // Only a denying hook's window check can cut the stream before its end; without one,
-        // holding text back would delay every token and protect nothing.
+        // holding text back would delay every token for a tail that checks of the whole
+        // answer judge only once the rest has gone.
         let hold = if guards.window_checks.is_empty() {
             0
         } else {
             guards.stream.hold
         };
-        if self.text.len() == before && self.held.is_empty() {
-            // No text (the role's first event, a tool call's delta, the usage chunk) and
-            // nothing held before it: nothing to judge, so it goes now, in its place.
+        if self.text.len() == before && self.held.is_empty() && !event_carries_content(&data) {
+            // Nothing held before it, and nothing in it a client would act on (the opening
+            // `{"role":"assistant","content":""}`): it goes now, in its place. Anything else
+            // (a tool call, reasoning, a refusal, which the window checks do not read) keeps
+            // its place in the queue behind the hold.
             self.out.push_back(event);
             return;
         }

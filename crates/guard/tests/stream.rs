@@ -267,3 +267,28 @@ async fn behind_window_checks_text_waits_for_the_hold_but_the_role_event_does_no
     assert!(rest.contains(&"x".repeat(64)), "{rest}");
     assert!(rest.ends_with("data: [DONE]\n\n"), "{rest}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn behind_window_checks_reasoning_keeps_its_place_behind_the_hold() {
+    let node = json!({"output_guardrails": [{"deny": true, "portcullis.pii": {}}]});
+    let (tx, mut body) = guarded_stream(node).await;
+    // Text the window checks do not read is not let through ahead of the hold either.
+    tx.send(delta(
+        json!({"reasoning_content": "mail ann.lee@example.com"}),
+    ))
+    .unwrap();
+    assert_eq!(next_frame(&mut body).await, None, "held");
+    tx.send(delta(json!({"content": "Hi, "}))).unwrap();
+    assert_eq!(next_frame(&mut body).await, None, "held");
+    // PII in the answer's text cuts the stream: what was held never goes out.
+    tx.send(delta(
+        json!({"content": "write to ann.lee@example.com now"}),
+    ))
+    .unwrap();
+    let mut rest = String::new();
+    while let Some(frame) = next_frame(&mut body).await {
+        rest.push_str(&frame);
+    }
+    assert!(!rest.contains("ann.lee"), "{rest}");
+    assert!(rest.contains("hooks_failed"), "{rest}");
+}

@@ -119,21 +119,7 @@ where
                     .await;
                 return;
             };
-            let Ok(stream) = tls.accept(tcp).await else {
-                return;
-            };
-            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-            let io = TokioIo::new(stream);
-            if h2 {
-                let _ =
-                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-                        .serve_connection(io, service_fn(handler))
-                        .await;
-            } else {
-                let _ = http1::Builder::new()
-                    .serve_connection(io, service_fn(handler))
-                    .await;
-            }
+            portcullis_testkit::tls::serve_connection(&tls, tcp, service_fn(handler)).await;
         });
     }
 }

@@ -2,8 +2,8 @@
 //! `POST …/chat/completions` at once with [`Answers`], a ~500-byte `chat.completion` or a
 //! 20-event SSE stream with usage (when the body says `"stream": true`).
 //!
-//! No delay, no recording, no parsing beyond the `stream` flag: it is the loopback floor
-//! every row of the load run shares.
+//! No delay (unless [`serve_paced`] spaces a stream's events), no recording, no parsing
+//! beyond the `stream` flag: it is the loopback floor every row of the load run shares.
 //!
 //! For the soak ([`crate::soak`]) a provider can ask for faults through its base URL: a path
 //! that starts with `/faults/SPEC/` (e.g. `http://127.0.0.1:9000/faults/error=0.3,break=0.05/v1`)
@@ -306,7 +306,8 @@ struct Chunks {
     break_at: Option<usize>,
     paused: bool,
     gap: Duration,
-    wait: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The gap's timer, and whether it is set for the next chunk.
+    wait: Option<(Pin<Box<tokio::time::Sleep>>, bool)>,
 }
 
 impl Body for Chunks {
@@ -332,11 +333,16 @@ impl Body for Chunks {
         }
         if !self.gap.is_zero() && self.next > 0 && self.next < self.chunks.len() {
             let gap = self.gap;
+            // One timer per stream, set again for each gap.
             let wait = self
                 .wait
-                .get_or_insert_with(|| Box::pin(tokio::time::sleep(gap)));
-            std::task::ready!(wait.as_mut().poll(cx));
-            self.wait = None;
+                .get_or_insert_with(|| (Box::pin(tokio::time::sleep(gap)), false));
+            if !wait.1 {
+                wait.0.as_mut().reset(tokio::time::Instant::now() + gap);
+                wait.1 = true;
+            }
+            std::task::ready!(wait.0.as_mut().poll(cx));
+            wait.1 = false;
         }
         let chunk = self.chunks.get(self.next).cloned();
         self.next += 1;

@@ -91,22 +91,28 @@ impl HttpClientBuilder {
         self
     }
 
-    /// Trusts the certificates in `pem` (one or more `CERTIFICATE` sections; other sections
-    /// are skipped) as roots, beside the webpki roots.
+    /// Trusts the certificates in `pem` (one or more `CERTIFICATE` sections) as roots, beside
+    /// the webpki roots. Sections of other kinds (a key beside them) are read but not
+    /// trusted.
     ///
     /// # Errors
     /// If `pem` holds no certificate, a section is not valid PEM, or a certificate is not one
-    /// a root can be made of. Nothing of `pem` is trusted then.
+    /// a root can be made of; the error names the section, counted from 1 over all of them.
+    /// Nothing of `pem` is trusted then.
     #[cfg(feature = "rustls")]
     pub fn add_root_certificates_pem(mut self, pem: &[u8]) -> Result<Self, CertificateError> {
         use rustls::pki_types::CertificateDer;
-        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::pem::{PemObject, SectionKind};
         let mut added = rustls::RootCertStore::empty();
-        for (i, cert) in CertificateDer::pem_slice_iter(pem).enumerate() {
-            let cert = cert.map_err(|e| CertificateError(format!("PEM section {}: {e}", i + 1)))?;
+        for (i, section) in <(SectionKind, Vec<u8>)>::pem_slice_iter(pem).enumerate() {
+            let (kind, der) =
+                section.map_err(|e| CertificateError(format!("PEM section {}: {e}", i + 1)))?;
+            if kind != SectionKind::Certificate {
+                continue;
+            }
             added
-                .add(cert)
-                .map_err(|e| CertificateError(format!("certificate {}: {e}", i + 1)))?;
+                .add(CertificateDer::from(der))
+                .map_err(|e| CertificateError(format!("PEM section {}: {e}", i + 1)))?;
         }
         if added.is_empty() {
             return Err(CertificateError(

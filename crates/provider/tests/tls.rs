@@ -225,10 +225,11 @@ mod over_tls {
             .unwrap_err()
             .to_string();
         assert!(
-            not_der.starts_with("root certificates: certificate 1: "),
+            not_der.starts_with("root certificates: PEM section 1: "),
             "{not_der}"
         );
-        // A key beside the certificate is skipped; two authorities in one file both count.
+        // A key beside the certificates is read, not trusted; two authorities in one file
+        // both count.
         let (a, b) = (TestCa::new(), TestCa::new());
         let both = format!(
             "{}-----BEGIN PRIVATE KEY-----\naGVsbG8=\n-----END PRIVATE KEY-----\n{}",
@@ -239,6 +240,20 @@ mod over_tls {
             HttpClient::builder()
                 .add_root_certificates_pem(both.as_bytes())
                 .is_ok()
+        );
+        // Sections are counted over all kinds: the broken one here is the third.
+        let third = format!(
+            "{}-----BEGIN PRIVATE KEY-----\naGVsbG8=\n-----END PRIVATE KEY-----\n\
+             -----BEGIN CERTIFICATE-----\naGVsbG8=\n-----END CERTIFICATE-----\n",
+            a.pem()
+        );
+        let err = HttpClient::builder()
+            .add_root_certificates_pem(third.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("root certificates: PEM section 3: "),
+            "{err}"
         );
     }
 }

@@ -175,24 +175,43 @@ where
                 let acceptor = acceptor.clone();
                 let handle = handle.clone();
                 conns.spawn(async move {
-                    // A client that does not trust the certificate ends the handshake here.
-                    let Ok(tls) = acceptor.accept(stream).await else { return };
-                    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-                    let io = TokioIo::new(tls);
-                    let service = service_fn(handle);
-                    if h2 {
-                        let _ = http2::Builder::new(TokioExecutor::new())
-                            .serve_connection(io, service)
-                            .await;
-                    } else {
-                        let _ = http1::Builder::new()
-                            .keep_alive(true)
-                            .serve_connection(io, service)
-                            .await;
-                    }
+                    serve_connection(&acceptor, stream, service_fn(handle)).await;
                 });
             }
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
         }
+    }
+}
+
+/// Serves one accepted connection over TLS with `acceptor`: HTTP/2 when ALPN chose `h2`,
+/// HTTP/1.1 (keep-alive) otherwise, until the connection ends. A client that does not trust
+/// the certificate ends it at the handshake.
+pub async fn serve_connection<S, B>(acceptor: &TlsAcceptor, tcp: tokio::net::TcpStream, service: S)
+where
+    S: hyper::service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = hyper::Response<B>,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let Ok(tls) = acceptor.accept(tcp).await else {
+        return;
+    };
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let io = TokioIo::new(tls);
+    if h2 {
+        let _ = http2::Builder::new(TokioExecutor::new())
+            .serve_connection(io, service)
+            .await;
+    } else {
+        let _ = http1::Builder::new()
+            .keep_alive(true)
+            .serve_connection(io, service)
+            .await;
     }
 }

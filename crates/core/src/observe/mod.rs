@@ -63,7 +63,7 @@ use http::StatusCode;
 pub use self::body::{ObservedBody, Options, observe_response, observe_response_with};
 pub use self::layer::{Observe, ObserveLayer, ResponseFuture};
 pub use self::sse::{find_newline, lines};
-pub use self::start::{NotStarted, Started, started};
+pub use self::start::{NotStarted, Started, event_carries_content, started};
 
 use crate::facts::Usage;
 

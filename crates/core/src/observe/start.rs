@@ -66,10 +66,25 @@ fn carries_content(frame: &Frame<Bytes>, sse: bool) -> bool {
     // the client's first byte).
     super::lines(data)
         .filter_map(|line| line.strip_prefix(b"data:"))
-        .any(|event| {
-            let event = event.trim_ascii();
-            scan_content(event).unwrap_or_else(|| value_content(event))
-        })
+        .any(event_carries_content)
+}
+
+/// Whether one SSE event's data (what follows `data:`) carries something a client would act
+/// on: anything but a chat chunk whose choices hold no finish reason, no text and a delta of
+/// nothing but its `role` (the opening `{"delta":{"role":"assistant","content":""}}`). Any
+/// other filled delta field (tool calls, a refusal, reasoning) is content; so is an event
+/// that is not a chat chunk, or not JSON (`[DONE]`).
+///
+/// ```
+/// use portcullis_core::observe::event_carries_content;
+/// assert!(!event_carries_content(br#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#));
+/// assert!(event_carries_content(br#"{"choices":[{"index":0,"delta":{"content":"Hi"}}]}"#));
+/// assert!(event_carries_content(br#"{"choices":[{"index":0,"delta":{"reasoning_content":"Let me"}}]}"#));
+/// assert!(event_carries_content(b"[DONE]"));
+/// ```
+pub fn event_carries_content(data: &[u8]) -> bool {
+    let event = data.trim_ascii();
+    scan_content(event).unwrap_or_else(|| value_content(event))
 }
 
 /// Whether one event's data carries content, read in one pass over its bytes (without the
@@ -137,19 +152,36 @@ fn delta_content(r: &mut Reader<'_>) -> Option<bool> {
     }
     let mut seen = Fields::default();
     let mut content = false;
+    let mut others = 0;
     r.object(|r, key| {
         let field = match key {
+            b"role" => return r.skip(),
             b"content" => 0,
             b"tool_calls" => 1,
             b"function_call" => 2,
             b"refusal" => 3,
-            _ => return r.skip(),
+            // Anything else a delta carries (reasoning text, audio) counts when it is filled.
+            // Two such fields are left to the `Value` read, which knows whether they are one
+            // field given twice (it keeps the last).
+            _ => {
+                others += 1;
+                if others > 1 {
+                    return None;
+                }
+                content |= filled(r)?;
+                return Some(());
+            }
         };
         seen.once(field)?;
         content |= if field == 0 { text(r)? } else { set(r)? };
         Some(())
     })?;
     Some(content)
+}
+
+/// A value other than `null` and `""`.
+fn filled(r: &mut Reader<'_>) -> Option<bool> {
+    if r.peek()? == b'"' { text(r) } else { set(r) }
 }
 
 /// A value other than `null`.
@@ -182,11 +214,12 @@ fn value_content(event: &[u8]) -> bool {
         || choices.iter().any(|c| {
             set(c.get("finish_reason"))
                 || text(c.get("text"))
-                || c.get("delta").is_some_and(|d| {
-                    text(d.get("content"))
-                        || set(d.get("tool_calls"))
-                        || set(d.get("function_call"))
-                        || set(d.get("refusal"))
+                || c.get("delta").and_then(Value::as_object).is_some_and(|d| {
+                    d.iter().any(|(key, v)| match key.as_str() {
+                        "role" => false,
+                        "content" => text(Some(v)),
+                        _ => set(Some(v)) && v.as_str() != Some(""),
+                    })
                 })
         })
 }
@@ -383,6 +416,11 @@ mod tests {
             (br#"{"choices":[],"usage":{"total_tokens":1}}"#, true),
             (br#"{"choices":{}}"#, true),
             (br#"{"id":1e2,"choices":[{"delta":{"content":""}}]}"#, false),
+            (br#"{"choices":[{"delta":{"role":"assistant","content":"","refusal":null}}]}"#, false),
+            (br#"{"choices":[{"delta":{"reasoning_content":"Let me think"}}]}"#, true),
+            (br#"{"choices":[{"delta":{"content":"","reasoning_content":""}}]}"#, false),
+            (br#"{"choices":[{"delta":{"audio":{"id":"a1"}}}]}"#, true),
+            (br#"{"choices":[{"delta":{"audio":null}}]}"#, false),
         ] {
             assert_eq!(scan_content(event).unwrap_or_else(|| value_content(event)), content);
             assert_eq!(value_content(event), content);

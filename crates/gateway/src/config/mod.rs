@@ -644,14 +644,15 @@ const SERVER_KEYS: [(&str, ServerKey); 26] = [
     }),
 ];
 
+/// Why `server.upstream_ca_file` cannot be used by a build without TLS.
+pub(crate) const NO_TLS: &str =
+    "needs TLS: this build of the gateway has none (its `rustls` feature)";
+
 /// Reads and checks `server.upstream_ca_file` (`${VAR}` substituted).
 fn upstream_ca(file: &str, path: &str, env: Env<'_>) -> Result<UpstreamCa> {
     let file = substitute(file, path, env)?;
-    if !portcullis_provider::HttpClient::TLS {
-        return Err(ConfigError::new(
-            path,
-            "needs TLS: this build of the gateway has none (its `rustls` feature)",
-        ));
+    if !cfg!(feature = "rustls") {
+        return Err(ConfigError::new(path, NO_TLS));
     }
     let pem = std::fs::read(&file)
         .map_err(|e| ConfigError::new(path, format!("cannot read `{file}`: {e}")))?;
