@@ -72,6 +72,9 @@ pub(crate) fn openai_builder(
     if let Some(t) = spec.response_timeout {
         b = b.response_timeout(t);
     }
+    if Clients::outer_deadline_first(clients, spec.response_timeout) {
+        b = b.no_response_timeout();
+    }
     b.client(Clients::pick(clients, spec.connect_timeout))
 }
 
@@ -80,6 +83,8 @@ pub(crate) fn openai_builder(
 pub(crate) struct Clients {
     builder: portcullis_provider::HttpClientBuilder,
     shared: HttpClient,
+    /// `server.request_timeout`: every request a provider answers runs under it.
+    request_timeout: Option<Duration>,
 }
 
 impl Clients {
@@ -105,7 +110,22 @@ impl Clients {
             }
         }
         let shared = builder.clone().build();
-        Ok(Self { builder, shared })
+        Ok(Self {
+            builder,
+            shared,
+            request_timeout: server.request_timeout,
+        })
+    }
+
+    /// Whether the server's request timeout always ends a call before a provider's response
+    /// timeout (`response_timeout`, else the default) could: a call starts after its request
+    /// did, and a client's `x-portkey-request-timeout` only shortens the server's. Such a
+    /// provider arms no timer of its own per call (a lock taken to add one and to remove it).
+    fn outer_deadline_first(clients: Option<&Self>, response_timeout: Option<Duration>) -> bool {
+        let Some(request) = clients.and_then(|c| c.request_timeout) else {
+            return false;
+        };
+        response_timeout.unwrap_or(portcullis_provider::openai::DEFAULT_RESPONSE_TIMEOUT) >= request
     }
 
     /// The client of a provider: the shared one, or its own for a connect timeout of its own
@@ -149,6 +169,9 @@ pub(crate) fn anthropic_builder(
     if let Some(t) = spec.response_timeout {
         b = b.response_timeout(t);
     }
+    if Clients::outer_deadline_first(clients, spec.response_timeout) {
+        b = b.no_response_timeout();
+    }
     b.client(Clients::pick(clients, spec.connect_timeout))
 }
 
@@ -183,6 +206,9 @@ pub(crate) fn gemini_builder(
     }
     if let Some(t) = spec.response_timeout {
         b = b.response_timeout(t);
+    }
+    if Clients::outer_deadline_first(clients, spec.response_timeout) {
+        b = b.no_response_timeout();
     }
     b.client(Clients::pick(clients, spec.connect_timeout))
 }
@@ -938,5 +964,46 @@ impl Compiled {
             prompt_trees,
             templates,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clients(request_timeout: Option<Duration>) -> Clients {
+        let server = crate::config::Server {
+            request_timeout,
+            ..Default::default()
+        };
+        Clients::new(&server).unwrap()
+    }
+
+    #[test]
+    fn a_provider_arms_no_timer_only_when_the_request_timeout_always_comes_first() {
+        let secs = Duration::from_secs;
+        let default = Some(secs(600));
+        // The defaults: 600 s each, the request's started first.
+        assert!(Clients::outer_deadline_first(Some(&clients(default)), None));
+        assert!(Clients::outer_deadline_first(
+            Some(&clients(Some(secs(30)))),
+            Some(secs(30))
+        ));
+        assert!(Clients::outer_deadline_first(
+            Some(&clients(Some(secs(30)))),
+            Some(secs(90))
+        ));
+        // A provider's own shorter timeout, a longer request timeout, none at all, or no
+        // server settings (a provider checked alone): the provider keeps its timer.
+        assert!(!Clients::outer_deadline_first(
+            Some(&clients(default)),
+            Some(secs(30))
+        ));
+        assert!(!Clients::outer_deadline_first(
+            Some(&clients(Some(secs(601)))),
+            None
+        ));
+        assert!(!Clients::outer_deadline_first(Some(&clients(None)), None));
+        assert!(!Clients::outer_deadline_first(None, None));
     }
 }

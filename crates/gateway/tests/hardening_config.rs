@@ -436,6 +436,25 @@ async fn a_spent_attempt_budget_stops_the_fallback_at_the_target_that_spent_it()
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_provider_response_timeout_shorter_than_the_request_timeout_still_answers_504() {
+    let a = FakeUpstream::start().await;
+    a.set(Plan::ok().delay(Duration::from_secs(60)));
+    // The provider's 500 ms comes before the server's 1000 ms: its timer is armed.
+    let gw = start(&format!(
+        r#"{{"server": {{"request_timeout": 1000}},
+            "providers": {{"a": {{"provider": "openai-compatible", "base_url": "{}",
+                "api_key": "sk-a", "response_timeout_ms": 500}}}}}}"#,
+        a.base_url()
+    ))
+    .await;
+    let headers = [("x-portkey-virtual-key", "a")];
+    let res = post(gw.addr, "/v1/chat/completions", &headers, CHAT).await;
+    assert_eq!(res.status, 504, "{}", res.text());
+    assert_eq!(res.json()["error"]["code"], "upstream_timeout");
+    assert!(message(&res).contains("500 ms"), "{}", res.text());
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_client_request_timeout_may_only_shorten_the_servers() {
     let a = FakeUpstream::start().await;
     a.set(Plan::ok().delay(Duration::from_secs(60)));

@@ -64,8 +64,22 @@ pub(crate) struct Call<A> {
     /// Leave out the usage event the client did not ask for.
     pub(crate) strip_usage: bool,
     pub(crate) connect_timeout: Duration,
-    pub(crate) response_timeout: Duration,
+    /// `None`: no timer (an outer deadline comes first).
+    pub(crate) response_timeout: Option<Duration>,
     pub(crate) idle_timeout: Option<Duration>,
+}
+
+/// The timer of a call's response timeout. Without one (`None`) it is made for a time that
+/// never comes and never polled, so it is never registered with the runtime's timers (which
+/// take a lock to add and to remove one).
+pub(crate) fn response_deadline(timeout: Option<Duration>) -> Sleep {
+    static NEVER: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+    match timeout {
+        Some(t) => tokio::time::sleep(t),
+        None => tokio::time::sleep_until(*NEVER.get_or_init(|| {
+            tokio::time::Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
+        })),
+    }
 }
 
 /// Sends `request` with `client`, first authorizing it with a Vertex AI token from `tokens`
@@ -176,7 +190,7 @@ impl<A> CallFuture<A> {
         Self {
             state: State::Calling {
                 future,
-                deadline: tokio::time::sleep(call.response_timeout),
+                deadline: response_deadline(call.response_timeout),
                 call,
             },
         }
@@ -202,10 +216,16 @@ impl<A: Answers> Future for CallFuture<A> {
                     Poll::Pending => Step::Pending,
                 },
                 StateProj::Calling {
-                    future, deadline, ..
+                    future,
+                    deadline,
+                    call,
                 } => match future.poll(cx) {
                     Poll::Ready(result) => Step::Headers(result),
-                    Poll::Pending if deadline.poll(cx).is_ready() => Step::HeadersTimedOut,
+                    Poll::Pending
+                        if call.response_timeout.is_some() && deadline.poll(cx).is_ready() =>
+                    {
+                        Step::HeadersTimedOut
+                    }
                     Poll::Pending => Step::Pending,
                 },
                 StateProj::Reading {
@@ -231,7 +251,7 @@ impl<A: Answers> Future for CallFuture<A> {
                     request.headers_mut().insert(header::AUTHORIZATION, value);
                     state.set(State::Calling {
                         future: client.inner.request(request),
-                        deadline: tokio::time::sleep(call.response_timeout),
+                        deadline: response_deadline(call.response_timeout),
                         call,
                     });
                 }
@@ -257,7 +277,7 @@ impl<A: Answers> Future for CallFuture<A> {
                 (Step::HeadersTimedOut, StateTake::Calling { call, .. }) => {
                     return Poll::Ready(Err(UpstreamTimeout::new(
                         TimeoutPhase::Response,
-                        call.response_timeout,
+                        call.response_timeout.unwrap_or_default(),
                     )
                     .into()));
                 }

@@ -567,6 +567,17 @@ async fn slow_anthropic_is_504() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn without_a_response_timeout_a_slow_anthropic_is_waited_for() {
+    let upstream = FakeAnthropic::start().await;
+    upstream.set(Plan::ok().delay(Duration::from_secs(700)));
+    let p = builder(&upstream).no_response_timeout().build().unwrap();
+    let started = tokio::time::Instant::now();
+    let r = send(p, &chat(json!({}))).await;
+    assert_eq!(r.status(), 200);
+    assert!(started.elapsed() >= Duration::from_secs(700));
+}
+
+#[tokio::test(start_paused = true)]
 async fn stalled_stream_ends_with_an_error_event() {
     let upstream = FakeAnthropic::start().await;
     upstream.set(Plan::ok().chunk_delay(Duration::from_secs(30)));

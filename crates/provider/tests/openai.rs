@@ -336,6 +336,22 @@ async fn slow_upstream_is_504() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn without_a_response_timeout_a_slow_upstream_is_waited_for() {
+    let upstream = FakeUpstream::start().await;
+    upstream.set(Plan::ok().delay(Duration::from_secs(700)));
+    let provider = OpenAi::builder(upstream.base_url())
+        .response_timeout(Duration::from_secs(5))
+        .no_response_timeout()
+        .build()
+        .unwrap();
+    // Past the default's 600 s and the 5 s set before: no 504 of the provider's own.
+    let started = tokio::time::Instant::now();
+    let r = send(provider, client_request("/v1/chat/completions", CHAT)).await;
+    assert_eq!(r.status(), 200);
+    assert!(started.elapsed() >= Duration::from_secs(700));
+}
+
+#[tokio::test(start_paused = true)]
 async fn stalled_stream_ends_with_an_error_event() {
     let upstream = FakeUpstream::start().await;
     upstream.set(Plan::ok().chunk_delay(Duration::from_secs(30)));

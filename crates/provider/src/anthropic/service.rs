@@ -85,7 +85,7 @@ pub struct AnthropicBuilder {
     headers: Vec<(String, String)>,
     name: Option<String>,
     client: Option<HttpClient>,
-    response_timeout: Duration,
+    response_timeout: Option<Duration>,
     idle_timeout: Option<Duration>,
     translator: Translator,
     endpoint: Option<Endpoint>,
@@ -217,7 +217,15 @@ impl AnthropicBuilder {
 
     /// Sets how long to wait for the response headers (default 600 s): 504 past it.
     pub fn response_timeout(mut self, timeout: Duration) -> Self {
-        self.response_timeout = timeout;
+        self.response_timeout = Some(timeout);
+        self
+    }
+
+    /// Arms no timer of the provider's own for the response headers: for a stack whose outer
+    /// deadline always comes first (the gateway does this when its request timeout is no
+    /// longer than the response timeout), so that a call registers no timer it cannot need.
+    pub fn no_response_timeout(mut self) -> Self {
+        self.response_timeout = None;
         self
     }
 
@@ -376,7 +384,7 @@ struct Shared {
     name: Arc<str>,
     target: Target,
     headers: HeaderMap,
-    response_timeout: Duration,
+    response_timeout: Option<Duration>,
     idle_timeout: Option<Duration>,
     translator: Translator,
     endpoint: Option<Endpoint>,
@@ -406,7 +414,7 @@ impl Anthropic {
             headers: Vec::new(),
             name: None,
             client: None,
-            response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+            response_timeout: Some(DEFAULT_RESPONSE_TIMEOUT),
             idle_timeout: None,
             translator: Translator::new().max_tokens(DEFAULT_MAX_TOKENS),
             endpoint: None,

@@ -58,7 +58,7 @@ pub struct GeminiBuilder {
     headers: Vec<(String, String)>,
     name: Option<String>,
     client: Option<HttpClient>,
-    response_timeout: Duration,
+    response_timeout: Option<Duration>,
     idle_timeout: Option<Duration>,
     translator: Translator,
     endpoint: Option<Endpoint>,
@@ -192,7 +192,15 @@ impl GeminiBuilder {
 
     /// Sets how long to wait for the response headers (default 600 s): 504 past it.
     pub fn response_timeout(mut self, timeout: Duration) -> Self {
-        self.response_timeout = timeout;
+        self.response_timeout = Some(timeout);
+        self
+    }
+
+    /// Arms no timer of the provider's own for the response headers: for a stack whose outer
+    /// deadline always comes first (the gateway does this when its request timeout is no
+    /// longer than the response timeout), so that a call registers no timer it cannot need.
+    pub fn no_response_timeout(mut self) -> Self {
+        self.response_timeout = None;
         self
     }
 
@@ -293,9 +301,12 @@ impl GeminiBuilder {
                     .vertex_shared(format!("{root}anthropic/models/"), tokens.clone())
                     .name(&*name)
                     .client(client.clone())
-                    .response_timeout(self.response_timeout)
                     .idle_timeout(self.idle_timeout)
                     .drop_unsupported(self.translator.drops_unsupported());
+                b = match self.response_timeout {
+                    Some(t) => b.response_timeout(t),
+                    None => b.no_response_timeout(),
+                };
                 if let Some(n) = self.claude_max_tokens {
                     b = b.max_tokens(n);
                 }
@@ -355,7 +366,7 @@ struct Shared {
     auth: Auth,
     /// Vertex AI: the provider of Claude models (the `anthropic` publisher).
     claude: Option<Anthropic>,
-    response_timeout: Duration,
+    response_timeout: Option<Duration>,
     idle_timeout: Option<Duration>,
     translator: Translator,
     endpoint: Option<Endpoint>,
@@ -387,7 +398,7 @@ impl Gemini {
             headers: Vec::new(),
             name: None,
             client: None,
-            response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+            response_timeout: Some(DEFAULT_RESPONSE_TIMEOUT),
             idle_timeout: None,
             translator: Translator::new(),
             endpoint: None,

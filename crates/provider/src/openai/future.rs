@@ -23,7 +23,8 @@ pub(super) struct Call {
     pub(super) name: Arc<str>,
     pub(super) strip_usage: bool,
     pub(super) connect_timeout: Duration,
-    pub(super) response_timeout: Duration,
+    /// `None`: no timer (an outer deadline comes first).
+    pub(super) response_timeout: Option<Duration>,
     pub(super) idle_timeout: Option<Duration>,
 }
 
@@ -56,7 +57,7 @@ impl ResponseFuture {
         Self {
             state: State::Calling {
                 future,
-                deadline: tokio::time::sleep(call.response_timeout),
+                deadline: crate::call::response_deadline(call.response_timeout),
                 call: Some(call),
             },
         }
@@ -93,11 +94,15 @@ impl Future for ResponseFuture {
                 let result = match future.poll(cx) {
                     Poll::Ready(result) => result,
                     Poll::Pending => {
+                        let timed = call.as_ref().and_then(|c| c.response_timeout);
+                        let Some(timeout) = timed else {
+                            return Poll::Pending;
+                        };
                         ready!(deadline.poll(cx));
-                        let call = call.take().expect("polled after completion");
+                        call.take();
                         return Poll::Ready(Err(UpstreamTimeout::new(
                             TimeoutPhase::Response,
-                            call.response_timeout,
+                            timeout,
                         )
                         .into()));
                     }

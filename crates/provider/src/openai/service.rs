@@ -44,7 +44,7 @@ pub struct OpenAiBuilder {
     headers: Vec<(String, String)>,
     name: Option<String>,
     client: Option<HttpClient>,
-    response_timeout: Duration,
+    response_timeout: Option<Duration>,
     idle_timeout: Option<Duration>,
     stream_usage: bool,
     query_params: Vec<String>,
@@ -141,7 +141,15 @@ impl OpenAiBuilder {
 
     /// Sets how long to wait for the response headers (default 600 s): 504 past it.
     pub fn response_timeout(mut self, timeout: Duration) -> Self {
-        self.response_timeout = timeout;
+        self.response_timeout = Some(timeout);
+        self
+    }
+
+    /// Arms no timer of the provider's own for the response headers: for a stack whose outer
+    /// deadline always comes first (the gateway does this when its request timeout is no
+    /// longer than the response timeout), so that a call registers no timer it cannot need.
+    pub fn no_response_timeout(mut self) -> Self {
+        self.response_timeout = None;
         self
     }
 
@@ -370,7 +378,7 @@ pub(super) struct Shared {
     /// The outbound headers by the call's kind (see [`outbound_headers`]). A POST's hold a
     /// `content-length` of 0 that every call replaces with its body's.
     headers: [HeaderMap; 4],
-    pub(super) response_timeout: Duration,
+    pub(super) response_timeout: Option<Duration>,
     pub(super) idle_timeout: Option<Duration>,
     stream_usage: bool,
     query: QueryAllowlist,
@@ -399,7 +407,7 @@ impl OpenAi {
             headers: Vec::new(),
             name: None,
             client: None,
-            response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+            response_timeout: Some(DEFAULT_RESPONSE_TIMEOUT),
             idle_timeout: None,
             stream_usage: true,
             query_params: Vec::new(),
