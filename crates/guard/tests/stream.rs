@@ -3,19 +3,17 @@
 
 mod support;
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Frame;
 use http_body_util::BodyExt;
+use http_body_util::channel::{Channel, Sender};
 use portcullis_core::{Body, BoxError, BufferedBody};
 use portcullis_guard::{GuardBuilder, GuardLayer, Loader};
 use portcullis_testkit::{FakeUpstream, Plan};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 use tower::{Layer, ServiceExt};
 
 use support::{chat_stream, upstream};
@@ -162,40 +160,34 @@ async fn a_failed_input_guard_turns_a_stream_246_and_leaves_its_body() {
     assert_eq!(events.last().unwrap(), "[DONE]");
 }
 
-/// An upstream answer the test writes event by event.
-struct Events(mpsc::UnboundedReceiver<Bytes>);
-
-impl http_body::Body for Events {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.0
-            .poll_recv(cx)
-            .map(|event| event.map(|e| Ok(Frame::data(e))))
-    }
-}
-
 fn delta(delta: Value) -> Bytes {
     let chunk = json!({"object": "chat.completion.chunk",
         "choices": [{"index": 0, "delta": delta, "finish_reason": null}]});
     Bytes::from(format!("data: {chunk}\n\n"))
 }
 
-/// A guard over an upstream whose stream the test writes: the sender, and the client's body.
-async fn guarded_stream(node: Value) -> (mpsc::UnboundedSender<Bytes>, Body) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let rx = std::sync::Arc::new(std::sync::Mutex::new(Some(rx)));
+/// Writes a stream's events, one frame each.
+struct Events(Sender<Bytes, BoxError>);
+
+impl Events {
+    fn send(&mut self, event: Bytes) {
+        self.0
+            .try_send(Frame::data(event))
+            .expect("room in the channel");
+    }
+}
+
+/// A guard over an upstream whose stream the test writes: the writer, and the client's body.
+async fn guarded_stream(node: Value) -> (Events, Body) {
+    let (tx, events) = Channel::<Bytes, BoxError>::new(16);
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Some(events)));
     let upstream = tower::service_fn(move |_req: Request<BufferedBody>| {
-        let events = rx.lock().unwrap().take().expect("one call");
+        let events = events.lock().unwrap().take().expect("one call");
         async move {
             Ok::<_, BoxError>(
                 Response::builder()
                     .header("content-type", "text/event-stream")
-                    .body(Body::new(Events(events)))
+                    .body(Body::new(events))
                     .unwrap(),
             )
         }
@@ -204,7 +196,7 @@ async fn guarded_stream(node: Value) -> (mpsc::UnboundedSender<Bytes>, Body) {
     let guard = GuardLayer::builder().hooks(hooks).build().layer(upstream);
     let res = guard.oneshot(chat_stream("go")).await.unwrap();
     assert_eq!(res.status(), 200);
-    (tx, res.into_body())
+    (Events(tx), res.into_body())
 }
 
 /// The next data frame the client gets, or `None` when none comes while the test writes
@@ -218,15 +210,14 @@ async fn next_frame(body: &mut Body) -> Option<String> {
 #[tokio::test(start_paused = true)]
 async fn without_window_checks_each_event_reaches_the_client_as_it_comes() {
     let node = json!({"output_guardrails": [{"id": "brief", "deny": true, "wordCount": {"maxWords": 50}}]});
-    let (tx, mut body) = guarded_stream(node).await;
-    tx.send(delta(json!({"role": "assistant", "content": ""})))
-        .unwrap();
+    let (mut tx, mut body) = guarded_stream(node).await;
+    tx.send(delta(json!({"role": "assistant", "content": ""})));
     assert!(next_frame(&mut body).await.unwrap().contains("\"role\""));
-    tx.send(delta(json!({"content": "Hi"}))).unwrap();
+    tx.send(delta(json!({"content": "Hi"})));
     assert!(next_frame(&mut body).await.unwrap().contains("\"Hi\""));
-    tx.send(delta(json!({"content": " there."}))).unwrap();
+    tx.send(delta(json!({"content": " there."})));
     assert!(next_frame(&mut body).await.unwrap().contains("\" there.\""));
-    tx.send(Bytes::from_static(b"data: [DONE]\n\n")).unwrap();
+    tx.send(Bytes::from_static(b"data: [DONE]\n\n"));
     drop(tx);
     let mut rest = String::new();
     while let Some(frame) = next_frame(&mut body).await {
@@ -238,15 +229,14 @@ async fn without_window_checks_each_event_reaches_the_client_as_it_comes() {
 #[tokio::test(start_paused = true)]
 async fn behind_window_checks_text_waits_for_the_hold_but_the_role_event_does_not() {
     let node = json!({"output_guardrails": [{"deny": true, "portcullis.pii": {}}]});
-    let (tx, mut body) = guarded_stream(node).await;
+    let (mut tx, mut body) = guarded_stream(node).await;
     // The first event carries no text: nothing to judge, so it is not held.
-    tx.send(delta(json!({"role": "assistant", "content": ""})))
-        .unwrap();
+    tx.send(delta(json!({"role": "assistant", "content": ""})));
     assert!(next_frame(&mut body).await.unwrap().contains("\"role\""));
     // Text waits until the window checks have seen the 64 bytes that follow it.
-    tx.send(delta(json!({"content": "Hi there, "}))).unwrap();
+    tx.send(delta(json!({"content": "Hi there, "})));
     assert_eq!(next_frame(&mut body).await, None, "held");
-    tx.send(delta(json!({"content": "x".repeat(64)}))).unwrap();
+    tx.send(delta(json!({"content": "x".repeat(64)})));
     assert!(
         next_frame(&mut body)
             .await
@@ -258,7 +248,7 @@ async fn behind_window_checks_text_waits_for_the_hold_but_the_role_event_does_no
         None,
         "the last 64 bytes are held"
     );
-    tx.send(Bytes::from_static(b"data: [DONE]\n\n")).unwrap();
+    tx.send(Bytes::from_static(b"data: [DONE]\n\n"));
     drop(tx);
     let mut rest = String::new();
     while let Some(frame) = next_frame(&mut body).await {
@@ -271,20 +261,18 @@ async fn behind_window_checks_text_waits_for_the_hold_but_the_role_event_does_no
 #[tokio::test(start_paused = true)]
 async fn behind_window_checks_reasoning_keeps_its_place_behind_the_hold() {
     let node = json!({"output_guardrails": [{"deny": true, "portcullis.pii": {}}]});
-    let (tx, mut body) = guarded_stream(node).await;
+    let (mut tx, mut body) = guarded_stream(node).await;
     // Text the window checks do not read is not let through ahead of the hold either.
     tx.send(delta(
         json!({"reasoning_content": "mail ann.lee@example.com"}),
-    ))
-    .unwrap();
+    ));
     assert_eq!(next_frame(&mut body).await, None, "held");
-    tx.send(delta(json!({"content": "Hi, "}))).unwrap();
+    tx.send(delta(json!({"content": "Hi, "})));
     assert_eq!(next_frame(&mut body).await, None, "held");
     // PII in the answer's text cuts the stream: what was held never goes out.
     tx.send(delta(
         json!({"content": "write to ann.lee@example.com now"}),
-    ))
-    .unwrap();
+    ));
     let mut rest = String::new();
     while let Some(frame) = next_frame(&mut body).await {
         rest.push_str(&frame);

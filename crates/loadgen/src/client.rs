@@ -542,7 +542,7 @@ mod tests {
         let cut = whole.len() - answers.events().last().unwrap().len();
         let whole = Bytes::from(whole);
         let n = Arc::new(AtomicUsize::new(0));
-        tokio::spawn(crate::serve_http1(listener, move |_req| {
+        tokio::spawn(crate::serve_http(listener, None, move |_req| {
             let (whole, n) = (whole.clone(), n.clone());
             async move {
                 let (status, body) = match n.fetch_add(1, Ordering::SeqCst) % 3 {

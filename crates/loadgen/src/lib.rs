@@ -79,21 +79,9 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 /// Serves HTTP/1.1 with keep-alive on `listener`, one task per connection, until the process
-/// ends. Accept errors (out of descriptors and the like) are skipped, not fatal.
-async fn serve_http1<F, Fut, B>(listener: TcpListener, handler: F) -> std::io::Result<()>
-where
-    F: Fn(Request<Incoming>) -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    serve_maybe_tls(listener, None, handler).await
-}
-
-/// Like [`serve_http1`], over TLS when `tls` is given: each connection speaks HTTP/2 when
-/// ALPN chose `h2`, HTTP/1.1 otherwise.
-async fn serve_maybe_tls<F, Fut, B>(
+/// ends; over TLS when `tls` is given, each connection speaking HTTP/2 when ALPN chose `h2`.
+/// Accept errors (out of descriptors and the like) are skipped, not fatal.
+async fn serve_http<F, Fut, B>(
     listener: TcpListener,
     tls: Option<portcullis_testkit::tls::TlsAcceptor>,
     handler: F,

@@ -57,7 +57,7 @@ pub async fn serve(
     let client: Upstream = Client::builder(TokioExecutor::new()).build(connector);
     let authority = Authority::try_from(upstream.to_string()).map_err(std::io::Error::other)?;
     let shared = Arc::new((client, authority));
-    crate::serve_http1(listener, move |req| {
+    crate::serve_http(listener, None, move |req| {
         let shared = shared.clone();
         async move { Ok::<_, Infallible>(forward(&shared.0, &shared.1, mode, req).await) }
     })
@@ -136,8 +136,9 @@ mod tests {
     async fn the_body_reaches_the_upstream_and_the_answer_the_client_in_both_modes() {
         let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let upstream_addr = upstream.local_addr().unwrap();
-        tokio::spawn(crate::serve_http1(
+        tokio::spawn(crate::serve_http(
             upstream,
+            None,
             |req: Request<Incoming>| async move {
                 let path = req.uri().path().to_owned();
                 let body = req.into_body().collect().await.unwrap().to_bytes();

@@ -53,7 +53,7 @@ pub async fn serve_with(
         gap,
         ..Shared::new()
     });
-    crate::serve_maybe_tls(listener, tls, move |req| {
+    crate::serve_http(listener, tls, move |req| {
         let answers = answers.clone();
         async move { Ok::<_, Infallible>(answer(&answers, req).await) }
     })

@@ -228,27 +228,39 @@ impl FakeUpstream {
 }
 
 /// Serves HTTP/1.1 (keep-alive on) on `listener`, each request answered by `handle`: the
-/// accept loop of every fake upstream of the kit.
+/// server of every plain fake upstream of the kit.
 pub(crate) async fn serve<F, Fut>(listener: TcpListener, handle: F)
 where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = io::Result<Response<FakeBody>>> + Send + 'static,
 {
-    // Connections live in the set, so aborting this task closes them too.
+    accept_each(listener, move |stream| {
+        let service = service_fn(handle.clone());
+        async move {
+            let _ = http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        }
+    })
+    .await;
+}
+
+/// Accepts connections on `listener` (`TCP_NODELAY` on) and serves each with `connection` in
+/// a task of its own, until the caller's task is aborted: the connections live in a set, so
+/// aborting closes them too.
+pub(crate) async fn accept_each<C, Fut>(listener: TcpListener, connection: C)
+where
+    C: Fn(tokio::net::TcpStream) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
                 let _ = stream.set_nodelay(true);
-                let handle = handle.clone();
-                conns.spawn(async move {
-                    let service = service_fn(handle);
-                    let _ = http1::Builder::new()
-                        .keep_alive(true)
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
+                conns.spawn(connection(stream));
             }
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
         }

@@ -22,7 +22,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 pub use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -165,22 +164,12 @@ where
         + Send
         + 'static,
 {
-    // Connections live in the set, so aborting this task closes them too.
-    let mut conns = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let _ = stream.set_nodelay(true);
-                let acceptor = acceptor.clone();
-                let handle = handle.clone();
-                conns.spawn(async move {
-                    serve_connection(&acceptor, stream, service_fn(handle)).await;
-                });
-            }
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-        }
-    }
+    crate::accept_each(listener, move |stream| {
+        let acceptor = acceptor.clone();
+        let service = service_fn(handle.clone());
+        async move { serve_connection(&acceptor, stream, service).await }
+    })
+    .await;
 }
 
 /// Serves one accepted connection over TLS with `acceptor`: HTTP/2 when ALPN chose `h2`,
