@@ -60,7 +60,6 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::Recorded;
@@ -343,10 +342,7 @@ impl FakeAnthropic {
     /// # Panics
     /// If binding fails or there is no current tokio runtime.
     pub async fn start() -> FakeAnthropic {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("fake anthropic: bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("fake anthropic: local_addr");
+        let (listener, addr) = crate::bind_loopback("fake anthropic").await;
         let shared = Shared::default();
         let handler = shared.clone();
         let task = tokio::spawn(crate::serve(listener, move |req| {

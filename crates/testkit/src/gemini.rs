@@ -74,7 +74,6 @@ use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::Recorded;
@@ -400,10 +399,7 @@ impl FakeGemini {
     /// # Panics
     /// If binding fails or there is no current tokio runtime.
     pub async fn start() -> FakeGemini {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("fake gemini: bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("fake gemini: local_addr");
+        let (listener, addr) = crate::bind_loopback("fake gemini").await;
         let shared = Shared::default();
         let handler = shared.clone();
         let task = tokio::spawn(crate::serve(listener, move |req| {

@@ -169,10 +169,7 @@ impl FakeUpstream {
     /// # Panics
     /// If binding fails or there is no current tokio runtime.
     pub async fn start() -> FakeUpstream {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("fake upstream: bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("fake upstream: local_addr");
+        let (listener, addr) = crate::bind_loopback("fake upstream").await;
         let shared = Shared::default();
         let handler = shared.clone();
         let task = tokio::spawn(serve(listener, move |req| handle(handler.clone(), req)));
@@ -244,6 +241,20 @@ where
         }
     })
     .await;
+}
+
+/// A listener on `127.0.0.1:0` for the fake `who`, and its address.
+///
+/// # Panics
+/// If binding fails.
+pub(crate) async fn bind_loopback(who: &str) -> (TcpListener, SocketAddr) {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{who}: bind 127.0.0.1:0: {e}"));
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("{who}: local_addr: {e}"));
+    (listener, addr)
 }
 
 /// Accepts connections on `listener` (`TCP_NODELAY` on) and serves each with `connection` in

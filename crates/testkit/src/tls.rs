@@ -138,10 +138,7 @@ impl FakeUpstream {
     /// # Panics
     /// If binding fails or there is no current tokio runtime.
     pub async fn start_tls(ca: &TestCa, alpn: Alpn) -> FakeUpstream {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("fake upstream: bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("fake upstream: local_addr");
+        let (listener, addr) = crate::bind_loopback("fake upstream").await;
         let shared = Shared::default();
         let handler = shared.clone();
         let acceptor = ca.acceptor(alpn);
