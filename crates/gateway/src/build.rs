@@ -78,8 +78,9 @@ pub(crate) fn openai_builder(
     b.client(Clients::pick(clients, spec.connect_timeout))
 }
 
-/// The pooled clients of one build: the shared one, and how to make another with a
-/// provider's own connect timeout (both trusting `server.upstream_ca_file`).
+/// What the providers of one build share: the pooled client, how to make another with a
+/// provider's own connect timeout (both trusting `server.upstream_ca_file`), and the
+/// server's request timeout, under which their calls run.
 pub(crate) struct Clients {
     builder: portcullis_provider::HttpClientBuilder,
     shared: HttpClient,

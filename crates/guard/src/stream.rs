@@ -3,12 +3,12 @@
 //!
 //! Events pass to the client as they come, except, when a denying hook has window checks,
 //! those whose text lies in the last [`hold`](crate::StreamOptions::hold) bytes: they wait
-//! until the window checks have seen what follows (an event that carries nothing, such as the
-//! opening one with the role, waits only behind held ones). A window check that fails in a denying hook
-//! ends the stream at once with an SSE error event (`type: "hooks_failed"`, with
-//! `hook_results`); what was held is never sent. At the end (`[DONE]`, or the end of the
-//! body) every after hook runs over the whole text; a denying one that fails ends the stream
-//! the same way, in place of the held tail (if any) and `[DONE]`.
+//! until the window checks have seen what follows (an event that carries nothing, such as
+//! the opening one with the role, waits only behind held ones). A window check that fails in
+//! a denying hook ends the stream at once with an SSE error event (`type: "hooks_failed"`,
+//! with `hook_results`); what was held is never sent. At the end (`[DONE]`, or the end of
+//! the body) every after hook runs over the whole text; a denying one that fails ends the
+//! stream the same way, in place of the held tail (if any) and `[DONE]`.
 //!
 //! ```
 //! use http::{Request, Response};
