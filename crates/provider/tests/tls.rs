@@ -51,8 +51,8 @@ mod over_tls {
     use http_body_util::Full;
     use portcullis_core::observe::Outcome;
     use portcullis_provider::{HttpClient, OpenAi};
-    use portcullis_testkit::FakeUpstream;
     use portcullis_testkit::tls::{Alpn, TestCa};
+    use portcullis_testkit::{FakeUpstream, Plan};
 
     use super::support::{json_body, observation, report, send_to, stream_text};
 
@@ -197,6 +197,49 @@ mod over_tls {
         let r = send_to(provider(&upstream, trusting(&other)), chat(CHAT)).await;
         assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
         assert_eq!(upstream.hits(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_stream_broken_midway_over_http2_reaches_the_client_as_an_error_event() {
+        let ca = TestCa::new();
+        let upstream = FakeUpstream::start_tls(&ca, Alpn::H2AndHttp1).await;
+        upstream.set(Plan::ok().break_after(2));
+        let r = send_to(provider(&upstream, trusting(&ca)), chat(CHAT_STREAM)).await;
+        assert_eq!(r.status(), 200);
+        let o = observation(&r);
+        // The body ends cleanly (`stream_text` refuses a broken one), after an error event.
+        let body = stream_text(r).await;
+        assert!(body.contains("stream_interrupted"), "{body}");
+        assert!(!body.contains("[DONE]"), "{body}");
+        assert!(matches!(report(&o).outcome, Outcome::Failed(_)));
+        assert_eq!(upstream.last_request().unwrap().version, Version::HTTP_2);
+    }
+
+    #[tokio::test]
+    async fn an_http2_upstream_that_resets_without_answering_is_502() {
+        let ca = TestCa::new();
+        let upstream = FakeUpstream::start_tls(&ca, Alpn::H2AndHttp1).await;
+        upstream.set(Plan::ok().disconnect());
+        let r = send_to(provider(&upstream, trusting(&ca)), chat(CHAT)).await;
+        assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+        let v = json_body(r).await;
+        assert_eq!(v["error"]["type"], "upstream_error");
+        assert_eq!(v["error"]["code"], "upstream_protocol_error", "{v}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_http2_upstream_is_504_at_the_response_timeout() {
+        let ca = TestCa::new();
+        let upstream = FakeUpstream::start_tls(&ca, Alpn::H2AndHttp1).await;
+        upstream.set(Plan::ok().delay(std::time::Duration::from_secs(60)));
+        let provider = OpenAi::builder(upstream.base_url())
+            .client(trusting(&ca))
+            .response_timeout(std::time::Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let r = send_to(provider, chat(CHAT)).await;
+        assert_eq!(r.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(json_body(r).await["error"]["code"], "upstream_timeout");
     }
 
     #[test]
