@@ -84,7 +84,8 @@ pub(crate) fn openai_builder(
 pub(crate) struct Clients {
     builder: portcullis_provider::HttpClientBuilder,
     shared: HttpClient,
-    /// `server.request_timeout`: every request a provider answers runs under it.
+    /// `server.request_timeout`: every request the gateway hands a provider runs under it
+    /// (see `gateway::dispatch`); a provider built here relies on it when it is the shorter.
     request_timeout: Option<Duration>,
 }
 
@@ -122,11 +123,15 @@ impl Clients {
     /// timeout (`response_timeout`, else the default) could: a call starts after its request
     /// did, and a client's `x-portkey-request-timeout` only shortens the server's. Such a
     /// provider arms no timer of its own per call (a lock taken to add one and to remove it).
+    ///
+    /// Strictly shorter: with equal timeouts (600 s both, the defaults) both timers fall due in
+    /// the same millisecond, and the provider's, polled first, answers: a hung upstream is a
+    /// 504 `upstream_timeout` that a circuit breaker counts, which a 408 would not be.
     fn outer_deadline_first(clients: Option<&Self>, response_timeout: Option<Duration>) -> bool {
         let Some(request) = clients.and_then(|c| c.request_timeout) else {
             return false;
         };
-        response_timeout.unwrap_or(portcullis_provider::openai::DEFAULT_RESPONSE_TIMEOUT) >= request
+        response_timeout.unwrap_or(portcullis_provider::openai::DEFAULT_RESPONSE_TIMEOUT) > request
     }
 
     /// The client of a provider: the shared one, or its own for a connect timeout of its own
@@ -383,7 +388,9 @@ pub(crate) fn cache_engine(spec: &CacheServer) -> Result<Arc<CacheEngine>, Confi
 
 impl Providers {
     /// Builds the providers of `config` (one pooled client shared by all that use the default
-    /// connect timeout) and the cache engine.
+    /// connect timeout) and the cache engine. A provider whose response timeout is longer than
+    /// `server.request_timeout` arms no timer of its own: called outside the gateway, which
+    /// puts that deadline around every request, put it there yourself.
     pub fn build(config: &Config, budgets: &Budgets) -> Result<Self, ConfigError> {
         Self::build_keeping(config, budgets, &Kept::default())
     }
@@ -984,27 +991,19 @@ mod tests {
     fn a_provider_arms_no_timer_only_when_the_request_timeout_always_comes_first() {
         let secs = Duration::from_secs;
         let default = Some(secs(600));
-        // The defaults: 600 s each, the request's started first.
-        assert!(Clients::outer_deadline_first(Some(&clients(default)), None));
-        assert!(Clients::outer_deadline_first(
-            Some(&clients(Some(secs(30)))),
-            Some(secs(30))
-        ));
-        assert!(Clients::outer_deadline_first(
-            Some(&clients(Some(secs(30)))),
-            Some(secs(90))
-        ));
-        // A provider's own shorter timeout, a longer request timeout, none at all, or no
-        // server settings (a provider checked alone): the provider keeps its timer.
-        assert!(!Clients::outer_deadline_first(
-            Some(&clients(default)),
-            Some(secs(30))
-        ));
-        assert!(!Clients::outer_deadline_first(
-            Some(&clients(Some(secs(601)))),
-            None
-        ));
-        assert!(!Clients::outer_deadline_first(Some(&clients(None)), None));
+        let first =
+            |request, response| Clients::outer_deadline_first(Some(&clients(request)), response);
+        // A request timeout shorter than the provider's (its own, or the default 600 s).
+        assert!(first(Some(secs(30)), None));
+        assert!(first(Some(secs(30)), Some(secs(90))));
+        // Equal timeouts (the defaults) fall due together, and the provider's 504 answers; a
+        // provider's own shorter timeout, a longer request timeout, none at all, or no server
+        // settings (a provider checked alone): the provider keeps its timer.
+        assert!(!first(default, None));
+        assert!(!first(Some(secs(30)), Some(secs(30))));
+        assert!(!first(default, Some(secs(30))));
+        assert!(!first(Some(secs(601)), None));
+        assert!(!first(None, None));
         assert!(!Clients::outer_deadline_first(None, None));
     }
 }

@@ -455,6 +455,19 @@ async fn a_provider_response_timeout_shorter_than_the_request_timeout_still_answ
 }
 
 #[tokio::test(start_paused = true)]
+async fn at_the_default_timeouts_a_hung_upstream_is_a_504_of_the_providers() {
+    let a = FakeUpstream::start().await;
+    a.set(Plan::ok().delay(Duration::from_secs(700)));
+    // Both 600 s: they fall due together, and the provider's answers (a 504 a circuit breaker
+    // counts), not the request's 408.
+    let gw = start(&format!("{{{}}}", providers(&a))).await;
+    let headers = [("x-portkey-virtual-key", "a")];
+    let res = post(gw.addr, "/v1/chat/completions", &headers, CHAT).await;
+    assert_eq!(res.status, 504, "{}", res.text());
+    assert_eq!(res.json()["error"]["code"], "upstream_timeout");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_client_request_timeout_may_only_shorten_the_servers() {
     let a = FakeUpstream::start().await;
     a.set(Plan::ok().delay(Duration::from_secs(60)));

@@ -225,6 +225,7 @@ mod over_tls {
         let v = json_body(r).await;
         assert_eq!(v["error"]["type"], "upstream_error");
         assert_eq!(v["error"]["code"], "upstream_protocol_error", "{v}");
+        assert_eq!(upstream.last_request().unwrap().version, Version::HTTP_2);
     }
 
     #[tokio::test(start_paused = true)]
@@ -240,6 +241,7 @@ mod over_tls {
         let r = send_to(provider, chat(CHAT)).await;
         assert_eq!(r.status(), StatusCode::GATEWAY_TIMEOUT);
         assert_eq!(json_body(r).await["error"]["code"], "upstream_timeout");
+        assert_eq!(upstream.last_request().unwrap().version, Version::HTTP_2);
     }
 
     #[test]

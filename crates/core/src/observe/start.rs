@@ -160,28 +160,52 @@ fn delta_content(r: &mut Reader<'_>) -> Option<bool> {
             b"tool_calls" => 1,
             b"function_call" => 2,
             b"refusal" => 3,
-            // Anything else a delta carries (reasoning text, audio) counts when it is filled.
-            // Two such fields are left to the `Value` read, which knows whether they are one
-            // field given twice (it keeps the last).
+            // Anything else a delta carries (reasoning text, audio) counts when it is filled:
+            // not `null`, `""`, `[]` or `{}` (an opening delta may carry those empty). Two such
+            // fields are left to the `Value` read, which knows whether they are one field given
+            // twice (it keeps the last).
             _ => {
                 others += 1;
                 if others > 1 {
                     return None;
                 }
-                content |= filled(r)?;
+                content |= filled(r, false)?;
                 return Some(());
             }
         };
         seen.once(field)?;
-        content |= if field == 0 { text(r)? } else { set(r)? };
+        content |= if field == 0 {
+            text(r)?
+        } else {
+            filled(r, true)?
+        };
         Some(())
     })?;
     Some(content)
 }
 
-/// A value other than `null` and `""`.
-fn filled(r: &mut Reader<'_>) -> Option<bool> {
-    if r.peek()? == b'"' { text(r) } else { set(r) }
+/// A value other than `null` and `""`; nor, unless `empty_counts`, `[]` or `{}`.
+fn filled(r: &mut Reader<'_>, empty_counts: bool) -> Option<bool> {
+    match r.peek()? {
+        b'"' => text(r),
+        b'[' if !empty_counts => {
+            let mut any = false;
+            r.array(|r| {
+                any = true;
+                r.skip()
+            })?;
+            Some(any)
+        }
+        b'{' if !empty_counts => {
+            let mut any = false;
+            r.object(|r, _| {
+                any = true;
+                r.skip()
+            })?;
+            Some(any)
+        }
+        _ => set(r),
+    }
 }
 
 /// A value other than `null`.
@@ -215,10 +239,15 @@ fn value_content(event: &[u8]) -> bool {
             set(c.get("finish_reason"))
                 || text(c.get("text"))
                 || c.get("delta").and_then(Value::as_object).is_some_and(|d| {
-                    d.iter().any(|(key, v)| match key.as_str() {
-                        "role" => false,
-                        "content" => text(Some(v)),
-                        _ => set(Some(v)) && v.as_str() != Some(""),
+                    d.iter().any(|(key, v)| match (key.as_str(), v) {
+                        ("role", _) => false,
+                        ("content", _) => text(Some(v)),
+                        (_, Value::Null) => false,
+                        (_, Value::String(s)) => !s.is_empty(),
+                        ("tool_calls" | "function_call" | "refusal", _) => true,
+                        (_, Value::Array(a)) => !a.is_empty(),
+                        (_, Value::Object(o)) => !o.is_empty(),
+                        _ => true,
                     })
                 })
         })
@@ -421,6 +450,13 @@ mod tests {
             (br#"{"choices":[{"delta":{"content":"","reasoning_content":""}}]}"#, false),
             (br#"{"choices":[{"delta":{"audio":{"id":"a1"}}}]}"#, true),
             (br#"{"choices":[{"delta":{"audio":null}}]}"#, false),
+            (br#"{"choices":[{"delta":{"refusal":""}}]}"#, false),
+            (br#"{"choices":[{"delta":{"refusal":"No."}}]}"#, true),
+            (br#"{"choices":[{"delta":{"tool_calls":{}}}]}"#, true),
+            (br#"{"choices":[{"delta":{"role":"assistant","reasoning":null,"reasoning_details":[]}}]}"#, false),
+            (br#"{"choices":[{"delta":{"reasoning_details":[{"text":"Hm"}]}}]}"#, true),
+            (br#"{"choices":[{"delta":{"extra":{}}}]}"#, false),
+            (br#"{"choices":[{"delta":{"extra":0}}]}"#, true),
         ] {
             assert_eq!(scan_content(event).unwrap_or_else(|| value_content(event)), content);
             assert_eq!(value_content(event), content);

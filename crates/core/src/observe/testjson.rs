@@ -279,7 +279,11 @@ fn content(odd: bool) -> BoxedStrategy<J> {
             entry("content", string(odd)),
             entry("role", Just(J::Str("assistant".into())).boxed()),
             entry("tool_calls", tool_calls()),
-            entry("refusal", Just(J::Null).boxed()),
+            entry(
+                "refusal",
+                prop_oneof![Just(J::Null), Just(J::Str(String::new())), string(odd)].boxed(),
+            ),
+            entry("reasoning_content", string(odd)),
         ],
         odd,
     );
