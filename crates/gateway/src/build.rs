@@ -93,24 +93,10 @@ impl Clients {
     /// The clients of `server`'s settings. The config reader checked `upstream_ca_file`; a
     /// `Server` built in code is checked here.
     pub(crate) fn new(server: &crate::config::Server) -> Result<Self, ConfigError> {
-        #[cfg_attr(not(feature = "rustls"), allow(unused_mut))]
-        let mut builder = HttpClient::builder();
-        match &server.upstream_ca {
-            None => {}
-            #[cfg(feature = "rustls")]
-            Some(ca) => {
-                builder = builder.add_root_certificates_pem(&ca.pem).map_err(|e| {
-                    ConfigError::new("server.upstream_ca_file", format!("`{}`: {e}", ca.file))
-                })?;
-            }
-            #[cfg(not(feature = "rustls"))]
-            Some(_) => {
-                return Err(ConfigError::new(
-                    "server.upstream_ca_file",
-                    crate::config::NO_TLS,
-                ));
-            }
-        }
+        let builder = match &server.upstream_ca {
+            Some(ca) => ca.client_builder()?,
+            None => HttpClient::builder(),
+        };
         let shared = builder.clone().build();
         Ok(Self {
             builder,

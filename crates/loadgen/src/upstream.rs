@@ -2,7 +2,7 @@
 //! `POST …/chat/completions` at once with [`Answers`], a ~500-byte `chat.completion` or a
 //! 20-event SSE stream with usage (when the body says `"stream": true`).
 //!
-//! No delay (unless [`serve_paced`] spaces a stream's events), no recording, no parsing
+//! No delay (unless [`serve_with`] spaces a stream's events), no recording, no parsing
 //! beyond the `stream` flag: it is the loopback floor every row of the load run shares.
 //!
 //! For the soak ([`crate::soak`]) a provider can ask for faults through its base URL: a path
@@ -33,17 +33,12 @@ use crate::payload::Answers;
 
 /// Serves the fake upstream on `listener` until the process ends.
 pub async fn serve(listener: TcpListener) -> std::io::Result<()> {
-    serve_paced(listener, Duration::ZERO).await
+    serve_with(listener, Duration::ZERO, None).await
 }
 
 /// Like [`serve`], with `gap` between a stream's events, as a model's tokens come (none
-/// before the first; JSON answers are not delayed).
-pub async fn serve_paced(listener: TcpListener, gap: Duration) -> std::io::Result<()> {
-    serve_with(listener, gap, None).await
-}
-
-/// Like [`serve_paced`], over TLS when `tls` is given (HTTP/2 where ALPN chose it): the load
-/// run's upstream as real providers are reached.
+/// before the first; JSON answers are not delayed), and over TLS when `tls` is given (HTTP/2
+/// where ALPN chose it): the load run's upstream as real providers are reached.
 pub async fn serve_with(
     listener: TcpListener,
     gap: Duration,
@@ -306,8 +301,8 @@ struct Chunks {
     break_at: Option<usize>,
     paused: bool,
     gap: Duration,
-    /// The gap's timer, and whether it is set for the next chunk.
-    wait: Option<(Pin<Box<tokio::time::Sleep>>, bool)>,
+    /// The gap before the next chunk: one timer per stream, set again as each chunk goes.
+    wait: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Body for Chunks {
@@ -331,21 +326,20 @@ impl Body for Chunks {
                 "injected fault: broken body",
             ))));
         }
-        if !self.gap.is_zero() && self.next > 0 && self.next < self.chunks.len() {
-            let gap = self.gap;
-            // One timer per stream, set again for each gap.
-            let wait = self
-                .wait
-                .get_or_insert_with(|| (Box::pin(tokio::time::sleep(gap)), false));
-            if !wait.1 {
-                wait.0.as_mut().reset(tokio::time::Instant::now() + gap);
-                wait.1 = true;
-            }
-            std::task::ready!(wait.0.as_mut().poll(cx));
-            wait.1 = false;
+        if self.next < self.chunks.len()
+            && let Some(wait) = self.wait.as_mut()
+        {
+            std::task::ready!(wait.as_mut().poll(cx));
         }
         let chunk = self.chunks.get(self.next).cloned();
         self.next += 1;
+        if !self.gap.is_zero() && self.next < self.chunks.len() {
+            let next = tokio::time::Instant::now() + self.gap;
+            match self.wait.as_mut() {
+                Some(wait) => wait.as_mut().reset(next),
+                None => self.wait = Some(Box::pin(tokio::time::sleep_until(next))),
+            }
+        }
         Poll::Ready(chunk.map(|c| Ok(Frame::data(c))))
     }
 
@@ -404,7 +398,7 @@ mod tests {
     async fn a_paced_stream_waits_between_its_events_and_arrives_whole() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(serve_paced(listener, Duration::from_millis(20)));
+        tokio::spawn(serve_with(listener, Duration::from_millis(20), None));
 
         let started = tokio::time::Instant::now();
         let (status, body, broke) = ask(addr, "/v1/chat/completions", true).await;

@@ -645,8 +645,7 @@ const SERVER_KEYS: [(&str, ServerKey); 26] = [
 ];
 
 /// Why `server.upstream_ca_file` cannot be used by a build without TLS.
-pub(crate) const NO_TLS: &str =
-    "needs TLS: this build of the gateway has none (its `rustls` feature)";
+const NO_TLS: &str = "needs TLS: this build of the gateway has none (its `rustls` feature)";
 
 /// Reads and checks `server.upstream_ca_file` (`${VAR}` substituted).
 fn upstream_ca(file: &str, path: &str, env: Env<'_>) -> Result<UpstreamCa> {
@@ -656,14 +655,27 @@ fn upstream_ca(file: &str, path: &str, env: Env<'_>) -> Result<UpstreamCa> {
     }
     let pem = std::fs::read(&file)
         .map_err(|e| ConfigError::new(path, format!("cannot read `{file}`: {e}")))?;
-    #[cfg(feature = "rustls")]
-    portcullis_provider::HttpClient::builder()
-        .add_root_certificates_pem(&pem)
-        .map_err(|e| ConfigError::new(path, format!("`{file}`: {e}")))?;
-    Ok(UpstreamCa {
+    let ca = UpstreamCa {
         file,
         pem: pem.into(),
-    })
+    };
+    ca.client_builder()?;
+    Ok(ca)
+}
+
+impl UpstreamCa {
+    /// A client builder that trusts these authorities beside the webpki roots; the error
+    /// names `server.upstream_ca_file` and the file.
+    pub(crate) fn client_builder(&self) -> Result<portcullis_provider::HttpClientBuilder> {
+        #[cfg(feature = "rustls")]
+        return portcullis_provider::HttpClient::builder()
+            .add_root_certificates_pem(&self.pem)
+            .map_err(|e| {
+                ConfigError::new("server.upstream_ca_file", format!("`{}`: {e}", self.file))
+            });
+        #[cfg(not(feature = "rustls"))]
+        Err(ConfigError::new("server.upstream_ca_file", NO_TLS))
+    }
 }
 
 /// Sets `into` to what a key gave, if it gave anything.

@@ -146,8 +146,8 @@ impl OpenAiBuilder {
     }
 
     /// Arms no timer of the provider's own for the response headers: for a stack whose outer
-    /// deadline always comes first (the gateway does this when its request timeout is no
-    /// longer than the response timeout), so that a call registers no timer it cannot need.
+    /// deadline always comes first (the gateway does this when its request timeout is shorter
+    /// than the response timeout), so that a call registers no timer it cannot need.
     pub fn no_response_timeout(mut self) -> Self {
         self.response_timeout = None;
         self
