@@ -69,6 +69,22 @@ where
     ready(response.into_body().collect()).unwrap().to_bytes()
 }
 
+/// The key of the `i`th entry of the store benches.
+fn bench_key(i: u64) -> portcullis_cache::key::Key {
+    let mut k = [0u8; 32];
+    k[..8].copy_from_slice(&i.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes());
+    portcullis_cache::key::Key(k)
+}
+
+/// An entry of the bench's answer in its own allocation.
+fn answer_entry() -> Arc<portcullis_cache::entry::Entry> {
+    Arc::new(portcullis_cache::entry::Entry::from_json(
+        Bytes::copy_from_slice(ANSWER.as_bytes()),
+        None,
+        0,
+    ))
+}
+
 fn bench(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -153,6 +169,39 @@ fn bench(c: &mut Criterion) {
                 Duration::from_secs(60),
             ))
             .unwrap()
+        });
+    });
+    // A store at its bound (8 MiB of the short answer, each in its own allocation, as answers
+    // are): every put evicts, and the evicted entries' memory is cold.
+    let full = |n: u64| {
+        use portcullis_cache::store::CacheStore;
+        let store = MemoryStore::new(8 << 20);
+        for i in 0..n {
+            let _ = ready(store.put(&bench_key(i), answer_entry(), Duration::from_secs(60)));
+        }
+        store
+    };
+    group.bench_function("memory_store_put_evicting", |b| {
+        use portcullis_cache::store::CacheStore;
+        let store = full(20_000);
+        let mut i = 20_000u64;
+        b.iter_batched(
+            || {
+                i += 1;
+                (bench_key(i), answer_entry())
+            },
+            |(key, entry)| ready(store.put(&key, entry, Duration::from_secs(60))).unwrap(),
+            BatchSize::SmallInput,
+        );
+    });
+    group.bench_function("memory_store_get_hit", |b| {
+        use portcullis_cache::store::CacheStore;
+        let store = full(20_000);
+        let mut i = 0u64;
+        b.iter(|| {
+            i = (i + 1) % 20_000;
+            // The newest fifth is surely held.
+            ready(store.get(&bench_key(16_000 + i % 4_000))).unwrap()
         });
     });
     group.bench_function("disabled", |b| {

@@ -242,14 +242,15 @@ impl CacheEngineBuilder {
         let embedder = self
             .embedder
             .unwrap_or_else(|| Arc::new(NgramEmbedder::new()));
+        let max_entry_bytes = self.max_entry_bytes.unwrap_or(1 << 20);
         Ok(Arc::new(CacheEngine {
-            store: self
-                .store
-                .unwrap_or_else(|| Arc::new(MemoryStore::new(64 << 20))),
+            store: self.store.unwrap_or_else(|| {
+                Arc::new(MemoryStore::with_largest_entry(64 << 20, max_entry_bytes))
+            }),
             inflight: Inflight::default(),
             clock: portcullis_core::clock::Clock::system(),
             matcher: Matcher::new(embedder, self.threshold),
-            max_entry_bytes: self.max_entry_bytes.unwrap_or(1 << 20),
+            max_entry_bytes,
             store_timeout: self.store_timeout.unwrap_or(Duration::from_millis(100)),
             coalesce_wait: self.coalesce_wait.unwrap_or(Duration::from_secs(30)),
             partition_size: self.partition_size.unwrap_or(256),

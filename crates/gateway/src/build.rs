@@ -362,7 +362,10 @@ pub(crate) fn cache_engine(spec: &CacheServer) -> Result<Arc<CacheEngine>, Confi
             .blocking_embedder(cores, spec.embed_timeout);
     }
     b = match &spec.store {
-        CacheStore::Memory { max_bytes } => b.store(MemoryStore::new(*max_bytes)),
+        CacheStore::Memory { max_bytes } => b.store(MemoryStore::with_largest_entry(
+            *max_bytes,
+            spec.max_entry_bytes,
+        )),
         CacheStore::Redis { url, prefix } => b.store(
             RedisStore::with_prefix(url, prefix)
                 .map_err(|e| ConfigError::new("server.cache.url", e.to_string()))?,
