@@ -26,7 +26,7 @@ impl InFlightBody {
         if http_body::Body::is_end_stream(&inner) {
             return inner;
         }
-        Body::new(Self {
+        Body::boxed(Self {
             inner,
             guard: Some(guard),
         })

@@ -121,7 +121,7 @@ impl Entry {
             Shape::Json => ("application/json", self.json_body()),
             Shape::Stream { .. } => {
                 let frames = self.stream_frames(shape);
-                let mut r = Response::new(Body::new(Frames { frames }));
+                let mut r = Response::new(Body::boxed(Frames { frames }));
                 set_type(&mut r, "text/event-stream");
                 r.headers_mut()
                     .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));

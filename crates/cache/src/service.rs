@@ -335,7 +335,7 @@ fn record(
         leader,
     };
     let (parts, body) = response.into_parts();
-    Response::from_parts(parts, Body::new(RecordBody::new(body, pending)))
+    Response::from_parts(parts, Body::boxed(RecordBody::new(body, pending)))
 }
 
 /// Only whole successes are kept: never an error, a 246 (a guardrail failed), or an answer

@@ -144,14 +144,40 @@ impl Body {
         }
     }
 
-    /// Wraps any body whose data is [`Bytes`].
+    /// Wraps any body whose data is [`Bytes`] (a [`Body`] is returned as it is).
     pub fn new<B>(body: B) -> Self
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
+        let mut body = Some(body);
+        if let Some(same) = (&mut body as &mut dyn std::any::Any).downcast_mut::<Option<Self>>() {
+            return same.take().expect("set just above");
+        }
+        let body = body.expect("taken only when it is a Body");
+        Self::boxed(body.map_err(Into::into))
+    }
+
+    /// Wraps a body whose errors are already [`BoxError`]s, as it is: where [`Body::new`]
+    /// adds a layer that converts each error, through which every frame passes (a call and a
+    /// copy of the frame per body wrapped: a stream's events pass through one per layer
+    /// that watches them).
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use http_body::Body as _;
+    /// use http_body_util::{BodyExt, Full};
+    /// use portcullis_core::{Body, BoxError};
+    ///
+    /// let body = Body::boxed(Full::new(Bytes::from("hi")).map_err(|e| -> BoxError { match e {} }));
+    /// assert_eq!(body.size_hint().exact(), Some(2));
+    /// ```
+    pub fn boxed<B>(body: B) -> Self
+    where
+        B: http_body::Body<Data = Bytes, Error = BoxError> + Send + 'static,
+    {
         Self {
-            kind: Kind::Stream(Box::pin(body.map_err(Into::into))),
+            kind: Kind::Stream(Box::pin(body)),
         }
     }
 }
@@ -228,6 +254,35 @@ impl http_body::Body for Body {
 mod tests {
     use super::*;
     use http_body::Body as _;
+
+    #[tokio::test]
+    async fn a_body_wrapped_again_is_the_same_body_and_errors_pass_through_boxed() {
+        let full = Body::new(Body::full("abc"));
+        assert_eq!(format!("{full:?}"), r#"Body::Full(Some(b"abc"))"#);
+        assert_eq!(full.collect().await.unwrap().to_bytes(), "abc");
+
+        /// A frame of data, then an error.
+        struct Failing(bool);
+        impl http_body::Body for Failing {
+            type Data = Bytes;
+            type Error = BoxError;
+            fn poll_frame(
+                mut self: Pin<&mut Self>,
+                _cx: &mut Context<'_>,
+            ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+                let sent = std::mem::replace(&mut self.0, true);
+                Poll::Ready(Some(if sent {
+                    Err("broken".into())
+                } else {
+                    Ok(Frame::data(Bytes::from("a")))
+                }))
+            }
+        }
+        let body = Body::new(Body::boxed(Failing(false)));
+        assert_eq!(format!("{body:?}"), "Body::Stream(..)");
+        let err = body.collect().await.unwrap_err();
+        assert_eq!(err.to_string(), "broken");
+    }
 
     #[tokio::test]
     async fn buffered_clone_replays_after_poll() {

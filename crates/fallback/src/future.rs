@@ -191,7 +191,7 @@ where
                             read.extend_from_slice(&data);
                             if read.len() > MAX_ERROR_BODY {
                                 let first = read.split().freeze();
-                                let body = Body::new(Prefixed::new(first, std::mem::take(body)));
+                                let body = Body::boxed(Prefixed::new(first, std::mem::take(body)));
                                 let head = head.take().expect("read once");
                                 return answer(Response::from_parts(head, body), index);
                             }

@@ -320,7 +320,9 @@ pub(crate) fn finish(mut response: Response<Body>, ctx: AfterCtx) -> Finish {
         }
         response.headers_mut().remove(header::CONTENT_LENGTH);
         response.extensions_mut().insert(ResultsWritten);
-        return Finish::Now(response.map(|body| Body::new(GuardBody::new(body, ctx, after_hooks))));
+        return Finish::Now(
+            response.map(|body| Body::boxed(GuardBody::new(body, ctx, after_hooks))),
+        );
     }
     Finish::Later(Box::pin(after_json(response, ctx, after_hooks)))
 }

@@ -355,7 +355,7 @@ impl Mock {
             events.push_back(Bytes::from(format!("data: {chunk}\n\n")));
         }
         events.push_back(Bytes::from_static(b"data: [DONE]\n\n"));
-        let mut response = Response::new(Body::new(EventStream {
+        let mut response = Response::new(Body::boxed(EventStream {
             events,
             delay: self.shared.config.chunk_delay,
             sleep: None,

@@ -384,7 +384,7 @@ impl Pending {
             Some(observation) => {
                 let response = if is_event_stream(&response) {
                     let series = series.clone();
-                    response.map(|body| Body::new(FirstFrame::new(body, start, series)))
+                    response.map(|body| Body::boxed(FirstFrame::new(body, start, series)))
                 } else {
                     response
                 };

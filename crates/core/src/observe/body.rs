@@ -64,7 +64,7 @@ where
         parts.headers.remove(header::CONTENT_LENGTH);
     }
     parts.extensions.insert(body.observation());
-    Response::from_parts(parts, Body::new(body))
+    Response::from_parts(parts, Body::boxed(body))
 }
 
 pin_project! {

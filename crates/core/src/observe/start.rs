@@ -256,7 +256,7 @@ fn value_content(event: &[u8]) -> bool {
 impl Started {
     fn finish(&mut self) -> Response<Body> {
         let parts = self.parts.take().expect("polled after completion");
-        let body = Body::new(Prefixed {
+        let body = Body::boxed(Prefixed {
             held: std::mem::take(&mut self.held),
             rest: std::mem::take(&mut self.body),
         });

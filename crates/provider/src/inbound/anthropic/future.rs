@@ -298,7 +298,7 @@ fn arrived(response: Response<Body>, answer: Answer) -> Arrived {
     }
     parts.headers.remove(header::CONTENT_LENGTH);
     let body = MessagesStreamBody::new(body, answer.stream());
-    Arrived::Stream(Response::from_parts(parts, Body::new(body)))
+    Arrived::Stream(Response::from_parts(parts, Body::boxed(body)))
 }
 
 /// The Anthropic answer for a JSON answer read whole: the message of a chat completion (as
