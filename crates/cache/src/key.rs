@@ -55,9 +55,9 @@ impl Hash for Key {
 /// The hasher of the cache's maps of [`Key`]s (the memory store's entries and partitions,
 /// the misses in flight): one folded multiply of the key's first eight bytes with two
 /// secrets of the map's, where std's SipHash ran its rounds over all 32 bytes (under load,
-/// with the store's evictions, that was ~1.8 µs per request of the every-layer config). The key
-/// is already a digest; the secrets keep a client who grinds request bodies for digests from
-/// choosing which keys share a bucket.
+/// with the earlier moka store, that was ~1.8 µs per request of the every-layer config). The
+/// key is already a digest; the secrets keep a client who grinds request bodies for digests
+/// from choosing which keys share a bucket.
 #[derive(Clone, Debug)]
 pub(crate) struct KeyState {
     seed: u64,

@@ -20,8 +20,9 @@ use crate::key::{Key, KeyState};
 /// The bound is split among up to 16 shards, each with its own lock: as many as still hold
 /// four of the largest entry the store is made for (1 MiB, the cache's default
 /// `max_entry_bytes`, unless [`with_largest_entry`](Self::with_largest_entry) says otherwise),
-/// one for a smaller bound. An entry larger than a shard ([`shard_bytes`](Self::shard_bytes))
-/// is not kept.
+/// one for a smaller bound. An entry weighed past what a shard admits
+/// ([`shard_bytes`](Self::shard_bytes): 97% of the shard) is not kept; with a
+/// bound of at least four of the largest entry, every entry the store is made for is admitted.
 ///
 /// Cheap to clone: clones share the entries.
 #[derive(Clone, Debug)]
@@ -35,13 +36,24 @@ pub struct MemoryStore {
 /// lock (an entry is read and written in well under a microsecond).
 const MAX_SHARDS: u64 = 16;
 
+/// The share of a shard that entries read again may hold (quick_cache's default, set here so
+/// [`MemoryStore::shard_bytes`] can say it): also the largest entry a shard admits.
+const HOT_SHARE: f64 = 0.97;
+
+/// The smallest shard of semantic candidate lists (4 MiB): a full list (256 questions with
+/// their vectors) is well under a megabyte.
+const PARTITION_SHARD_MIN: u64 = 4 << 20;
+
+/// Past this a TTL is taken as forever (a century), where adding it to now could overflow.
+const FOREVER: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 /// What one entry costs this store beside its bytes: its slot in a shard (key, value, links),
-/// the shard's table and the shared entry. Measured at the bound (200,000 answers put into
-/// 64 MiB, mimalloc, quick_cache 0.7): 962 resident bytes per entry of a 515-byte answer,
-/// 2,525 of a 1,900-byte one; the rest of the difference is the allocator rounding a body up
-/// to its size class (classes are at most an eighth apart: a sixteenth on average), which
-/// [`weight`] adds. So weighed, the same runs held 63.9 and 65.8 MiB: the bound is the memory
-/// held, within 3%. (With moka 0.12 an entry cost 640 bytes more than its body.)
+/// the shard's table and the shared entry; [`weight`] adds a sixteenth of the body for the
+/// allocator rounding it up to its size class (classes are at most an eighth apart). Measured
+/// at the bound with this weighing (200,000 answers put into 64 MiB, mimalloc, quick_cache
+/// 0.7): 67,440 answers of 515 bytes held 63.9 MiB (993 bytes each), 27,208 of 1,900 bytes
+/// held 65.8 MiB (2,536 each): the bound is the memory held, within 3%. (moka 0.12 held
+/// 1,121 bytes for a 515-byte answer, 2,623 for a 1,900-byte one.)
 const ENTRY_OVERHEAD: usize = 448;
 
 /// What an entry of `body` bytes is weighed at: the memory it holds.
@@ -78,7 +90,7 @@ impl Weighter<Key, Stored<Arc<[Candidate]>>> for Weigh {
 }
 
 /// A cache of `bytes`, in as many shards (a power of two, at most [`MAX_SHARDS`]) as keep
-/// each at least `shard_min` bytes; and the bytes of one shard.
+/// each at least `shard_min` bytes; and the largest weight one shard admits.
 fn cache<V: Clone>(bytes: u64, shard_min: u64) -> (Shards<V>, u64)
 where
     Weigh: Weighter<Key, Stored<V>>,
@@ -90,6 +102,7 @@ where
     }
     let options = quick_cache::OptionsBuilder::new()
         .shards(shards as usize)
+        .hot_allocation(HOT_SHARE)
         // About how many entries of a short answer the bound holds: it sizes the record of
         // keys evicted lately (the tables themselves grow as entries come).
         .estimated_items_capacity((bytes / 1024).clamp(32 * shards, 1 << 20) as usize)
@@ -97,7 +110,15 @@ where
         .build()
         .expect("a weight capacity and an item estimate are set");
     let cache = Cache::with_options(options, Weigh, KeyState::new(), Default::default());
-    (cache, bytes / shards)
+    // What quick_cache admits: the hot share of a shard, as it computes it.
+    let admits = (cache.shard_capacity() as f64 * HOT_SHARE) as u64;
+    (cache, admits)
+}
+
+/// When an entry put now with `ttl` stops being served.
+fn deadline(ttl: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(ttl.min(FOREVER)).unwrap_or(now)
 }
 
 /// The value under `key` while its TTL lasts; past it, the entry is removed (unless a new one
@@ -116,10 +137,9 @@ where
 }
 
 impl MemoryStore {
-    /// A store of at most `max_bytes` (entries weighed by the memory they hold, measured, so
-    /// the bound is the memory held.
-    /// Semantic candidates get an eighth of the bound on top), made for answers of up to
-    /// 1 MiB.
+    /// A store of at most `max_bytes`, made for answers of up to 1 MiB. Entries are weighed
+    /// at the memory they hold (measured), so the bound is the memory held; semantic
+    /// candidates get an eighth of the bound on top.
     pub fn new(max_bytes: u64) -> Self {
         Self::with_largest_entry(max_bytes, 1 << 20)
     }
@@ -130,7 +150,7 @@ impl MemoryStore {
     pub fn with_largest_entry(max_bytes: u64, largest: usize) -> Self {
         let shard_min = weight(largest).saturating_mul(4);
         let (entries, shard_bytes) = cache(max_bytes, shard_min);
-        let (partitions, _) = cache(max_bytes / 8, shard_min / 8);
+        let (partitions, _) = cache(max_bytes / 8, PARTITION_SHARD_MIN);
         Self {
             entries: Arc::new(entries),
             partitions: Arc::new(partitions),
@@ -153,8 +173,8 @@ impl MemoryStore {
         self.entries.weight()
     }
 
-    /// The bytes of one shard: the largest entry (its bytes and what an entry costs the
-    /// store) that can be kept.
+    /// The largest entry, as weighed (its bytes and what it costs the store), that a shard
+    /// admits: 97% of the shard (the share entries read again may hold).
     pub fn shard_bytes(&self) -> u64 {
         self.shard_bytes
     }
@@ -166,7 +186,7 @@ impl CacheStore for MemoryStore {
     }
 
     fn put(&self, key: &Key, entry: Arc<Entry>, ttl: Duration) -> StoreFuture<'_, ()> {
-        let expires = Instant::now() + ttl;
+        let expires = deadline(ttl);
         self.entries.insert(
             *key,
             Stored {
@@ -191,11 +211,15 @@ impl CacheStore for MemoryStore {
         keep: usize,
         ttl: Duration,
     ) -> StoreFuture<'_, ()> {
-        // Copy on write under the shard's lock: concurrent additions to one partition never
-        // lose each other. A list past its TTL is started afresh.
+        // The list is replaced through quick_cache's placeholder: an addition to a partition
+        // being added to waits for the other (its thread blocks for the copy of one list), so
+        // none is lost, and a reader meanwhile finds no list (a semantic miss). Inserted
+        // through the placeholder, the new list is admitted and evicts as any entry: lists
+        // stay within the bound, and one weighed past what a shard admits is dropped. A list
+        // past its TTL is started afresh.
         let now = Instant::now();
-        let expires = now + ttl;
-        let newest = |candidate: Candidate, old: Option<&[Candidate]>| -> Arc<[Candidate]> {
+        let expires = deadline(ttl);
+        let newest = move |old: Option<&[Candidate]>| -> Stored<Arc<[Candidate]>> {
             let key = candidate.key;
             let mut list = Vec::with_capacity(keep);
             list.push(candidate);
@@ -203,29 +227,22 @@ impl CacheStore for MemoryStore {
                 let older = old.iter().filter(|c| c.key != key);
                 list.extend(older.take(keep.saturating_sub(1)).cloned());
             }
-            Arc::from(list)
+            Stored {
+                value: Arc::from(list),
+                expires,
+            }
         };
-        let mut candidate = Some(candidate);
-        let found = self.partitions.entry(partition, None, |_, stored| {
-            let Some(candidate) = candidate.take() else {
-                return EntryAction::Retain(());
-            };
-            let old = (stored.expires > now).then_some(&*stored.value);
-            *stored = Stored {
-                value: newest(candidate, old),
-                expires,
-            };
-            EntryAction::Retain(())
-        });
-        if let EntryResult::Vacant(slot) = found
-            && let Some(candidate) = candidate.take()
-        {
-            // Refused only when the list outweighs a shard: it is not kept, as an entry
-            // that size would not be.
-            let _ = slot.insert(Stored {
-                value: newest(candidate, None),
-                expires,
-            });
+        let replace =
+            |_: &Key, _: &mut Stored<Arc<[Candidate]>>| EntryAction::<()>::ReplaceWithGuard;
+        match self.partitions.entry(partition, None, replace) {
+            EntryResult::Replaced(slot, old) => {
+                let _ = slot.insert(newest((old.expires > now).then_some(&*old.value)));
+            }
+            EntryResult::Vacant(slot) => {
+                let _ = slot.insert(newest(None));
+            }
+            // The callback only replaces, and without a timeout there is none.
+            EntryResult::Retained(()) | EntryResult::Removed(..) | EntryResult::Timeout => {}
         }
         Box::pin(std::future::ready(Ok(())))
     }
@@ -241,7 +258,7 @@ impl CacheStore for MemoryStore {
     fn put_now(&self, key: &Key, entry: &Arc<Entry>, ttl: Duration) -> bool {
         let stored = Stored {
             value: entry.clone(),
-            expires: Instant::now() + ttl,
+            expires: deadline(ttl),
         };
         self.entries.insert(*key, stored);
         true
@@ -299,40 +316,92 @@ mod tests {
 
     #[tokio::test]
     async fn shards_hold_four_of_the_largest_entry_and_a_larger_one_is_not_kept() {
+        let admits = |shard: u64| (shard as f64 * HOT_SHARE) as u64;
         // 64 MiB for 1 MiB answers: 8 shards of 8 MiB (at 16, a shard of 4 MiB would hold
         // fewer than four with what each entry costs the store).
-        assert_eq!(MemoryStore::new(64 << 20).shard_bytes(), 8 << 20);
+        assert_eq!(MemoryStore::new(64 << 20).shard_bytes(), admits(8 << 20));
         assert_eq!(
             MemoryStore::with_largest_entry(64 << 20, 4096).shard_bytes(),
-            4 << 20
+            admits(4 << 20)
         );
-        assert_eq!(MemoryStore::new(1 << 20).shard_bytes(), 1 << 20);
+        assert_eq!(MemoryStore::new(1 << 20).shard_bytes(), admits(1 << 20));
         let store = MemoryStore::with_largest_entry(1 << 30, 1 << 20);
-        assert_eq!(store.shard_bytes(), (1 << 30) / 16);
+        assert_eq!(store.shard_bytes(), admits((1 << 30) / 16));
         // A store too small for four: one shard, the whole bound.
         let store = MemoryStore::with_largest_entry(3 << 20, 1 << 20);
-        assert_eq!(store.shard_bytes(), 3 << 20);
+        assert_eq!(store.shard_bytes(), admits(3 << 20));
+        // Nothing overflows at the extremes.
+        assert_eq!(
+            MemoryStore::with_largest_entry(0, usize::MAX).shard_bytes(),
+            0
+        );
+        assert!(MemoryStore::with_largest_entry(u64::MAX, usize::MAX).shard_bytes() > 0);
 
         let store = MemoryStore::with_largest_entry(8 << 20, 1 << 20);
-        let shard = store.shard_bytes();
-        assert_eq!(shard, 8 << 20);
-        let fits = Key([1; 32]);
-        let too_big = Key([2; 32]);
-        store
-            .put(&fits, entry((1 << 20) - 1), Duration::from_secs(60))
-            .await
-            .unwrap();
-        store
-            .put(
-                &too_big,
-                // Weighed past the shard: its bytes alone fill it.
-                entry(shard as usize),
-                Duration::from_secs(60),
-            )
-            .await
-            .unwrap();
+        let admitted = store.shard_bytes();
+        assert_eq!(admitted, admits(8 << 20));
+        let (fits, too_big) = (Key([1; 32]), Key([2; 32]));
+        let ttl = Duration::from_secs(60);
+        // The largest the store is made for is admitted; one weighed a byte past what a shard
+        // admits is not.
+        store.put(&fits, entry(1 << 20), ttl).await.unwrap();
+        let past = (0..admitted as usize)
+            .rev()
+            .find(|&n| weight(n) <= admitted)
+            .unwrap()
+            + 1;
+        store.put(&too_big, entry(past), ttl).await.unwrap();
         assert!(store.get(&fits).await.unwrap().is_some());
         assert!(store.get(&too_big).await.unwrap().is_none());
+        store.put(&too_big, entry(past - 1), ttl).await.unwrap();
+        assert!(store.get(&too_big).await.unwrap().is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_ttl_too_long_to_add_to_now_is_forever() {
+        let store = MemoryStore::new(1 << 20);
+        let key = Key([3; 32]);
+        store.put(&key, entry(10), Duration::MAX).await.unwrap();
+        tokio::time::advance(Duration::from_secs(10 * 365 * 86_400)).await;
+        assert!(store.get(&key).await.unwrap().is_some());
+        let p = Key([4; 32]);
+        let c = Candidate {
+            key,
+            embedder: "e".into(),
+            text: "q".into(),
+            vector: vec![1.0].into(),
+        };
+        store.add_candidate(&p, c, 3, Duration::MAX).await.unwrap();
+        assert_eq!(store.candidates(&p).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_growing_candidate_list_stays_within_the_bound() {
+        // Candidates get an eighth of 64 KiB: one shard of 8 KiB. Each candidate weighs
+        // about 100 bytes, and the list may keep 1,000 of them.
+        let store = MemoryStore::new(64 * 1024);
+        let p = Key([5; 32]);
+        let mut longest = 0;
+        for i in 0..500u16 {
+            let mut k = [0; 32];
+            k[..2].copy_from_slice(&i.to_le_bytes());
+            let c = Candidate {
+                key: Key(k),
+                embedder: "e".into(),
+                text: format!("question {i:>24}").into(),
+                vector: vec![1.0; 8].into(),
+            };
+            store
+                .add_candidate(&p, c, 1000, Duration::from_secs(60))
+                .await
+                .unwrap();
+            let list = store.candidates(&p).await.unwrap();
+            let weighed: usize = list.iter().map(Candidate::weight).sum();
+            assert!(weighed <= 8 * 1024, "{weighed} bytes after {i}");
+            longest = longest.max(list.len());
+        }
+        // It did grow (and, past the shard, started again).
+        assert!(longest > 50, "{longest}");
     }
 
     #[tokio::test]
@@ -361,26 +430,32 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_additions_to_a_partition_lose_none() {
-        let store = MemoryStore::new(1 << 20);
+        let store = MemoryStore::new(16 << 20);
         let p = Key([7; 32]);
+        let (threads, each) = (8u16, 100u16);
+        let start = std::sync::Barrier::new(threads.into());
         std::thread::scope(|s| {
-            for t in 0..4u8 {
-                let store = &store;
+            for t in 0..threads {
+                let (store, start) = (&store, &start);
                 s.spawn(move || {
-                    for i in 0..25u8 {
+                    start.wait();
+                    for i in 0..each {
+                        let mut k = [0; 32];
+                        k[..2].copy_from_slice(&(t * each + i).to_le_bytes());
                         let c = Candidate {
-                            key: Key([t * 25 + i; 32]),
+                            key: Key(k),
                             embedder: "e".into(),
                             text: format!("q{t}-{i}").into(),
                             vector: vec![1.0].into(),
                         };
-                        let added = store.add_candidate(&p, c, 1000, Duration::from_secs(60));
-                        drop(added);
+                        // The store's future is ready: the addition is done when it returns.
+                        drop(store.add_candidate(&p, c, 10_000, Duration::from_secs(60)));
                     }
                 });
             }
         });
-        assert_eq!(store.candidates(&p).await.unwrap().len(), 100);
+        let list = store.candidates(&p).await.unwrap();
+        assert_eq!(list.len(), usize::from(threads * each));
     }
 
     #[tokio::test(start_paused = true)]
