@@ -283,15 +283,28 @@ fn floor_char(s: &str, mut i: usize) -> usize {
 
 impl Watch {
     /// Cuts `chunk` into whole events and takes each in.
-    fn push(&mut self, chunk: &[u8]) {
-        self.carry.extend_from_slice(chunk);
-        while let Some(end) = event_end(&self.carry) {
-            let event = self.carry.split_to(end).freeze();
-            self.take(event);
+    /// Takes each whole event of `chunk`, keeping the start of an unfinished one for the
+    /// next. A chunk that starts and ends on event boundaries (the observer below forwards
+    /// only whole events) is cut into its events without copying a byte.
+    fn push(&mut self, mut chunk: Bytes) {
+        if !self.carry.is_empty() {
+            self.carry.extend_from_slice(&chunk);
+            while let Some(end) = event_end(&self.carry) {
+                let event = self.carry.split_to(end).freeze();
+                self.take(event);
+                if !matches!(self.stage, Stage::Flowing) {
+                    return;
+                }
+            }
+            return;
+        }
+        while let Some(end) = event_end(&chunk) {
+            self.take(chunk.split_to(end));
             if !matches!(self.stage, Stage::Flowing) {
                 return;
             }
         }
+        self.carry.extend_from_slice(&chunk);
     }
 
     fn take(&mut self, event: Bytes) {
@@ -468,7 +481,7 @@ where
                 }
                 Stage::Flowing => match ready!(this.inner.as_mut().poll_frame(cx)) {
                     Some(Ok(frame)) => match frame.into_data() {
-                        Ok(data) => watch.push(&data),
+                        Ok(data) => watch.push(data),
                         Err(frame) => return Poll::Ready(Some(Ok(frame))),
                     },
                     Some(Err(e)) => {

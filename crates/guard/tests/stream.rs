@@ -280,3 +280,64 @@ async fn behind_window_checks_reasoning_keeps_its_place_behind_the_hold() {
     assert!(!rest.contains("ann.lee"), "{rest}");
     assert!(rest.contains("hooks_failed"), "{rest}");
 }
+
+/// How a test cuts a stream's bytes into frames.
+#[derive(Clone, Copy, Debug)]
+enum Cut {
+    /// One whole event a frame (as the observer forwards them).
+    Events,
+    /// Every `n` bytes, wherever that falls.
+    Every(usize),
+}
+
+#[tokio::test]
+async fn the_output_is_the_same_however_the_upstream_cuts_the_stream_into_frames() {
+    let mut events = vec![delta(json!({"role": "assistant", "content": ""}))];
+    for word in ["Hello", " there", " friend,", " all", " is", " well."] {
+        events.push(delta(json!({"content": word})));
+    }
+    events.push(Bytes::from_static(b"data: [DONE]\n\n"));
+    let stream: Vec<u8> = events.concat();
+    // A window check that passes (held text, judged as it comes) and a whole-answer one.
+    let nodes = [
+        json!({"output_guardrails": [{"id": "w", "deny": true,
+            "regexMatch": {"rule": "secret", "not": true}}]}),
+        json!({"output_guardrails": [{"id": "n", "deny": true, "wordCount": {"maxWords": 50}}]}),
+    ];
+    for node in nodes {
+        let mut seen: Vec<(Cut, Vec<Value>)> = Vec::new();
+        for cut in [
+            Cut::Events,
+            Cut::Every(stream.len()),
+            Cut::Every(1),
+            Cut::Every(7),
+            Cut::Every(50),
+        ] {
+            let frames: Vec<Bytes> = match cut {
+                Cut::Events => events.clone(),
+                Cut::Every(n) => stream.chunks(n).map(Bytes::copy_from_slice).collect(),
+            };
+            let (Events(mut tx), body) = guarded_stream(node.clone()).await;
+            let writer = tokio::spawn(async move {
+                for frame in frames {
+                    tx.send(Frame::data(frame)).await.unwrap();
+                }
+            });
+            let out = body.collect().await.unwrap().to_bytes();
+            writer.await.unwrap();
+            let text = String::from_utf8(out.to_vec()).unwrap();
+            // Each event whole, in order; the results' event (timed, so it differs from run
+            // to run) left out.
+            let got: Vec<Value> = self::events(&[text])
+                .into_iter()
+                .filter(|e| e.get("hook_results").is_none())
+                .collect();
+            assert_eq!(content(&got), "Hello there friend, all is well.", "{cut:?}");
+            assert_eq!(got.last().unwrap(), "[DONE]", "{cut:?}");
+            seen.push((cut, got));
+        }
+        for (cut, got) in &seen[1..] {
+            assert_eq!(got, &seen[0].1, "{cut:?} against whole events");
+        }
+    }
+}
