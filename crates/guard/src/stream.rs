@@ -282,10 +282,10 @@ fn floor_char(s: &str, mut i: usize) -> usize {
 }
 
 impl Watch {
-    /// Cuts `chunk` into whole events and takes each in.
-    /// Takes each whole event of `chunk`, keeping the start of an unfinished one for the
+    /// Takes each whole event of `chunk` in, keeping the start of an unfinished one for the
     /// next. A chunk that starts and ends on event boundaries (the observer below forwards
-    /// only whole events) is cut into its events without copying a byte.
+    /// only whole events) is cut into its events without copying a byte; an event kept
+    /// waiting is copied then (see [`keep`]).
     fn push(&mut self, mut chunk: Bytes) {
         if !self.carry.is_empty() {
             self.carry.extend_from_slice(&chunk);
@@ -310,7 +310,8 @@ impl Watch {
     fn take(&mut self, event: Bytes) {
         let data = event_data(&event);
         if &*data == b"[DONE]" {
-            self.done_event = Some(event);
+            // Kept while the checks of the whole answer run (a webhook may take seconds).
+            self.done_event = Some(keep(event));
             self.judge_whole();
             return;
         }
@@ -333,6 +334,8 @@ impl Watch {
             self.out.push_back(event);
             return;
         }
+        // Behind a hold, an event may wait for the next ones; without one it goes below.
+        let event = if hold > 0 { keep(event) } else { event };
         self.held.push_back((event, self.text.len()));
         if self.text.len() > before && self.window_denies(before) {
             return;
@@ -435,6 +438,13 @@ impl Watch {
             }
         }
     }
+}
+
+/// An event that waits (held back, or the `[DONE]` kept while the answer is judged), in bytes
+/// of its own: cut from an upstream frame, it would keep the whole of that frame's buffer
+/// (the HTTP client's read buffer, often kilobytes) for as long as it waits.
+fn keep(event: Bytes) -> Bytes {
+    Bytes::copy_from_slice(&event)
 }
 
 /// The end of the first whole event in `buf` (after its blank line).

@@ -290,6 +290,24 @@ enum Cut {
     Every(usize),
 }
 
+/// The JSON of every `data:` event of a stream with `\n` or `\r\n` line ends, each event's
+/// `hook_results` (timed, so it differs from run to run) left out.
+fn untimed_events(bytes: &[u8]) -> Vec<Value> {
+    let text = String::from_utf8(bytes.to_vec())
+        .unwrap()
+        .replace("\r\n", "\n");
+    events(&[text])
+        .into_iter()
+        .map(|mut e| {
+            if let Some(object) = e.as_object_mut() {
+                object.remove("hook_results");
+            }
+            e
+        })
+        .filter(|e| e != &json!({}))
+        .collect()
+}
+
 #[tokio::test]
 async fn the_output_is_the_same_however_the_upstream_cuts_the_stream_into_frames() {
     let mut events = vec![delta(json!({"role": "assistant", "content": ""}))];
@@ -297,14 +315,30 @@ async fn the_output_is_the_same_however_the_upstream_cuts_the_stream_into_frames
         events.push(delta(json!({"content": word})));
     }
     events.push(Bytes::from_static(b"data: [DONE]\n\n"));
-    let stream: Vec<u8> = events.concat();
-    // A window check that passes (held text, judged as it comes) and a whole-answer one.
-    let nodes = [
-        json!({"output_guardrails": [{"id": "w", "deny": true,
-            "regexMatch": {"rule": "secret", "not": true}}]}),
-        json!({"output_guardrails": [{"id": "n", "deny": true, "wordCount": {"maxWords": 50}}]}),
-    ];
-    for node in nodes {
+    let lf: Vec<u8> = events.concat();
+    let crlf = String::from_utf8(lf.clone())
+        .unwrap()
+        .replace('\n', "\r\n")
+        .into_bytes();
+    // The last event without its blank line: the guard takes it whole at the end.
+    let unended = lf[..lf.len() - 2].to_vec();
+    // A window check that passes (text held, judged as it comes), one that cuts the stream
+    // at "well", and a check of the whole answer.
+    let passing = json!({"output_guardrails": [{"id": "w", "deny": true,
+        "regexMatch": {"rule": "secret", "not": true}}]});
+    let cutting = json!({"output_guardrails": [{"id": "w", "deny": true,
+        "regexMatch": {"rule": "well", "not": true}}]});
+    let whole = json!({"output_guardrails": [{"id": "n", "deny": true,
+        "wordCount": {"maxWords": 50}}]});
+    for (node, stream, name) in [
+        (&passing, &lf, "passing, \\n"),
+        (&passing, &crlf, "passing, \\r\\n"),
+        (&passing, &unended, "passing, unended"),
+        (&cutting, &lf, "cutting, \\n"),
+        (&cutting, &crlf, "cutting, \\r\\n"),
+        (&whole, &lf, "whole, \\n"),
+        (&whole, &unended, "whole, unended"),
+    ] {
         let mut seen: Vec<(Cut, Vec<Value>)> = Vec::new();
         for cut in [
             Cut::Events,
@@ -314,30 +348,41 @@ async fn the_output_is_the_same_however_the_upstream_cuts_the_stream_into_frames
             Cut::Every(50),
         ] {
             let frames: Vec<Bytes> = match cut {
-                Cut::Events => events.clone(),
+                // Whole events, as the observer forwards them (of the `\n` stream).
+                Cut::Events if stream == &lf => events.clone(),
+                Cut::Events => continue,
                 Cut::Every(n) => stream.chunks(n).map(Bytes::copy_from_slice).collect(),
             };
             let (Events(mut tx), body) = guarded_stream(node.clone()).await;
             let writer = tokio::spawn(async move {
                 for frame in frames {
-                    tx.send(Frame::data(frame)).await.unwrap();
+                    // A cut stream is no longer read: the rest is not sent.
+                    if tx.send(Frame::data(frame)).await.is_err() {
+                        break;
+                    }
                 }
             });
             let out = body.collect().await.unwrap().to_bytes();
             writer.await.unwrap();
-            let text = String::from_utf8(out.to_vec()).unwrap();
-            // Each event whole, in order; the results' event (timed, so it differs from run
-            // to run) left out.
-            let got: Vec<Value> = self::events(&[text])
-                .into_iter()
-                .filter(|e| e.get("hook_results").is_none())
-                .collect();
-            assert_eq!(content(&got), "Hello there friend, all is well.", "{cut:?}");
-            assert_eq!(got.last().unwrap(), "[DONE]", "{cut:?}");
+            let got = untimed_events(&out);
+            if node == &cutting {
+                // All of the text is still behind the 64-byte hold when "well" comes: none of
+                // it reaches the client.
+                assert_eq!(content(&got), "", "{name} {cut:?}");
+                assert!(got.last().unwrap().get("error").is_some(), "{name} {cut:?}");
+            } else {
+                assert_eq!(
+                    content(&got),
+                    "Hello there friend, all is well.",
+                    "{name} {cut:?}"
+                );
+                assert_eq!(got.last().unwrap(), "[DONE]", "{name} {cut:?}");
+            }
             seen.push((cut, got));
         }
+        assert!(seen.len() >= 4, "{name}");
         for (cut, got) in &seen[1..] {
-            assert_eq!(got, &seen[0].1, "{cut:?} against whole events");
+            assert_eq!(got, &seen[0].1, "{name}: {cut:?} against {:?}", seen[0].0);
         }
     }
 }
