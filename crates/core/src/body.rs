@@ -261,24 +261,11 @@ mod tests {
         assert_eq!(format!("{full:?}"), r#"Body::Full(Some(b"abc"))"#);
         assert_eq!(full.collect().await.unwrap().to_bytes(), "abc");
 
-        /// A frame of data, then an error.
-        struct Failing(bool);
-        impl http_body::Body for Failing {
-            type Data = Bytes;
-            type Error = BoxError;
-            fn poll_frame(
-                mut self: Pin<&mut Self>,
-                _cx: &mut Context<'_>,
-            ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-                let sent = std::mem::replace(&mut self.0, true);
-                Poll::Ready(Some(if sent {
-                    Err("broken".into())
-                } else {
-                    Ok(Frame::data(Bytes::from("a")))
-                }))
-            }
-        }
-        let body = Body::new(Body::boxed(Failing(false)));
+        // A frame of data, then an error.
+        let (mut tx, failing) = http_body_util::channel::Channel::<Bytes, BoxError>::new(2);
+        tx.try_send(Frame::data(Bytes::from("a"))).unwrap();
+        tx.abort("broken".into());
+        let body = Body::new(Body::boxed(failing));
         assert_eq!(format!("{body:?}"), "Body::Stream(..)");
         let err = body.collect().await.unwrap_err();
         assert_eq!(err.to_string(), "broken");

@@ -286,18 +286,13 @@ impl Watch {
     /// next. A chunk that starts and ends on event boundaries (the observer below forwards
     /// only whole events) is cut into its events without copying a byte; an event kept
     /// waiting is copied then (see [`keep`]).
-    fn push(&mut self, mut chunk: Bytes) {
-        if !self.carry.is_empty() {
+    fn push(&mut self, chunk: Bytes) {
+        let mut chunk = if self.carry.is_empty() {
+            chunk
+        } else {
             self.carry.extend_from_slice(&chunk);
-            while let Some(end) = event_end(&self.carry) {
-                let event = self.carry.split_to(end).freeze();
-                self.take(event);
-                if !matches!(self.stage, Stage::Flowing) {
-                    return;
-                }
-            }
-            return;
-        }
+            self.carry.split().freeze()
+        };
         while let Some(end) = event_end(&chunk) {
             self.take(chunk.split_to(end));
             if !matches!(self.stage, Stage::Flowing) {

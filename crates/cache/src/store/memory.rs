@@ -29,7 +29,6 @@ use crate::key::{Key, KeyState};
 pub struct MemoryStore {
     entries: Arc<Shards<Arc<Entry>>>,
     partitions: Arc<Shards<Arc<[Candidate]>>>,
-    shard_bytes: u64,
 }
 
 /// The most shards a store is split into: enough that workers seldom wait on one another's
@@ -90,8 +89,8 @@ impl Weighter<Key, Stored<Arc<[Candidate]>>> for Weigh {
 }
 
 /// A cache of `bytes`, in as many shards (a power of two, at most [`MAX_SHARDS`]) as keep
-/// each at least `shard_min` bytes; and the largest weight one shard admits.
-fn cache<V: Clone>(bytes: u64, shard_min: u64) -> (Shards<V>, u64)
+/// each at least `shard_min` bytes.
+fn cache<V: Clone>(bytes: u64, shard_min: u64) -> Shards<V>
 where
     Weigh: Weighter<Key, Stored<V>>,
 {
@@ -109,10 +108,7 @@ where
         .weight_capacity(bytes)
         .build()
         .expect("a weight capacity and an item estimate are set");
-    let cache = Cache::with_options(options, Weigh, KeyState::new(), Default::default());
-    // What quick_cache admits: the hot share of a shard, as it computes it.
-    let admits = (cache.shard_capacity() as f64 * HOT_SHARE) as u64;
-    (cache, admits)
+    Cache::with_options(options, Weigh, KeyState::new(), Default::default())
 }
 
 /// When an entry put now with `ttl` stops being served.
@@ -149,12 +145,9 @@ impl MemoryStore {
     /// evicts no more than a quarter of a shard.
     pub fn with_largest_entry(max_bytes: u64, largest: usize) -> Self {
         let shard_min = weight(largest).saturating_mul(4);
-        let (entries, shard_bytes) = cache(max_bytes, shard_min);
-        let (partitions, _) = cache(max_bytes / 8, PARTITION_SHARD_MIN);
         Self {
-            entries: Arc::new(entries),
-            partitions: Arc::new(partitions),
-            shard_bytes,
+            entries: Arc::new(cache(max_bytes, shard_min)),
+            partitions: Arc::new(cache(max_bytes / 8, PARTITION_SHARD_MIN)),
         }
     }
 
@@ -176,7 +169,17 @@ impl MemoryStore {
     /// The largest entry, as weighed (its bytes and what it costs the store), that a shard
     /// admits: 97% of the shard (the share entries read again may hold).
     pub fn shard_bytes(&self) -> u64 {
-        self.shard_bytes
+        // As quick_cache computes what it admits.
+        (self.entries.shard_capacity() as f64 * HOT_SHARE) as u64
+    }
+
+    /// Keeps `entry` under `key` for `ttl`.
+    fn insert(&self, key: &Key, entry: Arc<Entry>, ttl: Duration) {
+        let stored = Stored {
+            value: entry,
+            expires: deadline(ttl),
+        };
+        self.entries.insert(*key, stored);
     }
 }
 
@@ -186,14 +189,7 @@ impl CacheStore for MemoryStore {
     }
 
     fn put(&self, key: &Key, entry: Arc<Entry>, ttl: Duration) -> StoreFuture<'_, ()> {
-        let expires = deadline(ttl);
-        self.entries.insert(
-            *key,
-            Stored {
-                value: entry,
-                expires,
-            },
-        );
+        self.insert(key, entry, ttl);
         Box::pin(std::future::ready(Ok(())))
     }
 
@@ -256,11 +252,7 @@ impl CacheStore for MemoryStore {
     }
 
     fn put_now(&self, key: &Key, entry: &Arc<Entry>, ttl: Duration) -> bool {
-        let stored = Stored {
-            value: entry.clone(),
-            expires: deadline(ttl),
-        };
-        self.entries.insert(*key, stored);
+        self.insert(key, entry.clone(), ttl);
         true
     }
 }
